@@ -1,0 +1,35 @@
+# Everything a fresh machine needs: Python 3.11 and pip. Targets create .venv themselves.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= config/syncd.toml
+
+.PHONY: run test lint typecheck pytest bench clean
+
+$(BIN)/syncd: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+run: $(BIN)/syncd
+	mkdir -p var
+	$(BIN)/syncd --config $(CONFIG) run
+
+lint: $(BIN)/syncd
+	$(BIN)/ruff check syncd tests bench
+	$(BIN)/ruff format --check syncd tests bench
+
+typecheck: $(BIN)/syncd
+	$(BIN)/mypy
+
+pytest: $(BIN)/syncd
+	$(BIN)/pytest -q
+
+test: lint typecheck pytest
+
+bench: $(BIN)/syncd
+	$(BIN)/python bench/backfill.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

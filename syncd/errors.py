@@ -1,0 +1,60 @@
+"""syncd's exceptions. Each carries the data a caller needs to decide (url, status, retryability).
+
+Foreign exceptions (aiohttp, sqlite3, feedparser) are wrapped into these at the module boundary
+where they occur; code above that boundary never catches library exceptions.
+"""
+
+from __future__ import annotations
+
+
+class SyncdError(Exception):
+    """Base class: every error syncd reports to an operator is one of these."""
+
+
+class ConfigError(SyncdError):
+    """The configuration is invalid. `str()` names the file and key path."""
+
+    def __init__(self, message: str, *, path: str | None = None, key: str | None = None) -> None:
+        self.path = path
+        self.key = key
+        where = ": ".join(p for p in (path, key) if p)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class FetchError(SyncdError):
+    """A page could not be fetched. `retryable` says whether trying later may help."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+        retryable: bool = True,
+    ) -> None:
+        self.url = url
+        self.status = status
+        self.retry_after_s = retry_after_s
+        self.retryable = retryable
+        super().__init__(message)
+
+
+class GoneError(FetchError):
+    """The publisher says the feed is gone for good (410)."""
+
+
+class BlockedAddressError(FetchError):
+    """A discovered URL resolved to an address that policy forbids (private, loopback, …)."""
+
+
+class ParseError(SyncdError):
+    """A page is not a usable feed: HTML, empty, truncated, or refused as dangerous."""
+
+    def __init__(self, message: str, *, url: str) -> None:
+        self.url = url
+        super().__init__(message)
+
+
+class StoreError(SyncdError):
+    """The store refused an operation (e.g. a write through the read-only query path)."""

@@ -1,0 +1,178 @@
+"""The data that flows through syncd, one frozen type per stage of the pipeline.
+
+fetch ─► FetchResult ─► parse ─► ParsedPage(ParsedEntry…) ─► diff ─► Change ─► events ─► EventDraft
+store ─► StoredEntry (the diff's view of what is known) ;  outbox ─► Delivery ─► sink ─► SendOutcome
+
+This module holds plain data only: no I/O, no behaviour beyond small derived properties.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+IdSource = Literal["id", "link", "hash"]
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    name: str | None = None
+    email: str | None = None
+    uri: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    href: str
+    rel: str = "alternate"
+    type: str | None = None
+    title: str | None = None
+    length: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedEntry:
+    """One entry as the publisher wrote it (no sanitizing, no URI rewriting)."""
+
+    entry_id: str
+    id_source: IdSource
+    title: str | None
+    link: str | None  # the alternate (permalink) href, when there is one
+    published: datetime | None  # aware UTC, full fraction kept
+    updated: datetime | None  # aware UTC; None when the entry has no <updated> of its own
+    authors: tuple[Person, ...]
+    categories: tuple[str, ...]
+    summary: str | None
+    content: str | None
+    links: tuple[Link, ...]  # every link, volatile ones included (the hash drops those)
+    base_url: str | None  # xml:base in effect for the entry, for consumers that resolve links
+    content_hash: str  # sha256 hex over the normalised, non-volatile projection
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedPage:
+    """One fetched document, parsed. `next_url` is already resolved against the final URL."""
+
+    url: str
+    feed_title: str | None
+    next_url: str | None
+    entries: tuple[ParsedEntry, ...]
+    total_results: int | None = None  # openSearch:totalResults, for progress display only
+    complete: bool = False  # RFC 5005 fh:complete
+    warnings: tuple[str, ...] = ()  # survivable parser complaints (e.g. encoding override)
+
+
+@dataclass(frozen=True, slots=True)
+class Validators:
+    """What a previous fetch of a page URL left behind for conditional GET."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """The outcome of one successful HTTP exchange for a page (2xx or 304)."""
+
+    url: str  # the URL asked for
+    final_url: str  # after redirects
+    status: int
+    body: bytes  # empty on 304
+    headers: dict[str, str]  # response headers, lower-cased names
+    etag: str | None
+    last_modified: str | None
+    body_hash: str | None  # sha256 hex of body; None on 304
+    elapsed_ms: float
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """What the store knows of an entry: exactly what the diff needs, nothing more."""
+
+    entry_id: str
+    updated: datetime | None
+    content_hash: str
+    title: str | None
+    link: str | None
+    published: datetime | None
+    authors: tuple[Person, ...]
+    categories: tuple[str, ...]
+    summary: str | None
+    content: str | None
+    deleted_at: datetime | None = None
+    hash_only_updates: int = 0  # consecutive updates seen only through the content hash
+
+
+class ChangeKind(StrEnum):
+    CREATED = "entry.created"
+    UPDATED = "entry.updated"
+    DELETED = "entry.deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A decision of the diff: this entry is new, or changed, relative to the store."""
+
+    kind: ChangeKind
+    entry: ParsedEntry
+    previous: StoredEntry | None
+    changed_fields: tuple[str, ...] = ()
+    hash_only: bool = False  # updated instant unchanged; only the content hash moved
+
+
+@dataclass(frozen=True, slots=True)
+class FeedRef:
+    """The feed an event belongs to, as the envelope shows it."""
+
+    name: str
+    url: str
+    title: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventDraft:
+    """An event before the store gives it a `seq`. `data` lacks `seq`; the store adds it."""
+
+    id: str
+    type: ChangeKind
+    timestamp: datetime
+    entry_id: str
+    initial: bool
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"  # never attempted, due now
+    FAILED = "failed"  # attempted, will be retried at next_attempt_at
+    DELIVERED = "delivered"
+    DEAD = "dead"  # retries exhausted; kept, visible, replayable
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundEvent:
+    """An event ready to leave the process: its id, seq and the exact body every attempt sends."""
+
+    id: str
+    seq: int
+    type: str
+    body: bytes  # the JSON envelope, serialised once, identical on every attempt
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """What a sink reports for one attempt. Sinks never raise for delivery failures."""
+
+    ok: bool
+    status: int | None = None  # HTTP status, when there was one
+    error: str | None = None  # short human-readable reason when not ok
+    retry_after_s: float | None = None  # publisher-requested delay (Retry-After)
+    retryable: bool = True  # False: do not retry (e.g. the sink is gone)
+    disable_sink: bool = False  # 410 Gone: stop sending to this sink altogether
+    latency_ms: float = 0.0
