@@ -1,0 +1,175 @@
+"""The composition root: builds the store, HTTP sessions, parser pool, sinks and clock, wires them
+into the syncer, the dispatcher and the scheduler, and closes them all. Nothing else in syncd
+constructs a collaborator; everything below receives what it needs from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import random
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+from syncd.config import Config, FeedConfig
+from syncd.delivery import BoundSink, Dispatcher, SinkReport
+from syncd.fetch import Fetcher, FetchLimits, create_feed_session
+from syncd.model import EventDraft
+from syncd.netguard import hosts_of
+from syncd.parsepool import ParserPool
+from syncd.schedule import is_due
+from syncd.sinks import SinkContext, default_registry
+from syncd.sinks.webhook import session_for_webhooks
+from syncd.store import Store
+from syncd.sync import FeedSyncer, SyncReport
+from syncd.throttle import HostThrottle
+
+log = structlog.get_logger("syncd.app")
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class App:
+    config: Config
+    store: Store
+    syncer: FeedSyncer
+    dispatcher: Dispatcher
+    clock: Clock
+
+    def selected_feeds(self, names: Sequence[str]) -> list[FeedConfig]:
+        return [self.config.feed(n) for n in names] if names else list(self.config.feeds)
+
+    def skip_reason(self, feed: FeedConfig, now: datetime) -> str | None:
+        """Why a feed must not be fetched now even on request: the publisher asked us to wait."""
+        state = self.store.ensure_feed(feed.name, feed.url, now)
+        if state.gone_at is not None:
+            return "the publisher answered 410 Gone"
+        if state.retry_after_until is not None and state.retry_after_until > now:
+            return f"the publisher asked to wait until {state.retry_after_until.isoformat()}"
+        return None
+
+    async def sync_feeds(
+        self, feeds: Sequence[FeedConfig], *, full: bool, force: bool
+    ) -> list[SyncReport]:
+        limit = asyncio.Semaphore(self.config.fetch.concurrency)
+
+        async def one(feed: FeedConfig) -> SyncReport | None:
+            reason = None if force else self.skip_reason(feed, self.clock())
+            if reason:
+                log.warning("feed skipped", feed=feed.name, reason=reason, hint="use --force")
+                return None
+            async with limit:
+                report = await self.syncer.sync(feed, full=full)
+            if report.seqs:
+                self.dispatcher.notify()
+            return report
+
+        results = await asyncio.gather(*(one(f) for f in feeds))
+        return [r for r in results if r is not None]
+
+    async def deliver_due(self) -> list[SinkReport]:
+        return await self.dispatcher.deliver_due()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """The daemon: poll due feeds and deliver continuously until `stop` is set."""
+        delivering = asyncio.create_task(self.dispatcher.run(stop))
+        polling = asyncio.create_task(self._poll_loop(stop))
+        await stop.wait()
+        # Crawls are abandoned safely: every committed page is whole, the rest is refetched.
+        polling.cancel()
+        await asyncio.gather(polling, return_exceptions=True)
+        await delivering
+
+    async def _poll_loop(self, stop: asyncio.Event) -> None:
+        in_flight: dict[str, asyncio.Task[SyncReport | None]] = {}
+        limit = asyncio.Semaphore(self.config.fetch.concurrency)
+
+        async def one(feed: FeedConfig) -> SyncReport | None:
+            async with limit:
+                report = await self.syncer.sync(feed)
+            if report.seqs:
+                self.dispatcher.notify()
+            return report
+
+        try:
+            while not stop.is_set():
+                now = self.clock()
+                for feed in self.config.feeds:
+                    if feed.name in in_flight:
+                        continue
+                    state = self.store.ensure_feed(feed.name, feed.url, now)
+                    if state.gone_at is None and is_due(state.next_due_at, now):
+                        task = asyncio.create_task(one(feed))
+                        in_flight[feed.name] = task
+                        task.add_done_callback(functools.partial(_forget, in_flight, feed.name))
+                await asyncio.sleep(1.0)
+        finally:
+            for task in list(in_flight.values()):
+                task.cancel()
+            await asyncio.gather(*in_flight.values(), return_exceptions=True)
+
+
+def _forget(tasks: dict[str, asyncio.Task[SyncReport | None]], name: str, _t: object) -> None:
+    tasks.pop(name, None)
+
+
+def _router(config: Config) -> Callable[[str, EventDraft], list[str]]:
+    def route(feed_name: str, event: EventDraft) -> list[str]:
+        return [s.name for s in config.sinks if s.wants(str(event.type), feed_name, event.initial)]
+
+    return route
+
+
+@asynccontextmanager
+async def build_app(
+    config: Config, *, clock: Clock = system_clock, rng: random.Random | None = None
+) -> AsyncIterator[App]:
+    """Everything syncd needs for one command, opened in order and closed in reverse."""
+    rng = rng or random.Random()
+    async with AsyncExitStack() as stack:
+        store = Store.open(config.store.path)
+        stack.callback(store.close)
+        fc = config.fetch
+        limits = FetchLimits(
+            timeout_s=fc.timeout_s, max_body_bytes=fc.max_body_bytes, max_redirects=fc.max_redirects
+        )
+        trusted = hosts_of(f.url for f in config.feeds)
+        session = await stack.enter_async_context(
+            create_feed_session(
+                limits,
+                trusted_hosts=trusted,
+                allow_private_networks=fc.allow_private_networks,
+                concurrency=fc.concurrency,
+            )
+        )
+        fetcher = Fetcher(session, HostThrottle(fc.per_host_rate), limits)
+        parser = await stack.enter_async_context(ParserPool(workers=fc.parse_workers))
+        hook_session = await stack.enter_async_context(session_for_webhooks())
+        context = SinkContext(webhook_session=hook_session, base_dir=config.base_dir, clock=clock)
+        registry = default_registry()
+        bound: list[BoundSink] = []
+        for sc in config.sinks:
+            # The loader resolved secrets and durations; the raw table carries the type's own keys.
+            options = {**sc.options, "secrets": sc.secrets, "timeout_s": sc.timeout_s}
+            sink = registry.create(sc.type, name=sc.name, options=options, context=context)
+            stack.push_async_callback(sink.aclose)
+            bound.append(BoundSink(sink, sc))
+        syncer = FeedSyncer(
+            store=store,
+            fetcher=fetcher,
+            parser=parser,
+            clock=clock,
+            router=_router(config),
+            rng=rng,
+        )
+        dispatcher = Dispatcher(store=store, sinks=bound, clock=clock, rng=rng)
+        yield App(config=config, store=store, syncer=syncer, dispatcher=dispatcher, clock=clock)

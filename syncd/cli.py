@@ -1,0 +1,233 @@
+"""The `syncd` command line: a thin click layer over the app (DESIGN §2).
+
+Exit codes: 0 success, 1 operational failure, 2 bad usage or bad config. Every error is one
+readable line on stderr; `--verbose` adds the traceback. No business logic lives here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from syncd.app import build_app
+from syncd.config import Config, load_config
+from syncd.errors import ConfigError, SyncdError
+from syncd.logs import configure_logging
+from syncd.store import Store, query_readonly
+
+T = TypeVar("T")
+
+
+class Ctx:
+    def __init__(self, config_path: Path, verbose: bool) -> None:
+        self.config_path = config_path
+        self.verbose = verbose
+
+    def config(self) -> Config:
+        return load_config(self.config_path)
+
+
+def _fail(ctx: Ctx, message: str, code: int) -> None:
+    if ctx.verbose:
+        traceback.print_exc()
+    click.echo(f"syncd: {message}", err=True)
+    sys.exit(code)
+
+
+def _guard(ctx: Ctx, fn: Callable[[], T]) -> T:
+    """Turn syncd's errors into one line and the documented exit code."""
+    try:
+        return fn()
+    except ConfigError as e:
+        _fail(ctx, f"config error: {e}", 2)
+    except SyncdError as e:
+        _fail(ctx, str(e), 1)
+    except OSError as e:
+        _fail(ctx, f"{e.strerror or e}: {e.filename or ''}".rstrip(": "), 1)
+    raise AssertionError("unreachable")
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+@click.group()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=lambda: os.environ.get("SYNCD_CONFIG", "config/syncd.toml"),
+    show_default="$SYNCD_CONFIG or config/syncd.toml",
+    help="Configuration file (TOML).",
+)
+@click.option("--verbose", "-v", is_flag=True, help="Debug logging and tracebacks on errors.")
+@click.version_option(package_name="syncd")
+@click.pass_context
+def main(click_ctx: click.Context, config_path: Path, verbose: bool) -> None:
+    """syncd keeps a SQLite mirror of Atom/RSS feeds and delivers change events to sinks."""
+    configure_logging(verbose=verbose)
+    click_ctx.obj = Ctx(config_path, verbose)
+
+
+@main.command()
+@click.pass_obj
+def run(ctx: Ctx) -> None:
+    """Poll feeds on schedule and deliver events until SIGTERM or SIGINT."""
+    config = _guard(ctx, ctx.config)
+
+    async def daemon() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with build_app(config) as app:
+            await app.run(stop)
+
+    _guard(ctx, lambda: _run(daemon()))
+
+
+@main.command()
+@click.option("--full", is_flag=True, help="Walk every page of each feed, not just the new ones.")
+@click.option("--force", is_flag=True, help="Fetch even feeds that asked to wait or are gone.")
+@click.argument("feeds", nargs=-1)
+@click.pass_obj
+def sync(ctx: Ctx, full: bool, force: bool, feeds: tuple[str, ...]) -> None:
+    """Sync all (or the named) feeds once, deliver what is due, and exit."""
+    config = _guard(ctx, ctx.config)
+    selected = _guard(ctx, lambda: [config.feed(n) for n in feeds] if feeds else None)
+
+    async def once() -> bool:
+        async with build_app(config) as app:
+            reports = await app.sync_feeds(selected or config.feeds, full=full, force=force)
+            await app.deliver_due()
+            return all(r.completed for r in reports)
+
+    ok = _guard(ctx, lambda: _run(once()))
+    sys.exit(0 if ok else 1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def status(ctx: Ctx, as_json: bool) -> None:
+    """Per feed: last fetch, outcome, next due, entries, errors. Per sink: delivery states."""
+    config = _guard(ctx, ctx.config)
+
+    def collect() -> dict[str, Any]:
+        store = Store.open(config.store.path)
+        try:
+            feeds = {f["name"]: f for f in store.feed_summaries()}
+            sinks = store.sink_summaries()
+            disabled = store.disabled_sinks()
+        finally:
+            store.close()
+        return {
+            "feeds": [
+                feeds.get(f.name, {"name": f.name, "url": f.url, "last_outcome": "never synced"})
+                for f in config.feeds
+            ],
+            "sinks": [
+                {
+                    "name": s.name,
+                    "type": s.type,
+                    "disabled": s.name in disabled,
+                    "disabled_reason": disabled.get(s.name),
+                    **{
+                        k: sinks.get(s.name, {}).get(k, 0)
+                        for k in ("pending", "failed", "dead", "delivered")
+                    },
+                }
+                for s in config.sinks
+            ],
+        }
+
+    data = _guard(ctx, collect)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo("FEEDS")
+    for f in data["feeds"]:
+        click.echo(
+            f"  {f['name']}: {f.get('last_outcome')} at {f.get('last_fetch_at') or '-'},"
+            f" {f.get('entries', 0)} entries, next due {f.get('next_due_at') or 'now'},"
+            f" {f.get('consecutive_errors') or 0} consecutive errors"
+            + (f" ({f['last_error']})" if f.get("last_error") else "")
+        )
+    click.echo("SINKS")
+    for s in data["sinks"]:
+        state = "DISABLED: " + (s["disabled_reason"] or "") if s["disabled"] else "enabled"
+        click.echo(
+            f"  {s['name']} ({s['type']}, {state}): {s['pending']} pending, {s['failed']} failed,"
+            f" {s['dead']} dead, {s['delivered']} delivered"
+        )
+
+
+@main.command()
+@click.argument("sql")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
+@click.pass_obj
+def query(ctx: Ctx, sql: str, fmt: str) -> None:
+    """Run read-only SQL over the store (the database is opened read-only)."""
+    config = _guard(ctx, ctx.config)
+    cols, rows = _guard(ctx, lambda: query_readonly(config.store.path, sql))
+    if fmt == "json":
+        click.echo(json.dumps([dict(zip(cols, r, strict=True)) for r in rows], indent=2))
+    elif fmt == "csv":
+        w = csv.writer(sys.stdout)
+        w.writerow(cols)
+        w.writerows(rows)
+    else:
+        _table(cols, rows)
+
+
+def _table(cols: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[("" if v is None else str(v)).replace("\n", " ")[:80] for v in r] for r in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(cols)]
+    click.echo("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip())
+    click.echo("  ".join("-" * w for w in widths))
+    for r in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+
+
+@main.command("check-config")
+@click.pass_obj
+def check_config(ctx: Ctx) -> None:
+    """Validate the configuration and print what syncd would do with it."""
+    config = _guard(ctx, ctx.config)
+    fc = config.fetch
+    click.echo(f"config {config.source}: OK")
+    click.echo(f"store: {config.store.path}")
+    click.echo(
+        f"fetch: timeout {fc.timeout_s:g}s, max body {fc.max_body_bytes} bytes,"
+        f" {fc.per_host_rate:g} req/s per host, {fc.concurrency} feeds in flight,"
+        f" private networks {'allowed' if fc.allow_private_networks else 'refused'} for"
+        " discovered URLs"
+    )
+    for f in config.feeds:
+        click.echo(
+            f"feed {f.name}: {f.url} every {f.interval_s:g}s, full crawl every"
+            f" {f.full_sync_every_s:g}s, at most {f.max_pages} pages"
+        )
+    for s in config.sinks:
+        target = s.options.get("url") or s.options.get("path")
+        click.echo(
+            f"sink {s.name} ({s.type}) -> {target}: events {sorted(s.events)}, first sync"
+            f" {s.initial}, timeout {s.timeout_s:g}s, {len(s.retry_schedule_s)} retries"
+            + (f", {len(s.secrets)} secret(s)" if s.secrets else "")
+        )

@@ -1,0 +1,95 @@
+"""The pure change decision: parsed entries + what the store knows ─► changes (DESIGN §4.4–§4.6).
+
+No I/O, no clock: everything the decision depends on is an argument, so every rule is tested by
+table. Rules:
+- a new id is `entry.created` (so is an id whose stored row was deleted: it came back);
+- a known id whose `updated` instant differs, in either direction, is `entry.updated`;
+- a known id with the same `updated` but another content hash is `entry.updated` (hash-only), unless
+  the entry already had `hash_only_cap` hash-only updates in a row: then the new revision is stored
+  silently, so a feed that embeds the time in its content cannot flood the sinks;
+- anything else (a comment count, a feed-level `<updated>` bump) is no change.
+Duplicates of an id within a crawl collapse to the copy with the latest `updated`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from syncd.model import Change, ChangeKind, ParsedEntry, StoredEntry
+
+DEFAULT_HASH_ONLY_CAP = 5
+
+# Fields compared to explain an update; "links" covers everything else the hash sees.
+COMPARED_FIELDS = (
+    "title",
+    "link",
+    "published",
+    "updated",
+    "authors",
+    "categories",
+    "summary",
+    "content",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PageDiff:
+    """Changes that emit events, and changes stored without one (hash-only, over the cap)."""
+
+    changes: tuple[Change, ...]
+    silent: tuple[Change, ...]
+
+
+def collapse_duplicates(entries: Iterable[ParsedEntry]) -> list[ParsedEntry]:
+    """One copy per id: the latest `updated` wins (ties: the later copy); first-seen order."""
+    chosen: dict[str, ParsedEntry] = {}
+    for e in entries:
+        prior = chosen.get(e.entry_id)
+        if prior is None or not _older(e.updated, prior.updated):
+            chosen[e.entry_id] = e
+    return list(chosen.values())
+
+
+def _older(a: datetime | None, b: datetime | None) -> bool:
+    """Whether instant a is strictly older than b (a missing instant is older than any)."""
+    if a is None:
+        return b is not None
+    return b is not None and a < b
+
+
+def changed_fields(entry: ParsedEntry, stored: StoredEntry) -> tuple[str, ...]:
+    fields = [f for f in COMPARED_FIELDS if getattr(entry, f) != getattr(stored, f)]
+    if not fields and entry.content_hash != stored.content_hash:
+        fields.append("links")
+    return tuple(fields)
+
+
+def diff_page(
+    entries: Iterable[ParsedEntry],
+    known: Mapping[str, StoredEntry],
+    crawl_seen: MutableMapping[str, datetime | None],
+    *,
+    hash_only_cap: int = DEFAULT_HASH_ONLY_CAP,
+) -> PageDiff:
+    """Decide what changed on one page. `crawl_seen` (id → updated of the copy already handled in
+    this crawl) is updated in place, so a copy that shifted onto a later page is not seen twice."""
+    changes: list[Change] = []
+    silent: list[Change] = []
+    for entry in collapse_duplicates(entries):
+        if entry.entry_id in crawl_seen and not _older(crawl_seen[entry.entry_id], entry.updated):
+            continue  # an equal or older copy of one this crawl already handled
+        crawl_seen[entry.entry_id] = entry.updated
+        stored = known.get(entry.entry_id)
+        if stored is None or stored.deleted_at is not None:
+            changes.append(Change(ChangeKind.CREATED, entry, stored))
+            continue
+        if entry.updated != stored.updated:
+            changes.append(Change(ChangeKind.UPDATED, entry, stored, changed_fields(entry, stored)))
+        elif entry.content_hash != stored.content_hash:
+            change = Change(
+                ChangeKind.UPDATED, entry, stored, changed_fields(entry, stored), hash_only=True
+            )
+            (silent if stored.hash_only_updates >= hash_only_cap else changes).append(change)
+    return PageDiff(tuple(changes), tuple(silent))

@@ -1,0 +1,77 @@
+"""The pure mapping from changes to event envelopes (DESIGN §5).
+
+An event id is a hash of what the change *is* — feed, entry id, kind, the instant and content hash
+it moved to, and the state it moved from — so detecting the same change twice (a retried crawl, a
+restart after a crash) yields the same id and receivers can deduplicate. No I/O, no clock: `now` is
+an argument. The store adds `seq` when it writes the event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+from syncd.model import Change, ChangeKind, EventDraft, FeedRef, ParsedEntry, Person
+from syncd.timestamps import format_timestamp
+
+
+def _ts(dt: datetime | None) -> str | None:
+    return format_timestamp(dt) if dt is not None else None
+
+
+def _person(p: Person) -> dict[str, str | None]:
+    return {"name": p.name, "email": p.email, "uri": p.uri}
+
+
+def event_id(feed_name: str, change: Change) -> str:
+    prev = change.previous
+    parts = [
+        feed_name,
+        change.entry.entry_id,
+        str(change.kind),
+        _ts(change.entry.updated) or "",
+        change.entry.content_hash,
+        (_ts(prev.updated) or "") if prev else "",
+        prev.content_hash if prev else "",
+    ]
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+    return f"evt_{digest[:32]}"
+
+
+def entry_payload(e: ParsedEntry) -> dict[str, Any]:
+    return {
+        "id": e.entry_id,
+        "title": e.title,
+        "link": e.link,
+        "published": _ts(e.published),
+        "updated": _ts(e.updated),
+        "authors": [_person(p) for p in e.authors],
+        "categories": list(e.categories),
+        "summary": e.summary,
+        "content": e.content,
+        "base_url": e.base_url,
+    }
+
+
+def build_event(change: Change, feed: FeedRef, *, initial: bool, now: datetime) -> EventDraft:
+    data: dict[str, Any] = {
+        "initial": initial,
+        "feed": {"name": feed.name, "url": feed.url, "title": feed.title},
+        "entry": entry_payload(change.entry),
+    }
+    if change.kind is ChangeKind.UPDATED and change.previous is not None:
+        prev = change.previous
+        data["previous"] = {"updated": _ts(prev.updated), "content_hash": prev.content_hash}
+        data["changed_fields"] = list(change.changed_fields)
+        if prev.updated and change.entry.updated and change.entry.updated < prev.updated:
+            # Publishers do move <updated> back (a reverted edit); say so rather than hide it.
+            data["updated_backwards"] = True
+    return EventDraft(
+        id=event_id(feed.name, change),
+        type=change.kind,
+        timestamp=now,
+        entry_id=change.entry.entry_id,
+        initial=initial,
+        data=data,
+    )

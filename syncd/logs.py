@@ -1,0 +1,35 @@
+"""structlog set-up: JSON lines when stderr is not a terminal (journald, files), console otherwise.
+
+Logs go to stderr so that command output on stdout (`syncd query`, `syncd status --json`) stays
+machine-readable. Called once, from the CLI; library code only asks structlog for loggers.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+
+def configure_logging(*, verbose: bool = False, json_output: bool | None = None) -> None:
+    use_json = not sys.stderr.isatty() if json_output is None else json_output
+    processors: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: structlog.typing.Processor
+    if use_json:
+        processors.append(structlog.processors.format_exc_info)
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer()
+    structlog.configure(
+        processors=[*processors, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.DEBUG if verbose else logging.INFO
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )

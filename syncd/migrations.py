@@ -1,0 +1,170 @@
+"""The store's schema, as an ordered list of sqlite-utils migrations.
+
+Users query this database directly, so the schema is part of the API: add migrations, never edit an
+applied one. The README's "Database schema" section documents what these create.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("syncd")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    feeds: Any = db["feeds"]
+    feeds.create(
+        {
+            "id": int,
+            "name": str,
+            "url": str,
+            "title": str,
+            "created_at": str,
+            "first_synced_at": str,  # NULL until a first crawl completes: its events are "initial"
+            "last_fetch_at": str,
+            "last_outcome": str,  # ok | not_modified | error | gone | throttled
+            "last_error": str,
+            "consecutive_errors": int,
+            "next_due_at": str,
+            "last_full_sync_at": str,
+            "retry_after_until": str,
+            "gone_at": str,
+        },
+        pk="id",
+        not_null={"name", "url", "created_at"},
+        defaults={"consecutive_errors": 0},
+    )
+    feeds.create_index(["name"], unique=True)
+
+    pages: Any = db["pages"]
+    pages.create(
+        {
+            "feed_id": int,
+            "url": str,
+            "etag": str,
+            "last_modified": str,
+            "body_hash": str,
+            "next_url": str,
+            "entry_count": int,
+            "fetched_at": str,
+        },
+        pk=("feed_id", "url"),
+        foreign_keys=[("feed_id", "feeds", "id")],
+    )
+
+    entries: Any = db["entries"]
+    entries.create(
+        {
+            "feed_id": int,
+            "entry_id": str,
+            "id_source": str,
+            "title": str,
+            "link": str,
+            "published": str,
+            "updated": str,
+            "authors": str,  # JSON array of {name, email, uri}
+            "categories": str,  # JSON array of strings
+            "summary": str,
+            "content": str,
+            "links": str,  # JSON array of {href, rel, type, title, length}
+            "base_url": str,
+            "content_hash": str,
+            "hash_only_updates": int,
+            "first_seen": str,
+            "last_seen": str,
+            "deleted_at": str,
+        },
+        pk=("feed_id", "entry_id"),
+        foreign_keys=[("feed_id", "feeds", "id")],
+        defaults={"hash_only_updates": 0},
+    )
+    entries.create_index(["feed_id", "published"])
+    entries.enable_fts(["title", "summary", "content"], create_triggers=True)
+
+    versions: Any = db["entry_versions"]
+    versions.create(
+        {
+            "id": int,
+            "feed_id": int,
+            "entry_id": str,
+            "event_id": str,
+            "recorded_at": str,
+            "title": str,
+            "link": str,
+            "published": str,
+            "updated": str,
+            "authors": str,
+            "categories": str,
+            "summary": str,
+            "content": str,
+            "content_hash": str,
+        },
+        pk="id",
+        foreign_keys=[("feed_id", "feeds", "id")],
+    )
+    versions.create_index(["feed_id", "entry_id"])
+
+    # seq is the rowid with AUTOINCREMENT so it is never reused, even after deletes.
+    db.execute(
+        """
+        CREATE TABLE events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            type TEXT NOT NULL,
+            feed_id INTEGER NOT NULL REFERENCES feeds(id),
+            entry_id TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            initial INTEGER NOT NULL DEFAULT 0,
+            payload TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX idx_events_feed_entry ON events(feed_id, entry_id)")
+
+    deliveries: Any = db["deliveries"]
+    deliveries.create(
+        {
+            "id": int,
+            "event_seq": int,
+            "sink": str,
+            "state": str,  # pending | failed | delivered | dead
+            "attempts": int,
+            "created_at": str,
+            "next_attempt_at": str,
+            "last_attempt_at": str,
+            "last_status": int,
+            "last_error": str,
+            "delivered_at": str,
+        },
+        pk="id",
+        foreign_keys=[("event_seq", "events", "seq")],
+        not_null={"event_seq", "sink", "state"},
+        defaults={"attempts": 0},
+    )
+    deliveries.create_index(["event_seq", "sink"], unique=True)
+    deliveries.create_index(["sink", "state", "next_attempt_at"])
+
+    attempts: Any = db["delivery_attempts"]
+    attempts.create(
+        {
+            "id": int,
+            "delivery_id": int,
+            "attempted_at": str,
+            "status": int,
+            "latency_ms": float,
+            "error": str,
+        },
+        pk="id",
+        foreign_keys=[("delivery_id", "deliveries", "id")],
+    )
+    attempts.create_index(["delivery_id"])
+
+    sinks: Any = db["sinks"]
+    sinks.create(
+        {"name": str, "disabled_at": str, "disabled_reason": str},
+        pk="name",
+    )

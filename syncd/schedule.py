@@ -1,0 +1,58 @@
+"""Pure polling policy: when a feed is next due, and whether a crawl must walk the whole chain.
+
+Takes `now` and a random source as arguments and imports no I/O library (DESIGN §4.2, §4.10).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from datetime import datetime, timedelta
+
+MAX_BACKOFF_S = 24 * 3600.0
+_MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?", re.IGNORECASE)
+
+
+def parse_max_age(cache_control: str | None) -> float | None:
+    if not cache_control:
+        return None
+    m = _MAX_AGE.search(cache_control)
+    return float(m.group(1)) if m else None
+
+
+def next_due(
+    *,
+    now: datetime,
+    interval_s: float,
+    failed: bool,
+    consecutive_errors: int,
+    retry_after_s: float | None,
+    max_age_s: float | None,
+    rng: random.Random,
+) -> datetime:
+    """After a success: the interval, but never sooner than Cache-Control max-age allows.
+    After a failure: exponential backoff from the interval with ±10% jitter (so feeds on one
+    failing host spread out), capped at a day, never sooner than the publisher's Retry-After."""
+    if not failed:
+        return now + timedelta(seconds=max(interval_s, max_age_s or 0.0))
+    steps = max(consecutive_errors - 1, 0)
+    backoff = min(interval_s * (2.0 ** min(steps, 32)), MAX_BACKOFF_S)
+    backoff *= 1.0 + rng.uniform(-0.1, 0.1)
+    return now + timedelta(seconds=max(backoff, retry_after_s or 0.0))
+
+
+def is_due(next_due_at: datetime | None, now: datetime) -> bool:
+    return next_due_at is None or next_due_at <= now
+
+
+def needs_full_crawl(
+    *,
+    first_synced_at: datetime | None,
+    last_full_sync_at: datetime | None,
+    full_sync_every_s: float,
+    now: datetime,
+) -> bool:
+    """The first sync and every `full_sync_every` walk the whole chain (edits to deep pages)."""
+    if first_synced_at is None or last_full_sync_at is None:
+        return True
+    return now - last_full_sync_at >= timedelta(seconds=full_sync_every_s)

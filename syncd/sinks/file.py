@@ -1,0 +1,214 @@
+"""The JSON Lines file sink: appends each event body as one line to a local file.
+
+Guarantees a reader can rely on: every line in the file is one complete event. Each line goes out
+in a single write() on an O_APPEND descriptor while holding an exclusive flock, so lines from
+concurrent tasks (or another syncd process, e.g. a `deliveries retry` next to the daemon) never
+interleave. A tail torn by a crash is cut back to the last newline when the file is opened, and a
+write that fails halfway is truncated back, so no reader sees half an event. `fsync=True` makes
+each line durable before `send` reports success.
+
+Blocking file calls run in a worker thread (asyncio.to_thread), because fsync and a slow disk can
+take milliseconds. This module does not log (it reports bytes dropped for the caller to log), and
+does not retry: a failure is a `SendOutcome(ok=False)` like any other sink's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import os
+import threading
+import time
+from pathlib import Path
+
+from syncd.model import OutboundEvent, SendOutcome
+
+__all__ = ["FileSink", "repair_torn_tail"]
+
+_SCAN_CHUNK = 64 * 1024
+
+
+def repair_torn_tail(fd: int) -> int:
+    """Truncate an fd's file back to just after its last newline; return the bytes dropped.
+
+    A file that does not end with "\\n" was cut mid-line (a crash during a write). The caller
+    holds the file's lock.
+    """
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return 0
+    # Scan backwards chunk by chunk: one event can be large (full post content).
+    end = size
+    keep = 0
+    while end > 0:
+        start = max(0, end - _SCAN_CHUNK)
+        chunk = os.pread(fd, end - start, start)
+        newline = chunk.rfind(b"\n")
+        if newline != -1:
+            keep = start + newline + 1
+            break
+        end = start
+    os.ftruncate(fd, keep)
+    return size - keep
+
+
+class FileSink:
+    """Appends events to a JSON Lines file. Satisfies `syncd.sinks.base.Sink`.
+
+    The file is opened (and created, with its parent directory) on `open()` or the first `send`.
+    `torn_bytes_dropped` counts the bytes cut from torn tails so far, for the caller to log.
+    """
+
+    def __init__(self, name: str, path: Path, fsync: bool = False) -> None:
+        self._name = name
+        self._path = Path(path)
+        self._fsync = fsync
+        self._fd: int | None = None
+        self._closed = False
+        self.torn_bytes_dropped = 0
+        # The asyncio lock queues writers on the loop so at most one worker thread per sink is
+        # busy. The thread lock guards the fd itself: a cancelled `send` leaves its thread
+        # running, and that thread must finish before another write or the close touches the fd.
+        self._queue = asyncio.Lock()
+        self._fd_lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def __repr__(self) -> str:
+        return f"FileSink(name={self._name!r}, path={str(self._path)!r}, fsync={self._fsync})"
+
+    async def open(self) -> int:
+        """Open the file now (idempotent); return the bytes cut from a torn tail when it was opened.
+
+        Raises OSError if the file cannot be opened (`send` reports that as a failed outcome
+        instead) and RuntimeError after `aclose`.
+        """
+        async with self._queue:
+            return await asyncio.to_thread(self._open_sync)
+
+    async def send(self, event: OutboundEvent) -> SendOutcome:
+        started = time.perf_counter()
+        if b"\n" in event.body:
+            # A raw newline would split one event over two lines; the envelope is compact JSON.
+            return SendOutcome(ok=False, error="event body contains a newline", retryable=False)
+        line = event.body + b"\n"
+        try:
+            async with self._queue:
+                await asyncio.to_thread(self._append_sync, line)
+        except OSError as exc:
+            return SendOutcome(ok=False, error=_describe(exc, self._path), latency_ms=_ms(started))
+        except _SinkClosed:
+            return SendOutcome(ok=False, error="file sink is closed", latency_ms=_ms(started))
+        return SendOutcome(ok=True, latency_ms=_ms(started))
+
+    async def aclose(self) -> None:
+        async with self._queue:
+            await asyncio.to_thread(self._close_sync)
+
+    # --- worker-thread side -------------------------------------------------------------------
+
+    def _open_sync(self) -> int:
+        with self._fd_lock:
+            if self._closed:
+                raise _SinkClosed()
+            if self._fd is None:
+                self._fd = self._open_file()
+            return self.torn_bytes_dropped
+
+    def _open_file(self) -> int:
+        """Open (creating if needed), repair a torn tail under the lock, count what was dropped."""
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        existed = self._path.exists()
+        fd = os.open(self._path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                dropped = repair_torn_tail(fd)
+                if self._fsync and dropped:
+                    os.fsync(fd)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            if self._fsync and not existed:
+                # Make the new directory entry durable too, or a crash could lose the whole file.
+                _fsync_dir(self._path.parent)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.torn_bytes_dropped += dropped
+        return fd
+
+    def _append_sync(self, line: bytes) -> None:
+        with self._fd_lock:
+            if self._closed:
+                raise _SinkClosed()
+            if self._fd is None:
+                self._fd = self._open_file()
+            fd = self._fd
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                # Another process may have appended since; its lines are whole (it held the lock).
+                before = os.fstat(fd).st_size
+                try:
+                    written = os.write(fd, line)
+                    # A regular file only writes short on an error condition (disk full, quota);
+                    # finish the line, and if that fails too, cut it back below.
+                    while written < len(line):
+                        more = os.write(fd, line[written:])
+                        if more == 0:  # no error and no progress: do not spin
+                            raise OSError(errno.EIO, "write made no progress")
+                        written += more
+                    if self._fsync:
+                        os.fsync(fd)
+                except OSError:
+                    _truncate_quietly(fd, before)
+                    raise
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _close_sync(self) -> None:
+        with self._fd_lock:
+            self._closed = True
+            if self._fd is not None:
+                fd, self._fd = self._fd, None
+                os.close(fd)
+
+
+class _SinkClosed(RuntimeError):
+    """Use after `aclose`: `send` reports it as a failed outcome, `open` raises it."""
+
+    def __init__(self) -> None:
+        super().__init__("file sink is closed")
+
+
+def _truncate_quietly(fd: int, size: int) -> None:
+    # Best effort: if even the truncate fails, the next open repairs the torn tail.
+    try:
+        if os.fstat(fd).st_size > size:
+            os.ftruncate(fd, size)
+    except OSError:
+        pass
+
+
+def _fsync_dir(directory: Path) -> None:
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def _describe(exc: OSError, path: Path) -> str:
+    reason = exc.strerror or type(exc).__name__
+    where = exc.filename if exc.filename is not None else path
+    return f"cannot write {where}: {reason}"
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0

@@ -1,0 +1,539 @@
+"""The SQLite store: every SQL statement syncd runs lives behind this module's interface.
+
+One writer connection in WAL mode; every write is one `BEGIN IMMEDIATE` transaction, so a crawl
+page's entries, versions, outbox events and deliveries land together or not at all. This module decides
+nothing about feeds or retries: it records what the pure modules decided.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from syncd.errors import StoreError
+from syncd.migrations import migrations
+from syncd.model import (
+    Change,
+    ChangeKind,
+    DeliveryState,
+    EventDraft,
+    FetchResult,
+    Link,
+    OutboundEvent,
+    ParsedEntry,
+    Person,
+    SendOutcome,
+    StoredEntry,
+    Validators,
+)
+from syncd.timestamps import format_timestamp
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+def _ts(dt: datetime | None) -> str | None:
+    return format_timestamp(dt) if dt is not None else None
+
+
+def _dt(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def _people(raw: str | None) -> tuple[Person, ...]:
+    return tuple(Person(**p) for p in json.loads(raw or "[]"))
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def person_dict(p: Person) -> dict[str, str | None]:
+    return {"name": p.name, "email": p.email, "uri": p.uri}
+
+
+def link_dict(link: Link) -> dict[str, str | None]:
+    return {
+        "href": link.href,
+        "rel": link.rel,
+        "type": link.type,
+        "title": link.title,
+        "length": link.length,
+    }
+
+
+@dataclass(frozen=True)
+class FeedState:
+    """A feed's row: what the scheduler and the syncer need to know about its history."""
+
+    id: int
+    name: str
+    url: str
+    title: str | None
+    first_synced_at: datetime | None
+    last_fetch_at: datetime | None
+    last_outcome: str | None
+    last_error: str | None
+    consecutive_errors: int
+    next_due_at: datetime | None
+    last_full_sync_at: datetime | None
+    retry_after_until: datetime | None
+    gone_at: datetime | None
+
+
+@dataclass(frozen=True)
+class PageState:
+    validators: Validators
+    next_url: str | None
+
+
+@dataclass(frozen=True)
+class DueDelivery:
+    id: int
+    attempts: int
+    event: OutboundEvent
+
+
+@dataclass(frozen=True)
+class CrawlOutcome:
+    """How a crawl ended, as recorded on the feed row."""
+
+    outcome: str  # ok | not_modified | error | gone | throttled
+    error: str | None
+    next_due_at: datetime
+    consecutive_errors: int
+    full: bool  # a full crawl that completed
+    completed: bool  # reached the end of the chain (or max_pages) without error
+    retry_after_until: datetime | None = None
+    title: str | None = None
+
+
+class Store:
+    """The writer's handle on the database. Not thread-safe; one per process."""
+
+    def __init__(self, db: Database, path: Path) -> None:
+        self.db = db
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000)
+        db = Database(conn)
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.enable_wal()
+        # NORMAL is durable across process crashes in WAL mode; only an OS crash can lose the
+        # last transactions, never corrupt the file.
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("PRAGMA foreign_keys = ON")
+        migrations.apply(db)
+        return cls(db, path)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One immediate transaction: a deferred BEGIN that later writes ignores busy_timeout."""
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def _rows(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> list[dict[str, Any]]:
+        cur = self.db.conn.execute(sql, params)
+        cols = [c[0] for c in cur.description]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+    # ---------------------------------------------------------------- feeds
+
+    def ensure_feed(self, name: str, url: str, now: datetime) -> FeedState:
+        """The feed's row, created on first sight. The configured URL wins over a stored one."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO feeds (name, url, created_at, consecutive_errors) VALUES (?, ?, ?, 0)"
+                " ON CONFLICT(name) DO UPDATE SET url = excluded.url WHERE url != excluded.url",
+                (name, url, _ts(now)),
+            )
+        return self.feed_state(name)
+
+    def feed_state(self, name: str) -> FeedState:
+        rows = self._rows("SELECT * FROM feeds WHERE name = ?", (name,))
+        if not rows:
+            raise StoreError(f"feed {name!r} is not in the store")
+        r = rows[0]
+        return FeedState(
+            id=r["id"],
+            name=r["name"],
+            url=r["url"],
+            title=r["title"],
+            first_synced_at=_dt(r["first_synced_at"]),
+            last_fetch_at=_dt(r["last_fetch_at"]),
+            last_outcome=r["last_outcome"],
+            last_error=r["last_error"],
+            consecutive_errors=r["consecutive_errors"] or 0,
+            next_due_at=_dt(r["next_due_at"]),
+            last_full_sync_at=_dt(r["last_full_sync_at"]),
+            retry_after_until=_dt(r["retry_after_until"]),
+            gone_at=_dt(r["gone_at"]),
+        )
+
+    def finish_crawl(self, feed_id: int, now: datetime, outcome: CrawlOutcome) -> None:
+        with self._write() as conn:
+            conn.execute(
+                """UPDATE feeds SET last_fetch_at = ?, last_outcome = ?, last_error = ?,
+                   consecutive_errors = ?, next_due_at = ?, retry_after_until = ?,
+                   title = COALESCE(?, title),
+                   first_synced_at = CASE WHEN ? THEN COALESCE(first_synced_at, ?)
+                                     ELSE first_synced_at END,
+                   last_full_sync_at = CASE WHEN ? THEN ? ELSE last_full_sync_at END,
+                   gone_at = CASE WHEN ? = 'gone' THEN COALESCE(gone_at, ?) ELSE NULL END
+                   WHERE id = ?""",
+                (
+                    _ts(now),
+                    outcome.outcome,
+                    outcome.error,
+                    outcome.consecutive_errors,
+                    _ts(outcome.next_due_at),
+                    _ts(outcome.retry_after_until),
+                    outcome.title,
+                    outcome.completed,
+                    _ts(now),
+                    outcome.full and outcome.completed,
+                    _ts(now),
+                    outcome.outcome,
+                    _ts(now),
+                    feed_id,
+                ),
+            )
+
+    # ---------------------------------------------------------------- pages
+
+    def page_state(self, feed_id: int, url: str) -> PageState | None:
+        rows = self._rows(
+            "SELECT etag, last_modified, body_hash, next_url FROM pages"
+            " WHERE feed_id = ? AND url = ?",
+            (feed_id, url),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return PageState(Validators(r["etag"], r["last_modified"], r["body_hash"]), r["next_url"])
+
+    def record_unchanged_page(self, feed_id: int, result: FetchResult, now: datetime) -> None:
+        """A 304 or an identical body: refresh validators (a 304 may carry new ones)."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE pages SET fetched_at = ?, etag = COALESCE(?, etag),"
+                " last_modified = COALESCE(?, last_modified) WHERE feed_id = ? AND url = ?",
+                (_ts(now), result.etag, result.last_modified, feed_id, result.url),
+            )
+
+    # ---------------------------------------------------------------- entries
+
+    def known_entries(self, feed_id: int, entry_ids: Iterable[str]) -> dict[str, StoredEntry]:
+        ids = list(dict.fromkeys(entry_ids))
+        found: dict[str, StoredEntry] = {}
+        # Chunks stay under SQLite's host-parameter limit for any page size.
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for r in self._rows(
+                "SELECT entry_id, updated, content_hash, title, link, published, authors,"
+                " categories, summary, content, deleted_at, hash_only_updates FROM entries"
+                f" WHERE feed_id = ? AND entry_id IN ({marks})",
+                [feed_id, *chunk],
+            ):
+                found[r["entry_id"]] = StoredEntry(
+                    entry_id=r["entry_id"],
+                    updated=_dt(r["updated"]),
+                    content_hash=r["content_hash"],
+                    title=r["title"],
+                    link=r["link"],
+                    published=_dt(r["published"]),
+                    authors=_people(r["authors"]),
+                    categories=tuple(json.loads(r["categories"] or "[]")),
+                    summary=r["summary"],
+                    content=r["content"],
+                    deleted_at=_dt(r["deleted_at"]),
+                    hash_only_updates=r["hash_only_updates"] or 0,
+                )
+        return found
+
+    def commit_page(
+        self,
+        *,
+        feed_id: int,
+        result: FetchResult,
+        next_url: str | None,
+        entries: Sequence[ParsedEntry],
+        changes: Sequence[Change],
+        silent: Sequence[Change],
+        events: Sequence[EventDraft],
+        routes: Mapping[str, Sequence[str]],
+        now: datetime,
+    ) -> list[int]:
+        """Write one parsed page in one transaction; return the seqs of the events it created.
+
+        `changes` pair up with `events` (same order). `silent` are changes stored without an event
+        (a hash-only update past the cap). `routes` maps event id to the sinks that want it.
+        """
+        if len(changes) != len(events):
+            raise ValueError("every change needs its event")
+        now_s = _ts(now)
+        seqs: list[int] = []
+        with self._write() as conn:
+            conn.execute(
+                """INSERT INTO pages (feed_id, url, etag, last_modified, body_hash, next_url,
+                   entry_count, fetched_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT(feed_id, url) DO UPDATE SET etag = excluded.etag,
+                   last_modified = excluded.last_modified, body_hash = excluded.body_hash,
+                   next_url = excluded.next_url, entry_count = excluded.entry_count,
+                   fetched_at = excluded.fetched_at""",
+                (
+                    feed_id,
+                    result.url,
+                    result.etag,
+                    result.last_modified,
+                    result.body_hash,
+                    next_url,
+                    len(entries),
+                    now_s,
+                ),
+            )
+            for change, draft in zip(changes, events, strict=True):
+                seq = self._insert_event(conn, feed_id, draft, routes.get(draft.id, ()), now)
+                self._write_entry(conn, feed_id, change, draft.id, now_s)
+                if seq is not None:
+                    seqs.append(seq)
+            for change in silent:
+                self._write_entry(conn, feed_id, change, None, now_s)
+            conn.executemany(
+                "UPDATE entries SET last_seen = ? WHERE feed_id = ? AND entry_id = ?",
+                [(now_s, feed_id, e.entry_id) for e in entries],
+            )
+        return seqs
+
+    def _write_entry(
+        self,
+        conn: sqlite3.Connection,
+        feed_id: int,
+        change: Change,
+        event_id: str | None,
+        now_s: str | None,
+    ) -> None:
+        e = change.entry
+        hash_only = (
+            (change.previous.hash_only_updates + 1) if change.hash_only and change.previous else 0
+        )
+        values = {
+            "feed_id": feed_id,
+            "entry_id": e.entry_id,
+            "id_source": e.id_source,
+            "title": e.title,
+            "link": e.link,
+            "published": _ts(e.published),
+            "updated": _ts(e.updated),
+            "authors": _dump([person_dict(p) for p in e.authors]),
+            "categories": _dump(list(e.categories)),
+            "summary": e.summary,
+            "content": e.content,
+            "links": _dump([link_dict(link) for link in e.links]),
+            "base_url": e.base_url,
+            "content_hash": e.content_hash,
+            "hash_only_updates": hash_only,
+            "first_seen": now_s,
+            "last_seen": now_s,
+        }
+        cols = ", ".join(values)
+        marks = ", ".join(f":{c}" for c in values)
+        keep = {"feed_id", "entry_id", "first_seen"}
+        updates = ", ".join(f"{c} = excluded.{c}" for c in values if c not in keep)
+        conn.execute(
+            f"INSERT INTO entries ({cols}) VALUES ({marks})"
+            f" ON CONFLICT(feed_id, entry_id) DO UPDATE SET {updates}, deleted_at = NULL",
+            values,
+        )
+        conn.execute(
+            """INSERT INTO entry_versions (feed_id, entry_id, event_id, recorded_at, title, link,
+               published, updated, authors, categories, summary, content, content_hash)
+               VALUES (:feed_id, :entry_id, :event_id, :now, :title, :link, :published, :updated,
+               :authors, :categories, :summary, :content, :content_hash)""",
+            {**values, "event_id": event_id, "now": now_s},
+        )
+
+    def _insert_event(
+        self,
+        conn: sqlite3.Connection,
+        feed_id: int,
+        draft: EventDraft,
+        sinks: Sequence[str],
+        now: datetime,
+    ) -> int | None:
+        """Insert the event (idempotent on its id) and its deliveries; None if it existed."""
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO events (id, type, feed_id, entry_id, created_at, initial,"
+            " payload) VALUES (?, ?, ?, ?, ?, ?, '')",
+            (draft.id, str(draft.type), feed_id, draft.entry_id, _ts(now), int(draft.initial)),
+        )
+        if cur.rowcount == 0:
+            return None
+        seq = cur.lastrowid
+        assert seq is not None
+        envelope = {
+            "id": draft.id,
+            "type": str(draft.type),
+            "timestamp": _ts(draft.timestamp),
+            "data": {"seq": seq, **draft.data},
+        }
+        conn.execute("UPDATE events SET payload = ? WHERE seq = ?", (_dump(envelope), seq))
+        conn.executemany(
+            "INSERT INTO deliveries (event_seq, sink, state, attempts, created_at, next_attempt_at)"
+            " VALUES (?, ?, 'pending', 0, ?, ?)",
+            [(seq, sink, _ts(now), _ts(now)) for sink in sinks],
+        )
+        return seq
+
+    # ---------------------------------------------------------------- deliveries
+
+    def due_deliveries(self, sink: str, now: datetime, limit: int) -> list[DueDelivery]:
+        rows = self._rows(
+            """SELECT d.id, d.attempts, e.id AS event_id, e.seq, e.type, e.payload
+               FROM deliveries d JOIN events e ON e.seq = d.event_seq
+               WHERE d.sink = ? AND d.state IN ('pending', 'failed') AND d.next_attempt_at <= ?
+               ORDER BY e.seq LIMIT ?""",
+            (sink, _ts(now), limit),
+        )
+        return [
+            DueDelivery(
+                r["id"],
+                r["attempts"],
+                OutboundEvent(r["event_id"], r["seq"], r["type"], r["payload"].encode()),
+            )
+            for r in rows
+        ]
+
+    def next_delivery_due(self, sink: str) -> datetime | None:
+        rows = self._rows(
+            "SELECT MIN(next_attempt_at) AS t FROM deliveries"
+            " WHERE sink = ? AND state IN ('pending', 'failed')",
+            (sink,),
+        )
+        return _dt(rows[0]["t"]) if rows else None
+
+    def record_attempt(
+        self,
+        delivery_id: int,
+        outcome: SendOutcome,
+        now: datetime,
+        next_attempt_at: datetime | None,
+    ) -> DeliveryState:
+        """Record one attempt. Failed with no next attempt means dead."""
+        if outcome.ok:
+            state = DeliveryState.DELIVERED
+        elif next_attempt_at is None:
+            state = DeliveryState.DEAD
+        else:
+            state = DeliveryState.FAILED
+        now_s = _ts(now)
+        with self._write() as conn:
+            conn.execute(
+                """UPDATE deliveries SET state = ?, attempts = attempts + 1, last_attempt_at = ?,
+                   last_status = ?, last_error = ?, next_attempt_at = ?,
+                   delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END WHERE id = ?""",
+                (
+                    str(state),
+                    now_s,
+                    outcome.status,
+                    outcome.error,
+                    _ts(next_attempt_at),
+                    outcome.ok,
+                    now_s,
+                    delivery_id,
+                ),
+            )
+            conn.execute(
+                "INSERT INTO delivery_attempts (delivery_id, attempted_at, status, latency_ms,"
+                " error) VALUES (?, ?, ?, ?, ?)",
+                (delivery_id, now_s, outcome.status, round(outcome.latency_ms, 3), outcome.error),
+            )
+        return state
+
+    def disable_sink(self, sink: str, reason: str, now: datetime) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO sinks (name, disabled_at, disabled_reason) VALUES (?, ?, ?)"
+                " ON CONFLICT(name) DO UPDATE SET disabled_at = excluded.disabled_at,"
+                " disabled_reason = excluded.disabled_reason",
+                (sink, _ts(now), reason),
+            )
+
+    def disabled_sinks(self) -> dict[str, str]:
+        return {
+            r["name"]: r["disabled_reason"] or ""
+            for r in self._rows(
+                "SELECT name, disabled_reason FROM sinks WHERE disabled_at IS NOT NULL"
+            )
+        }
+
+    # ---------------------------------------------------------------- status
+
+    def feed_summaries(self) -> list[dict[str, Any]]:
+        return self._rows(
+            """SELECT f.name, f.url, f.title, f.last_fetch_at, f.last_outcome, f.last_error,
+               f.next_due_at, f.consecutive_errors, f.last_full_sync_at, f.first_synced_at,
+               (SELECT COUNT(*) FROM entries e WHERE e.feed_id = f.id AND e.deleted_at IS NULL)
+                 AS entries
+               FROM feeds f ORDER BY f.name"""
+        )
+
+    def sink_summaries(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for r in self._rows(
+            "SELECT sink, state, COUNT(*) AS n FROM deliveries GROUP BY sink, state"
+        ):
+            out.setdefault(r["sink"], {})[r["state"]] = r["n"]
+        return out
+
+
+def query_readonly(
+    path: Path, sql: str, params: Sequence[Any] = ()
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run SQL against the database opened read-only: a write statement fails, changing nothing."""
+    if not path.exists():
+        raise StoreError(f"no database at {str(path)!r} (run `syncd sync` first)")
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        cur = conn.execute(sql, params)
+        cols = [c[0] for c in cur.description] if cur.description else []
+        return cols, cur.fetchall()
+    except sqlite3.Error as e:
+        raise StoreError(f"query failed: {e}") from None
+    finally:
+        conn.close()
+
+
+__all__ = [
+    "ChangeKind",
+    "CrawlOutcome",
+    "DueDelivery",
+    "FeedState",
+    "PageState",
+    "Store",
+    "query_readonly",
+]

@@ -1,0 +1,236 @@
+"""Sync one feed: walk its page chain, diff each page, commit each page with its events.
+
+This is the orchestration of the data path (DESIGN §4): fetch ─► parse ─► diff ─► events ─► store,
+one transaction per page, so a crash between pages loses nothing and the next run resumes without
+duplicate events. Decisions live in the pure modules (diff, events, schedule); this module only
+sequences them and turns failures into a recorded outcome. It never raises for a feed's failure:
+one broken feed must not stop the others.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+import structlog
+
+from syncd.config import FeedConfig
+from syncd.diff import DEFAULT_HASH_ONLY_CAP, diff_page
+from syncd.errors import FetchError, GoneError, ParseError, SyncdError
+from syncd.events import build_event
+from syncd.model import ChangeKind, EventDraft, FeedRef, FetchResult, ParsedPage, Validators
+from syncd.schedule import needs_full_crawl, next_due, parse_max_age
+from syncd.store import CrawlOutcome, FeedState, Store
+
+log = structlog.get_logger("syncd.sync")
+
+
+class PageFetcher(Protocol):
+    async def fetch(self, url: str, validators: Validators | None = None) -> FetchResult: ...
+
+
+class PageParser(Protocol):
+    async def parse(
+        self,
+        body: bytes,
+        *,
+        url: str,
+        headers: Mapping[str, str],
+        ignore_fields: frozenset[str] = frozenset(),
+    ) -> ParsedPage: ...
+
+
+Clock = Callable[[], datetime]
+Router = Callable[[str, EventDraft], Sequence[str]]  # (feed name, event) ─► sink names
+
+
+@dataclass
+class SyncReport:
+    feed: str
+    full: bool = False
+    pages: int = 0
+    pages_parsed: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    silent: int = 0
+    outcome: str = "ok"
+    error: str | None = None
+    completed: bool = False
+    ms: float = 0.0
+    seqs: list[int] = field(default_factory=list)
+
+
+class FeedSyncer:
+    """Runs crawls. Holds only collaborators, no per-feed state between crawls."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        fetcher: PageFetcher,
+        parser: PageParser,
+        clock: Clock,
+        router: Router,
+        rng: random.Random,
+        hash_only_cap: int = DEFAULT_HASH_ONLY_CAP,
+    ) -> None:
+        self.store = store
+        self.fetcher = fetcher
+        self.parser = parser
+        self.clock = clock
+        self.router = router
+        self.rng = rng
+        self.hash_only_cap = hash_only_cap
+
+    async def sync(self, feed: FeedConfig, *, full: bool = False) -> SyncReport:
+        started = time.perf_counter()
+        state = self.store.ensure_feed(feed.name, feed.url, self.clock())
+        full = full or needs_full_crawl(
+            first_synced_at=state.first_synced_at,
+            last_full_sync_at=state.last_full_sync_at,
+            full_sync_every_s=feed.full_sync_every_s,
+            now=self.clock(),
+        )
+        report = SyncReport(feed=feed.name, full=full)
+        title = state.title
+        max_age: float | None = None
+        retry_after: float | None = None
+        try:
+            title, max_age = await self._walk(feed, state, report)
+            report.completed = True
+        except GoneError as e:
+            report.outcome, report.error = "gone", f"{e} ({e.url})"
+        except FetchError as e:
+            retry_after = e.retry_after_s
+            report.outcome = "throttled" if e.retry_after_s is not None else "error"
+            report.error = f"{e} ({e.url})"
+        except ParseError as e:
+            report.outcome, report.error = "error", f"malformed page: {e} ({e.url})"
+        except SyncdError as e:
+            report.outcome, report.error = "error", str(e)
+        self._finish(feed, state, report, title, max_age, retry_after)
+        report.ms = (time.perf_counter() - started) * 1000
+        fields = dict(
+            feed=feed.name,
+            full=report.full,
+            pages=report.pages,
+            parsed=report.pages_parsed,
+            created=report.created,
+            updated=report.updated,
+            unchanged=report.unchanged,
+            ms=round(report.ms, 1),
+            outcome=report.outcome,
+        )
+        if report.error:
+            log.warning("feed sync failed", **fields, error=report.error)
+        else:
+            log.info("feed synced", **fields)
+        return report
+
+    async def _walk(
+        self, feed: FeedConfig, state: FeedState, report: SyncReport
+    ) -> tuple[str | None, float | None]:
+        initial = state.first_synced_at is None
+        title = state.title
+        max_age: float | None = None
+        crawl_seen: dict[str, datetime | None] = {}
+        visited: set[str] = set()
+        url: str | None = feed.url
+        while url is not None and report.pages < feed.max_pages:
+            if url in visited:
+                log.warning("next link loops back", feed=feed.name, url=url)
+                break
+            visited.add(url)
+            known_page = self.store.page_state(state.id, url)
+            validators = known_page.validators if known_page else None
+            result = await self.fetcher.fetch(url, validators)
+            report.pages += 1
+            if report.pages == 1:
+                max_age = parse_max_age(result.headers.get("cache-control"))
+            unchanged = result.not_modified or (
+                validators is not None
+                and validators.body_hash is not None
+                and result.body_hash == validators.body_hash
+            )
+            if unchanged and known_page is not None:
+                self.store.record_unchanged_page(state.id, result, self.clock())
+                if not report.full:
+                    break  # everything from here on was seen and has not changed
+                url = known_page.next_url
+                continue
+            page = await self.parser.parse(
+                result.body,
+                url=result.final_url,
+                headers=result.headers,
+                ignore_fields=feed.ignore_fields,
+            )
+            report.pages_parsed += 1
+            title = page.feed_title or title
+            ref = FeedRef(feed.name, feed.url, title)
+            known = self.store.known_entries(state.id, (e.entry_id for e in page.entries))
+            decided = diff_page(page.entries, known, crawl_seen, hash_only_cap=self.hash_only_cap)
+            now = self.clock()
+            drafts = [build_event(c, ref, initial=initial, now=now) for c in decided.changes]
+            seqs = self.store.commit_page(
+                feed_id=state.id,
+                result=result,
+                next_url=page.next_url,
+                entries=page.entries,
+                changes=decided.changes,
+                silent=decided.silent,
+                events=drafts,
+                routes={d.id: self.router(feed.name, d) for d in drafts},
+                now=now,
+            )
+            report.seqs.extend(seqs)
+            report.created += sum(c.kind is ChangeKind.CREATED for c in decided.changes)
+            report.updated += sum(c.kind is ChangeKind.UPDATED for c in decided.changes)
+            report.silent += len(decided.silent)
+            report.unchanged += len(page.entries) - len(decided.changes) - len(decided.silent)
+            if not report.full and not decided.changes and not decided.silent:
+                break  # a page of known, unchanged entries: the rest is older still
+            url = page.next_url
+        return title, max_age
+
+    def _finish(
+        self,
+        feed: FeedConfig,
+        state: FeedState,
+        report: SyncReport,
+        title: str | None,
+        max_age: float | None,
+        retry_after: float | None,
+    ) -> None:
+        now = self.clock()
+        failed = not report.completed
+        errors = state.consecutive_errors + 1 if failed else 0
+        due = next_due(
+            now=now,
+            interval_s=feed.interval_s,
+            failed=failed,
+            consecutive_errors=errors,
+            retry_after_s=retry_after,
+            max_age_s=max_age,
+            rng=self.rng,
+        )
+        if report.completed and report.pages_parsed == 0:
+            report.outcome = "not_modified"
+        self.store.finish_crawl(
+            state.id,
+            now,
+            CrawlOutcome(
+                outcome=report.outcome,
+                error=report.error,
+                next_due_at=due,
+                consecutive_errors=errors,
+                full=report.full,
+                completed=report.completed,
+                retry_after_until=due if retry_after is not None else None,
+                title=title,
+            ),
+        )

@@ -1,0 +1,237 @@
+"""FileSink on real files: whole lines only, torn tails cut back, concurrent lines never mix."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from syncd.model import OutboundEvent
+from syncd.sinks.file import FileSink, repair_torn_tail
+
+
+def make_event(seq: int, padding: int = 0) -> OutboundEvent:
+    event_id = f"evt_{seq:06d}"
+    body = json.dumps(
+        {"id": event_id, "type": "entry.created", "data": {"seq": seq, "content": "x" * padding}},
+        separators=(",", ":"),
+    ).encode()
+    return OutboundEvent(id=event_id, seq=seq, type="entry.created", body=body)
+
+
+def read_lines(path: Path) -> list[dict[str, object]]:
+    data = path.read_bytes()
+    assert data == b"" or data.endswith(b"\n")
+    return [json.loads(line) for line in data.splitlines()]
+
+
+async def test_one_json_line_per_event_in_a_created_directory(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "events.jsonl"
+    sink = FileSink("archive", path)
+    events = [make_event(i) for i in range(5)]
+    try:
+        for event in events:
+            outcome = await sink.send(event)
+            assert outcome.ok and outcome.error is None and outcome.status is None
+    finally:
+        await sink.aclose()
+    assert path.read_bytes() == b"".join(e.body + b"\n" for e in events)
+    assert [line["id"] for line in read_lines(path)] == [e.id for e in events]
+
+
+async def test_appends_to_an_existing_file(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b'{"id":"old"}\n')
+    sink = FileSink("archive", path, fsync=True)
+    try:
+        assert await sink.open() == 0
+        assert (await sink.send(make_event(1))).ok
+    finally:
+        await sink.aclose()
+    assert [line["id"] for line in read_lines(path)] == ["old", "evt_000001"]
+
+
+async def test_torn_tail_is_cut_back_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    whole = make_event(1).body + b"\n" + make_event(2).body + b"\n"
+    torn = make_event(3).body[:17]  # a crash in the middle of a write
+    path.write_bytes(whole + torn)
+
+    sink = FileSink("archive", path)
+    try:
+        assert await sink.open() == len(torn)
+        assert sink.torn_bytes_dropped == len(torn)
+        assert path.read_bytes() == whole  # repaired before anything else is written
+        assert await sink.open() == len(torn)  # idempotent: no second repair
+        assert (await sink.send(make_event(4))).ok
+    finally:
+        await sink.aclose()
+    assert [line["id"] for line in read_lines(path)] == ["evt_000001", "evt_000002", "evt_000004"]
+
+
+async def test_first_send_repairs_without_an_explicit_open(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b'{"id":"a"}\n{"id":"b')
+    sink = FileSink("archive", path)
+    try:
+        assert (await sink.send(make_event(1))).ok
+    finally:
+        await sink.aclose()
+    assert sink.torn_bytes_dropped == len(b'{"id":"b')
+    assert [line["id"] for line in read_lines(path)] == ["a", "evt_000001"]
+
+
+def test_repair_of_a_long_line_without_any_newline(tmp_path: Path) -> None:
+    # Longer than the backwards scan's chunk, with no newline at all: everything goes.
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"y" * 200_000)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        assert repair_torn_tail(fd) == 200_000
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b""
+
+
+def test_repair_finds_a_newline_several_chunks_back(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b'{"id":"a"}\n' + b"z" * 150_000)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        assert repair_torn_tail(fd) == 150_000
+        assert repair_torn_tail(fd) == 0  # already clean
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b'{"id":"a"}\n'
+
+
+async def test_concurrent_sends_never_interleave(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    sink = FileSink("archive", path)
+    # Mixed sizes, some far larger than a pipe buffer or a page, from many tasks at once.
+    events = [make_event(i, padding=(i * 7919) % 300_000) for i in range(150)]
+    try:
+        outcomes = await asyncio.gather(*(sink.send(e) for e in events))
+    finally:
+        await sink.aclose()
+    assert all(o.ok for o in outcomes)
+    lines = path.read_bytes().split(b"\n")
+    assert lines[-1] == b""
+    assert sorted(lines[:-1]) == sorted(e.body for e in events)
+
+
+async def test_two_sinks_on_one_file_never_interleave(tmp_path: Path) -> None:
+    # Stands in for the daemon and a `syncd deliveries retry` appending to the same file.
+    path = tmp_path / "events.jsonl"
+    first, second = FileSink("a", path), FileSink("b", path)
+    events = [make_event(i, padding=(i * 104729) % 200_000) for i in range(80)]
+    try:
+        outcomes = await asyncio.gather(
+            *((first if i % 2 else second).send(e) for i, e in enumerate(events))
+        )
+    finally:
+        await first.aclose()
+        await second.aclose()
+    assert all(o.ok for o in outcomes)
+    assert sorted(path.read_bytes().split(b"\n")[:-1]) == sorted(e.body for e in events)
+
+
+async def test_os_errors_become_failed_outcomes(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where a directory should be")
+    sink = FileSink("archive", blocker / "events.jsonl")
+    try:
+        outcome = await sink.send(make_event(1))
+    finally:
+        await sink.aclose()
+    assert not outcome.ok and outcome.retryable
+    assert outcome.error is not None and outcome.error.startswith("cannot write ")
+    assert "not-a-dir" in outcome.error
+
+    directory = tmp_path / "a-directory"
+    directory.mkdir()
+    sink = FileSink("archive", directory)
+    try:
+        outcome = await sink.send(make_event(1))
+    finally:
+        await sink.aclose()
+    assert not outcome.ok
+    assert outcome.error == f"cannot write {directory}: Is a directory"
+
+
+def test_a_write_that_fails_halfway_is_cut_back(tmp_path: Path) -> None:
+    # A real short write: a child process whose file-size limit (RLIMIT_FSIZE) falls inside the
+    # third line. The kernel writes the part that fits, then refuses the rest with EFBIG; the
+    # sink must report the failure and leave no partial line behind.
+    path = tmp_path / "events.jsonl"
+    script = textwrap.dedent(
+        """
+        import asyncio, json, resource, signal, sys
+        from pathlib import Path
+        from syncd.model import OutboundEvent
+        from syncd.sinks.file import FileSink
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (250, 250))
+
+        async def main():
+            sink = FileSink("archive", Path(sys.argv[1]))
+            results = []
+            for i in range(4):
+                body = json.dumps({"id": f"evt_{i}", "pad": "p" * 90}).encode()
+                outcome = await sink.send(OutboundEvent(f"evt_{i}", i, "entry.created", body))
+                results.append([outcome.ok, outcome.error])
+            await sink.aclose()
+            print(json.dumps(results))
+
+        asyncio.run(main())
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    results = json.loads(done.stdout)
+    assert [ok for ok, _ in results] == [True, True, False, False]
+    assert results[2][1] == f"cannot write {path}: File too large"
+    assert [line["id"] for line in read_lines(path)] == ["evt_0", "evt_1"]
+
+
+async def test_a_body_with_a_raw_newline_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    sink = FileSink("archive", path)
+    pretty = OutboundEvent(id="evt_p", seq=1, type="entry.created", body=b'{\n  "id": "evt_p"\n}')
+    try:
+        outcome = await sink.send(pretty)
+    finally:
+        await sink.aclose()
+    assert not outcome.ok and not outcome.retryable
+    assert not path.exists() or path.read_bytes() == b""
+
+
+async def test_send_after_aclose_fails_cleanly(tmp_path: Path) -> None:
+    sink = FileSink("archive", tmp_path / "events.jsonl")
+    assert (await sink.send(make_event(1))).ok
+    await sink.aclose()
+    await sink.aclose()
+    outcome = await sink.send(make_event(2))
+    assert not outcome.ok and outcome.error == "file sink is closed"
+    with pytest.raises(RuntimeError):
+        await sink.open()
+    assert len(read_lines(tmp_path / "events.jsonl")) == 1
+
+
+async def test_repr_and_name(tmp_path: Path) -> None:
+    sink = FileSink("archive", tmp_path / "e.jsonl", fsync=True)
+    assert sink.name == "archive"
+    assert "archive" in repr(sink) and "fsync=True" in repr(sink)
+    await sink.aclose()
