@@ -478,7 +478,7 @@ NOW = datetime(2026, 11, 28, 7, 0, 0, tzinfo=UTC)
         (" 120 ", 120.0),
         ("0", 0.0),
         ("1.5", 1.5),
-        ("-3", None),
+        ("-3", 0.0),  # negative: no wait (syncd.retry clamps)
         ("soon", None),
         ("Sat, 28 Nov 2026 07:02:00 GMT", 120.0),  # IMF-fixdate
         ("Saturday, 28-Nov-26 07:00:30 GMT", 30.0),  # RFC 850
