@@ -54,6 +54,8 @@ def _guard(ctx: Ctx, fn: Callable[[], T]) -> T:
         _fail(ctx, str(e), 1)
     except OSError as e:
         _fail(ctx, f"{e.strerror or e}: {e.filename or ''}".rstrip(": "), 1)
+    except Exception as e:  # a bug: still one line (and the traceback with --verbose)
+        _fail(ctx, f"internal error: {type(e).__name__}: {e} (run with --verbose for details)", 1)
     raise AssertionError("unreachable")
 
 

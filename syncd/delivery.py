@@ -145,7 +145,7 @@ class Dispatcher:
                 log.warning(
                     "delivery failed",
                     sink=name,
-                    event=d.event.id,
+                    event_id=d.event.id,
                     seq=d.event.seq,
                     attempt=attempts,
                     status=outcome.status,

@@ -1,8 +1,8 @@
 """The SQLite store: every SQL statement syncd runs lives behind this module's interface.
 
 One writer connection in WAL mode; every write is one `BEGIN IMMEDIATE` transaction, so a crawl
-page's entries, versions, outbox events and deliveries land together or not at all. This module decides
-nothing about feeds or retries: it records what the pure modules decided.
+page's entries, versions, outbox events and deliveries land together or not at all. This module
+decides nothing about feeds or retries: it records what the pure modules decided.
 """
 
 from __future__ import annotations

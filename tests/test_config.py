@@ -28,7 +28,8 @@ def test_shipped_config_loads() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "seconds"), [("30s", 30), ("15m", 900), ("2h", 7200), ("1d", 86400), ("250ms", 0.25), (5, 5)]
+    ("value", "seconds"),
+    [("30s", 30), ("15m", 900), ("2h", 7200), ("1d", 86400), ("250ms", 0.25), (5, 5)],
 )
 def test_durations(value: object, seconds: float) -> None:
     assert parse_duration(value) == seconds
@@ -37,18 +38,41 @@ def test_durations(value: object, seconds: float) -> None:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ('[[feeds]]\nname="a"\nurl="http://x/"\n[[feeds]]\nname="b"\nurl="http://y/"\n[[feeds]]\nname="c"\nurl="http://z/"\ninterval="5x"',
-         'feeds[2].interval: \'5x\' is not a duration'),
+        (
+            '[[feeds]]\nname="a"\nurl="http://x/"\n[[feeds]]\nname="b"\nurl="http://y/"\n[[feeds]]\nname="c"\nurl="http://z/"\ninterval="5x"',
+            "feeds[2].interval: '5x' is not a duration",
+        ),
         ('[[feeds]]\nname="a"\nurl="ftp://x/"', "feeds[0].url: 'ftp://x/' is not an http(s) URL"),
-        ('[[feeds]]\nname="a"\nurl="http://x/"\n[[feeds]]\nname="a"\nurl="http://y/"', "feeds[1].name: duplicate name 'a'"),
+        (
+            '[[feeds]]\nname="a"\nurl="http://x/"\n[[feeds]]\nname="a"\nurl="http://y/"',
+            "feeds[1].name: duplicate name 'a'",
+        ),
         ('[fetch]\nper_host_rate="fast"', "fetch.per_host_rate: 'fast' is not a number"),
-        ('[fetch]\nspeed=1', "fetch.speed: is not a known setting"),
-        ('[[sinks]]\nname="h"\ntype="webhook"\nurl="http://127.0.0.1:9/"', "sinks[0].secret_file: a webhook sink needs a secret"),
-        ('[[sinks]]\nname="h"\ntype="webhook"\nurl="http://127.0.0.1:9/"\nsecret="nope"', "sinks[0].secret: a webhook secret must be"),
-        ('[[sinks]]\nname="f"\ntype="file"\npath="x"\ninitial="maybe"', "sinks[0].initial: 'maybe' is not"),
-        ('[[sinks]]\nname="f"\ntype="file"\npath="x"\nevents=["entry.gone"]', "sinks[0].events: 'entry.gone' is not one of"),
-        ('[[sinks]]\nname="f"\ntype="file"\npath="x"\nretry_schedule=["5s","soon"]', "sinks[0].retry_schedule[1]: 'soon' is not a duration"),
-        ('[[feeds]]\nname="a"\nurl="http://x/"\nignore_fields=["colour"]', "feeds[0].ignore_fields: 'colour' is not one of"),
+        ("[fetch]\nspeed=1", "fetch.speed: is not a known setting"),
+        (
+            '[[sinks]]\nname="h"\ntype="webhook"\nurl="http://127.0.0.1:9/"',
+            "sinks[0].secret_file: a webhook sink needs a secret",
+        ),
+        (
+            '[[sinks]]\nname="h"\ntype="webhook"\nurl="http://127.0.0.1:9/"\nsecret="nope"',
+            "sinks[0].secret: a webhook secret must be",
+        ),
+        (
+            '[[sinks]]\nname="f"\ntype="file"\npath="x"\ninitial="maybe"',
+            "sinks[0].initial: 'maybe' is not",
+        ),
+        (
+            '[[sinks]]\nname="f"\ntype="file"\npath="x"\nevents=["entry.gone"]',
+            "sinks[0].events: 'entry.gone' is not one of",
+        ),
+        (
+            '[[sinks]]\nname="f"\ntype="file"\npath="x"\nretry_schedule=["5s","soon"]',
+            "sinks[0].retry_schedule[1]: 'soon' is not a duration",
+        ),
+        (
+            '[[feeds]]\nname="a"\nurl="http://x/"\nignore_fields=["colour"]',
+            "feeds[0].ignore_fields: 'colour' is not one of",
+        ),
         ("not toml [", "not valid TOML"),
     ],
 )
@@ -66,8 +90,18 @@ def test_webhook_secret_sources(tmp_path: Path) -> None:
     cfg = parse_config(
         {
             "sinks": [
-                {"name": "a", "type": "webhook", "url": "http://127.0.0.1:1/", "secret_file": str(secret_file)},
-                {"name": "b", "type": "webhook", "url": "http://127.0.0.1:1/", "secret_env": "HOOK"},
+                {
+                    "name": "a",
+                    "type": "webhook",
+                    "url": "http://127.0.0.1:1/",
+                    "secret_file": str(secret_file),
+                },
+                {
+                    "name": "b",
+                    "type": "webhook",
+                    "url": "http://127.0.0.1:1/",
+                    "secret_env": "HOOK",
+                },
             ]
         },
         source="t.toml",
@@ -82,7 +116,11 @@ def test_webhook_secret_sources(tmp_path: Path) -> None:
 def test_missing_secret_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"sinks\[0\]\.secret_file: cannot read"):
         parse_config(
-            {"sinks": [{"name": "a", "type": "webhook", "url": "http://h/", "secret_file": "nope"}]},
+            {
+                "sinks": [
+                    {"name": "a", "type": "webhook", "url": "http://h/", "secret_file": "nope"}
+                ]
+            },
             source="t.toml",
             environ={},
             base=tmp_path,
@@ -94,7 +132,13 @@ def test_sink_routing_policy() -> None:
         {
             "feeds": [{"name": "a", "url": "http://x/"}, {"name": "b", "url": "http://y/"}],
             "sinks": [
-                {"name": "f", "type": "file", "path": "e.jsonl", "feeds": ["a"], "events": ["entry.created"]},
+                {
+                    "name": "f",
+                    "type": "file",
+                    "path": "e.jsonl",
+                    "feeds": ["a"],
+                    "events": ["entry.created"],
+                },
                 {"name": "w", "type": "webhook", "url": "http://h/", "secret": SECRET},
             ],
         },

@@ -14,7 +14,9 @@ T0 = datetime(2017, 7, 21, 19, 45, 12, 144000, tzinfo=UTC)
 MS = timedelta(milliseconds=1)
 
 
-def entry(eid: str = "a", *, updated: datetime | None = T0, h: str = "h1", **kw: object) -> ParsedEntry:
+def entry(
+    eid: str = "a", *, updated: datetime | None = T0, h: str = "h1", **kw: object
+) -> ParsedEntry:
     base = ParsedEntry(
         entry_id=eid,
         id_source="id",
@@ -53,8 +55,22 @@ CASES = [
     # (name, page entry, stored or None, expected kind or None, changed fields, hash_only)
     ("new id", entry(), None, ChangeKind.CREATED, (), False),
     ("identical", entry(), stored(entry()), None, (), False),
-    ("updated +1ms", entry(updated=T0 + MS), stored(entry()), ChangeKind.UPDATED, ("updated",), False),
-    ("updated -1ms (backwards)", entry(updated=T0 - MS), stored(entry()), ChangeKind.UPDATED, ("updated",), False),
+    (
+        "updated +1ms",
+        entry(updated=T0 + MS),
+        stored(entry()),
+        ChangeKind.UPDATED,
+        ("updated",),
+        False,
+    ),
+    (
+        "updated -1ms (backwards)",
+        entry(updated=T0 - MS),
+        stored(entry()),
+        ChangeKind.UPDATED,
+        ("updated",),
+        False,
+    ),
     (
         "content edit with bump",
         entry(updated=T0 + MS, content="<p>new</p>", h="h2"),
@@ -71,8 +87,22 @@ CASES = [
         ("content",),
         True,
     ),
-    ("hash moved by links only", entry(h="h2"), stored(entry()), ChangeKind.UPDATED, ("links",), True),
-    ("no updated on either side, same hash", entry(updated=None), stored(entry(updated=None)), None, (), False),
+    (
+        "hash moved by links only",
+        entry(h="h2"),
+        stored(entry()),
+        ChangeKind.UPDATED,
+        ("links",),
+        True,
+    ),
+    (
+        "no updated on either side, same hash",
+        entry(updated=None),
+        stored(entry(updated=None)),
+        None,
+        (),
+        False,
+    ),
     (
         "updated appears",
         entry(),
@@ -92,7 +122,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "new", "old", "kind", "fields", "hash_only"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("name", "new", "old", "kind", "fields", "hash_only"), CASES, ids=[c[0] for c in CASES]
+)
 def test_rules(name, new, old, kind, fields, hash_only) -> None:
     known = {old.entry_id: old} if old else {}
     result = diff_page([new], known, {})
@@ -113,7 +145,9 @@ def test_hash_only_updates_are_capped() -> None:
     assert result.changes == ()
     assert len(result.silent) == 1 and result.silent[0].hash_only
     # Below the cap it is an event.
-    result = diff_page([entry(h="h9")], {"a": replace(old, hash_only_updates=4)}, {}, hash_only_cap=5)
+    result = diff_page(
+        [entry(h="h9")], {"a": replace(old, hash_only_updates=4)}, {}, hash_only_cap=5
+    )
     assert len(result.changes) == 1
 
 

@@ -12,8 +12,13 @@ NOW = datetime(2026, 11, 28, 7, 0, tzinfo=UTC)
 
 def due(**kw: object) -> float:
     args: dict[str, object] = dict(
-        now=NOW, interval_s=900.0, failed=False, consecutive_errors=0, retry_after_s=None,
-        max_age_s=None, rng=random.Random(1),
+        now=NOW,
+        interval_s=900.0,
+        failed=False,
+        consecutive_errors=0,
+        retry_after_s=None,
+        max_age_s=None,
+        rng=random.Random(1),
     )
     args.update(kw)
     return (next_due(**args) - NOW).total_seconds()  # type: ignore[arg-type]
@@ -45,11 +50,17 @@ def test_parse_max_age() -> None:
 
 def test_full_crawl_cadence() -> None:
     day = 86400.0
-    assert needs_full_crawl(first_synced_at=None, last_full_sync_at=None, full_sync_every_s=day, now=NOW)
+    assert needs_full_crawl(
+        first_synced_at=None, last_full_sync_at=None, full_sync_every_s=day, now=NOW
+    )
     recent = NOW - timedelta(hours=1)
-    assert not needs_full_crawl(first_synced_at=recent, last_full_sync_at=recent, full_sync_every_s=day, now=NOW)
+    assert not needs_full_crawl(
+        first_synced_at=recent, last_full_sync_at=recent, full_sync_every_s=day, now=NOW
+    )
     old = NOW - timedelta(days=2)
-    assert needs_full_crawl(first_synced_at=old, last_full_sync_at=old, full_sync_every_s=day, now=NOW)
+    assert needs_full_crawl(
+        first_synced_at=old, last_full_sync_at=old, full_sync_every_s=day, now=NOW
+    )
 
 
 def test_is_due() -> None:

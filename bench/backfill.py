@@ -1,0 +1,122 @@
+"""Benchmark: the 515-entry, 21-page backfill and an unchanged re-sync, against a local server.
+
+Prints figures, not verdicts. The feed server runs in its own process; `syncd sync` runs as the
+real command in a subprocess. Its CPU figure is the syncd process's own (event loop, SQLite,
+hashing): the parser workers run under multiprocessing's forkserver, which is not their waiting
+parent, so their CPU is not in it; the baseline below is that parse cost. The baseline, run in
+this same process on the same bytes, is feedparser parsing all 21 pages one after another on one
+core with syncd's settings: the floor a single-threaded, parse-everything syncer would pay.
+
+    .venv/bin/python bench/backfill.py [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import feedparser
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.feedserver import spawn_feed_server  # noqa: E402
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def run_syncd(config: Path, *args: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one `syncd` command (main process, see module doc)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cpu0, t0 = children_cpu(), time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "syncd",
+        "--config",
+        str(config),
+        *args,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    _, err = await proc.communicate()
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"syncd {' '.join(args)} failed:\n{err.decode()}")
+    return wall, children_cpu() - cpu0
+
+
+async def fetch_pages(url: str) -> list[bytes]:
+    bodies: list[bytes] = []
+    async with aiohttp.ClientSession() as session:
+        next_url: str | None = url
+        while next_url:
+            async with session.get(next_url) as resp:
+                body = await resp.read()
+            bodies.append(body)
+            parsed = feedparser.parse(body, sanitize_html=False, resolve_relative_uris=False)
+            next_url = next(
+                (lk["href"] for lk in parsed.feed.get("links", []) if lk.get("rel") == "next"), None
+            )
+    return bodies
+
+
+def baseline_parse(bodies: list[bytes]) -> float:
+    cpu0 = time.process_time()
+    for body in bodies:
+        feedparser.parse(body, sanitize_html=False, resolve_relative_uris=False)
+    return time.process_time() - cpu0
+
+
+async def main(runs: int) -> None:
+    async with spawn_feed_server(entries=515) as spawned:
+        url = spawned.server.url
+        bodies = await fetch_pages(url)
+        print(f"feed: {len(bodies)} pages, {sum(map(len, bodies)) / 1e6:.1f} MB, 515 entries")
+        base = [baseline_parse(bodies) for _ in range(runs)]
+        backfill_wall, backfill_cpu, resync_wall, resync_cpu = [], [], [], []
+        for _ in range(runs):
+            with tempfile.TemporaryDirectory() as tmp:
+                config = Path(tmp) / "syncd.toml"
+                config.write_text(
+                    f'[store]\npath = "{tmp}/syncd.db"\n'
+                    "[fetch]\nper_host_rate = 1000\nallow_private_networks = true\n"
+                    f'[[feeds]]\nname = "bench"\nurl = "{url}"\n'
+                    f'[[sinks]]\nname = "file"\ntype = "file"\npath = "{tmp}/events.jsonl"\n'
+                )
+                w, c = await run_syncd(config, "sync")
+                backfill_wall.append(w)
+                backfill_cpu.append(c)
+                w, c = await run_syncd(config, "sync")
+                resync_wall.append(w)
+                resync_cpu.append(c)
+    med = statistics.median
+    print(f"baseline: feedparser, 21 pages serially in-process: {med(base) * 1000:.0f} ms CPU")
+    print(
+        f"backfill (syncd sync, 515 entries, 21 pages): wall {med(backfill_wall):.2f} s,"
+        f" syncd-process CPU {med(backfill_cpu):.2f} s (median of {runs})"
+    )
+    print(
+        f"unchanged re-sync (syncd sync): wall {med(resync_wall):.2f} s,"
+        f" syncd-process CPU {med(resync_cpu):.2f} s"
+    )
+    print(f"ratio backfill wall / baseline parse CPU: {med(backfill_wall) / med(base):.2f}")
+    print(f"ratio re-sync wall / backfill wall: {med(resync_wall) / med(backfill_wall):.2f}")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=3)
+    asyncio.run(main(ap.parse_args().runs))

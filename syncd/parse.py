@@ -1,0 +1,463 @@
+"""The parse stage: one fetched body (bytes) in, one `ParsedPage` out, or a `ParseError`.
+
+This is where untrusted feed bytes meet feedparser, so it also holds the defences that must run
+before feedparser sees them (DESIGN §7): DOCTYPE declarations are removed, because feedparser's
+loose parser expands internal entities without limit; HTML, empty and truncated pages are refused
+rather than read as empty feeds, so they can never cause deletions.
+
+Content is kept exactly as published (no sanitizing, no URI rewriting: DESIGN §4.9). Timestamps come
+from the raw strings, never from feedparser's `*_parsed` (DESIGN §4.5). `content_hash` is the
+normalised fingerprint the diff compares when `updated` did not move (DESIGN §4.6); its projection
+is part of the store's data, so changing it makes every stored hash look stale: the golden test
+files pin it.
+
+Pure CPU work: no network, no database, no clock. It is slow (feedparser holds the GIL for ~100 ms
+per Blogger page), so the daemon runs it through `syncd.parsepool`, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Any, Final
+from urllib.parse import urljoin, urlsplit
+
+import feedparser
+from feedparser.encodings import convert_to_utf8
+from feedparser.exceptions import CharacterEncodingOverride, NonXMLContentType
+
+from syncd.errors import ParseError
+from syncd.model import IdSource, Link, ParsedEntry, ParsedPage, Person
+from syncd.timestamps import format_timestamp, parse_timestamp
+
+__all__ = ["HASH_FIELDS", "content_hash", "parse_page", "strip_doctype"]
+
+# The parts of an entry the content hash covers; `ignore_fields` may name any of them.
+HASH_FIELDS: Final = frozenset(
+    {"title", "content", "summary", "links", "authors", "categories", "published"}
+)
+
+DEFAULT_MAX_ENTRIES: Final = 10_000
+
+# feedparser flags these as bozo, yet the document was read completely and correctly.
+_SURVIVABLE_BOZO: Final = (CharacterEncodingOverride, NonXMLContentType)
+
+_HISTORY_NS: Final = "http://purl.org/syndication/history/1.0"  # RFC 5005
+_OPENSEARCH_NS: Final = (
+    "http://a9.com/-/spec/opensearchrss/1.0/",
+    "http://a9.com/-/spec/opensearch/1.1/",
+)
+_HTML_TYPES: Final = frozenset({"text/html", "application/xhtml+xml"})
+
+# Inside a DOCTYPE, the characters that change the scanner's state.
+_DOCTYPE_TOKEN_RE: Final = re.compile(rb"""["'\[\]>]|<!--|<\?""")
+# feedparser looks for DOCTYPE/ENTITY declarations in everything before the first `<` + word
+# character, whatever the XML grammar says; this finds the end of that region.
+_FIRST_ELEMENT_RE: Final = re.compile(rb"<\w")
+_DOCTYPE_RE: Final = re.compile(rb"<!doctype", re.IGNORECASE)
+
+
+def parse_page(
+    body: bytes,
+    *,
+    url: str,
+    headers: Mapping[str, str],
+    ignore_fields: frozenset[str] = frozenset(),
+    max_entries: int = DEFAULT_MAX_ENTRIES,
+) -> ParsedPage:
+    """Parse one feed document. `url` is the final URL (after redirects); `headers` the response's.
+
+    Raises ParseError for anything that is not a complete, well-formed feed, and ValueError when
+    `ignore_fields` names something outside HASH_FIELDS (a configuration bug, not a feed problem).
+    """
+    unknown = ignore_fields - HASH_FIELDS
+    if unknown:
+        raise ValueError(f"unknown ignore_fields: {sorted(unknown)}")
+    if not body.strip():
+        raise ParseError("empty body", url=url)
+
+    lowered = {name.lower(): value for name, value in headers.items()}
+    warnings: list[str] = []
+
+    # Convert to UTF-8 first, exactly as feedparser would, and look for DOCTYPEs in the result:
+    # a byte-level search misses a declaration hidden in UTF-16, UTF-7 or EBCDIC.
+    encoding_result: dict[str, Any] = {}
+    utf8 = convert_to_utf8(lowered, body, encoding_result)
+    _check_bozo(encoding_result, url, warnings)
+    try:
+        utf8 = strip_doctype(utf8)
+    except ValueError as exc:
+        raise ParseError(f"refused: {exc}", url=url) from None
+
+    # The body is UTF-8 now; say so, or feedparser would decode it again with the server's charset.
+    reparse_headers = dict(lowered)
+    if "content-type" in reparse_headers:
+        media_type = reparse_headers["content-type"].split(";", 1)[0].strip()
+        reparse_headers["content-type"] = f"{media_type}; charset=utf-8"
+
+    try:
+        # A BytesIO, not the bytes: feedparser treats a bytes/str argument that names an existing
+        # file as a path and reads it.
+        parsed = feedparser.parse(
+            io.BytesIO(utf8),
+            response_headers=reparse_headers,
+            sanitize_html=False,
+            resolve_relative_uris=False,
+        )
+    except MemoryError:
+        raise  # the worker pool owns this: it recycles the worker
+    except Exception as exc:  # feedparser's own bugs on hostile input: still just a bad page
+        raise ParseError(f"feedparser failed: {type(exc).__name__}: {exc}", url=url) from exc
+
+    if not parsed.get("version"):
+        raise ParseError(_not_a_feed_reason(parsed, lowered, utf8), url=url)
+    _check_bozo(parsed, url, warnings)
+
+    raw_entries = parsed.get("entries") or []
+    if len(raw_entries) > max_entries:
+        raise ParseError(
+            f"too many entries: {len(raw_entries)} > max_entries {max_entries}", url=url
+        )
+
+    feed = parsed.get("feed") or {}
+    namespaces: Mapping[str, str] = parsed.get("namespaces") or {}
+    version = str(parsed.get("version"))
+    return ParsedPage(
+        url=url,
+        feed_title=_text(_raw(feed, "title")),
+        next_url=_next_url(feed, url),
+        entries=tuple(_entry(e, url, version, ignore_fields) for e in raw_entries),
+        total_results=_total_results(feed, namespaces),
+        complete=_has_extension(feed, namespaces, (_HISTORY_NS,), "complete"),
+        warnings=tuple(dict.fromkeys(warnings)),  # de-duplicated, order kept
+    )
+
+
+def content_hash(
+    *,
+    title: str | None,
+    content: str | None,
+    summary: str | None,
+    links: Iterable[Link],
+    authors: Iterable[Person],
+    categories: Iterable[str],
+    published: datetime | None,
+    ignore_fields: frozenset[str] = frozenset(),
+) -> str:
+    """sha256 hex over a canonical JSON of the entry's non-volatile projection.
+
+    Volatile things never enter it: link titles (Blogger's replies link says "3 Comments"),
+    `thr:total`, `feedburner:origLink`, and `updated` (the diff compares that on its own).
+    Links are grouped by rel and sorted, categories sorted: their order carries no meaning, and a
+    reshuffle must not look like an edit. `published` enters as an instant, so rewriting the same
+    time with another offset changes nothing. `ignore_fields` drops parts named in HASH_FIELDS.
+    """
+    unknown = ignore_fields - HASH_FIELDS
+    if unknown:
+        raise ValueError(f"unknown ignore_fields: {sorted(unknown)}")
+    grouped: dict[str, list[list[str | None]]] = {}
+    for link in links:
+        item: list[str | None] = [link.href, link.type]
+        if link.rel == "enclosure":
+            item.append(link.length)
+        grouped.setdefault(link.rel, []).append(item)
+    projection: dict[str, Any] = {
+        "title": title,
+        "content": content,
+        "summary": summary,
+        "links": {rel: sorted(items, key=_sort_key) for rel, items in grouped.items()},
+        "authors": [[a.name, a.email, a.uri] for a in authors],
+        "categories": sorted(categories),
+        "published": format_timestamp(published) if published is not None else None,
+    }
+    for name in ignore_fields:
+        del projection[name]
+    canonical = json.dumps(projection, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def strip_doctype(data: bytes) -> bytes:
+    """Remove every DOCTYPE declaration (internal subset included) from an XML prolog.
+
+    `data` must be in an ASCII-compatible encoding (feedparser's UTF-8 conversion output).
+    Without the DOCTYPE, an entity reference is undefined: expat reports the document as bozo and
+    feedparser's loose parser has no entity to expand. Raises ValueError for a DOCTYPE that cannot
+    be removed safely (unterminated, or placed where only feedparser's regexes would find it).
+    Works on the bytes in place of a decoded copy: workers run under a memory limit.
+    """
+    spans = _doctype_spans(data)
+    if spans:
+        pieces: list[bytes] = []
+        start = 0
+        for begin, end in spans:
+            pieces.append(data[start:begin])
+            start = end
+        pieces.append(data[start:])
+        data = b"".join(pieces)
+    first = _FIRST_ELEMENT_RE.search(data)
+    if _DOCTYPE_RE.search(data, 0, first.start() if first else len(data)):
+        # Inside a comment or after junk: expat would ignore it, but feedparser's regex would
+        # still hand its entities to the loose parser.
+        raise ValueError("DOCTYPE declaration outside a well-formed prolog")
+    return data
+
+
+def _doctype_spans(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each DOCTYPE in the prolog, walking it as XML does (PIs, comments)."""
+    spans: list[tuple[int, int]] = []
+    # feedparser's conversion drops a UTF-8 byte order mark; other callers may not.
+    i = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    length = len(data)
+    while i < length:
+        if data[i] in b" \t\r\n":
+            i += 1
+        elif data.startswith(b"<?", i):
+            close = data.find(b"?>", i + 2)
+            if close < 0:
+                break
+            i = close + 2
+        elif data.startswith(b"<!--", i):
+            close = data.find(b"-->", i + 4)
+            if close < 0:
+                break
+            i = close + 3
+        elif data[i : i + 9].upper() == b"<!DOCTYPE":
+            end = _doctype_end(data, i + 9)
+            spans.append((i, end))
+            i = end
+        else:
+            break  # the root element, or junk that expat will refuse anyway
+    return spans
+
+
+def _doctype_end(data: bytes, pos: int) -> int:
+    """Offset just past the `>` closing a DOCTYPE whose body starts at `pos`."""
+    in_subset = False
+    while True:
+        match = _DOCTYPE_TOKEN_RE.search(data, pos)
+        if match is None:
+            raise ValueError("unterminated DOCTYPE declaration")
+        token = match.group()
+        pos = match.end()
+        if token in (b'"', b"'"):
+            close = data.find(token, pos)
+            if close < 0:
+                raise ValueError("unterminated literal in DOCTYPE declaration")
+            pos = close + 1
+        elif token == b"<!--" and in_subset:
+            close = data.find(b"-->", pos)
+            if close < 0:
+                raise ValueError("unterminated comment in DOCTYPE declaration")
+            pos = close + 3
+        elif token == b"<?" and in_subset:
+            close = data.find(b"?>", pos)
+            if close < 0:
+                raise ValueError("unterminated processing instruction in DOCTYPE")
+            pos = close + 2
+        elif token == b"[":
+            in_subset = True
+        elif token == b"]":
+            in_subset = False
+        elif token == b">" and not in_subset:
+            return pos
+
+
+def _check_bozo(result: Mapping[str, Any], url: str, warnings: list[str]) -> None:
+    if not result.get("bozo"):
+        return
+    exc = result.get("bozo_exception")
+    if isinstance(exc, _SURVIVABLE_BOZO):
+        warnings.append(f"{type(exc).__name__}: {exc}")
+        return
+    # Truncated bodies ("no element found"), undefined entities (a stripped DOCTYPE), mismatched
+    # tags: feedparser would still return a half-read document, which must not pass for a feed.
+    raise ParseError(f"malformed feed: {type(exc).__name__}: {exc}", url=url)
+
+
+def _not_a_feed_reason(parsed: Mapping[str, Any], headers: Mapping[str, str], data: bytes) -> str:
+    looks_html = (
+        "html" in headers.get("content-type", "").lower() or b"<html" in data[:4096].lower()
+    )
+    hint = " (looks like an HTML page)" if looks_html else ""
+    if not hint and parsed.get("bozo"):
+        hint = f" ({type(parsed.get('bozo_exception')).__name__}: {parsed.get('bozo_exception')})"
+    return f"not a feed: no RSS or Atom root element{hint}"
+
+
+def _entry(raw: Any, page_url: str, version: str, ignore_fields: frozenset[str]) -> ParsedEntry:
+    raw_id = _text(_raw(raw, "id"))
+    title = _text(_raw(raw, "title"))
+    # Raw keys, not raw["updated"]: feedparser's `updated` silently falls back to `published`.
+    published_raw = _text(_raw(raw, "published"))
+    updated_raw = _text(_raw(raw, "updated"))
+    published = parse_timestamp(published_raw)
+    links = _links(_raw(raw, "links"))
+    link = _alternate_link(links)
+    if link is None and version.startswith("rss") and _raw(raw, "guidislink") is True:
+        # RSS 2.0: a guid without isPermaLink="false" is the item's permalink.
+        link = _http_url(raw_id)
+    authors = _authors(_raw(raw, "authors"))
+    categories = _categories(_raw(raw, "tags"))
+    content_list = _raw(raw, "content")
+    content = _text(_raw(content_list[0], "value")) if content_list else None
+    # feedparser copies content into `summary` when there is no summary; only a real summary
+    # element leaves a `summary_detail` behind.
+    summary = _text(_raw(raw, "summary")) if _raw(raw, "summary_detail") is not None else None
+
+    entry_id: str
+    id_source: IdSource
+    if raw_id:
+        entry_id, id_source = raw_id, "id"
+    elif link:
+        entry_id, id_source = link, "link"
+    else:
+        basis = json.dumps([title, published_raw], ensure_ascii=False)
+        entry_id, id_source = hashlib.sha256(basis.encode("utf-8")).hexdigest(), "hash"
+
+    return ParsedEntry(
+        entry_id=entry_id,
+        id_source=id_source,
+        title=title,
+        link=link,
+        published=published,
+        updated=parse_timestamp(updated_raw),
+        authors=authors,
+        categories=categories,
+        summary=summary,
+        content=content,
+        links=links,
+        base_url=_base_url(raw, content_list, page_url),
+        content_hash=content_hash(
+            title=title,
+            content=content,
+            summary=summary,
+            links=links,
+            authors=authors,
+            categories=categories,
+            published=published,
+            ignore_fields=ignore_fields,
+        ),
+    )
+
+
+def _links(raw_links: Any) -> tuple[Link, ...]:
+    links: list[Link] = []
+    for item in raw_links or ():
+        href = _text(_raw(item, "href"))
+        if not href:
+            continue  # a link without a target carries nothing a consumer could use
+        links.append(
+            Link(
+                href=href,
+                rel=_text(_raw(item, "rel")) or "alternate",
+                type=_text(_raw(item, "type")),
+                title=_text(_raw(item, "title")),
+                length=_text(_raw(item, "length")),
+            )
+        )
+    return tuple(links)
+
+
+def _alternate_link(links: Iterable[Link]) -> str | None:
+    alternates = [link for link in links if link.rel == "alternate"]
+    # Prefer the HTML permalink over, say, an alternate JSON or audio representation.
+    for link in alternates:
+        if link.type is None or link.type in _HTML_TYPES:
+            return link.href
+    return alternates[0].href if alternates else None
+
+
+def _authors(raw_authors: Any) -> tuple[Person, ...]:
+    people: list[Person] = []
+    for item in raw_authors or ():
+        person = Person(
+            name=_text(_raw(item, "name")),
+            email=_text(_raw(item, "email")),
+            uri=_text(_raw(item, "href")),  # feedparser files Atom's <uri> under "href"
+        )
+        if person != Person():
+            people.append(person)
+    return tuple(people)
+
+
+def _categories(raw_tags: Any) -> tuple[str, ...]:
+    terms = (_text(_raw(tag, "term")) for tag in raw_tags or ())
+    return tuple(term for term in terms if term)
+
+
+def _base_url(raw: Any, content_list: Any, page_url: str) -> str:
+    """The xml:base in effect for the entry's content (else its summary, its title), else the page.
+
+    feedparser records the base per text construct; it may be relative when no Content-Location
+    was given, so it is resolved against the page URL.
+    """
+    candidates = [content_list[0] if content_list else None]
+    candidates += [_raw(raw, "summary_detail"), _raw(raw, "title_detail")]
+    for detail in candidates:
+        base = _text(_raw(detail, "base")) if detail is not None else None
+        if base:
+            return urljoin(page_url, base)
+    return page_url
+
+
+def _next_url(feed: Any, page_url: str) -> str | None:
+    for link in _links(_raw(feed, "links")):
+        if link.rel == "next":
+            # Used exactly as given (§4.1), only made absolute against the final URL.
+            return urljoin(page_url, link.href)
+    return None
+
+
+def _total_results(feed: Any, namespaces: Mapping[str, str]) -> int | None:
+    for value in _extension_values(feed, namespaces, _OPENSEARCH_NS, "totalresults"):
+        text = _text(value)
+        if text is not None and text.strip().isdigit():
+            return int(text.strip())
+    return None
+
+
+def _has_extension(
+    feed: Any, namespaces: Mapping[str, str], uris: tuple[str, ...], local: str
+) -> bool:
+    return any(True for _ in _extension_values(feed, namespaces, uris, local))
+
+
+def _extension_values(
+    feed: Any, namespaces: Mapping[str, str], uris: tuple[str, ...], local: str
+) -> Iterator[Any]:
+    """Values feedparser stored for `<ns:local>`, whatever prefix the document bound `ns` to.
+
+    feedparser keys unknown extension elements as "<prefix>_<local>" with the document's own
+    prefix (lower-cased), or bare "<local>" when the namespace is the default one.
+    """
+    wanted = {uri.lower() for uri in uris}
+    for prefix, uri in namespaces.items():
+        if isinstance(uri, str) and uri.lower() in wanted:
+            key = f"{prefix.lower()}_{local}" if prefix else local
+            if isinstance(feed, dict) and dict.__contains__(feed, key):
+                yield dict.get(feed, key)
+
+
+def _raw(container: Any, key: str) -> Any:
+    """dict.get without FeedParserDict's aliasing (e.g. `updated` falling back to `published`)."""
+    if isinstance(container, dict):
+        return dict.get(container, key)
+    return None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _http_url(value: str | None) -> str | None:
+    if value and urlsplit(value).scheme in ("http", "https"):
+        return value
+    return None
+
+
+def _sort_key(item: list[str | None]) -> list[str]:
+    return [part or "" for part in item]

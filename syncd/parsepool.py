@@ -1,0 +1,175 @@
+"""Run `syncd.parse.parse_page` in worker processes, off the event loop and on every core.
+
+feedparser holds the GIL for ~100 ms per page (DESIGN §8), and hostile documents can make it
+allocate without bound (DESIGN §7), so parsing happens in a process pool whose workers have their
+address space capped. A worker that dies or runs out of memory costs one page (a ParseError for
+its URL), never the daemon: the pool is replaced and the next parse gets fresh workers.
+
+This module owns processes, nothing else: no parsing rules (those are in `syncd.parse`), no
+network, no store. Workers are started with "forkserver" (or "spawn"), never "fork": forking a
+process that runs an event loop and threads copies their locks in whatever state they were in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import resource
+import signal
+from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Final, Literal, Self
+
+from syncd.errors import ParseError
+from syncd.model import ParsedPage
+from syncd.parse import DEFAULT_MAX_ENTRIES, parse_page
+
+__all__ = ["DEFAULT_MEMORY_LIMIT_BYTES", "ParserPool"]
+
+DEFAULT_MEMORY_LIMIT_BYTES: Final = 1 << 30  # 1 GiB of address space per worker
+
+StartMethod = Literal["forkserver", "spawn"]
+
+
+class ParserPool:
+    """An async context manager over a ProcessPoolExecutor running `parse_page`.
+
+    Usage::
+
+        async with ParserPool(workers=2) as pool:
+            page = await pool.parse(result.body, url=result.final_url, headers=result.headers)
+    """
+
+    def __init__(
+        self,
+        workers: int = 2,
+        *,
+        memory_limit_bytes: int | None = DEFAULT_MEMORY_LIMIT_BYTES,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        start_method: StartMethod = "forkserver",
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        if memory_limit_bytes is not None and memory_limit_bytes <= 0:
+            raise ValueError(f"memory_limit_bytes must be positive, got {memory_limit_bytes}")
+        self._workers = workers
+        self._memory_limit_bytes = memory_limit_bytes
+        self._max_entries = max_entries
+        self._start_method: StartMethod = start_method
+        self._executor: ProcessPoolExecutor | None = None
+        # Pools replaced after a failure; still shut down (and waited for) on exit.
+        self._retired: list[ProcessPoolExecutor] = []
+
+    async def __aenter__(self) -> Self:
+        if self._executor is not None:
+            raise RuntimeError("ParserPool is already running")
+        self._executor = self._new_executor()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        executors = [*self._retired, *([self._executor] if self._executor else [])]
+        self._executor = None
+        self._retired = []
+        for executor in executors:
+            # shutdown(wait=True) blocks until the workers exit: keep it off the event loop.
+            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+
+    async def parse(
+        self,
+        body: bytes,
+        *,
+        url: str,
+        headers: Mapping[str, str],
+        ignore_fields: frozenset[str] = frozenset(),
+    ) -> ParsedPage:
+        """Parse one page in a worker. Raises ParseError for a bad page or a worker lost on it."""
+        executor = self._executor
+        if executor is None:
+            raise RuntimeError("ParserPool.parse called outside 'async with'")
+        loop = asyncio.get_running_loop()
+        try:
+            outcome = await loop.run_in_executor(
+                executor,
+                _parse_in_worker,
+                body,
+                url,
+                dict(headers),  # a plain dict pickles whatever Mapping the caller holds
+                ignore_fields,
+                self._max_entries,
+            )
+        except BrokenProcessPool as exc:
+            # A worker died (killed by the kernel, crashed in C, or failed to allocate where
+            # Python cannot raise). Every page in flight on this pool is lost with it.
+            self._replace(executor)
+            raise ParseError(f"parser worker died: {exc}", url=url) from exc
+        except MemoryError as exc:
+            # The worker survived, but its heap may stay bloated: start afresh.
+            self._replace(executor)
+            raise ParseError("parser worker ran out of memory", url=url) from exc
+        if isinstance(outcome, _WorkerParseError):
+            raise ParseError(outcome.message, url=outcome.url)
+        return outcome
+
+    def _new_executor(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self._workers,
+            mp_context=multiprocessing.get_context(self._start_method),
+            initializer=_init_worker,
+            initargs=(self._memory_limit_bytes,),
+        )
+
+    def _replace(self, failed: ProcessPoolExecutor) -> None:
+        # Several parses fail together when a pool breaks; only the first one replaces it, or a
+        # late one would throw away the fresh pool and the work already running there.
+        if self._executor is not failed:
+            return
+        self._executor = self._new_executor()
+        # Pages still running on the old pool (a MemoryError leaves it working) may finish.
+        failed.shutdown(wait=False, cancel_futures=False)
+        self._retired.append(failed)
+
+
+@dataclass(frozen=True, slots=True)
+class _WorkerParseError:
+    """A ParseError on its way back from a worker.
+
+    syncd.errors.ParseError cannot be unpickled (its `url` is keyword-only and Exception pickles
+    positional args only), and a result that fails to unpickle marks the whole pool broken.
+    """
+
+    message: str
+    url: str
+
+
+def _init_worker(memory_limit_bytes: int | None) -> None:
+    # Ctrl-C reaches the whole process group; the parent decides how to stop, not the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if memory_limit_bytes is None:
+        return
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = memory_limit_bytes if hard == resource.RLIM_INFINITY else min(memory_limit_bytes, hard)
+    # Lower the hard limit too: nothing running in a worker may raise it again.
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _parse_in_worker(
+    body: bytes,
+    url: str,
+    headers: dict[str, str],
+    ignore_fields: frozenset[str],
+    max_entries: int,
+) -> ParsedPage | _WorkerParseError:
+    try:
+        return parse_page(
+            body, url=url, headers=headers, ignore_fields=ignore_fields, max_entries=max_entries
+        )
+    except ParseError as exc:
+        return _WorkerParseError(message=str(exc), url=exc.url)

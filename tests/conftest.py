@@ -1,0 +1,118 @@
+"""Shared fixtures: a local Blogger-like feed server, a verifying webhook receiver, config files,
+and a way to run the real `syncd` command as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import sys
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.feedserver import BloggerFeed, FeedServer, serve_feed
+from tests.support.receiver import TEST_SECRET, ReceiverServer, serve_receiver
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+async def feed_server() -> AsyncIterator[FeedServer]:
+    async with serve_feed(BloggerFeed()) as server:
+        yield server
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[ReceiverServer]:
+    async with serve_receiver(TEST_SECRET) as rx:
+        yield rx
+
+
+def toml_value(v: Any) -> str:
+    return json.dumps(v) if not isinstance(v, bool) else str(v).lower()
+
+
+def write_config(
+    tmp_path: Path,
+    feeds: Sequence[dict[str, Any]],
+    sinks: Sequence[dict[str, Any]] = (),
+    fetch: dict[str, Any] | None = None,
+) -> Path:
+    """A config for tests: fast per-host rate, private networks allowed unless said otherwise."""
+    fetch_table = {"per_host_rate": 1000, "allow_private_networks": True, "timeout": "10s"}
+    fetch_table.update(fetch or {})
+    lines = ["[store]", f"path = {toml_value(str(tmp_path / 'syncd.db'))}", "", "[fetch]"]
+    lines += [f"{k} = {toml_value(v)}" for k, v in fetch_table.items()]
+    for table, items in (("feeds", feeds), ("sinks", sinks)):
+        for item in items:
+            lines += ["", f"[[{table}]]"] + [f"{k} = {toml_value(v)}" for k, v in item.items()]
+    path = tmp_path / "syncd.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def file_sink(tmp_path: Path, name: str = "archive", **kw: Any) -> dict[str, Any]:
+    return {"name": name, "type": "file", "path": str(tmp_path / f"{name}.jsonl"), **kw}
+
+
+def webhook_sink(url: str, name: str = "hook", **kw: Any) -> dict[str, Any]:
+    return {"name": name, "type": "webhook", "url": url, "secret": TEST_SECRET, **kw}
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    def logs(self) -> list[dict[str, Any]]:
+        """The JSON log lines syncd wrote to stderr (it is not a TTY here)."""
+        out = []
+        for line in self.stderr.splitlines():
+            if line.startswith("{"):
+                out.append(json.loads(line))
+        return out
+
+
+async def syncd(config: Path, *args: str, timeout: float = 120) -> Result:  # noqa: ASYNC109
+    """Run the real `syncd` command in a subprocess without blocking this event loop."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "syncd",
+        "--config",
+        str(config),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=str(config.parent),
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return Result(proc.returncode, out.decode(), err.decode())
+
+
+def db_rows(db: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]

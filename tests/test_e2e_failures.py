@@ -1,0 +1,129 @@
+"""Bad input gets one clear log line naming the feed or sink; the rest carries on; nothing is lost."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import db_rows, file_sink, jsonl, syncd, webhook_sink, write_config
+from tests.support.feedserver import BloggerFeed, serve_feed
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def entries_of(db: Path, feed: str) -> int:
+    rows = db_rows(
+        db,
+        "SELECT COUNT(*) FROM entries e JOIN feeds f ON f.id = e.feed_id WHERE f.name = ?",
+        (feed,),
+    )
+    return int(rows[0][0])
+
+
+async def test_broken_feeds_and_dead_webhook_do_not_stop_the_rest(tmp_path: Path) -> None:
+    good, broken, slow = BloggerFeed(30), BloggerFeed(60), BloggerFeed(30)
+    broken.set_malformed(2, "truncated")
+    slow.set_delay(3.0)
+    hook_url = f"http://127.0.0.1:{closed_port()}/hook"
+    async with serve_feed(good) as g, serve_feed(broken) as b, serve_feed(slow) as s:
+        config = write_config(
+            tmp_path,
+            feeds=[
+                {"name": "good", "url": g.url},
+                {"name": "broken", "url": b.url},
+                {"name": "slow", "url": s.url},
+            ],
+            sinks=[file_sink(tmp_path), webhook_sink(hook_url, initial="deliver")],
+            fetch={"timeout": "1s"},
+        )
+        db = tmp_path / "syncd.db"
+        first = await syncd(config, "sync")
+        assert first.code == 1  # some feeds failed; the others were synced and delivered
+        logs = first.logs()
+        failures = {r["feed"]: r for r in logs if r.get("event") == "feed sync failed"}
+        assert set(failures) == {"broken", "slow"}
+        assert "malformed" in failures["broken"]["error"]
+        assert "timed out" in failures["slow"]["error"]
+        assert all(failures[f]["feed"] == f for f in failures)
+        hook_failures = [r for r in logs if r.get("event") == "delivery failed"]
+        assert len(hook_failures) == 1 and hook_failures[0]["sink"] == "hook"
+        assert "127.0.0.1" in hook_failures[0]["error"] or "refused" in hook_failures[0]["error"]
+        assert "traceback" not in first.stderr.lower()
+
+        # The good feed and the good page of the broken feed are stored and delivered to the file.
+        assert entries_of(db, "good") == 30
+        assert entries_of(db, "broken") == 25
+        assert entries_of(db, "slow") == 0
+        assert len(jsonl(tmp_path / "archive.jsonl")) == 55
+        # The dead webhook's deliveries wait; none is lost.
+        states = db_rows(db, "SELECT state, COUNT(*) FROM deliveries WHERE sink='hook' GROUP BY 1")
+        assert dict(states) == {"failed": 1, "pending": 54}
+
+        # Faults cleared: the next run completes both feeds and emits each entry's event once.
+        broken.clear_faults()
+        slow.clear_faults()
+        second = await syncd(config, "sync")
+        assert second.code == 0, second.stderr
+    assert entries_of(db, "broken") == 60 and entries_of(db, "slow") == 30
+    ids = [r[0] for r in db_rows(db, "SELECT id FROM events")]
+    assert len(ids) == 120 and len(set(ids)) == 120
+    archive = jsonl(tmp_path / "archive.jsonl")
+    assert sorted(e["data"]["seq"] for e in archive) == list(range(1, 121))
+    status = await syncd(config, "status", "--json")
+    assert status.code == 0
+    assert '"pending": ' in status.stdout
+
+
+@pytest.mark.parametrize("fault", ["html", "empty", "truncated"])
+async def test_failed_first_page_is_an_error_not_an_empty_feed(tmp_path: Path, fault: str) -> None:
+    feed = BloggerFeed(30)
+    if fault == "html":
+        feed.set_html_error(1)
+    else:
+        feed.set_malformed(1, "empty" if fault == "empty" else "truncated")
+    async with serve_feed(feed) as server:
+        config = write_config(tmp_path, feeds=[{"name": "f", "url": server.url}])
+        result = await syncd(config, "sync")
+        assert result.code == 1
+        (line,) = [r for r in result.logs() if r.get("event") == "feed sync failed"]
+        assert line["feed"] == "f" and line["error"]
+        db = tmp_path / "syncd.db"
+        assert db_rows(db, "SELECT COUNT(*) FROM events") == [(0,)]
+        assert db_rows(db, "SELECT last_outcome, consecutive_errors FROM feeds") == [("error", 1)]
+        feed.clear_faults()
+        assert (await syncd(config, "sync")).code == 0
+    assert db_rows(db, "SELECT COUNT(*) FROM events") == [(30,)]
+
+
+async def test_discovered_private_address_is_refused(tmp_path: Path) -> None:
+    """A next link to another host that resolves to loopback is not followed by default."""
+    async with serve_feed(BloggerFeed(60)) as server:
+        config = write_config(
+            tmp_path,
+            feeds=[{"name": "f", "url": server.url}],
+            fetch={"allow_private_networks": False},
+        )
+        result = await syncd(config, "sync")
+        assert result.code == 1
+        (line,) = [r for r in result.logs() if r.get("event") == "feed sync failed"]
+        assert "localhost" in line["error"]
+        assert server.model.count(host="localhost") == 0
+    # Page 1 (the operator's own URL) was stored; nothing was inferred from the failed crawl.
+    assert entries_of(tmp_path / "syncd.db", "f") == 25
+
+
+async def test_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    config = tmp_path / "syncd.toml"
+    config.write_text('[[feeds]]\nname = "a"\nurl = "http://x/"\ninterval = "5x"\n')
+    result = await syncd(config, "check-config")
+    assert result.code == 2
+    assert result.stderr.strip().splitlines() == [
+        f"syncd: config error: {config}: feeds[0].interval: '5x' is not a duration"
+        " (use e.g. 30s, 15m, 2h, 1d)"
+    ]

@@ -1,0 +1,165 @@
+"""syncd.parsepool: real worker processes parse, fail cleanly, and come back after a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syncd.errors import ParseError
+from syncd.parse import parse_page
+from syncd.parsepool import ParserPool
+
+SEED = Path(__file__).parent / "data" / "google-research-blog-page1.atom.xml"
+SEED_URL = "http://feeds.feedburner.com/blogspot/gJZg"
+HEADERS = {"content-type": "application/atom+xml; charset=UTF-8"}
+# A guard against a hung pool, not a speed target: a healthy parse takes well under a second.
+HANG_GUARD_S = 60.0
+
+
+async def parse(pool: ParserPool, body: bytes, url: str = SEED_URL, **kwargs: Any) -> Any:
+    return await asyncio.wait_for(
+        pool.parse(body, url=url, headers=HEADERS, **kwargs), HANG_GUARD_S
+    )
+
+
+def worker_pids(pool: ParserPool) -> list[int]:
+    # The executor's process table is private; reading it is the only way to pick a victim.
+    executor = pool._executor
+    assert executor is not None
+    return list(executor._processes)
+
+
+def huge_feed(megabytes: int) -> bytes:
+    """A valid feed whose parse needs several copies of `megabytes` in the worker."""
+    filler = "a" * (megabytes * 1_000_000)
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+        f"<entry><id>big</id><content>{filler}</content></entry></feed>"
+    ).encode()
+
+
+@pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
+async def test_parses_the_seed_in_a_worker(start_method: Any) -> None:
+    body = SEED.read_bytes()
+    async with ParserPool(workers=1, start_method=start_method) as pool:
+        page = await parse(pool, body)
+        assert len(worker_pids(pool)) == 1
+        assert os.getpid() not in worker_pids(pool)
+    assert page == parse_page(body, url=SEED_URL, headers=HEADERS)
+
+
+async def test_concurrent_parses_use_both_workers() -> None:
+    body = SEED.read_bytes()
+    async with ParserPool(workers=2) as pool:
+        pages = await asyncio.gather(*(parse(pool, body) for _ in range(6)))
+        assert len(worker_pids(pool)) == 2
+    assert {len(page.entries) for page in pages} == {25}
+
+
+async def test_parse_error_comes_back_as_parse_error() -> None:
+    truncated = SEED.read_bytes()[:1000]
+    async with ParserPool(workers=1) as pool:
+        with pytest.raises(ParseError, match="malformed feed") as caught:
+            await parse(pool, truncated, url="https://example.com/truncated")
+        assert caught.value.url == "https://example.com/truncated"
+        # A bad page is not a broken pool: the same worker carries on.
+        before = worker_pids(pool)
+        assert len((await parse(pool, SEED.read_bytes())).entries) == 25
+        assert worker_pids(pool) == before
+
+
+async def test_ignore_fields_reach_the_worker() -> None:
+    body = SEED.read_bytes()
+    ignore = frozenset({"title", "content"})
+    async with ParserPool(workers=1) as pool:
+        page = await parse(pool, body, ignore_fields=ignore)
+    expected = parse_page(body, url=SEED_URL, headers=HEADERS, ignore_fields=ignore)
+    assert page.entries[0].content_hash == expected.entries[0].content_hash
+    assert (
+        page.entries[0].content_hash
+        != parse_page(body, url=SEED_URL, headers=HEADERS).entries[0].content_hash
+    )
+
+
+async def test_max_entries_applies_in_the_worker() -> None:
+    async with ParserPool(workers=1, max_entries=10) as pool:
+        with pytest.raises(ParseError, match="too many entries"):
+            await parse(pool, SEED.read_bytes())
+
+
+async def test_survives_a_killed_worker() -> None:
+    body = SEED.read_bytes()
+    async with ParserPool(workers=1) as pool:
+        await parse(pool, body)
+        (victim,) = worker_pids(pool)
+        os.kill(victim, signal.SIGKILL)
+        # The pool the dead worker belonged to is broken: the next page fails, naming its URL...
+        with pytest.raises(ParseError, match="worker died") as caught:
+            await parse(pool, body, url="https://example.com/unlucky")
+        assert caught.value.url == "https://example.com/unlucky"
+        # ...and then a fresh pool takes over.
+        page = await parse(pool, body)
+        assert len(page.entries) == 25
+        assert victim not in worker_pids(pool)
+
+
+async def test_survives_a_worker_exceeding_its_memory_limit() -> None:
+    # A worker idles at ~35 MB of address space and parses the seed within ~40 MB; a 48 MB body
+    # needs several copies of itself (UTF-8 conversion, DOCTYPE scan, feedparser's buffers).
+    body = SEED.read_bytes()
+    async with ParserPool(workers=1, memory_limit_bytes=192 * 1024 * 1024) as pool:
+        assert len((await parse(pool, body)).entries) == 25
+        with pytest.raises(ParseError) as caught:
+            await parse(pool, huge_feed(48), url="https://example.com/huge")
+        assert caught.value.url == "https://example.com/huge"
+        assert len((await parse(pool, body)).entries) == 25
+
+
+async def test_the_same_page_parses_with_no_memory_limit() -> None:
+    # The control for the test above: the 48 MB feed is valid, only the limit refused it.
+    async with ParserPool(workers=1, memory_limit_bytes=None) as pool:
+        page = await parse(pool, huge_feed(48))
+    assert page.entries[0].content is not None
+    assert len(page.entries[0].content) == 48_000_000
+
+
+async def test_a_limit_too_small_to_start_a_worker_fails_every_page_cleanly() -> None:
+    async with ParserPool(workers=1, memory_limit_bytes=8 * 1024 * 1024) as pool:
+        for _ in range(2):  # the replacement pool fails the same way, and still cleanly
+            with pytest.raises(ParseError, match="worker died"):
+                await parse(pool, SEED.read_bytes())
+
+
+async def test_exit_stops_the_workers() -> None:
+    async with ParserPool(workers=2) as pool:
+        await asyncio.gather(parse(pool, SEED.read_bytes()), parse(pool, SEED.read_bytes()))
+        pids = worker_pids(pool)
+    assert pids
+    assert not [pid for pid in pids if is_running(pid)]
+
+
+def is_running(pid: int) -> bool:
+    """Alive and not a zombie awaiting its parent (the forkserver reaps asynchronously)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def test_parse_outside_the_context_is_a_programming_error() -> None:
+    pool = ParserPool()
+    with pytest.raises(RuntimeError, match="outside"):
+        await pool.parse(b"<feed/>", url="u", headers={})
+
+
+def test_rejects_nonsense_settings() -> None:
+    with pytest.raises(ValueError, match="workers"):
+        ParserPool(workers=0)
+    with pytest.raises(ValueError, match="memory_limit_bytes"):
+        ParserPool(memory_limit_bytes=0)
