@@ -82,7 +82,7 @@ class Dispatcher:
 
     async def _loop(self, bound: BoundSink, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            await self._drain(bound)
+            await self._drain(bound, stop)
             delay = self._idle_delay(bound)
             bound.wake.clear()
             stop_wait = asyncio.ensure_future(stop.wait())
@@ -105,7 +105,7 @@ class Dispatcher:
         wait = (max(targets) if bound.paused_until else min(targets)) - now
         return min(max(wait.total_seconds(), 0.05), IDLE_POLL_S * 5)
 
-    async def _drain(self, bound: BoundSink) -> SinkReport:
+    async def _drain(self, bound: BoundSink, stop: asyncio.Event | None = None) -> SinkReport:
         name = bound.config.name
         report = SinkReport(name)
         if bound.disabled:
@@ -119,6 +119,8 @@ class Dispatcher:
             if not due:
                 return report
             for d in due:
+                if stop is not None and stop.is_set():
+                    return report  # shutting down: the rest stays pending, nothing is lost
                 outcome = await bound.sink.send(d.event)
                 now = self.clock()
                 if outcome.ok:

@@ -83,23 +83,21 @@ def parse_page(
     lowered = {name.lower(): value for name, value in headers.items()}
     warnings: list[str] = []
 
-    # Convert to UTF-8 first, exactly as feedparser would, and look for DOCTYPEs in the result:
-    # a byte-level search misses a declaration hidden in UTF-16, UTF-7 or EBCDIC.
-    encoding_result: dict[str, Any] = {}
-    utf8 = convert_to_utf8(lowered, body, encoding_result)
-    _check_bozo(encoding_result, url, warnings)
     try:
+        # Convert to UTF-8 first, exactly as feedparser would, and look for DOCTYPEs in the
+        # result: a byte-level search misses a declaration hidden in UTF-16, UTF-7 or EBCDIC.
+        encoding_result: dict[str, Any] = {}
+        utf8 = convert_to_utf8(lowered, body, encoding_result)
+        _check_bozo(encoding_result, url, warnings)
         utf8 = strip_doctype(utf8)
-    except ValueError as exc:
-        raise ParseError(f"refused: {exc}", url=url) from None
 
-    # The body is UTF-8 now; say so, or feedparser would decode it again with the server's charset.
-    reparse_headers = dict(lowered)
-    if "content-type" in reparse_headers:
-        media_type = reparse_headers["content-type"].split(";", 1)[0].strip()
-        reparse_headers["content-type"] = f"{media_type}; charset=utf-8"
+        # The body is UTF-8 now; say so, or feedparser would decode it again with the server's
+        # charset.
+        reparse_headers = dict(lowered)
+        if "content-type" in reparse_headers:
+            media_type = reparse_headers["content-type"].split(";", 1)[0].strip()
+            reparse_headers["content-type"] = f"{media_type}; charset=utf-8"
 
-    try:
         # A BytesIO, not the bytes: feedparser treats a bytes/str argument that names an existing
         # file as a path and reads it.
         parsed = feedparser.parse(
@@ -108,9 +106,13 @@ def parse_page(
             sanitize_html=False,
             resolve_relative_uris=False,
         )
-    except MemoryError:
-        raise  # the worker pool owns this: it recycles the worker
-    except Exception as exc:  # feedparser's own bugs on hostile input: still just a bad page
+    except (ParseError, MemoryError):
+        raise  # MemoryError: the worker pool owns it, and recycles the worker
+    except _DoctypeRefused as exc:
+        raise ParseError(f"refused: {exc}", url=url) from None
+    except Exception as exc:
+        # feedparser's own bugs on hostile input (e.g. a stray byte in the XML declaration's
+        # encoding name escapes as UnicodeDecodeError): still just a bad page.
         raise ParseError(f"feedparser failed: {type(exc).__name__}: {exc}", url=url) from exc
 
     if not parsed.get("version"):
@@ -180,6 +182,10 @@ def content_hash(
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+class _DoctypeRefused(ValueError):
+    """A DOCTYPE that cannot be removed safely; parse_page turns it into a ParseError."""
+
+
 def strip_doctype(data: bytes) -> bytes:
     """Remove every DOCTYPE declaration (internal subset included) from an XML prolog.
 
@@ -202,7 +208,7 @@ def strip_doctype(data: bytes) -> bytes:
     if _DOCTYPE_RE.search(data, 0, first.start() if first else len(data)):
         # Inside a comment or after junk: expat would ignore it, but feedparser's regex would
         # still hand its entities to the loose parser.
-        raise ValueError("DOCTYPE declaration outside a well-formed prolog")
+        raise _DoctypeRefused("DOCTYPE declaration outside a well-formed prolog")
     return data
 
 
@@ -240,23 +246,23 @@ def _doctype_end(data: bytes, pos: int) -> int:
     while True:
         match = _DOCTYPE_TOKEN_RE.search(data, pos)
         if match is None:
-            raise ValueError("unterminated DOCTYPE declaration")
+            raise _DoctypeRefused("unterminated DOCTYPE declaration")
         token = match.group()
         pos = match.end()
         if token in (b'"', b"'"):
             close = data.find(token, pos)
             if close < 0:
-                raise ValueError("unterminated literal in DOCTYPE declaration")
+                raise _DoctypeRefused("unterminated literal in DOCTYPE declaration")
             pos = close + 1
         elif token == b"<!--" and in_subset:
             close = data.find(b"-->", pos)
             if close < 0:
-                raise ValueError("unterminated comment in DOCTYPE declaration")
+                raise _DoctypeRefused("unterminated comment in DOCTYPE declaration")
             pos = close + 3
         elif token == b"<?" and in_subset:
             close = data.find(b"?>", pos)
             if close < 0:
-                raise ValueError("unterminated processing instruction in DOCTYPE")
+                raise _DoctypeRefused("unterminated processing instruction in DOCTYPE")
             pos = close + 2
         elif token == b"[":
             in_subset = True

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from syncd.errors import ParseError
 from syncd.model import Link, ParsedEntry, ParsedPage, Person
@@ -612,10 +614,16 @@ def test_entity_bomb_hidden_in_utf16_is_refused() -> None:
     assert peak_memory_of_refused(encoded) < 16_000_000
 
 
-def test_doctype_hidden_in_a_comment_is_refused() -> None:
-    # expat ignores it, but feedparser's regex would still pass the entity to its loose parser.
-    body = linear_entity_bomb().replace("<!DOCTYPE", "<!--\n<!DOCTYPE").replace("]>\n", "]>\n-->\n")
-    with pytest.raises(ParseError, match="DOCTYPE"):
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [("<!--\n<!DOCTYPE", "]>\n-->\n"), ("junk <!DOCTYPE", "]>\n")],
+    ids=["in-a-comment", "after-junk"],
+)
+def test_doctype_outside_a_proper_prolog_is_refused(before: str, after: str) -> None:
+    # expat ignores it or stops before it, but feedparser's regex would still find the entity
+    # and pass it to the loose parser.
+    body = linear_entity_bomb().replace("<!DOCTYPE", before).replace("]>\n", after)
+    with pytest.raises(ParseError, match="DOCTYPE declaration outside"):
         parse_page(body.encode(), url="u", headers={})
 
 
@@ -680,6 +688,31 @@ def test_truncated_body_is_refused(fraction: float) -> None:
     with pytest.raises(ParseError) as caught:
         parse_page(raw[: int(len(raw) * fraction)], url=SEED_URL, headers=ATOM_HEADERS)
     assert caught.value.url == SEED_URL
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(min_value=0.0, max_value=1.0))
+def test_any_truncation_is_refused(fraction: float) -> None:
+    raw = SEED.read_bytes()
+    end = raw.rindex(b"</feed>") + len(b"</feed>") - 1  # at least the final ">" is missing
+    with pytest.raises(ParseError):
+        parse_page(raw[: int(end * fraction)], url=SEED_URL, headers=ATOM_HEADERS)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=2000),
+        st.text(alphabet="<>!?/&;=\"' abcfeditmnry[]-:", max_size=300).map(str.encode),
+    )
+)
+def test_arbitrary_bytes_give_a_page_or_a_parse_error(body: bytes) -> None:
+    try:
+        page = parse_page(body, url="u", headers={})
+    except ParseError as exc:
+        assert exc.url == "u"
+    else:
+        assert isinstance(page, ParsedPage)
 
 
 def test_truncation_message_names_the_parser_complaint() -> None:

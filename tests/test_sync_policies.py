@@ -1,0 +1,107 @@
+"""Politeness and economy through the real app (in-process, injected clock): unchanged bodies are
+not parsed, Retry-After and 410 are honoured, Cache-Control max-age bounds the next poll."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from aiohttp import web
+
+from syncd.app import build_app
+from syncd.config import load_config
+from tests.conftest import write_config
+from tests.support.feedserver import BloggerFeed, run_on_loopback, serve_feed
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 28, 7, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@asynccontextmanager
+async def plain_server(body: bytes, hits: list[str]) -> AsyncIterator[str]:
+    """A server that ignores conditional GET: the same 200 body every time, no validators."""
+
+    async def handler(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return web.Response(body=body, content_type="application/atom+xml")
+
+    def make(_port: int) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/feed", handler)
+        return app
+
+    async with run_on_loopback(make) as port:
+        yield f"http://127.0.0.1:{port}/feed"
+
+
+async def test_same_body_without_validators_is_not_parsed_again(tmp_path: Path) -> None:
+    hits: list[str] = []
+    async with plain_server(BloggerFeed(25).render_page(), hits) as url:
+        config = load_config(write_config(tmp_path, feeds=[{"name": "f", "url": url}]))
+        async with build_app(config, clock=Clock()) as app:
+            (first,) = await app.sync_feeds(config.feeds, full=False, force=False)
+            (second,) = await app.sync_feeds(config.feeds, full=True, force=False)
+    assert first.pages_parsed == 1 and first.created == 25
+    assert second.pages == 1 and second.pages_parsed == 0 and second.outcome == "not_modified"
+    assert len(hits) == 2
+
+
+async def test_retry_after_on_a_feed_is_honoured_unless_forced(tmp_path: Path) -> None:
+    feed = BloggerFeed(30)
+    feed.set_status(1, 503, {"Retry-After": "7200"})
+    clock = Clock()
+    async with serve_feed(feed) as server:
+        config = load_config(write_config(tmp_path, feeds=[{"name": "f", "url": server.url}]))
+        async with build_app(config, clock=clock, rng=random.Random(1)) as app:
+            (report,) = await app.sync_feeds(config.feeds, full=False, force=False)
+            assert report.outcome == "throttled" and not report.completed
+            state = app.store.feed_state("f")
+            assert state.retry_after_until is not None
+            assert state.retry_after_until - clock.now >= timedelta(seconds=7200)
+            feed.clear_faults()
+            feed.reset_log()
+            assert await app.sync_feeds(config.feeds, full=False, force=False) == []
+            assert feed.count() == 0
+            assert "wait" in (app.skip_reason(config.feeds[0], clock.now) or "")
+            (forced,) = await app.sync_feeds(config.feeds, full=False, force=True)
+            assert forced.completed and forced.created == 30
+            assert app.store.feed_state("f").retry_after_until is None
+
+
+async def test_gone_feed_stops_being_polled_but_keeps_its_data(tmp_path: Path) -> None:
+    feed = BloggerFeed(30)
+    clock = Clock()
+    async with serve_feed(feed) as server:
+        config = load_config(write_config(tmp_path, feeds=[{"name": "f", "url": server.url}]))
+        async with build_app(config, clock=clock) as app:
+            await app.sync_feeds(config.feeds, full=False, force=False)
+            feed.set_status(None, 410)
+            (gone,) = await app.sync_feeds(config.feeds, full=False, force=False)
+            assert gone.outcome == "gone"
+            feed.reset_log()
+            assert await app.sync_feeds(config.feeds, full=False, force=False) == []
+            assert feed.count() == 0
+            rows = app.store.feed_summaries()
+            assert rows[0]["entries"] == 30 and rows[0]["last_outcome"] == "gone"
+
+
+async def test_cache_control_max_age_is_a_lower_bound_on_the_next_poll(tmp_path: Path) -> None:
+    feed = BloggerFeed(30)
+    feed.set_headers({"Cache-Control": "public, max-age=7200"})
+    clock = Clock()
+    async with serve_feed(feed) as server:
+        config = load_config(
+            write_config(tmp_path, feeds=[{"name": "f", "url": server.url, "interval": "60s"}])
+        )
+        async with build_app(config, clock=clock) as app:
+            await app.sync_feeds(config.feeds, full=False, force=False)
+            due = app.store.feed_state("f").next_due_at
+    assert due == clock.now + timedelta(seconds=7200)
