@@ -1,4 +1,4 @@
-"""Bad input gets one clear log line naming the feed or sink; the rest carries on; nothing is lost."""
+"""Bad input gets one clear log line naming the feed or sink; the rest carries on; no loss."""
 
 from __future__ import annotations
 

@@ -715,6 +715,13 @@ def test_arbitrary_bytes_give_a_page_or_a_parse_error(body: bytes) -> None:
         assert isinstance(page, ParsedPage)
 
 
+def test_feedparser_crash_on_a_garbled_encoding_name_is_a_parse_error() -> None:
+    # feedparser 6.0.14 decodes the declared encoding name as UTF-8 and lets the error escape.
+    body = b'<?xml version="1.0" encoding="utf\xc2-8"?><feed xmlns="http://www.w3.org/2005/Atom"/>'
+    with pytest.raises(ParseError, match="UnicodeDecodeError"):
+        parse_page(body, url="u", headers={})
+
+
 def test_truncation_message_names_the_parser_complaint() -> None:
     raw = SEED.read_bytes()
     with pytest.raises(ParseError, match=r"malformed feed: .*no element found"):
