@@ -129,8 +129,8 @@ def status(ctx: Ctx, as_json: bool) -> None:
         store = Store.open(config.store.path)
         try:
             feeds = {f["name"]: f for f in store.feed_summaries()}
-            sinks = store.sink_summaries()
-            disabled = store.disabled_sinks()
+            sinks = store.outbox.sink_summaries()
+            disabled = store.outbox.disabled_sinks()
         finally:
             store.close()
         return {

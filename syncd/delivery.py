@@ -59,11 +59,11 @@ class Dispatcher:
         clock: Clock,
         rng: random.Random,
     ) -> None:
-        self.store = store
+        self.outbox = store.outbox
         self.sinks = list(sinks)
         self.clock = clock
         self.rng = rng
-        disabled = store.disabled_sinks()
+        disabled = self.outbox.disabled_sinks()
         for b in self.sinks:
             b.disabled = b.config.name in disabled
 
@@ -98,7 +98,7 @@ class Dispatcher:
     def _idle_delay(self, bound: BoundSink) -> float:
         now = self.clock()
         targets = [
-            t for t in (bound.paused_until, self.store.next_delivery_due(bound.config.name)) if t
+            t for t in (bound.paused_until, self.outbox.next_delivery_due(bound.config.name)) if t
         ]
         if not targets:
             return IDLE_POLL_S * 5
@@ -115,7 +115,7 @@ class Dispatcher:
             if bound.paused_until and now < bound.paused_until:
                 report.paused_until = bound.paused_until
                 return report
-            due = self.store.due_deliveries(name, now, BATCH)
+            due = self.outbox.due_deliveries(name, now, BATCH)
             if not due:
                 return report
             for d in due:
@@ -124,7 +124,7 @@ class Dispatcher:
                 outcome = await bound.sink.send(d.event)
                 now = self.clock()
                 if outcome.ok:
-                    self.store.record_attempt(d.id, outcome, now, None)
+                    self.outbox.record_attempt(d.id, outcome, now, None)
                     report.delivered += 1
                     bound.paused_until = None
                     continue
@@ -143,7 +143,7 @@ class Dispatcher:
                 if outcome.disable_sink:
                     # 410 Gone: keep this delivery retryable so nothing is lost on re-enable.
                     retry_at = now
-                state = self.store.record_attempt(d.id, outcome, now, retry_at)
+                state = self.outbox.record_attempt(d.id, outcome, now, retry_at)
                 log.warning(
                     "delivery failed",
                     sink=name,
@@ -157,7 +157,7 @@ class Dispatcher:
                 )
                 if outcome.disable_sink:
                     reason = f"receiver answered {outcome.status}: {outcome.error}"
-                    self.store.disable_sink(name, reason, now)
+                    self.outbox.disable_sink(name, reason, now)
                     bound.disabled = True
                     log.error("sink disabled", sink=name, reason=reason)
                     return report

@@ -179,7 +179,7 @@ def content_hash(
     for name in ignore_fields:
         del projection[name]
     canonical = json.dumps(projection, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class _DoctypeRefused(ValueError):
@@ -322,7 +322,10 @@ def _entry(raw: Any, page_url: str, version: str, ignore_fields: frozenset[str])
         entry_id, id_source = link, "link"
     else:
         basis = json.dumps([title, published_raw], ensure_ascii=False)
-        entry_id, id_source = hashlib.sha256(basis.encode("utf-8")).hexdigest(), "hash"
+        entry_id, id_source = (
+            hashlib.sha256(basis.encode("utf-8", "surrogatepass")).hexdigest(),
+            "hash",
+        )
 
     return ParsedEntry(
         entry_id=entry_id,

@@ -23,17 +23,15 @@ from syncd.migrations import migrations
 from syncd.model import (
     Change,
     ChangeKind,
-    DeliveryState,
     EventDraft,
     FetchResult,
     Link,
-    OutboundEvent,
     ParsedEntry,
     Person,
-    SendOutcome,
     StoredEntry,
     Validators,
 )
+from syncd.outbox import Outbox
 from syncd.timestamps import format_timestamp
 
 BUSY_TIMEOUT_MS = 10_000
@@ -95,13 +93,6 @@ class PageState:
 
 
 @dataclass(frozen=True)
-class DueDelivery:
-    id: int
-    attempts: int
-    event: OutboundEvent
-
-
-@dataclass(frozen=True)
 class CrawlOutcome:
     """How a crawl ended, as recorded on the feed row."""
 
@@ -121,6 +112,7 @@ class Store:
     def __init__(self, db: Database, path: Path) -> None:
         self.db = db
         self.path = path
+        self.outbox = Outbox(self)
 
     @classmethod
     def open(cls, path: Path) -> Store:
@@ -140,7 +132,7 @@ class Store:
         self.db.close()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def write(self) -> Iterator[sqlite3.Connection]:
         """One immediate transaction: a deferred BEGIN that later writes ignores busy_timeout."""
         conn = self.db.conn
         conn.execute("BEGIN IMMEDIATE")
@@ -152,7 +144,7 @@ class Store:
         else:
             conn.execute("COMMIT")
 
-    def _rows(
+    def rows(
         self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
     ) -> list[dict[str, Any]]:
         cur = self.db.conn.execute(sql, params)
@@ -163,7 +155,7 @@ class Store:
 
     def ensure_feed(self, name: str, url: str, now: datetime) -> FeedState:
         """The feed's row, created on first sight. The configured URL wins over a stored one."""
-        with self._write() as conn:
+        with self.write() as conn:
             conn.execute(
                 "INSERT INTO feeds (name, url, created_at, consecutive_errors) VALUES (?, ?, ?, 0)"
                 " ON CONFLICT(name) DO UPDATE SET url = excluded.url WHERE url != excluded.url",
@@ -172,7 +164,7 @@ class Store:
         return self.feed_state(name)
 
     def feed_state(self, name: str) -> FeedState:
-        rows = self._rows("SELECT * FROM feeds WHERE name = ?", (name,))
+        rows = self.rows("SELECT * FROM feeds WHERE name = ?", (name,))
         if not rows:
             raise StoreError(f"feed {name!r} is not in the store")
         r = rows[0]
@@ -193,7 +185,7 @@ class Store:
         )
 
     def finish_crawl(self, feed_id: int, now: datetime, outcome: CrawlOutcome) -> None:
-        with self._write() as conn:
+        with self.write() as conn:
             conn.execute(
                 """UPDATE feeds SET last_fetch_at = ?, last_outcome = ?, last_error = ?,
                    consecutive_errors = ?, next_due_at = ?, retry_after_until = ?,
@@ -224,7 +216,7 @@ class Store:
     # ---------------------------------------------------------------- pages
 
     def page_state(self, feed_id: int, url: str) -> PageState | None:
-        rows = self._rows(
+        rows = self.rows(
             "SELECT etag, last_modified, body_hash, next_url FROM pages"
             " WHERE feed_id = ? AND url = ?",
             (feed_id, url),
@@ -236,7 +228,7 @@ class Store:
 
     def record_unchanged_page(self, feed_id: int, result: FetchResult, now: datetime) -> None:
         """A 304 or an identical body: refresh validators (a 304 may carry new ones)."""
-        with self._write() as conn:
+        with self.write() as conn:
             conn.execute(
                 "UPDATE pages SET fetched_at = ?, etag = COALESCE(?, etag),"
                 " last_modified = COALESCE(?, last_modified) WHERE feed_id = ? AND url = ?",
@@ -252,7 +244,7 @@ class Store:
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            for r in self._rows(
+            for r in self.rows(
                 "SELECT entry_id, updated, content_hash, title, link, published, authors,"
                 " categories, summary, content, deleted_at, hash_only_updates FROM entries"
                 f" WHERE feed_id = ? AND entry_id IN ({marks})",
@@ -296,7 +288,7 @@ class Store:
             raise ValueError("every change needs its event")
         now_s = _ts(now)
         seqs: list[int] = []
-        with self._write() as conn:
+        with self.write() as conn:
             conn.execute(
                 """INSERT INTO pages (feed_id, url, etag, last_modified, body_hash, next_url,
                    entry_count, fetched_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -408,106 +400,16 @@ class Store:
         )
         return seq
 
-    # ---------------------------------------------------------------- deliveries
-
-    def due_deliveries(self, sink: str, now: datetime, limit: int) -> list[DueDelivery]:
-        rows = self._rows(
-            """SELECT d.id, d.attempts, e.id AS event_id, e.seq, e.type, e.payload
-               FROM deliveries d JOIN events e ON e.seq = d.event_seq
-               WHERE d.sink = ? AND d.state IN ('pending', 'failed') AND d.next_attempt_at <= ?
-               ORDER BY e.seq LIMIT ?""",
-            (sink, _ts(now), limit),
-        )
-        return [
-            DueDelivery(
-                r["id"],
-                r["attempts"],
-                OutboundEvent(r["event_id"], r["seq"], r["type"], r["payload"].encode()),
-            )
-            for r in rows
-        ]
-
-    def next_delivery_due(self, sink: str) -> datetime | None:
-        rows = self._rows(
-            "SELECT MIN(next_attempt_at) AS t FROM deliveries"
-            " WHERE sink = ? AND state IN ('pending', 'failed')",
-            (sink,),
-        )
-        return _dt(rows[0]["t"]) if rows else None
-
-    def record_attempt(
-        self,
-        delivery_id: int,
-        outcome: SendOutcome,
-        now: datetime,
-        next_attempt_at: datetime | None,
-    ) -> DeliveryState:
-        """Record one attempt. Failed with no next attempt means dead."""
-        if outcome.ok:
-            state = DeliveryState.DELIVERED
-        elif next_attempt_at is None:
-            state = DeliveryState.DEAD
-        else:
-            state = DeliveryState.FAILED
-        now_s = _ts(now)
-        with self._write() as conn:
-            conn.execute(
-                """UPDATE deliveries SET state = ?, attempts = attempts + 1, last_attempt_at = ?,
-                   last_status = ?, last_error = ?, next_attempt_at = ?,
-                   delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END WHERE id = ?""",
-                (
-                    str(state),
-                    now_s,
-                    outcome.status,
-                    outcome.error,
-                    _ts(next_attempt_at),
-                    outcome.ok,
-                    now_s,
-                    delivery_id,
-                ),
-            )
-            conn.execute(
-                "INSERT INTO delivery_attempts (delivery_id, attempted_at, status, latency_ms,"
-                " error) VALUES (?, ?, ?, ?, ?)",
-                (delivery_id, now_s, outcome.status, round(outcome.latency_ms, 3), outcome.error),
-            )
-        return state
-
-    def disable_sink(self, sink: str, reason: str, now: datetime) -> None:
-        with self._write() as conn:
-            conn.execute(
-                "INSERT INTO sinks (name, disabled_at, disabled_reason) VALUES (?, ?, ?)"
-                " ON CONFLICT(name) DO UPDATE SET disabled_at = excluded.disabled_at,"
-                " disabled_reason = excluded.disabled_reason",
-                (sink, _ts(now), reason),
-            )
-
-    def disabled_sinks(self) -> dict[str, str]:
-        return {
-            r["name"]: r["disabled_reason"] or ""
-            for r in self._rows(
-                "SELECT name, disabled_reason FROM sinks WHERE disabled_at IS NOT NULL"
-            )
-        }
-
     # ---------------------------------------------------------------- status
 
     def feed_summaries(self) -> list[dict[str, Any]]:
-        return self._rows(
+        return self.rows(
             """SELECT f.name, f.url, f.title, f.last_fetch_at, f.last_outcome, f.last_error,
                f.next_due_at, f.consecutive_errors, f.last_full_sync_at, f.first_synced_at,
                (SELECT COUNT(*) FROM entries e WHERE e.feed_id = f.id AND e.deleted_at IS NULL)
                  AS entries
                FROM feeds f ORDER BY f.name"""
         )
-
-    def sink_summaries(self) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {}
-        for r in self._rows(
-            "SELECT sink, state, COUNT(*) AS n FROM deliveries GROUP BY sink, state"
-        ):
-            out.setdefault(r["sink"], {})[r["state"]] = r["n"]
-        return out
 
 
 def query_readonly(
@@ -531,7 +433,6 @@ def query_readonly(
 __all__ = [
     "ChangeKind",
     "CrawlOutcome",
-    "DueDelivery",
     "FeedState",
     "PageState",
     "Store",
