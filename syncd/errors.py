@@ -7,8 +7,20 @@ where they occur; code above that boundary never catches library exceptions.
 from __future__ import annotations
 
 
+def _rebuild(cls: type[SyncdError], message: str, state: dict[str, object]) -> SyncdError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    return err
+
+
 class SyncdError(Exception):
     """Base class: every error syncd reports to an operator is one of these."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only constructor arguments do not survive default pickling, and errors cross
+        # process boundaries (the parser pool).
+        return (_rebuild, (type(self), str(self), dict(self.__dict__)))
 
 
 class ConfigError(SyncdError):
