@@ -52,16 +52,28 @@ class ParsedEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Tombstone:
+    """An RFC 6721 `at:deleted-entry`: the publisher says entry `ref` was deleted."""
+
+    ref: str
+    when: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ParsedPage:
-    """One fetched document, parsed. `next_url` is already resolved against the final URL."""
+    """One fetched document, parsed. Link URLs are already resolved against the final URL."""
 
     url: str
     feed_title: str | None
     next_url: str | None
     entries: tuple[ParsedEntry, ...]
     total_results: int | None = None  # openSearch:totalResults, for progress display only
-    complete: bool = False  # RFC 5005 fh:complete
-    warnings: tuple[str, ...] = ()  # survivable parser complaints (e.g. encoding override)
+    complete: bool = False  # RFC 5005 fh:complete: this document lists every entry
+    archive: bool = False  # RFC 5005 fh:archive: an archive document, immutable once published
+    prev_archive_url: str | None = None  # RFC 5005 rel="prev-archive"
+    tombstones: tuple[Tombstone, ...] = ()
+    malformed: bool = False  # read leniently past an XML error: usable, but proves no absence
+    warnings: tuple[str, ...] = ()  # parser complaints (encoding override, lenient recovery)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +120,9 @@ class StoredEntry:
     content: str | None
     deleted_at: datetime | None = None
     hash_only_updates: int = 0  # consecutive updates seen only through the content hash
+    revision: int = 0  # how many times this entry was written: makes event ids unique per change
+    base_url: str | None = None
+    missing_crawls: int = 0  # consecutive complete full crawls that did not list it
 
 
 class ChangeKind(StrEnum):
@@ -125,6 +140,14 @@ class Change:
     previous: StoredEntry | None
     changed_fields: tuple[str, ...] = ()
     hash_only: bool = False  # updated instant unchanged; only the content hash moved
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """A decision that a stored entry is gone, and the evidence for it."""
+
+    entry: StoredEntry
+    reason: str  # "tombstone" | "complete-feed" | "absent-from-complete-crawls"
 
 
 @dataclass(frozen=True, slots=True)

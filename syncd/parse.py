@@ -25,13 +25,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Final
 from urllib.parse import urljoin, urlsplit
+from xml.etree import ElementTree
 
 import feedparser
 from feedparser.encodings import convert_to_utf8
 from feedparser.exceptions import CharacterEncodingOverride, NonXMLContentType
 
 from syncd.errors import ParseError
-from syncd.model import IdSource, Link, ParsedEntry, ParsedPage, Person
+from syncd.model import IdSource, Link, ParsedEntry, ParsedPage, Person, Tombstone
 from syncd.timestamps import format_timestamp, parse_timestamp
 
 __all__ = ["HASH_FIELDS", "content_hash", "parse_page", "strip_doctype"]
@@ -89,6 +90,10 @@ def parse_page(
         encoding_result: dict[str, Any] = {}
         utf8 = convert_to_utf8(lowered, body, encoding_result)
         _check_bozo(encoding_result, url, warnings)
+        if any(b"<!ENTITY" in utf8[a:b].upper() for a, b in _doctype_spans(utf8)):
+            # Entities are how amplification attacks work, and no real feed needs its own:
+            # refuse rather than read the document without them.
+            raise _DoctypeRefused("the DOCTYPE declares entities (entity expansion is refused)")
         utf8 = strip_doctype(utf8)
 
         # The body is UTF-8 now; say so, or feedparser would decode it again with the server's
@@ -117,7 +122,7 @@ def parse_page(
 
     if not parsed.get("version"):
         raise ParseError(_not_a_feed_reason(parsed, lowered, utf8), url=url)
-    _check_bozo(parsed, url, warnings)
+    malformed = _check_document(parsed, utf8, url, warnings)
 
     raw_entries = parsed.get("entries") or []
     if len(raw_entries) > max_entries:
@@ -131,10 +136,14 @@ def parse_page(
     return ParsedPage(
         url=url,
         feed_title=_text(_raw(feed, "title")),
-        next_url=_next_url(feed, url),
+        next_url=_link_url(feed, url, "next"),
         entries=tuple(_entry(e, url, version, ignore_fields) for e in raw_entries),
         total_results=_total_results(feed, namespaces),
         complete=_has_extension(feed, namespaces, (_HISTORY_NS,), "complete"),
+        archive=_has_extension(feed, namespaces, (_HISTORY_NS,), "archive"),
+        prev_archive_url=_link_url(feed, url, "prev-archive"),
+        tombstones=() if malformed else _tombstones(utf8),
+        malformed=malformed,
         warnings=tuple(dict.fromkeys(warnings)),  # de-duplicated, order kept
     )
 
@@ -284,6 +293,54 @@ def _check_bozo(result: Mapping[str, Any], url: str, warnings: list[str]) -> Non
     raise ParseError(f"malformed feed: {type(exc).__name__}: {exc}", url=url)
 
 
+# The end tag of a feed's root element, at the very end of the document.
+_ROOT_END_RE: Final = re.compile(rb"</(?:[A-Za-z_][\w.-]*:)?(?:feed|rss|RDF)\s*>\s*$")
+
+
+def _check_document(parsed: Mapping[str, Any], utf8: bytes, url: str, warnings: list[str]) -> bool:
+    """Whether the document was read leniently (malformed). Raises ParseError when it is cut short.
+
+    A truncated body "parses" into a half-filled last entry: that is a failed page (§7). Any other
+    XML error (an undefined entity such as `&nbsp;`, an unbound prefix) still leaves every entry
+    readable through feedparser's lenient parser, so the page is used, flagged as malformed: it
+    may announce entries but can never prove that one is absent.
+    """
+    if not parsed.get("bozo"):
+        return False
+    exc = parsed.get("bozo_exception")
+    if isinstance(exc, _SURVIVABLE_BOZO):
+        warnings.append(f"{type(exc).__name__}: {exc}")
+        return False
+    message = f"{type(exc).__name__}: {exc}"
+    if "no element found" in str(exc) or not _ROOT_END_RE.search(utf8[-4096:]):
+        raise ParseError(f"truncated or unterminated document ({message})", url=url)
+    warnings.append(f"read leniently: {message}")
+    return True
+
+
+_TOMBSTONE_NS: Final = "http://purl.org/atompub/tombstones/1.0"  # RFC 6721
+
+
+def _tombstones(utf8: bytes) -> tuple[Tombstone, ...]:
+    """RFC 6721 `at:deleted-entry` elements of an Atom document (feedparser ignores them).
+
+    The DOCTYPE is already stripped, so expat expands no entities here; a document that is not
+    well-formed XML has no tombstones we could trust.
+    """
+    if b"deleted-entry" not in utf8:
+        return ()
+    try:
+        root = ElementTree.fromstring(utf8)
+    except ElementTree.ParseError:
+        return ()
+    found = []
+    for el in root.iter(f"{{{_TOMBSTONE_NS}}}deleted-entry"):
+        ref = el.get("ref")
+        if ref:
+            found.append(Tombstone(ref=ref, when=parse_timestamp(el.get("when"))))
+    return tuple(found)
+
+
 def _not_a_feed_reason(parsed: Mapping[str, Any], headers: Mapping[str, str], data: bytes) -> str:
     looks_html = (
         "html" in headers.get("content-type", "").lower() or b"<html" in data[:4096].lower()
@@ -413,9 +470,9 @@ def _base_url(raw: Any, content_list: Any, page_url: str) -> str:
     return page_url
 
 
-def _next_url(feed: Any, page_url: str) -> str | None:
+def _link_url(feed: Any, page_url: str, rel: str) -> str | None:
     for link in _links(_raw(feed, "links")):
-        if link.rel == "next":
+        if link.rel == rel:
             # Used exactly as given (§4.1), only made absolute against the final URL.
             return urljoin(page_url, link.href)
     return None
