@@ -9,17 +9,22 @@ table. Rules:
   silently, so a feed that embeds the time in its content cannot flood the sinks;
 - anything else (a comment count, a feed-level `<updated>` bump) is no change.
 Duplicates of an id within a crawl collapse to the copy with the latest `updated`.
+
+Deletions (§4.7) are decided only on evidence: an RFC 6721 tombstone for a live entry, an
+`fh:complete` document that no longer lists it, or absence from `ABSENCE_THRESHOLD` consecutive
+complete full crawls. Paged feeds shift while being read, so a single absence proves nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Collection, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from syncd.model import Change, ChangeKind, ParsedEntry, StoredEntry
+from syncd.model import Change, ChangeKind, Deletion, ParsedEntry, StoredEntry, Tombstone
 
 DEFAULT_HASH_ONLY_CAP = 5
+ABSENCE_THRESHOLD = 2
 
 # Fields compared to explain an update; "links" covers everything else the hash sees.
 COMPARED_FIELDS = (
@@ -93,3 +98,48 @@ def diff_page(
             )
             (silent if stored.hash_only_updates >= hash_only_cap else changes).append(change)
     return PageDiff(tuple(changes), tuple(silent))
+
+
+def tombstone_deletions(
+    tombstones: Iterable[Tombstone],
+    known: Mapping[str, StoredEntry],
+    listed: Collection[str],
+) -> tuple[Deletion, ...]:
+    """Live entries the publisher declared deleted. A tombstone for an id the same document
+    still lists as an entry is contradictory and ignored: the entry's presence wins."""
+    out: dict[str, Deletion] = {}
+    for t in tombstones:
+        stored = known.get(t.ref)
+        if stored is not None and stored.deleted_at is None and t.ref not in listed:
+            out.setdefault(t.ref, Deletion(stored, "tombstone"))
+    return tuple(out.values())
+
+
+def complete_feed_deletions(
+    live: Mapping[str, StoredEntry], listed: Collection[str]
+) -> tuple[Deletion, ...]:
+    """An `fh:complete` document lists every entry: a live one it omits is deleted."""
+    return tuple(Deletion(e, "complete-feed") for i, e in live.items() if i not in listed)
+
+
+@dataclass(frozen=True, slots=True)
+class AbsenceDecision:
+    missing: tuple[str, ...]  # absent this time: one more absence counted
+    deletions: tuple[Deletion, ...]  # absent for the threshold-th time in a row: deleted
+
+
+def absence_deletions(
+    live: Mapping[str, StoredEntry],
+    seen: Collection[str],
+    *,
+    threshold: int = ABSENCE_THRESHOLD,
+) -> AbsenceDecision:
+    """After a *complete* full crawl (reached the end, every page well-formed): what its
+    absences prove. The caller must not call this for a partial, failed or malformed crawl."""
+    missing = tuple(i for i in live if i not in seen)
+    deletions = tuple(
+        Deletion(live[i], "absent-from-complete-crawls")
+        for i in missing
+        if live[i].missing_crawls + 1 >= threshold
+    )
+    return AbsenceDecision(missing, deletions)

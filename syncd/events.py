@@ -12,7 +12,16 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from syncd.model import Change, ChangeKind, EventDraft, FeedRef, ParsedEntry, Person
+from syncd.model import (
+    Change,
+    ChangeKind,
+    Deletion,
+    EventDraft,
+    FeedRef,
+    ParsedEntry,
+    Person,
+    StoredEntry,
+)
 from syncd.timestamps import format_timestamp
 
 
@@ -24,9 +33,17 @@ def _person(p: Person) -> dict[str, str | None]:
     return {"name": p.name, "email": p.email, "uri": p.uri}
 
 
+def _id(*parts: str) -> str:
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+    return f"evt_{digest[:32]}"
+
+
 def event_id(feed_name: str, change: Change) -> str:
+    """The id of a create/update. `previous.revision` tells apart two changes that look alike
+    (deleted and re-created twice, an A→B→A revert); a change detected twice sees the same
+    stored state, so it gets the same id."""
     prev = change.previous
-    parts = [
+    return _id(
         feed_name,
         change.entry.entry_id,
         str(change.kind),
@@ -34,12 +51,23 @@ def event_id(feed_name: str, change: Change) -> str:
         change.entry.content_hash,
         (_ts(prev.updated) or "") if prev else "",
         prev.content_hash if prev else "",
-    ]
-    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
-    return f"evt_{digest[:32]}"
+        str(prev.revision) if prev else "0",
+    )
 
 
-def entry_payload(e: ParsedEntry) -> dict[str, Any]:
+def deletion_event_id(feed_name: str, deletion: Deletion) -> str:
+    e = deletion.entry
+    return _id(
+        feed_name,
+        e.entry_id,
+        str(ChangeKind.DELETED),
+        _ts(e.updated) or "",
+        e.content_hash,
+        str(e.revision),
+    )
+
+
+def entry_payload(e: ParsedEntry | StoredEntry) -> dict[str, Any]:
     return {
         "id": e.entry_id,
         "title": e.title,
@@ -72,6 +100,26 @@ def build_event(change: Change, feed: FeedRef, *, initial: bool, now: datetime) 
         type=change.kind,
         timestamp=now,
         entry_id=change.entry.entry_id,
+        initial=initial,
+        data=data,
+    )
+
+
+def build_deletion_event(
+    deletion: Deletion, feed: FeedRef, *, initial: bool, now: datetime
+) -> EventDraft:
+    """`entry.deleted` carries the entry as last stored, and the evidence for the deletion."""
+    data: dict[str, Any] = {
+        "initial": initial,
+        "feed": {"name": feed.name, "url": feed.url, "title": feed.title},
+        "entry": entry_payload(deletion.entry),
+        "reason": deletion.reason,
+    }
+    return EventDraft(
+        id=deletion_event_id(feed.name, deletion),
+        type=ChangeKind.DELETED,
+        timestamp=now,
+        entry_id=deletion.entry.entry_id,
         initial=initial,
         data=data,
     )

@@ -168,3 +168,15 @@ def m001_initial(db: Database) -> None:
         {"name": str, "disabled_at": str, "disabled_reason": str},
         pk="name",
     )
+
+
+@migrations()
+def m002_deletion_evidence(db: Database) -> None:
+    """What deletion inference needs (DESIGN §4.7): which ids each page listed when last parsed
+    (so 304 pages still count as seen), RFC 5005 archive pages, and per-entry absence counts."""
+    db.execute("ALTER TABLE pages ADD COLUMN entry_ids TEXT")  # JSON array
+    db.execute("ALTER TABLE pages ADD COLUMN archive INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE pages ADD COLUMN prev_archive_url TEXT")
+    db.execute("ALTER TABLE entries ADD COLUMN missing_crawls INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE entries ADD COLUMN revision INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE entries ADD COLUMN deleted_reason TEXT")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,10 +23,11 @@ from syncd.migrations import migrations
 from syncd.model import (
     Change,
     ChangeKind,
+    Deletion,
     EventDraft,
     FetchResult,
     Link,
-    ParsedEntry,
+    ParsedPage,
     Person,
     StoredEntry,
     Validators,
@@ -89,7 +90,9 @@ class FeedState:
 @dataclass(frozen=True)
 class PageState:
     validators: Validators
-    next_url: str | None
+    next_url: str | None  # where the walk continues: rel="next", else rel="prev-archive"
+    entry_ids: tuple[str, ...]  # the ids the page listed when last parsed
+    archive: bool  # an RFC 5005 archive document: immutable, never fetched again
 
 
 @dataclass(frozen=True)
@@ -217,14 +220,19 @@ class Store:
 
     def page_state(self, feed_id: int, url: str) -> PageState | None:
         rows = self.rows(
-            "SELECT etag, last_modified, body_hash, next_url FROM pages"
+            "SELECT etag, last_modified, body_hash, next_url, entry_ids, archive FROM pages"
             " WHERE feed_id = ? AND url = ?",
             (feed_id, url),
         )
         if not rows:
             return None
         r = rows[0]
-        return PageState(Validators(r["etag"], r["last_modified"], r["body_hash"]), r["next_url"])
+        return PageState(
+            Validators(r["etag"], r["last_modified"], r["body_hash"]),
+            r["next_url"],
+            tuple(json.loads(r["entry_ids"] or "[]")),
+            bool(r["archive"]),
+        )
 
     def record_unchanged_page(self, feed_id: int, result: FetchResult, now: datetime) -> None:
         """A 304 or an identical body: refresh validators (a 304 may carry new ones)."""
@@ -237,6 +245,31 @@ class Store:
 
     # ---------------------------------------------------------------- entries
 
+    _ENTRY_COLUMNS = (
+        "entry_id, updated, content_hash, title, link, published, authors, categories, summary,"
+        " content, deleted_at, hash_only_updates, revision, base_url, missing_crawls"
+    )
+
+    @staticmethod
+    def _stored(r: Mapping[str, Any]) -> StoredEntry:
+        return StoredEntry(
+            entry_id=r["entry_id"],
+            updated=_dt(r["updated"]),
+            content_hash=r["content_hash"],
+            title=r["title"],
+            link=r["link"],
+            published=_dt(r["published"]),
+            authors=_people(r["authors"]),
+            categories=tuple(json.loads(r["categories"] or "[]")),
+            summary=r["summary"],
+            content=r["content"],
+            deleted_at=_dt(r["deleted_at"]),
+            hash_only_updates=r["hash_only_updates"] or 0,
+            revision=r["revision"] or 0,
+            base_url=r["base_url"],
+            missing_crawls=r["missing_crawls"] or 0,
+        )
+
     def known_entries(self, feed_id: int, entry_ids: Iterable[str]) -> dict[str, StoredEntry]:
         ids = list(dict.fromkeys(entry_ids))
         found: dict[str, StoredEntry] = {}
@@ -245,57 +278,58 @@ class Store:
             chunk = ids[i : i + 500]
             marks = ",".join("?" * len(chunk))
             for r in self.rows(
-                "SELECT entry_id, updated, content_hash, title, link, published, authors,"
-                " categories, summary, content, deleted_at, hash_only_updates FROM entries"
+                f"SELECT {self._ENTRY_COLUMNS} FROM entries"
                 f" WHERE feed_id = ? AND entry_id IN ({marks})",
                 [feed_id, *chunk],
             ):
-                found[r["entry_id"]] = StoredEntry(
-                    entry_id=r["entry_id"],
-                    updated=_dt(r["updated"]),
-                    content_hash=r["content_hash"],
-                    title=r["title"],
-                    link=r["link"],
-                    published=_dt(r["published"]),
-                    authors=_people(r["authors"]),
-                    categories=tuple(json.loads(r["categories"] or "[]")),
-                    summary=r["summary"],
-                    content=r["content"],
-                    deleted_at=_dt(r["deleted_at"]),
-                    hash_only_updates=r["hash_only_updates"] or 0,
-                )
+                found[r["entry_id"]] = self._stored(r)
         return found
+
+    def live_entries(self, feed_id: int) -> dict[str, StoredEntry]:
+        """Every entry of the feed that is not deleted."""
+        return {
+            r["entry_id"]: self._stored(r)
+            for r in self.rows(
+                f"SELECT {self._ENTRY_COLUMNS} FROM entries"
+                " WHERE feed_id = ? AND deleted_at IS NULL",
+                (feed_id,),
+            )
+        }
 
     def commit_page(
         self,
         *,
         feed_id: int,
         result: FetchResult,
+        page: ParsedPage,
         next_url: str | None,
-        entries: Sequence[ParsedEntry],
         changes: Sequence[Change],
         silent: Sequence[Change],
+        deletions: Sequence[Deletion],
         events: Sequence[EventDraft],
         routes: Mapping[str, Sequence[str]],
         now: datetime,
     ) -> list[int]:
         """Write one parsed page in one transaction; return the seqs of the events it created.
 
-        `changes` pair up with `events` (same order). `silent` are changes stored without an event
-        (a hash-only update past the cap). `routes` maps event id to the sinks that want it.
+        `events` pair up with `changes` followed by `deletions` (same order). `silent` are changes
+        stored without an event (a hash-only update past the cap). `routes` maps event id to the
+        sinks that want it.
         """
-        if len(changes) != len(events):
-            raise ValueError("every change needs its event")
+        if len(changes) + len(deletions) != len(events):
+            raise ValueError("every change and deletion needs its event")
         now_s = _ts(now)
         seqs: list[int] = []
         with self.write() as conn:
             conn.execute(
                 """INSERT INTO pages (feed_id, url, etag, last_modified, body_hash, next_url,
-                   entry_count, fetched_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                   entry_count, fetched_at, entry_ids, archive, prev_archive_url)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT(feed_id, url) DO UPDATE SET etag = excluded.etag,
                    last_modified = excluded.last_modified, body_hash = excluded.body_hash,
                    next_url = excluded.next_url, entry_count = excluded.entry_count,
-                   fetched_at = excluded.fetched_at""",
+                   fetched_at = excluded.fetched_at, entry_ids = excluded.entry_ids,
+                   archive = excluded.archive, prev_archive_url = excluded.prev_archive_url""",
                 (
                     feed_id,
                     result.url,
@@ -303,11 +337,15 @@ class Store:
                     result.last_modified,
                     result.body_hash,
                     next_url,
-                    len(entries),
+                    len(page.entries),
                     now_s,
+                    _dump(list(dict.fromkeys(e.entry_id for e in page.entries))),
+                    int(page.archive and not page.malformed),
+                    page.prev_archive_url,
                 ),
             )
-            for change, draft in zip(changes, events, strict=True):
+            drafts = iter(events)
+            for change, draft in zip(changes, drafts, strict=False):
                 seq = self._insert_event(conn, feed_id, draft, routes.get(draft.id, ()), now)
                 self._write_entry(conn, feed_id, change, draft.id, now_s)
                 if seq is not None:
@@ -315,8 +353,59 @@ class Store:
             for change in silent:
                 self._write_entry(conn, feed_id, change, None, now_s)
             conn.executemany(
-                "UPDATE entries SET last_seen = ? WHERE feed_id = ? AND entry_id = ?",
-                [(now_s, feed_id, e.entry_id) for e in entries],
+                "UPDATE entries SET last_seen = ?, missing_crawls = 0"
+                " WHERE feed_id = ? AND entry_id = ?",
+                [(now_s, feed_id, e.entry_id) for e in page.entries],
+            )
+            seqs += self._delete(conn, feed_id, deletions, list(drafts), routes, now)
+        return seqs
+
+    def commit_crawl_presence(
+        self,
+        *,
+        feed_id: int,
+        seen: Collection[str],
+        missing: Sequence[str],
+        deletions: Sequence[Deletion],
+        events: Sequence[EventDraft],
+        routes: Mapping[str, Sequence[str]],
+        now: datetime,
+    ) -> list[int]:
+        """After a complete full crawl: reset the absence count of every entry it listed, count
+        one more absence for `missing`, and delete what the evidence condemns, in one transaction.
+        """
+        with self.write() as conn:
+            conn.executemany(
+                "UPDATE entries SET missing_crawls = 0 WHERE feed_id = ? AND entry_id = ?"
+                " AND missing_crawls != 0",
+                [(feed_id, i) for i in seen],
+            )
+            conn.executemany(
+                "UPDATE entries SET missing_crawls = missing_crawls + 1"
+                " WHERE feed_id = ? AND entry_id = ? AND deleted_at IS NULL",
+                [(feed_id, i) for i in missing],
+            )
+            return self._delete(conn, feed_id, deletions, events, routes, now)
+
+    def _delete(
+        self,
+        conn: sqlite3.Connection,
+        feed_id: int,
+        deletions: Sequence[Deletion],
+        events: Sequence[EventDraft],
+        routes: Mapping[str, Sequence[str]],
+        now: datetime,
+    ) -> list[int]:
+        seqs: list[int] = []
+        for deletion, draft in zip(deletions, events, strict=True):
+            seq = self._insert_event(conn, feed_id, draft, routes.get(draft.id, ()), now)
+            if seq is not None:
+                seqs.append(seq)
+            # The row stays (users query history); deleted_at marks it, revision moves on.
+            conn.execute(
+                "UPDATE entries SET deleted_at = ?, deleted_reason = ?, revision = revision + 1"
+                " WHERE feed_id = ? AND entry_id = ?",
+                (_ts(now), deletion.reason, feed_id, deletion.entry.entry_id),
             )
         return seqs
 
@@ -356,8 +445,9 @@ class Store:
         keep = {"feed_id", "entry_id", "first_seen"}
         updates = ", ".join(f"{c} = excluded.{c}" for c in values if c not in keep)
         conn.execute(
-            f"INSERT INTO entries ({cols}) VALUES ({marks})"
-            f" ON CONFLICT(feed_id, entry_id) DO UPDATE SET {updates}, deleted_at = NULL",
+            f"INSERT INTO entries ({cols}, revision) VALUES ({marks}, 1)"
+            f" ON CONFLICT(feed_id, entry_id) DO UPDATE SET {updates}, deleted_at = NULL,"
+            " deleted_reason = NULL, missing_crawls = 0, revision = revision + 1",
             values,
         )
         conn.execute(

@@ -19,10 +19,25 @@ from typing import Protocol
 import structlog
 
 from syncd.config import FeedConfig
-from syncd.diff import DEFAULT_HASH_ONLY_CAP, diff_page
+from syncd.diff import (
+    DEFAULT_HASH_ONLY_CAP,
+    absence_deletions,
+    complete_feed_deletions,
+    diff_page,
+    tombstone_deletions,
+)
 from syncd.errors import FetchError, GoneError, ParseError, SyncdError
-from syncd.events import build_event
-from syncd.model import ChangeKind, EventDraft, FeedRef, FetchResult, ParsedPage, Validators
+from syncd.events import build_deletion_event, build_event
+from syncd.model import (
+    Change,
+    ChangeKind,
+    Deletion,
+    EventDraft,
+    FeedRef,
+    FetchResult,
+    ParsedPage,
+    Validators,
+)
 from syncd.schedule import needs_full_crawl, next_due, parse_max_age
 from syncd.store import CrawlOutcome, FeedState, Store
 
@@ -48,6 +63,20 @@ Clock = Callable[[], datetime]
 Router = Callable[[str, EventDraft], Sequence[str]]  # (feed name, event) ─► sink names
 
 
+@dataclass(frozen=True)
+class PageChanges:
+    """What committing one page changed."""
+
+    changes: tuple[Change, ...]
+    silent: tuple[Change, ...]
+    deletions: tuple[Deletion, ...]
+    seqs: list[int]
+
+    @property
+    def any(self) -> bool:
+        return bool(self.changes or self.silent or self.deletions)
+
+
 @dataclass
 class SyncReport:
     feed: str
@@ -56,13 +85,24 @@ class SyncReport:
     pages_parsed: int = 0
     created: int = 0
     updated: int = 0
+    deleted: int = 0
     unchanged: int = 0
     silent: int = 0
+    missing: int = 0  # live entries a complete full crawl did not list (deleted at the 2nd)
     outcome: str = "ok"
     error: str | None = None
-    completed: bool = False
+    completed: bool = False  # ended without error
+    chain_complete: bool = False  # a full, clean walk to the end of the chain
     ms: float = 0.0
     seqs: list[int] = field(default_factory=list)
+
+    def add(self, page: PageChanges, entries: int) -> None:
+        self.seqs.extend(page.seqs)
+        self.created += sum(c.kind is ChangeKind.CREATED for c in page.changes)
+        self.updated += sum(c.kind is ChangeKind.UPDATED for c in page.changes)
+        self.deleted += len(page.deletions)
+        self.silent += len(page.silent)
+        self.unchanged += max(entries - len(page.changes) - len(page.silent), 0)
 
 
 class FeedSyncer:
@@ -122,6 +162,7 @@ class FeedSyncer:
             parsed=report.pages_parsed,
             created=report.created,
             updated=report.updated,
+            deleted=report.deleted,
             unchanged=report.unchanged,
             ms=round(report.ms, 1),
             outcome=report.outcome,
@@ -138,15 +179,25 @@ class FeedSyncer:
         initial = state.first_synced_at is None
         title = state.title
         max_age: float | None = None
-        crawl_seen: dict[str, datetime | None] = {}
+        crawl_seen: dict[str, datetime | None] = {}  # ids handled in this crawl → their updated
+        listed: set[str] = set()  # every id the crawl's pages list, parsed or known unchanged
+        clean = True  # no page was read leniently: absences may count as evidence
+        complete_doc = False  # an fh:complete document was read: absences already decided
         visited: set[str] = set()
         url: str | None = feed.url
         while url is not None and report.pages < feed.max_pages:
             if url in visited:
                 log.warning("next link loops back", feed=feed.name, url=url)
-                break
+                return title, max_age  # an incomplete chain: no absence counts
             visited.add(url)
             known_page = self.store.page_state(state.id, url)
+            if known_page is not None and known_page.archive:
+                # RFC 5005 archive documents never change: fetched once, then taken as read.
+                listed.update(known_page.entry_ids)
+                if not report.full:
+                    break
+                url = known_page.next_url
+                continue
             validators = known_page.validators if known_page else None
             result = await self.fetcher.fetch(url, validators)
             report.pages += 1
@@ -159,6 +210,7 @@ class FeedSyncer:
             )
             if unchanged and known_page is not None:
                 self.store.record_unchanged_page(state.id, result, self.clock())
+                listed.update(known_page.entry_ids)
                 if not report.full:
                     break  # everything from here on was seen and has not changed
                 url = known_page.next_url
@@ -170,32 +222,93 @@ class FeedSyncer:
                 ignore_fields=feed.ignore_fields,
             )
             report.pages_parsed += 1
+            if page.malformed:
+                clean = False
+                log.warning("page read leniently", feed=feed.name, url=url, why=page.warnings)
             title = page.feed_title or title
-            ref = FeedRef(feed.name, feed.url, title)
-            known = self.store.known_entries(state.id, (e.entry_id for e in page.entries))
-            decided = diff_page(page.entries, known, crawl_seen, hash_only_cap=self.hash_only_cap)
-            now = self.clock()
-            drafts = [build_event(c, ref, initial=initial, now=now) for c in decided.changes]
-            seqs = self.store.commit_page(
-                feed_id=state.id,
-                result=result,
-                next_url=page.next_url,
-                entries=page.entries,
-                changes=decided.changes,
-                silent=decided.silent,
-                events=drafts,
-                routes={d.id: self.router(feed.name, d) for d in drafts},
-                now=now,
-            )
-            report.seqs.extend(seqs)
-            report.created += sum(c.kind is ChangeKind.CREATED for c in decided.changes)
-            report.updated += sum(c.kind is ChangeKind.UPDATED for c in decided.changes)
-            report.silent += len(decided.silent)
-            report.unchanged += len(page.entries) - len(decided.changes) - len(decided.silent)
-            if not report.full and not decided.changes and not decided.silent:
+            changed = await self._commit(feed, state, page, result, title, initial, crawl_seen)
+            report.add(changed, len(page.entries))
+            ids = {e.entry_id for e in page.entries}
+            listed.update(ids)
+            complete_doc = complete_doc or (page.complete and not page.malformed)
+            if not report.full and not changed.any:
                 break  # a page of known, unchanged entries: the rest is older still
-            url = page.next_url
+            url = page.next_url or page.prev_archive_url
+        else:
+            if url is None and report.full and clean and not complete_doc:
+                report.chain_complete = True
+                self._count_absences(feed, state, listed, title, initial, report)
         return title, max_age
+
+    async def _commit(
+        self,
+        feed: FeedConfig,
+        state: FeedState,
+        page: ParsedPage,
+        result: FetchResult,
+        title: str | None,
+        initial: bool,
+        crawl_seen: dict[str, datetime | None],
+    ) -> PageChanges:
+        """Diff one parsed page against the store and commit it, with its events, atomically."""
+        ref = FeedRef(feed.name, feed.url, title)
+        ids = [e.entry_id for e in page.entries]
+        known = self.store.known_entries(state.id, [*ids, *(t.ref for t in page.tombstones)])
+        decided = diff_page(page.entries, known, crawl_seen, hash_only_cap=self.hash_only_cap)
+        deletions = tombstone_deletions(page.tombstones, known, set(ids))
+        if page.complete and not page.malformed:
+            live = self.store.live_entries(state.id)
+            already = {d.entry.entry_id for d in deletions}
+            deletions += tuple(
+                d
+                for d in complete_feed_deletions(live, set(ids))
+                if d.entry.entry_id not in already
+            )
+        now = self.clock()
+        drafts = [build_event(c, ref, initial=initial, now=now) for c in decided.changes]
+        drafts += [build_deletion_event(d, ref, initial=initial, now=now) for d in deletions]
+        seqs = self.store.commit_page(
+            feed_id=state.id,
+            result=result,
+            page=page,
+            next_url=page.next_url or page.prev_archive_url,
+            changes=decided.changes,
+            silent=decided.silent,
+            deletions=deletions,
+            events=drafts,
+            routes={d.id: self.router(feed.name, d) for d in drafts},
+            now=now,
+        )
+        return PageChanges(decided.changes, decided.silent, deletions, seqs)
+
+    def _count_absences(
+        self,
+        feed: FeedConfig,
+        state: FeedState,
+        listed: set[str],
+        title: str | None,
+        initial: bool,
+        report: SyncReport,
+    ) -> None:
+        """A complete, clean full crawl: absences count, and the second in a row deletes."""
+        decision = absence_deletions(self.store.live_entries(state.id), listed)
+        ref = FeedRef(feed.name, feed.url, title)
+        now = self.clock()
+        drafts = [
+            build_deletion_event(d, ref, initial=initial, now=now) for d in decision.deletions
+        ]
+        seqs = self.store.commit_crawl_presence(
+            feed_id=state.id,
+            seen=listed,
+            missing=decision.missing,
+            deletions=decision.deletions,
+            events=drafts,
+            routes={d.id: self.router(feed.name, d) for d in drafts},
+            now=now,
+        )
+        report.seqs.extend(seqs)
+        report.deleted += len(decision.deletions)
+        report.missing = len(decision.missing)
 
     def _finish(
         self,
