@@ -226,7 +226,9 @@ class FeedSyncer:
                 clean = False
                 log.warning("page read leniently", feed=feed.name, url=url, why=page.warnings)
             title = page.feed_title or title
-            changed = await self._commit(feed, state, page, result, title, initial, crawl_seen)
+            changed = await self._commit(
+                feed, state, page, result, title, initial, crawl_seen, listed
+            )
             report.add(changed, len(page.entries))
             ids = {e.entry_id for e in page.entries}
             listed.update(ids)
@@ -249,11 +251,17 @@ class FeedSyncer:
         title: str | None,
         initial: bool,
         crawl_seen: dict[str, datetime | None],
+        listed: set[str],
     ) -> PageChanges:
         """Diff one parsed page against the store and commit it, with its events, atomically."""
         ref = FeedRef(feed.name, feed.url, title)
         ids = [e.entry_id for e in page.entries]
         known = self.store.known_entries(state.id, [*ids, *(t.ref for t in page.tombstones)])
+        for i in ids:
+            if i in listed and i not in crawl_seen and i in known:
+                # Listed by an unchanged page earlier in this crawl: the stored version is the
+                # copy this crawl already saw, so a stale duplicate here is not a change.
+                crawl_seen[i] = known[i].updated
         decided = diff_page(page.entries, known, crawl_seen, hash_only_cap=self.hash_only_cap)
         deletions = tombstone_deletions(page.tombstones, known, set(ids))
         if page.complete and not page.malformed:

@@ -186,3 +186,40 @@ def test_newer_copy_later_in_the_crawl_wins() -> None:
     assert len(later.changes) == 1 and later.changes[0].kind is ChangeKind.UPDATED
     stale = diff_page([entry("a")], {"a": stored(entry("a", updated=T0 + MS, h="h2"))}, seen)
     assert stale.changes == ()
+
+
+# --- deletions: only on evidence ----------------------------------------------------------------
+
+
+def test_tombstones_delete_only_live_known_unlisted_entries() -> None:
+    from syncd.diff import tombstone_deletions
+    from syncd.model import Tombstone
+
+    live, gone = stored(entry("a")), stored(entry("b"), deleted_at=T0)
+    known = {"a": live, "b": gone, "c": stored(entry("c"))}
+    stones = [Tombstone("a"), Tombstone("a"), Tombstone("b"), Tombstone("zz"), Tombstone("c")]
+    result = tombstone_deletions(stones, known, listed={"c"})
+    assert [(d.entry.entry_id, d.reason) for d in result] == [("a", "tombstone")]
+
+
+def test_complete_feed_deletes_what_it_omits() -> None:
+    from syncd.diff import complete_feed_deletions
+
+    live = {i: stored(entry(i)) for i in "abc"}
+    result = complete_feed_deletions(live, listed={"a", "c"})
+    assert [(d.entry.entry_id, d.reason) for d in result] == [("b", "complete-feed")]
+
+
+@pytest.mark.parametrize(
+    ("missing_before", "deleted"),
+    [(0, False), (1, True), (5, True)],
+    ids=["first", "second", "later"],
+)
+def test_absence_from_complete_crawls(missing_before: int, deleted: bool) -> None:
+    from syncd.diff import absence_deletions
+
+    live = {"a": stored(entry("a")), "b": stored(entry("b"), missing_crawls=missing_before)}
+    decision = absence_deletions(live, seen={"a"})
+    assert decision.missing == ("b",)
+    assert [d.entry.entry_id for d in decision.deletions] == (["b"] if deleted else [])
+    assert absence_deletions(live, seen={"a", "b"}).deletions == ()

@@ -417,6 +417,7 @@ class BloggerFeed:
         self._taken: set[str] = {t.num for t in seed.templates}
         self._entries: list[_Entry] = [self._synthesise(i) for i in range(entries)]
         self._by_id: dict[str, _Entry] = {e.id: e for e in self._entries}
+        self._removed: dict[str, _Entry] = {}  # deleted entries, for restore_entry
         self._added = 0
         self._edits = 0
         self._generation = 0
@@ -622,7 +623,20 @@ class BloggerFeed:
         e = self._get(entry_id)
         self._entries.remove(e)
         del self._by_id[entry_id]
+        self._removed[entry_id] = e
         self._changed()
+
+    def restore_entry(self, entry_id: str) -> None:
+        """Publish a deleted post again, as it was, at its place by published time."""
+        e = self._removed.pop(entry_id)
+        position = 0
+        while (
+            position < len(self._entries) and self._entries[position].published_ms > e.published_ms
+        ):
+            position += 1
+        self._entries.insert(position, e)
+        self._by_id[entry_id] = e
+        self._changed(e)
 
     # ----- controls: faults -----
 
@@ -1028,6 +1042,7 @@ _CONTROL_OPS: Mapping[str, Callable[[BloggerFeed, dict[str, Any]], Any]] = Mappi
         "touch": lambda f, a: f.touch(**a),
         "set_comment_count": lambda f, a: f.set_comment_count(**a),
         "delete_entry": lambda f, a: f.delete_entry(**a),
+        "restore_entry": lambda f, a: f.restore_entry(**a),
         "set_malformed": lambda f, a: f.set_malformed(**a),
         "set_html_error": lambda f, a: f.set_html_error(**a),
         "set_status": lambda f, a: f.set_status(**a),
@@ -1253,6 +1268,9 @@ class RemoteFeed:
 
     async def delete_entry(self, entry_id: str) -> None:
         await self.call("delete_entry", entry_id=entry_id)
+
+    async def restore_entry(self, entry_id: str) -> None:
+        await self.call("restore_entry", entry_id=entry_id)
 
     async def set_malformed(self, page: int | None, kind: MalformedKind = "truncated") -> None:
         await self.call("set_malformed", page=page, kind=kind)
