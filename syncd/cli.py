@@ -14,6 +14,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -129,8 +130,7 @@ def status(ctx: Ctx, as_json: bool) -> None:
         store = Store.open(config.store.path)
         try:
             feeds = {f["name"]: f for f in store.feed_summaries()}
-            sinks = store.outbox.sink_summaries()
-            disabled = store.outbox.disabled_sinks()
+            sinks = sink_status(config, store, datetime.now(UTC))
         finally:
             store.close()
         return {
@@ -138,19 +138,7 @@ def status(ctx: Ctx, as_json: bool) -> None:
                 feeds.get(f.name, {"name": f.name, "url": f.url, "last_outcome": "never synced"})
                 for f in config.feeds
             ],
-            "sinks": [
-                {
-                    "name": s.name,
-                    "type": s.type,
-                    "disabled": s.name in disabled,
-                    "disabled_reason": disabled.get(s.name),
-                    **{
-                        k: sinks.get(s.name, {}).get(k, 0)
-                        for k in ("pending", "failed", "dead", "delivered")
-                    },
-                }
-                for s in config.sinks
-            ],
+            "sinks": sinks,
         }
 
     data = _guard(ctx, collect)
@@ -163,14 +151,18 @@ def status(ctx: Ctx, as_json: bool) -> None:
             f"  {f['name']}: {f.get('last_outcome')} at {f.get('last_fetch_at') or '-'},"
             f" {f.get('entries', 0)} entries, next due {f.get('next_due_at') or 'now'},"
             f" {f.get('consecutive_errors') or 0} consecutive errors"
+            + (
+                f", {f['hash_only_capped']} muted (hash-only updates over the cap)"
+                if f.get("hash_only_capped")
+                else ""
+            )
             + (f" ({f['last_error']})" if f.get("last_error") else "")
         )
     click.echo("SINKS")
     for s in data["sinks"]:
-        state = "DISABLED: " + (s["disabled_reason"] or "") if s["disabled"] else "enabled"
         click.echo(
-            f"  {s['name']} ({s['type']}, {state}): {s['pending']} pending, {s['failed']} failed,"
-            f" {s['dead']} dead, {s['delivered']} delivered"
+            f"  {s['name']} ({s['type']}, {describe_sink_state(s)}): {s['pending']} pending,"
+            f" {s['failed']} failed, {s['dead']} dead, {s['delivered']} delivered"
         )
 
 
@@ -233,3 +225,10 @@ def check_config(ctx: Ctx) -> None:
             f" {s.initial}, timeout {s.timeout_s:g}s, {len(s.retry_schedule_s)} retries"
             + (f", {len(s.secrets)} secret(s)" if s.secrets else "")
         )
+
+
+# The operator's delivery commands live in their own module (DESIGN §2).
+from syncd.cli_deliveries import deliveries, describe_sink_state, sink_status, sinks  # noqa: E402
+
+main.add_command(deliveries)
+main.add_command(sinks)

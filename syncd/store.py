@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from syncd.diff import DEFAULT_HASH_ONLY_CAP
 from syncd.errors import StoreError
 from syncd.migrations import migrations
 from syncd.model import (
@@ -492,13 +493,20 @@ class Store:
 
     # ---------------------------------------------------------------- status
 
-    def feed_summaries(self) -> list[dict[str, Any]]:
+    def feed_summaries(self, hash_only_cap: int = DEFAULT_HASH_ONLY_CAP) -> list[dict[str, Any]]:
+        """Per feed: its row, live entries, entries whose hash-only updates reached the cap (now
+        stored silently), and entries one complete crawl did not list (deleted at the next)."""
         return self.rows(
             """SELECT f.name, f.url, f.title, f.last_fetch_at, f.last_outcome, f.last_error,
                f.next_due_at, f.consecutive_errors, f.last_full_sync_at, f.first_synced_at,
                (SELECT COUNT(*) FROM entries e WHERE e.feed_id = f.id AND e.deleted_at IS NULL)
-                 AS entries
-               FROM feeds f ORDER BY f.name"""
+                 AS entries,
+               (SELECT COUNT(*) FROM entries e WHERE e.feed_id = f.id AND e.deleted_at IS NULL
+                  AND e.hash_only_updates >= :cap) AS hash_only_capped,
+               (SELECT COUNT(*) FROM entries e WHERE e.feed_id = f.id AND e.deleted_at IS NULL
+                  AND e.missing_crawls > 0) AS missing_once
+               FROM feeds f ORDER BY f.name""",
+            {"cap": hash_only_cap},
         )
 
 

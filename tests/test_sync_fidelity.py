@@ -244,3 +244,28 @@ async def test_stale_duplicate_after_an_unchanged_page_is_ignored(tmp_path: Path
         # Page 1 is unchanged (same body, not parsed); page 2 now carries an older copy of e1.
         docs["/p2"] = atom(entry(1) + entry(3))
         assert await sync(app, full=True) == (0, 0, 0)
+
+
+async def test_hash_only_updates_are_capped_and_visible(tmp_path: Path) -> None:
+    def doc(n: int) -> bytes:
+        return atom(
+            "<entry><id>urn:clock</id><title>Now</title><updated>2024-01-01T00:00:00Z</updated>"
+            f"<content>The time is {n}</content></entry>"
+        )
+
+    docs = {"/feed": doc(0)}
+    async with documents(docs, []) as base, app_for(tmp_path, base + "/feed") as app:
+        assert await sync(app) == (1, 0, 0)
+        updates = []
+        for n in range(1, 9):
+            docs["/feed"] = doc(n)
+            updates.append((await sync(app))[1])
+        assert updates == [1, 1, 1, 1, 1, 0, 0, 0]  # capped after 5 in a row
+        (row,) = app.store.feed_summaries()
+        assert row["hash_only_capped"] == 1
+        stored = db_rows(app.store.path, "SELECT content FROM entries")
+        assert stored == [("The time is 8",)]  # the store still follows the feed
+        # A real edit (updated moves) is announced again and lifts the cap.
+        docs["/feed"] = doc(9).replace(b"2024-01-01T00:00:00Z", b"2024-01-02T00:00:00Z")
+        assert (await sync(app))[1] == 1
+        assert app.store.feed_summaries()[0]["hash_only_capped"] == 0
