@@ -1,6 +1,8 @@
-"""structlog set-up: JSON lines when stderr is not a terminal (journald, files), console otherwise.
+"""structlog set-up: JSON lines when stdout is not a terminal (journald, pipes), console otherwise.
 
-Logs go to stderr so that command output on stdout (`syncd query`, `syncd status --json`) stays
+The format follows stdout, as the contract says: an operator at a terminal reads the console
+format; under systemd or in a pipeline both streams are captured and JSON is parsed. Logs are
+written to stderr so that command output on stdout (`syncd query`, `syncd status --json`) stays
 machine-readable. Called once, from the CLI; library code only asks structlog for loggers.
 """
 
@@ -13,7 +15,7 @@ import structlog
 
 
 def configure_logging(*, verbose: bool = False, json_output: bool | None = None) -> None:
-    use_json = not sys.stderr.isatty() if json_output is None else json_output
+    use_json = not sys.stdout.isatty() if json_output is None else json_output
     processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

@@ -144,13 +144,13 @@ class FeedSyncer:
             title, max_age = await self._walk(feed, state, report)
             report.completed = True
         except GoneError as e:
-            report.outcome, report.error = "gone", f"{e} ({e.url})"
+            report.outcome, report.error = "gone", _describe(e, e.url)
         except FetchError as e:
             retry_after = e.retry_after_s
             report.outcome = "throttled" if e.retry_after_s is not None else "error"
-            report.error = f"{e} ({e.url})"
+            report.error = _describe(e, e.url)
         except ParseError as e:
-            report.outcome, report.error = "error", f"malformed page: {e} ({e.url})"
+            report.outcome, report.error = "error", _describe(e, e.url, "failed page: ")
         except SyncdError as e:
             report.outcome, report.error = "error", str(e)
         self._finish(feed, state, report, title, max_age, retry_after)
@@ -355,3 +355,9 @@ class FeedSyncer:
                 title=title,
             ),
         )
+
+
+def _describe(error: Exception, url: str, prefix: str = "") -> str:
+    """One readable line naming the URL once."""
+    text = str(error)
+    return f"{prefix}{text}" if url in text else f"{prefix}{text} ({url})"

@@ -48,7 +48,7 @@ async def test_broken_feeds_and_dead_webhook_do_not_stop_the_rest(tmp_path: Path
         logs = first.logs()
         failures = {r["feed"]: r for r in logs if r.get("event") == "feed sync failed"}
         assert set(failures) == {"broken", "slow"}
-        assert "malformed" in failures["broken"]["error"]
+        assert "failed page: truncated" in failures["broken"]["error"]
         assert "timed out" in failures["slow"]["error"]
         assert all(failures[f]["feed"] == f for f in failures)
         hook_failures = [r for r in logs if r.get("event") == "delivery failed"]
