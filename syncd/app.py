@@ -25,7 +25,7 @@ from syncd.schedule import is_due
 from syncd.sinks import SinkContext, default_registry
 from syncd.sinks.webhook import session_for_webhooks
 from syncd.store import Store
-from syncd.sync import FeedSyncer, SyncReport
+from syncd.sync import FeedSyncer, Progress, SyncReport
 from syncd.throttle import HostThrottle
 
 log = structlog.get_logger("syncd.app")
@@ -129,9 +129,46 @@ def _router(config: Config) -> Callable[[str, EventDraft], list[str]]:
     return route
 
 
+async def _bind_sinks(stack: AsyncExitStack, config: Config, clock: Clock) -> list[BoundSink]:
+    """Build every configured sink through the registry; closed by `stack`."""
+    # Each sink's own dispatcher loop bounds its requests (max_in_flight), so the shared pool
+    # must not add a cross-sink bottleneck: room for all of them, and no per-host cap (two sinks
+    # on one receiver host must not queue behind each other's hanging requests).
+    in_flight = sum(s.max_in_flight for s in config.sinks if s.type == "webhook")
+    hook_session = await stack.enter_async_context(
+        session_for_webhooks(limit=max(16, in_flight + 8), limit_per_host=0)
+    )
+    context = SinkContext(webhook_session=hook_session, base_dir=config.base_dir, clock=clock)
+    registry = default_registry()
+    bound: list[BoundSink] = []
+    for sc in config.sinks:
+        # The loader resolved secrets and durations; the raw table carries the type's own keys.
+        options = {**sc.options, "secrets": sc.secrets, "timeout_s": sc.timeout_s}
+        sink = registry.create(sc.type, name=sc.name, options=options, context=context)
+        stack.push_async_callback(sink.aclose)
+        bound.append(BoundSink(sink, sc))
+    return bound
+
+
+@asynccontextmanager
+async def build_dispatcher(
+    config: Config, *, clock: Clock = system_clock, rng: random.Random | None = None
+) -> AsyncIterator[Dispatcher]:
+    """The store and the sinks only: for commands that deliver without syncing feeds."""
+    async with AsyncExitStack() as stack:
+        store = Store.open(config.store.path)
+        stack.callback(store.close)
+        sinks = await _bind_sinks(stack, config, clock)
+        yield Dispatcher(store=store, sinks=sinks, clock=clock, rng=rng or random.Random())
+
+
 @asynccontextmanager
 async def build_app(
-    config: Config, *, clock: Clock = system_clock, rng: random.Random | None = None
+    config: Config,
+    *,
+    clock: Clock = system_clock,
+    rng: random.Random | None = None,
+    progress: Progress | None = None,
 ) -> AsyncIterator[App]:
     """Everything syncd needs for one command, opened in order and closed in reverse."""
     rng = rng or random.Random()
@@ -153,16 +190,7 @@ async def build_app(
         )
         fetcher = Fetcher(session, HostThrottle(fc.per_host_rate), limits)
         parser = await stack.enter_async_context(ParserPool(workers=fc.parse_workers))
-        hook_session = await stack.enter_async_context(session_for_webhooks())
-        context = SinkContext(webhook_session=hook_session, base_dir=config.base_dir, clock=clock)
-        registry = default_registry()
-        bound: list[BoundSink] = []
-        for sc in config.sinks:
-            # The loader resolved secrets and durations; the raw table carries the type's own keys.
-            options = {**sc.options, "secrets": sc.secrets, "timeout_s": sc.timeout_s}
-            sink = registry.create(sc.type, name=sc.name, options=options, context=context)
-            stack.push_async_callback(sink.aclose)
-            bound.append(BoundSink(sink, sc))
+        bound = await _bind_sinks(stack, config, clock)
         syncer = FeedSyncer(
             store=store,
             fetcher=fetcher,
@@ -170,6 +198,7 @@ async def build_app(
             clock=clock,
             router=_router(config),
             rng=rng,
+            progress=progress,
         )
         dispatcher = Dispatcher(store=store, sinks=bound, clock=clock, rng=rng)
         yield App(config=config, store=store, syncer=syncer, dispatcher=dispatcher, clock=clock)

@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import click
 
@@ -109,14 +109,35 @@ def sync(ctx: Ctx, full: bool, force: bool, feeds: tuple[str, ...]) -> None:
     config = _guard(ctx, ctx.config)
     selected = _guard(ctx, lambda: [config.feed(n) for n in feeds] if feeds else None)
 
+    progress = TtyProgress(sys.stderr) if sys.stderr.isatty() else None
+
     async def once() -> bool:
-        async with build_app(config) as app:
+        async with build_app(config, progress=progress) as app:
             reports = await app.sync_feeds(selected or config.feeds, full=full, force=force)
             await app.deliver_due()
             return all(r.completed for r in reports)
 
     ok = _guard(ctx, lambda: _run(once()))
     sys.exit(0 if ok else 1)
+
+
+class TtyProgress:
+    """A one-line progress display for `syncd sync` on a terminal: entries walked per feed out
+    of openSearch:totalResults. Ends each draw with a carriage return so that the next log line
+    simply overwrites it."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.feeds: dict[str, tuple[int, int | None]] = {}
+
+    def page(self, feed: str, entries: int, total: int | None) -> None:
+        self.feeds[feed] = (entries, total)
+        parts = [
+            f"{name} {n}/{t} ({100 * n // t}%)" if t else f"{name} {n}"
+            for name, (n, t) in self.feeds.items()
+        ]
+        self.stream.write("\x1b[K" + "syncing: " + ", ".join(parts)[:200] + "\r")
+        self.stream.flush()
 
 
 @main.command()

@@ -59,6 +59,12 @@ class PageParser(Protocol):
     ) -> ParsedPage: ...
 
 
+class Progress(Protocol):
+    """Told after every page of a crawl; the CLI draws a progress line from it on a TTY."""
+
+    def page(self, feed: str, entries: int, total: int | None) -> None: ...
+
+
 Clock = Callable[[], datetime]
 Router = Callable[[str, EventDraft], Sequence[str]]  # (feed name, event) ─► sink names
 
@@ -118,6 +124,7 @@ class FeedSyncer:
         router: Router,
         rng: random.Random,
         hash_only_cap: int = DEFAULT_HASH_ONLY_CAP,
+        progress: Progress | None = None,
     ) -> None:
         self.store = store
         self.fetcher = fetcher
@@ -126,6 +133,7 @@ class FeedSyncer:
         self.router = router
         self.rng = rng
         self.hash_only_cap = hash_only_cap
+        self.progress = progress
 
     async def sync(self, feed: FeedConfig, *, full: bool = False) -> SyncReport:
         started = time.perf_counter()
@@ -184,6 +192,7 @@ class FeedSyncer:
         clean = True  # no page was read leniently: absences may count as evidence
         complete_doc = False  # an fh:complete document was read: absences already decided
         visited: set[str] = set()
+        total: int | None = None  # openSearch:totalResults, for progress only
         url: str | None = feed.url
         while url is not None and report.pages < feed.max_pages:
             if url in visited:
@@ -211,6 +220,7 @@ class FeedSyncer:
             if unchanged and known_page is not None:
                 self.store.record_unchanged_page(state.id, result, self.clock())
                 listed.update(known_page.entry_ids)
+                self._tell(feed, listed, total)
                 if not report.full:
                     break  # everything from here on was seen and has not changed
                 url = known_page.next_url
@@ -230,8 +240,9 @@ class FeedSyncer:
                 feed, state, page, result, title, initial, crawl_seen, listed
             )
             report.add(changed, len(page.entries))
-            ids = {e.entry_id for e in page.entries}
-            listed.update(ids)
+            listed.update(e.entry_id for e in page.entries)
+            total = page.total_results or total
+            self._tell(feed, listed, total)
             complete_doc = complete_doc or (page.complete and not page.malformed)
             if not report.full and not changed.any:
                 break  # a page of known, unchanged entries: the rest is older still
@@ -241,6 +252,10 @@ class FeedSyncer:
                 report.chain_complete = True
                 self._count_absences(feed, state, listed, title, initial, report)
         return title, max_age
+
+    def _tell(self, feed: FeedConfig, listed: set[str], total: int | None) -> None:
+        if self.progress is not None:
+            self.progress.page(feed.name, len(listed), total)
 
     async def _commit(
         self,
