@@ -43,6 +43,14 @@ def _ts(dt: datetime | None) -> str | None:
     return format_timestamp(dt) if dt is not None else None
 
 
+def _ms(dt: datetime | None) -> str | None:
+    """Bookkeeping instants (next due, last fetch) at a fixed millisecond precision, so that SQL
+    compares them correctly as text: "…12.5Z" would sort after "…12.123456Z"."""
+    if dt is None:
+        return None
+    return format_timestamp(dt.replace(microsecond=dt.microsecond // 1000 * 1000))
+
+
 def _dt(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
@@ -188,6 +196,18 @@ class Store:
             gone_at=_dt(r["gone_at"]),
         )
 
+    def due_feeds(self, now: datetime) -> list[str]:
+        """Names of feeds whose next poll is due, that are not gone (410), most overdue first."""
+        return [
+            r["name"]
+            for r in self.rows(
+                "SELECT name FROM feeds WHERE gone_at IS NULL"
+                " AND (next_due_at IS NULL OR next_due_at <= ?)"
+                " ORDER BY next_due_at IS NOT NULL, next_due_at",
+                (_ms(now),),
+            )
+        ]
+
     def finish_crawl(self, feed_id: int, now: datetime, outcome: CrawlOutcome) -> None:
         with self.write() as conn:
             conn.execute(
@@ -204,8 +224,8 @@ class Store:
                     outcome.outcome,
                     outcome.error,
                     outcome.consecutive_errors,
-                    _ts(outcome.next_due_at),
-                    _ts(outcome.retry_after_until),
+                    _ms(outcome.next_due_at),
+                    _ms(outcome.retry_after_until),
                     outcome.title,
                     outcome.completed,
                     _ts(now),
