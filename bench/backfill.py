@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import resource
 import statistics
 import sys
@@ -29,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.support.feedserver import spawn_feed_server  # noqa: E402
+from tests.support.process import start_syncd  # noqa: E402
 
 
 def children_cpu() -> float:
@@ -38,19 +38,8 @@ def children_cpu() -> float:
 
 async def run_syncd(config: Path, *args: str) -> tuple[float, float]:
     """(wall seconds, CPU seconds) of one `syncd` command (main process, see module doc)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cpu0, t0 = children_cpu(), time.perf_counter()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "syncd",
-        "--config",
-        str(config),
-        *args,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
+    proc = await start_syncd(config, *args, stdout=asyncio.subprocess.DEVNULL)
     _, err = await proc.communicate()
     wall = time.perf_counter() - t0
     if proc.returncode != 0:

@@ -17,12 +17,13 @@ from datetime import UTC, datetime
 import structlog
 
 from syncd.config import Config, FeedConfig
-from syncd.delivery import BoundSink, Dispatcher, SinkReport
+from syncd.delivery import BoundSink, Dispatcher, OwnerLock, SinkReport
 from syncd.fetch import Fetcher, FetchLimits, create_feed_session
 from syncd.model import EventDraft
 from syncd.netguard import hosts_of
 from syncd.parsepool import ParserPool
 from syncd.sinks import SinkContext, default_registry
+from syncd.sinks.file import FileSink
 from syncd.sinks.webhook import session_for_webhooks
 from syncd.store import Store
 from syncd.sync import FeedSyncer, Progress, SyncReport
@@ -157,8 +158,24 @@ async def _bind_sinks(stack: AsyncExitStack, config: Config, clock: Clock) -> li
         options = {**sc.options, "secrets": sc.secrets, "timeout_s": sc.timeout_s}
         sink = registry.create(sc.type, name=sc.name, options=options, context=context)
         stack.push_async_callback(sink.aclose)
+        if isinstance(sink, FileSink):
+            await _open_file_sink(sink)
         bound.append(BoundSink(sink, sc))
     return bound
+
+
+async def _open_file_sink(sink: FileSink) -> None:
+    """Open a file sink at start, so a tail torn by a crash is cut back before anyone reads on,
+    and say so. A file that cannot be opened is not fatal: its deliveries fail and are retried."""
+    try:
+        dropped = await sink.open()
+    except OSError as e:
+        log.warning("file sink not writable", sink=sink.name, error=f"{e.strerror}: {e.filename}")
+        return
+    if dropped:
+        log.warning(
+            "torn tail cut from file sink", sink=sink.name, bytes=dropped, path=str(sink.path)
+        )
 
 
 @asynccontextmanager
@@ -171,6 +188,12 @@ async def build_dispatcher(
         stack.callback(store.close)
         sinks = await _bind_sinks(stack, config, clock)
         yield Dispatcher(store=store, sinks=sinks, clock=clock, rng=rng or random.Random())
+
+
+def _owner_lock(stack: AsyncExitStack, config: Config) -> OwnerLock:
+    lock = OwnerLock.for_store(config.store.path)
+    stack.callback(lock.release)
+    return lock
 
 
 @asynccontextmanager
@@ -211,5 +234,11 @@ async def build_app(
             rng=rng,
             progress=progress,
         )
-        dispatcher = Dispatcher(store=store, sinks=bound, clock=clock, rng=rng)
+        dispatcher = Dispatcher(
+            store=store,
+            sinks=bound,
+            clock=clock,
+            rng=rng,
+            owner_lock=_owner_lock(stack, config),
+        )
         yield App(config=config, store=store, syncer=syncer, dispatcher=dispatcher, clock=clock)

@@ -1,33 +1,65 @@
 """The outbox dispatcher: moves due deliveries from the store to their sinks, at least once.
 
-Each sink drains its own queue in `seq` order in its own task, so a slow or failing receiver never
-delays another sink. A failed attempt is rescheduled by the pure retry policy and pauses that sink
-until its next attempt is due (a receiver that is down is not hammered with the whole backlog).
-The dispatcher decides nothing about content; it never drops an event: dead deliveries stay in the
-store, visible and replayable.
+Every sink has its own loop and its own bounded set of in-flight attempts, so a slow, hanging or
+failing receiver only ever occupies its own sink's slots: other sinks never wait for it. Within a
+sink, deliveries are claimed (leased) in `seq` order and up to `max_in_flight` run at once while
+the receiver is healthy. A failure reschedules that one delivery (the pure retry policy) and the
+events after it carry on; a receiver that is unavailable pauses its sink (`retry.SinkHealth`),
+after which single probes decide when to open up again. 410 Gone disables the sink; its
+deliveries keep accumulating until an operator (or a config change) enables it again.
+
+The dispatcher never drops an event: dead deliveries stay in the store, visible and replayable, a
+crash leaves at most a lease that runs out, and a shutdown hands unfinished leases back. It decides
+nothing about content and holds no SQL (that is `syncd.outbox`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import functools
+import hashlib
+import json
+import os
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import structlog
 
 from syncd.config import SinkConfig
-from syncd.model import DeliveryState
-from syncd.retry import next_attempt_at
-from syncd.sinks.base import Sink
+from syncd.errors import SyncdError
+from syncd.model import DeliveryState, SendOutcome
+from syncd.outbox import AttemptRecord, DueDelivery
+from syncd.retry import Health, SinkHealth, next_attempt_at, receiver_unavailable
+from syncd.sinks.base import BatchSink, Sink
 from syncd.store import Store
+
+__all__ = [
+    "BATCH_SIZE",
+    "IDLE_POLL_S",
+    "LEASE_MARGIN_S",
+    "SHUTDOWN_GRACE_S",
+    "BoundSink",
+    "Dispatcher",
+    "OwnerLock",
+    "SinkReport",
+    "sink_fingerprint",
+]
 
 log = structlog.get_logger("syncd.delivery")
 
 Clock = Callable[[], datetime]
-BATCH = 100
-IDLE_POLL_S = 1.0
+BATCH_SIZE = 100  # events per attempt for sinks that take batches (a file: one write, one fsync)
+IDLE_POLL_S = 1.0  # how often an idle sink looks at the store (other processes' work, commands)
+SHUTDOWN_GRACE_S = 5.0  # how long a stopping daemon lets in-flight attempts finish
+# A lease outlives the attempt's own timeout by this much (recording it takes milliseconds; this
+# covers a stalled event loop). After a crash, that delivery is due again once the lease runs out.
+LEASE_MARGIN_S = 10.0
+_MIN_WAIT_S = 0.02  # never spin, even if the store says something is due that cannot be claimed
 
 
 @dataclass
@@ -37,17 +69,77 @@ class SinkReport:
     failed: int = 0
     dead: int = 0
     paused_until: datetime | None = None
+    disabled: bool = False
 
 
-@dataclass
+def sink_fingerprint(config: SinkConfig) -> str:
+    """A digest of a sink's configuration (secrets left out): a 410-disabled sink whose config
+    changed since (a new URL, say) is enabled again on the next start."""
+    options = {k: v for k, v in config.options.items() if k not in ("secret", "secrets")}
+    blob = json.dumps({"type": config.type, "options": options}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class OwnerLock:
+    """An exclusive flock on a file next to the store, taken by a dispatcher when it starts and
+    held until the process ends (the kernel drops it even on SIGKILL).
+
+    Whoever gets it knows that no dispatcher that held it before is alive, so the leases such a
+    process left behind are stale and can be reclaimed at once instead of waiting for them to run
+    out: a crashed daemon's in-flight deliveries go out as soon as syncd starts again. A process
+    that does not get it (a `syncd sync` next to a running daemon) delivers too, respecting
+    leases; it just never reclaims any.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    @classmethod
+    def for_store(cls, db_path: Path) -> OwnerLock:
+        return cls(db_path.with_name(db_path.name + "-dispatcher.lock"))
+
+    def try_acquire(self) -> bool:
+        if self._fd is not None:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # closing the only descriptor drops the flock
+
+
+@dataclass(eq=False)
 class BoundSink:
     """A sink with its configuration and the dispatcher's in-memory view of its health."""
 
     sink: Sink
     config: SinkConfig
-    paused_until: datetime | None = None
+    health: SinkHealth = field(default_factory=SinkHealth)
     disabled: bool = False
+    in_flight: set[asyncio.Task[None]] = field(default_factory=set)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    loaded: bool = False  # persisted state read
+    resume_seen: str | None = None  # the last operator resume request acted upon
+    fingerprint: str = ""
+    batches: bool = False  # the sink takes several events per attempt
+
+    def __post_init__(self) -> None:
+        self.fingerprint = sink_fingerprint(self.config)
+        # Checked once: isinstance against a runtime Protocol inspects the class every time.
+        self.batches = isinstance(self.sink, BatchSink)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
 
 
 class Dispatcher:
@@ -58,18 +150,44 @@ class Dispatcher:
         sinks: Sequence[BoundSink],
         clock: Clock,
         rng: random.Random,
+        batch_size: int = BATCH_SIZE,
+        idle_poll_s: float = IDLE_POLL_S,
+        shutdown_grace_s: float = SHUTDOWN_GRACE_S,
+        owner_lock: OwnerLock | None = None,
     ) -> None:
         self.outbox = store.outbox
+        self.owner_lock = owner_lock
+        self._started = False
         self.sinks = list(sinks)
         self.clock = clock
         self.rng = rng
-        disabled = self.outbox.disabled_sinks()
-        for b in self.sinks:
-            b.disabled = b.config.name in disabled
+        self.batch_size = batch_size
+        self.idle_poll_s = idle_poll_s
+        self.shutdown_grace_s = shutdown_grace_s
+
+    def bound(self, name: str) -> BoundSink | None:
+        return next((b for b in self.sinks if b.name == name), None)
+
+    # ------------------------------------------------------------------ entry points
 
     async def deliver_due(self) -> list[SinkReport]:
-        """One pass: every sink concurrently sends what is due now, then returns."""
-        return list(await asyncio.gather(*(self._drain(b) for b in self.sinks)))
+        """One pass (`syncd sync`): every sink concurrently sends what is due, then returns.
+
+        Failures are rescheduled, not waited for; a paused or disabled sink sends nothing.
+        """
+        self._start()
+        return list(await asyncio.gather(*(self._pass(b) for b in self.sinks)))
+
+    def _start(self) -> None:
+        """Once per dispatcher: if no other dispatcher is alive, reclaim the leases a crashed
+        one left, so its in-flight deliveries are due now rather than when the leases run out."""
+        if self._started:
+            return
+        self._started = True
+        if self.owner_lock is not None and self.owner_lock.try_acquire():
+            reclaimed = self.outbox.reclaim_leases()
+            if reclaimed:
+                log.info("reclaimed leases of an unfinished run", deliveries=reclaimed)
 
     def notify(self) -> None:
         """New events were committed: wake the sink loops."""
@@ -77,94 +195,318 @@ class Dispatcher:
             b.wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Deliver continuously until `stop` is set. An in-flight attempt is let finish."""
-        await asyncio.gather(*(self._loop(b, stop) for b in self.sinks))
+        """Deliver continuously until `stop` is set, then let in-flight attempts finish for up to
+        `shutdown_grace_s` and hand the leases of the rest back."""
+
+        async def relay_stop() -> None:
+            await stop.wait()
+            self.notify()
+
+        self._start()
+        relay = asyncio.create_task(relay_stop())
+        try:
+            await asyncio.gather(*(self._loop(b, stop) for b in self.sinks))
+        finally:
+            relay.cancel()
+            await asyncio.gather(relay, return_exceptions=True)
+
+    async def send_now(self, delivery_id: int) -> tuple[DueDelivery, SendOutcome, DeliveryState]:
+        """`syncd deliveries retry`: one attempt of one delivery now, whatever its state.
+
+        Ignores the schedule, the sink's pause and its disabled flag (the operator asked for this
+        attempt). A success lifts the sink's pause so a running daemon drains it at once.
+        """
+        due = self.outbox.load(delivery_id)
+        if due is None:
+            raise SyncdError(f"no delivery with id {delivery_id}")
+        bound = self.bound(due.sink)
+        if bound is None:
+            raise SyncdError(f"delivery {delivery_id} belongs to sink {due.sink!r}, not configured")
+        [outcome] = await self._send(bound, [due])
+        now = self.clock()
+        [record] = self._records(bound, [due], [outcome], now)
+        [state] = self.outbox.record_attempts([record], now)
+        self._log_failure(bound, due, record, state)
+        if outcome.disable_sink:
+            self._disable(bound, outcome, now)
+        elif outcome.ok:
+            self.outbox.request_resume(bound.name, now)
+        return due, outcome, state
+
+    # ------------------------------------------------------------------ per-sink loops
+
+    async def _pass(self, bound: BoundSink) -> SinkReport:
+        report = SinkReport(bound.name)
+        try:
+            self._refresh(bound)
+            while True:
+                self._fill(bound, report)
+                if not bound.in_flight:
+                    break
+                await asyncio.wait(set(bound.in_flight), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await self._abandon(bound, grace_s=0.0)
+        now = self.clock()
+        report.paused_until = bound.health.paused_until if bound.health.paused(now) else None
+        report.disabled = bound.disabled
+        return report
 
     async def _loop(self, bound: BoundSink, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            await self._drain(bound, stop)
-            delay = self._idle_delay(bound)
-            bound.wake.clear()
-            stop_wait = asyncio.ensure_future(stop.wait())
-            wake_wait = asyncio.ensure_future(bound.wake.wait())
-            try:
-                await asyncio.wait(
-                    {stop_wait, wake_wait}, timeout=delay, return_when=asyncio.FIRST_COMPLETED
+        report = SinkReport(bound.name)  # running totals, for the debugger's benefit
+        try:
+            while not stop.is_set():
+                # Cleared before looking, so a notify() that lands meanwhile is not lost.
+                bound.wake.clear()
+                try:
+                    self._refresh(bound)
+                    self._fill(bound, report)
+                    delay = self._wait_s(bound)
+                except Exception:
+                    # The store is busy or full, or a bug: say so and try again, never die
+                    # silently while other sinks carry on.
+                    log.exception("delivery loop error", sink=bound.name)
+                    delay = self.idle_poll_s
+                if stop.is_set():
+                    break
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await bound.wake.wait()
+        finally:
+            await self._abandon(bound, grace_s=self.shutdown_grace_s)
+
+    def _refresh(self, bound: BoundSink) -> None:
+        """Bring the in-memory view in line with the store: operator commands from other
+        processes (enable, disable, recover, replay) and a config change after a 410."""
+        row = self.outbox.sink_row(bound.name)
+        if not bound.loaded:
+            bound.loaded = True
+            bound.resume_seen = row.resume_requested_at
+            if row.paused_until is not None:
+                # A pause outlives restarts: the receiver asked (Retry-After) or was down.
+                bound.health = SinkHealth(
+                    Health.PAUSED, row.paused_until, row.pause_level, 0, row.pause_reason
                 )
-            finally:
-                stop_wait.cancel()
-                wake_wait.cancel()
+        elif row.resume_requested_at != bound.resume_seen:
+            bound.resume_seen = row.resume_requested_at
+            bound.health = SinkHealth()
+            log.info("sink resumed by operator", sink=bound.name)
+        if row.disabled_at is not None and row.config_hash not in (None, bound.fingerprint):
+            self.outbox.enable_sink(bound.name, self.clock())
+            row = self.outbox.sink_row(bound.name)
+            bound.resume_seen = row.resume_requested_at
+            bound.health = SinkHealth()
+            log.info("sink re-enabled", sink=bound.name, reason="its configuration changed")
+        if row.disabled_at is not None and not bound.disabled:
+            log.warning("sink disabled", sink=bound.name, reason=row.disabled_reason)
+        bound.disabled = row.disabled_at is not None
 
-    def _idle_delay(self, bound: BoundSink) -> float:
-        now = self.clock()
-        targets = [
-            t for t in (bound.paused_until, self.outbox.next_delivery_due(bound.config.name)) if t
-        ]
-        if not targets:
-            return IDLE_POLL_S * 5
-        wait = (max(targets) if bound.paused_until else min(targets)) - now
-        return min(max(wait.total_seconds(), 0.05), IDLE_POLL_S * 5)
-
-    async def _drain(self, bound: BoundSink, stop: asyncio.Event | None = None) -> SinkReport:
-        name = bound.config.name
-        report = SinkReport(name)
+    def _fill(self, bound: BoundSink, report: SinkReport) -> None:
+        """Start attempts for due deliveries until the sink's window is full."""
         if bound.disabled:
-            return report
-        while True:
-            now = self.clock()
-            if bound.paused_until and now < bound.paused_until:
-                report.paused_until = bound.paused_until
-                return report
-            due = self.outbox.due_deliveries(name, now, BATCH)
-            if not due:
-                return report
-            for d in due:
-                if stop is not None and stop.is_set():
-                    return report  # shutting down: the rest stays pending, nothing is lost
-                outcome = await bound.sink.send(d.event)
-                now = self.clock()
-                if outcome.ok:
-                    self.outbox.record_attempt(d.id, outcome, now, None)
-                    report.delivered += 1
-                    bound.paused_until = None
+            return
+        now = self.clock()
+        free = bound.health.window(now, bound.config.max_in_flight) - len(bound.in_flight)
+        probe = bound.health.probing(now)
+        batches = bound.batches
+        lease_until = now + timedelta(seconds=bound.config.timeout_s + LEASE_MARGIN_S)
+        while free > 0:
+            size = 1 if probe else (self.batch_size if batches else free)
+            claimed = self.outbox.claim_due(
+                bound.name,
+                now,
+                size,
+                lease_until,
+                probe=probe,
+                # An idle sink looks before it takes the write lock; a busy one will find work.
+                peek=not bound.in_flight,
+            )
+            groups = [claimed] if batches else [[d] for d in claimed]
+            for group in groups:
+                if not group:
                     continue
-                attempts = d.attempts + 1
-                retry_at = (
-                    next_attempt_at(
-                        attempts,
-                        bound.config.retry_schedule_s,
-                        now,
-                        retry_after_s=outcome.retry_after_s,
-                        rng=self.rng,
-                    )
-                    if outcome.retryable
-                    else None
+                task = asyncio.create_task(self._attempt(bound, group, report))
+                bound.in_flight.add(task)
+                task.add_done_callback(functools.partial(_finished, bound))
+                free -= 1
+            if probe or len(claimed) < size:
+                return
+
+    def _wait_s(self, bound: BoundSink) -> float:
+        """How long an idle loop may sleep before something could be due."""
+        now = self.clock()
+        if bound.disabled:
+            return self.idle_poll_s
+        if bound.health.paused(now):
+            assert bound.health.paused_until is not None
+            until = bound.health.paused_until
+        elif len(bound.in_flight) >= bound.health.window(now, bound.config.max_in_flight):
+            return self.idle_poll_s  # a finishing attempt wakes the loop
+        else:
+            next_due = self.outbox.next_due_at(bound.name)
+            if next_due is None:
+                return self.idle_poll_s
+            until = next_due
+        return min(max((until - now).total_seconds(), _MIN_WAIT_S), self.idle_poll_s)
+
+    async def _abandon(self, bound: BoundSink, *, grace_s: float) -> None:
+        """Let in-flight attempts finish for `grace_s`, then cancel the rest (they hand their
+        leases back, so a restart sends them at once)."""
+        if not bound.in_flight:
+            return
+        pending = set(bound.in_flight)
+        if grace_s > 0:
+            _, pending = await asyncio.wait(pending, timeout=grace_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    # ------------------------------------------------------------------ one attempt
+
+    async def _attempt(
+        self, bound: BoundSink, group: list[DueDelivery], report: SinkReport
+    ) -> None:
+        try:
+            outcomes = await self._send(bound, group)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                self.outbox.release([d.id for d in group])
+            raise
+        try:
+            self._settle(bound, group, outcomes, report)
+        except Exception:
+            # The attempt happened but could not be recorded: its lease runs out and it is sent
+            # again (same id, same body). At least once, never lost.
+            log.exception("recording a delivery attempt failed", sink=bound.name)
+
+    async def _send(self, bound: BoundSink, group: list[DueDelivery]) -> list[SendOutcome]:
+        sink = bound.sink
+        try:
+            if bound.batches and isinstance(sink, BatchSink):
+                outcomes = list(await sink.send_batch([d.event for d in group]))
+                if len(outcomes) != len(group):
+                    raise RuntimeError(f"{len(outcomes)} outcomes for {len(group)} events")
+            else:
+                outcomes = [await sink.send(group[0].event)]
+        except Exception as exc:
+            # A sink broke its contract (sinks report failures, they do not raise). Count it as
+            # a failed attempt so the delivery is retried, and keep the other sinks going.
+            log.exception("sink raised", sink=bound.name)
+            error = f"sink error: {type(exc).__name__}: {exc}"
+            outcomes = [SendOutcome(ok=False, error=error)] * len(group)
+        return outcomes
+
+    def _records(
+        self,
+        bound: BoundSink,
+        group: Sequence[DueDelivery],
+        outcomes: Sequence[SendOutcome],
+        now: datetime,
+    ) -> list[AttemptRecord]:
+        records = []
+        for due, outcome in zip(group, outcomes, strict=True):
+            retry_at: datetime | None
+            if outcome.ok:
+                retry_at = None
+            elif outcome.disable_sink:
+                retry_at = now  # stays due: it goes out as soon as the sink is enabled again
+            elif not outcome.retryable:
+                retry_at = None
+            else:
+                retry_at = next_attempt_at(
+                    due.attempts + 1,
+                    bound.config.retry_schedule_s,
+                    now,
+                    retry_after_s=outcome.retry_after_s,
+                    rng=self.rng,
                 )
-                if outcome.disable_sink:
-                    # 410 Gone: keep this delivery retryable so nothing is lost on re-enable.
-                    retry_at = now
-                state = self.outbox.record_attempt(d.id, outcome, now, retry_at)
-                log.warning(
-                    "delivery failed",
-                    sink=name,
-                    event_id=d.event.id,
-                    seq=d.event.seq,
-                    attempt=attempts,
-                    status=outcome.status,
-                    error=outcome.error,
-                    state=str(state),
-                    next_attempt=retry_at.isoformat() if retry_at else None,
-                )
-                if outcome.disable_sink:
-                    reason = f"receiver answered {outcome.status}: {outcome.error}"
-                    self.outbox.disable_sink(name, reason, now)
-                    bound.disabled = True
-                    log.error("sink disabled", sink=name, reason=reason)
-                    return report
-                if state is DeliveryState.DEAD:
-                    report.dead += 1
-                    continue
+            records.append(AttemptRecord(due.id, outcome, retry_at))
+        return records
+
+    def _settle(
+        self,
+        bound: BoundSink,
+        group: Sequence[DueDelivery],
+        outcomes: Sequence[SendOutcome],
+        report: SinkReport,
+    ) -> None:
+        now = self.clock()
+        records = self._records(bound, group, outcomes, now)
+        states = self.outbox.record_attempts(records, now)
+        before = bound.health
+        for due, record, state in zip(group, records, states, strict=True):
+            outcome = record.outcome
+            if outcome.ok:
+                report.delivered += 1
+                bound.health = bound.health.succeeded()
+                continue
+            if state is DeliveryState.DEAD:
+                report.dead += 1
+            else:
                 report.failed += 1
-                bound.paused_until = retry_at or now + timedelta(seconds=1)
-                report.paused_until = bound.paused_until
-                return report
+            self._log_failure(bound, due, record, state)
+            if outcome.disable_sink:
+                if not bound.disabled:
+                    self._disable(bound, outcome, now)
+                continue
+            bound.health = bound.health.failed(
+                unavailable=receiver_unavailable(outcome.status, outcome.retry_after_s),
+                retry_after_s=outcome.retry_after_s,
+                reason=outcome.error,
+                now=now,
+                schedule=bound.config.retry_schedule_s,
+                rng=self.rng,
+            )
+        self._persist_health(bound, before, now)
+
+    def _persist_health(self, bound: BoundSink, before: SinkHealth, now: datetime) -> None:
+        after = bound.health
+        if after.state is Health.PAUSED and after.paused_until != before.paused_until:
+            self.outbox.set_pause(bound.name, after.paused_until, after.level, after.reason)
+            assert after.paused_until is not None
+            log.warning(
+                "sink paused",
+                sink=bound.name,
+                until=after.paused_until.isoformat(),
+                level=after.level,
+                reason=after.reason,
+            )
+        elif before.level > 0 and after.state is Health.CLOSED:
+            # Probes spread over the least-tried deliveries, so during an outage each delivery
+            # failed about once and its own short back-off is long over: the queue drains in seq
+            # order from here without pulling anything forward.
+            self.outbox.set_pause(bound.name, None, 0, None)
+            log.info("sink recovered", sink=bound.name, after_pauses=before.level)
+
+    def _disable(self, bound: BoundSink, outcome: SendOutcome, now: datetime) -> None:
+        reason = f"receiver answered {outcome.status}: {outcome.error}"
+        self.outbox.disable_sink(bound.name, reason, now, config_hash=bound.fingerprint)
+        bound.disabled = True
+        log.error(
+            "sink disabled", sink=bound.name, reason=reason, hint=f"syncd sinks enable {bound.name}"
+        )
+
+    def _log_failure(
+        self, bound: BoundSink, due: DueDelivery, record: AttemptRecord, state: DeliveryState
+    ) -> None:
+        outcome = record.outcome
+        if outcome.ok:
+            return
+        next_at = record.next_attempt_at
+        dead = state is DeliveryState.DEAD
+        log.warning(
+            "delivery failed",
+            sink=bound.name,
+            delivery_id=due.id,
+            event_id=due.event.id,
+            seq=due.event.seq,
+            attempt=due.attempts + 1,
+            status=outcome.status,
+            error=outcome.error,
+            state=str(state),
+            next_attempt=None if next_at is None or dead else next_at.isoformat(),
+        )
+
+
+def _finished(bound: BoundSink, task: asyncio.Task[None]) -> None:
+    bound.in_flight.discard(task)
+    bound.wake.set()

@@ -180,3 +180,36 @@ def m002_deletion_evidence(db: Database) -> None:
     db.execute("ALTER TABLE entries ADD COLUMN missing_crawls INTEGER NOT NULL DEFAULT 0")
     db.execute("ALTER TABLE entries ADD COLUMN revision INTEGER NOT NULL DEFAULT 0")
     db.execute("ALTER TABLE entries ADD COLUMN deleted_reason TEXT")
+
+
+@migrations()
+def m100_delivery_engine(db: Database) -> None:
+    """Leases, the queue index, the attempt result, persisted sink health, the delivery_log view."""
+    # A claimed delivery is leased, not marked: if its process dies the lease runs out.
+    db.execute("ALTER TABLE deliveries ADD COLUMN leased_until TEXT")
+    # The dispatcher walks a sink's queue in seq order; this index holds only queued rows, so a
+    # large delivered history costs nothing. The WHERE must match the queries' text exactly.
+    db.execute(
+        "CREATE INDEX idx_deliveries_queue ON deliveries(sink, event_seq)"
+        " WHERE state IN ('pending', 'failed')"
+    )
+    # The delivery's state right after the attempt: delivered | failed | dead.
+    db.execute("ALTER TABLE delivery_attempts ADD COLUMN result TEXT")
+    for column in (
+        "config_hash TEXT",  # the sink's config when a 410 disabled it; a new config re-enables
+        "paused_until TEXT",  # backing off (receiver unavailable) until then
+        "pause_level INTEGER NOT NULL DEFAULT 0",  # consecutive pauses since the last success
+        "pause_reason TEXT",
+        "resume_requested_at TEXT",  # set by operator commands; a running daemon watches it
+    ):
+        db.execute(f"ALTER TABLE sinks ADD COLUMN {column}")
+    db.execute(
+        """
+        CREATE VIEW delivery_log AS
+        SELECT a.id, a.attempted_at, d.sink, a.delivery_id, d.event_seq, e.id AS event_id,
+               e.type AS event_type, a.result, a.status, a.latency_ms, a.error
+        FROM delivery_attempts a
+        JOIN deliveries d ON d.id = a.delivery_id
+        JOIN events e ON e.seq = d.event_seq
+        """
+    )

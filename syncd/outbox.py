@@ -1,21 +1,43 @@
-"""The outbox side of the store: due deliveries, attempts, and sink state.
+"""The outbox side of the store: claiming due deliveries, recording attempts, sink state, and the
+operator's requeue commands (recover, replay, enable).
 
 Events and their delivery rows are *created* by `Store.commit_page`, in the page's transaction;
 this module reads them back for the dispatcher and records what each attempt did. It shares the
-store's single writer connection and transaction helper, and decides nothing about retries.
+store's single writer connection and transaction helper. It decides nothing: when to retry, when
+to pause and what an outcome means are the dispatcher's and `syncd.retry`'s; every statement here
+is one short transaction, so a crash between any two leaves a consistent outbox.
+
+A claimed delivery is *leased* (`leased_until`) rather than marked: another dispatcher (a second
+process, later a second worker on a shared database) skips it while the lease runs, and if this
+process dies mid-send the lease expires and the delivery is due again; a dispatcher that knows it
+is alone reclaims such leases at once (`reclaim_leases`). Nothing is lost and nothing waits long
+on a process that is gone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from syncd.model import DeliveryState, OutboundEvent, SendOutcome
 from syncd.timestamps import format_timestamp
 
 if TYPE_CHECKING:
     from syncd.store import Store
+
+__all__ = [
+    "AttemptInfo",
+    "AttemptRecord",
+    "DeliveryInfo",
+    "DueDelivery",
+    "Outbox",
+    "ReplayCounts",
+    "SinkRow",
+]
+
+_QUEUED = "('pending', 'failed')"  # written identically everywhere: the partial index matches it
 
 
 def _ts(dt: datetime | None) -> str | None:
@@ -26,96 +48,279 @@ def _dt(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
+def _marks(values: Collection[object]) -> str:
+    return ",".join("?" * len(values))
+
+
 @dataclass(frozen=True)
 class DueDelivery:
     id: int
     attempts: int
     event: OutboundEvent
+    sink: str = ""
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """What to write for one finished attempt. `next_attempt_at=None` on a failure means dead."""
+
+    delivery_id: int
+    outcome: SendOutcome
+    next_attempt_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SinkRow:
+    """A sink's persisted state (`sinks` table); defaults when it has no row yet."""
+
+    name: str
+    disabled_at: datetime | None = None
+    disabled_reason: str | None = None
+    config_hash: str | None = None  # the sink's config when a 410 disabled it
+    paused_until: datetime | None = None
+    pause_level: int = 0
+    pause_reason: str | None = None
+    resume_requested_at: str | None = None  # bumped by operator commands; daemons watch it
+
+
+@dataclass(frozen=True)
+class DeliveryInfo:
+    """One delivery as operators see it (`syncd deliveries list`)."""
+
+    id: int
+    sink: str
+    event_seq: int
+    event_id: str
+    event_type: str
+    state: str
+    attempts: int
+    created_at: str | None
+    next_attempt_at: str | None
+    last_attempt_at: str | None
+    last_status: int | None
+    last_error: str | None
+    delivered_at: str | None
+
+
+@dataclass(frozen=True)
+class AttemptInfo:
+    """One row of the delivery log."""
+
+    id: int
+    delivery_id: int
+    attempted_at: str
+    result: str | None
+    status: int | None
+    latency_ms: float | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class ReplayCounts:
+    created: int  # events the sink had no delivery for (filtered out, skipped initially, …)
+    requeued: int  # existing deliveries, delivered or not, queued again
+
+
+_DELIVERY_COLUMNS = """d.id, d.sink, d.event_seq, e.id AS event_id, e.type AS event_type, d.state,
+    d.attempts, d.created_at, d.next_attempt_at, d.last_attempt_at, d.last_status, d.last_error,
+    d.delivered_at"""
+
+
+def _event(r: dict[str, Any]) -> OutboundEvent:
+    return OutboundEvent(r["event_id"], r["seq"], r["type"], r["payload"].encode())
 
 
 class Outbox:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def due_deliveries(self, sink: str, now: datetime, limit: int) -> list[DueDelivery]:
-        rows = self.store.rows(
-            """SELECT d.id, d.attempts, e.id AS event_id, e.seq, e.type, e.payload
-               FROM deliveries d JOIN events e ON e.seq = d.event_seq
-               WHERE d.sink = ? AND d.state IN ('pending', 'failed') AND d.next_attempt_at <= ?
-               ORDER BY e.seq LIMIT ?""",
-            (sink, _ts(now), limit),
-        )
-        return [
-            DueDelivery(
-                r["id"],
-                r["attempts"],
-                OutboundEvent(r["event_id"], r["seq"], r["type"], r["payload"].encode()),
-            )
-            for r in rows
-        ]
+    # ------------------------------------------------------------------ the dispatcher's side
 
-    def next_delivery_due(self, sink: str) -> datetime | None:
+    def claim_due(
+        self,
+        sink: str,
+        now: datetime,
+        limit: int,
+        lease_until: datetime,
+        *,
+        probe: bool = False,
+        peek: bool = True,
+    ) -> list[DueDelivery]:
+        """Lease up to `limit` due, unleased deliveries of `sink` and return them.
+
+        In `seq` order; a probe (`probe=True`) takes the least-tried deliveries first instead, so
+        that one event the receiver keeps refusing cannot keep a recovering sink paused. `peek`
+        looks without the write lock first (for idle polling, which mostly finds nothing).
+        """
+        if limit <= 0:
+            return []
+        now_s = _ts(now)
+        order = "d.attempts, d.event_seq" if probe else "d.event_seq"
+        due = f"""SELECT d.id, d.attempts, e.id AS event_id, e.seq, e.type, e.payload
+                  FROM deliveries d JOIN events e ON e.seq = d.event_seq
+                  WHERE d.sink = ? AND d.state IN {_QUEUED} AND d.next_attempt_at <= ?
+                    AND (d.leased_until IS NULL OR d.leased_until <= ?)
+                  ORDER BY {order} LIMIT ?"""
+        params = (sink, now_s, now_s, limit)
+        # An idle sink polls every second: look first without taking the write lock, which the
+        # syncer's page commits need.
+        if peek and not self.store.rows(f"SELECT 1 FROM ({due}) LIMIT 1", params):
+            return []
+        with self.store.write() as conn:
+            cur = conn.execute(due, params)
+            cols = [c[0] for c in cur.description]
+            rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+            if rows:
+                conn.execute(
+                    f"UPDATE deliveries SET leased_until = ? WHERE id IN ({_marks(rows)})",
+                    [_ts(lease_until), *(r["id"] for r in rows)],
+                )
+        return [DueDelivery(r["id"], r["attempts"], _event(r), sink) for r in rows]
+
+    def release(self, delivery_ids: Sequence[int]) -> None:
+        """Give back leases of deliveries that were not attempted after all (a shutdown)."""
+        if not delivery_ids:
+            return
+        with self.store.write() as conn:
+            conn.execute(
+                f"UPDATE deliveries SET leased_until = NULL WHERE id IN ({_marks(delivery_ids)})",
+                list(delivery_ids),
+            )
+
+    def reclaim_leases(self) -> int:
+        """Drop every lease. Only for a dispatcher that knows no other one is alive."""
+        with self.store.write() as conn:
+            return conn.execute(
+                "UPDATE deliveries SET leased_until = NULL WHERE leased_until IS NOT NULL"
+            ).rowcount
+
+    def next_due_at(self, sink: str) -> datetime | None:
+        """When the earliest queued delivery of `sink` becomes claimable (its lease included)."""
         rows = self.store.rows(
-            "SELECT MIN(next_attempt_at) AS t FROM deliveries"
-            " WHERE sink = ? AND state IN ('pending', 'failed')",
+            f"""SELECT MIN(CASE WHEN leased_until > next_attempt_at THEN leased_until
+                                ELSE next_attempt_at END) AS t
+                FROM deliveries WHERE sink = ? AND state IN {_QUEUED}""",
             (sink,),
         )
         return _dt(rows[0]["t"]) if rows else None
 
-    def record_attempt(
-        self,
-        delivery_id: int,
-        outcome: SendOutcome,
-        now: datetime,
-        next_attempt_at: datetime | None,
-    ) -> DeliveryState:
-        """Record one attempt. Failed with no next attempt means dead."""
-        if outcome.ok:
-            state = DeliveryState.DELIVERED
-        elif next_attempt_at is None:
-            state = DeliveryState.DEAD
-        else:
-            state = DeliveryState.FAILED
+    def record_attempts(
+        self, records: Sequence[AttemptRecord], now: datetime
+    ) -> list[DeliveryState]:
+        """Record finished attempts in one transaction; return each delivery's new state.
+
+        A failure without a next attempt is dead. The lease is dropped either way.
+        """
+        states: list[DeliveryState] = []
         now_s = _ts(now)
         with self.store.write() as conn:
-            conn.execute(
-                """UPDATE deliveries SET state = ?, attempts = attempts + 1, last_attempt_at = ?,
-                   last_status = ?, last_error = ?, next_attempt_at = ?,
-                   delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END WHERE id = ?""",
-                (
-                    str(state),
-                    now_s,
-                    outcome.status,
-                    outcome.error,
-                    _ts(next_attempt_at),
-                    outcome.ok,
-                    now_s,
-                    delivery_id,
-                ),
-            )
-            conn.execute(
-                "INSERT INTO delivery_attempts (delivery_id, attempted_at, status, latency_ms,"
-                " error) VALUES (?, ?, ?, ?, ?)",
-                (delivery_id, now_s, outcome.status, round(outcome.latency_ms, 3), outcome.error),
-            )
-        return state
+            for rec in records:
+                outcome = rec.outcome
+                if outcome.ok:
+                    state = DeliveryState.DELIVERED
+                elif rec.next_attempt_at is None:
+                    state = DeliveryState.DEAD
+                else:
+                    state = DeliveryState.FAILED
+                states.append(state)
+                conn.execute(
+                    """UPDATE deliveries SET state = ?, attempts = attempts + 1,
+                       last_attempt_at = ?, last_status = ?, last_error = ?,
+                       next_attempt_at = COALESCE(?, next_attempt_at), leased_until = NULL,
+                       delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END WHERE id = ?""",
+                    (
+                        str(state),
+                        now_s,
+                        outcome.status,
+                        outcome.error,
+                        _ts(rec.next_attempt_at),
+                        outcome.ok,
+                        now_s,
+                        rec.delivery_id,
+                    ),
+                )
+                conn.execute(
+                    "INSERT INTO delivery_attempts (delivery_id, attempted_at, result, status,"
+                    " latency_ms, error) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        rec.delivery_id,
+                        now_s,
+                        str(state),
+                        outcome.status,
+                        round(outcome.latency_ms, 3),
+                        outcome.error,
+                    ),
+                )
+        return states
 
-    def disable_sink(self, sink: str, reason: str, now: datetime) -> None:
+    # ------------------------------------------------------------------ sink state
+
+    def sink_row(self, name: str) -> SinkRow:
+        rows = self.store.rows("SELECT * FROM sinks WHERE name = ?", (name,))
+        if not rows:
+            return SinkRow(name)
+        r = rows[0]
+        return SinkRow(
+            name=name,
+            disabled_at=_dt(r["disabled_at"]),
+            disabled_reason=r["disabled_reason"],
+            config_hash=r["config_hash"],
+            paused_until=_dt(r["paused_until"]),
+            pause_level=r["pause_level"] or 0,
+            pause_reason=r["pause_reason"],
+            resume_requested_at=r["resume_requested_at"],
+        )
+
+    def _upsert_sink(self, name: str, values: dict[str, Any]) -> None:
+        cols = ", ".join(["name", *values])
+        marks = ", ".join("?" * (len(values) + 1))
+        updates = ", ".join(f"{c} = excluded.{c}" for c in values)
         with self.store.write() as conn:
             conn.execute(
-                "INSERT INTO sinks (name, disabled_at, disabled_reason) VALUES (?, ?, ?)"
-                " ON CONFLICT(name) DO UPDATE SET disabled_at = excluded.disabled_at,"
-                " disabled_reason = excluded.disabled_reason",
-                (sink, _ts(now), reason),
+                f"INSERT INTO sinks ({cols}) VALUES ({marks})"
+                f" ON CONFLICT(name) DO UPDATE SET {updates}",
+                [name, *values.values()],
             )
 
-    def disabled_sinks(self) -> dict[str, str]:
+    def disable_sink(
+        self, sink: str, reason: str, now: datetime, config_hash: str | None = None
+    ) -> None:
+        """Stop deliveries to `sink`. `config_hash` set: a config change re-enables it."""
+        self._upsert_sink(
+            sink, {"disabled_at": _ts(now), "disabled_reason": reason, "config_hash": config_hash}
+        )
+
+    def enable_sink(self, sink: str, now: datetime) -> None:
+        """Re-enable `sink` and lift any pause, so a running daemon tries it at once."""
+        self._upsert_sink(
+            sink,
+            {
+                "disabled_at": None,
+                "disabled_reason": None,
+                "config_hash": None,
+                **self._resume_values(now),
+            },
+        )
+
+    def request_resume(self, sink: str, now: datetime) -> None:
+        """Lift a pause and tell a running daemon to look at `sink` again now."""
+        self._upsert_sink(sink, self._resume_values(now))
+
+    @staticmethod
+    def _resume_values(now: datetime) -> dict[str, Any]:
         return {
-            r["name"]: r["disabled_reason"] or ""
-            for r in self.store.rows(
-                "SELECT name, disabled_reason FROM sinks WHERE disabled_at IS NOT NULL"
-            )
+            "paused_until": None,
+            "pause_level": 0,
+            "pause_reason": None,
+            "resume_requested_at": _ts(now),
         }
+
+    def set_pause(self, sink: str, until: datetime | None, level: int, reason: str | None) -> None:
+        """Persist a sink's back-off (None: not paused), so restarts and `status` see it."""
+        self._upsert_sink(
+            sink,
+            {"paused_until": _ts(until), "pause_level": level, "pause_reason": reason},
+        )
 
     def sink_summaries(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
@@ -124,3 +329,124 @@ class Outbox:
         ):
             out.setdefault(r["sink"], {})[r["state"]] = r["n"]
         return out
+
+    # ------------------------------------------------------------------ the operator's side
+
+    def list_deliveries(
+        self,
+        *,
+        sink: str | None = None,
+        states: Collection[str] = (),
+        event: str | None = None,
+        limit: int | None = 100,
+    ) -> list[DeliveryInfo]:
+        """Deliveries, newest first, filtered by sink, states and event id (prefix)."""
+        where: list[str] = []
+        params: list[Any] = []
+        if sink is not None:
+            where.append("d.sink = ?")
+            params.append(sink)
+        if states:
+            where.append(f"d.state IN ({_marks(states)})")
+            params.extend(states)
+        if event:
+            where.append("e.id LIKE ? ESCAPE '\\'")
+            escaped = event.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            params.append(escaped + "%")
+        sql = f"SELECT {_DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY d.id DESC"
+        if limit:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [DeliveryInfo(**r) for r in self.store.rows(sql, params)]
+
+    def delivery(self, delivery_id: int) -> DeliveryInfo | None:
+        rows = self.store.rows(
+            f"SELECT {_DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq"
+            " WHERE d.id = ?",
+            (delivery_id,),
+        )
+        return DeliveryInfo(**rows[0]) if rows else None
+
+    def attempts(self, delivery_id: int) -> list[AttemptInfo]:
+        return [
+            AttemptInfo(**r)
+            for r in self.store.rows(
+                "SELECT id, delivery_id, attempted_at, result, status, latency_ms, error"
+                " FROM delivery_attempts WHERE delivery_id = ? ORDER BY id",
+                (delivery_id,),
+            )
+        ]
+
+    def load(self, delivery_id: int) -> DueDelivery | None:
+        """A delivery and its event in any state, to be sent again on request."""
+        rows = self.store.rows(
+            """SELECT d.id, d.sink, d.attempts, e.id AS event_id, e.seq, e.type, e.payload
+               FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.id = ?""",
+            (delivery_id,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return DueDelivery(r["id"], r["attempts"], _event(r), r["sink"])
+
+    def recover(self, sink: str, now: datetime, since: datetime | None = None) -> int:
+        """Queue every failed or dead delivery of `sink` again, due now, with a fresh schedule.
+
+        `since` limits it to deliveries created (events committed) at or after that instant.
+        """
+        sql = """UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?,
+                  leased_until = NULL WHERE sink = ? AND state IN ('failed', 'dead')"""
+        params: list[Any] = [_ts(now), sink]
+        if since is not None:
+            sql += " AND created_at >= ?"
+            params.append(_ts(since))
+        with self.store.write() as conn:
+            count = conn.execute(sql, params).rowcount
+        self.request_resume(sink, now)
+        return count
+
+    def replay(
+        self,
+        sink: str,
+        now: datetime,
+        *,
+        from_seq: int,
+        to_seq: int | None = None,
+        types: Collection[str] | None = None,
+        feeds: Collection[str] | None = None,
+    ) -> ReplayCounts:
+        """Queue events `from_seq`..`to_seq` for `sink` again, delivered or not.
+
+        Existing deliveries go back to pending with a fresh schedule; events the sink never had a
+        delivery for (skipped as a first sync's backfill, added before the sink was) get one.
+        `types` and `feeds` (feed names) restrict which events qualify.
+        """
+        cond = ["e.seq >= ?"]
+        params: list[Any] = [from_seq]
+        if to_seq is not None:
+            cond.append("e.seq <= ?")
+            params.append(to_seq)
+        if types is not None:
+            cond.append(f"e.type IN ({_marks(types)})")
+            params.extend(sorted(types))
+        if feeds is not None:
+            cond.append(f"e.feed_id IN (SELECT id FROM feeds WHERE name IN ({_marks(feeds)}))")
+            params.extend(sorted(feeds))
+        events = f"SELECT e.seq FROM events e WHERE {' AND '.join(cond)}"
+        now_s = _ts(now)
+        with self.store.write() as conn:
+            requeued = conn.execute(
+                f"""UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?,
+                    leased_until = NULL WHERE sink = ? AND event_seq IN ({events})""",
+                [now_s, sink, *params],
+            ).rowcount
+            created = conn.execute(
+                f"""INSERT OR IGNORE INTO deliveries (event_seq, sink, state, attempts, created_at,
+                    next_attempt_at) SELECT seq, ?, 'pending', 0, ?, ? FROM ({events})""",
+                [sink, now_s, now_s, *params],
+            ).rowcount
+        self.request_resume(sink, now)
+        return ReplayCounts(created=created, requeued=requeued)

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
-import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +14,8 @@ from typing import Any
 import pytest
 
 from tests.support.feedserver import BloggerFeed, FeedServer, serve_feed
+from tests.support.process import start_syncd
 from tests.support.receiver import TEST_SECRET, ReceiverServer, serve_receiver
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -81,19 +78,7 @@ class Result:
 
 async def syncd(config: Path, *args: str, timeout: float = 120) -> Result:  # noqa: ASYNC109
     """Run the real `syncd` command in a subprocess without blocking this event loop."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "syncd",
-        "--config",
-        str(config),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-        cwd=str(config.parent),
-    )
+    proc = await start_syncd(config, *args)
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
     except TimeoutError:

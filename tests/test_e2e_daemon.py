@@ -4,15 +4,14 @@ SIGTERM and SIGINT with exit code 0."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, db_rows, file_sink, jsonl, webhook_sink, write_config
+from tests.conftest import db_rows, file_sink, jsonl, webhook_sink, write_config
 from tests.support.feedserver import BloggerFeed, serve_feed
+from tests.support.process import start_syncd
 from tests.support.receiver import ReceiverServer
 
 
@@ -36,18 +35,7 @@ async def test_run_polls_delivers_and_stops_gracefully(
             feeds=[{"name": "f", "url": server.url, "interval": "1s"}],
             sinks=[webhook_sink(receiver.url), file_sink(tmp_path)],
         )
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "syncd",
-            "--config",
-            str(config),
-            "run",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            cwd=str(tmp_path),
-        )
+        proc = await start_syncd(config, "run")
         try:
             archive = tmp_path / "archive.jsonl"
             await wait_until(lambda: len(jsonl(archive)) == 30)  # the backfill, file sink only

@@ -151,15 +151,15 @@ def test_unknown_type_lists_the_known_ones(registry) -> None:
     with pytest.raises(ConfigError) as info:
         registry.create("kafka", name="stream", options={}, context=SinkContext())
     assert str(info.value) == (
-        "sinks['stream'].type: unknown sink type 'kafka'; known types: file, webhook"
+        "sinks['stream'].type: unknown sink type 'kafka'; known types: exec, file, webhook"
     )
-    with pytest.raises(ConfigError, match="known types: file, webhook"):
+    with pytest.raises(ConfigError, match="known types: exec, file, webhook"):
         registry.factory_for("kafka")
 
 
 def test_a_registered_custom_type_is_used(registry) -> None:
     registry.register("memory", memory_factory)
-    assert registry.known_types() == ("file", "memory", "webhook")
+    assert registry.known_types() == ("exec", "file", "memory", "webhook")
     sink = registry.create("memory", name="m", options={"size": 3}, context=SinkContext())
     assert isinstance(sink, MemorySink) and sink.name == "m" and sink.options == {"size": 3}
 
@@ -235,7 +235,7 @@ def plugin_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 async def test_entry_point_plugins_load_lazily(plugin_dist: str) -> None:
     registry = SinkRegistry(syncd.sinks.builtin_sink_factories(), entry_point_group=plugin_dist)
-    assert registry.known_types() == ("echo", "file", "nats", "webhook")
+    assert registry.known_types() == ("echo", "exec", "file", "nats", "webhook")
     # Listing does not import anything.
     assert not any(m.startswith(("good_sink_plugin", "bad_sink_plugin")) for m in sys.modules)
 

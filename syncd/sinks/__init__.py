@@ -1,7 +1,7 @@
 """Sink types by name: a registry that turns a `[[sinks]]` table into a `Sink`.
 
-Built-in types are "webhook" and "file". More come from `register_sink_type` or from packages
-declaring a factory in the `syncd.sinks` entry-point group, e.g. in their pyproject.toml::
+Built-in types are "webhook", "file" and "exec". More come from `register_sink_type` or from
+packages declaring a factory in the `syncd.sinks` entry-point group, e.g. in their pyproject.toml::
 
     [project.entry-points."syncd.sinks"]
     nats = "syncd_nats:create_sink"
@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from syncd.errors import ConfigError
-from syncd.sinks.base import Sink
+from syncd.sinks.base import BatchSink, Sink
 
 if TYPE_CHECKING:
     import aiohttp
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "BatchSink",
     "Sink",
     "SinkContext",
     "SinkFactory",
@@ -212,9 +213,36 @@ def _file_factory(*, name: str, options: Mapping[str, Any], context: SinkContext
     return FileSink(name, path, fsync=fsync)
 
 
+def _exec_factory(*, name: str, options: Mapping[str, Any], context: SinkContext) -> Sink:
+    from syncd.sinks.exec import ExecSink, parse_command
+
+    if "command" not in options:
+        raise ConfigError("an exec sink needs a command", key=_key(name, "command"))
+    env = options.get("env", {})
+    if not isinstance(env, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) and "\0" not in v for k, v in env.items()
+    ):
+        raise ConfigError("must be a table of strings", key=_key(name, "env"))
+    cwd_raw = options.get("cwd")
+    cwd: Path | None = None
+    if cwd_raw is not None:
+        if not isinstance(cwd_raw, str | Path) or not str(cwd_raw):
+            raise ConfigError("must be a directory path", key=_key(name, "cwd"))
+        cwd = Path(cwd_raw).expanduser()
+        if not cwd.is_absolute() and context.base_dir is not None:
+            cwd = context.base_dir / cwd
+    timeout_s = _seconds(name, options, 15.0)
+    try:
+        argv = parse_command(options["command"])
+        return ExecSink(name, argv, timeout_s, env=env, cwd=cwd)
+    except ConfigError as exc:
+        option = exc.key or "command"
+        raise ConfigError(str(exc).removeprefix(f"{option}: "), key=_key(name, option)) from None
+
+
 def builtin_sink_factories() -> dict[str, SinkFactory]:
     """The built-in types, as a fresh mapping."""
-    return {"webhook": _webhook_factory, "file": _file_factory}
+    return {"webhook": _webhook_factory, "file": _file_factory, "exec": _exec_factory}
 
 
 def default_registry() -> SinkRegistry:

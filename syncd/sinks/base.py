@@ -7,11 +7,12 @@ outbox state and never read the store.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 from syncd.model import OutboundEvent, SendOutcome
 
-__all__ = ["Sink"]
+__all__ = ["BatchSink", "Sink"]
 
 
 class Sink(Protocol):
@@ -44,4 +45,17 @@ class Sink(Protocol):
 
     async def aclose(self) -> None:
         """Release the sink's own resources. Safe to call more than once."""
+        ...
+
+
+@runtime_checkable
+class BatchSink(Sink, Protocol):
+    """A sink that can take several events in one attempt (a file: one write, one fsync).
+
+    The dispatcher hands such a sink up to a batch of due events, in `seq` order, as one
+    in-flight attempt. The contract of `send` applies to each event of the batch.
+    """
+
+    async def send_batch(self, events: Sequence[OutboundEvent]) -> Sequence[SendOutcome]:
+        """One attempt for all `events`: exactly one outcome per event, in the same order."""
         ...

@@ -1,11 +1,12 @@
 """The JSON Lines file sink: appends each event body as one line to a local file.
 
-Guarantees a reader can rely on: every line in the file is one complete event. Each line goes out
-in a single write() on an O_APPEND descriptor while holding an exclusive flock, so lines from
-concurrent tasks (or another syncd process, e.g. a `deliveries retry` next to the daemon) never
-interleave. A tail torn by a crash is cut back to the last newline when the file is opened, and a
-write that fails halfway is truncated back, so no reader sees half an event. `fsync=True` makes
-each line durable before `send` reports success.
+Guarantees a reader can rely on: every line in the file is one complete event. Lines go out in a
+single write() on an O_APPEND descriptor while holding an exclusive flock, so lines from concurrent
+tasks (or another syncd process, e.g. a `deliveries retry` next to the daemon) never interleave. A
+tail torn by a crash is cut back to the last newline when the file is opened, and a write that
+fails halfway is truncated back, so no reader sees half an event. The dispatcher hands this sink
+batches (`send_batch`): one write and, with `fsync=True`, one fsync per batch before any of its
+events counts as delivered.
 
 Blocking file calls run in a worker thread (asyncio.to_thread), because fsync and a slow disk can
 take milliseconds. This module does not log (it reports bytes dropped for the caller to log), and
@@ -20,6 +21,7 @@ import fcntl
 import os
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from syncd.model import OutboundEvent, SendOutcome
@@ -54,7 +56,7 @@ def repair_torn_tail(fd: int) -> int:
 
 
 class FileSink:
-    """Appends events to a JSON Lines file. Satisfies `syncd.sinks.base.Sink`.
+    """Appends events to a JSON Lines file. Satisfies `syncd.sinks.base.BatchSink`.
 
     The file is opened (and created, with its parent directory) on `open()` or the first `send`.
     `torn_bytes_dropped` counts the bytes cut from torn tails so far, for the caller to log.
@@ -94,19 +96,38 @@ class FileSink:
             return await asyncio.to_thread(self._open_sync)
 
     async def send(self, event: OutboundEvent) -> SendOutcome:
+        return (await self.send_batch([event]))[0]
+
+    async def send_batch(self, events: Sequence[OutboundEvent]) -> list[SendOutcome]:
+        """Append the events as lines in one write (and one fsync); one outcome per event.
+
+        The batch is all or nothing: a failed write is cut back and every event in it fails.
+        """
         started = time.perf_counter()
-        if b"\n" in event.body:
-            # A raw newline would split one event over two lines; the envelope is compact JSON.
-            return SendOutcome(ok=False, error="event body contains a newline", retryable=False)
-        line = event.body + b"\n"
-        try:
-            async with self._queue:
-                await asyncio.to_thread(self._append_sync, line)
-        except OSError as exc:
-            return SendOutcome(ok=False, error=_describe(exc, self._path), latency_ms=_ms(started))
-        except _SinkClosed:
-            return SendOutcome(ok=False, error="file sink is closed", latency_ms=_ms(started))
-        return SendOutcome(ok=True, latency_ms=_ms(started))
+        outcomes: list[SendOutcome | None] = [None] * len(events)
+        lines: list[bytes] = []
+        for i, event in enumerate(events):
+            if b"\n" in event.body:
+                # A raw newline would split one event over two lines; the envelope is compact.
+                outcomes[i] = _NEWLINE_REFUSED
+            else:
+                lines.append(event.body + b"\n")
+        if lines:
+            try:
+                async with self._queue:
+                    await asyncio.to_thread(self._append_sync, b"".join(lines))
+            except OSError as exc:
+                written = SendOutcome(
+                    ok=False, error=_describe(exc, self._path), latency_ms=_ms(started)
+                )
+            except _SinkClosed:
+                written = SendOutcome(
+                    ok=False, error="file sink is closed", latency_ms=_ms(started)
+                )
+            else:
+                written = SendOutcome(ok=True, latency_ms=_ms(started))
+            outcomes = [o if o is not None else written for o in outcomes]
+        return [o if o is not None else _NEWLINE_REFUSED for o in outcomes]
 
     async def aclose(self) -> None:
         async with self._queue:
@@ -144,7 +165,7 @@ class FileSink:
         self.torn_bytes_dropped += dropped
         return fd
 
-    def _append_sync(self, line: bytes) -> None:
+    def _append_sync(self, data: bytes) -> None:
         with self._fd_lock:
             if self._closed:
                 raise _SinkClosed()
@@ -156,11 +177,11 @@ class FileSink:
                 # Another process may have appended since; its lines are whole (it held the lock).
                 before = os.fstat(fd).st_size
                 try:
-                    written = os.write(fd, line)
+                    written = os.write(fd, data)
                     # A regular file only writes short on an error condition (disk full, quota);
-                    # finish the line, and if that fails too, cut it back below.
-                    while written < len(line):
-                        more = os.write(fd, line[written:])
+                    # finish the lines, and if that fails too, cut them back below.
+                    while written < len(data):
+                        more = os.write(fd, data[written:])
                         if more == 0:  # no error and no progress: do not spin
                             raise OSError(errno.EIO, "write made no progress")
                         written += more
@@ -178,6 +199,9 @@ class FileSink:
             if self._fd is not None:
                 fd, self._fd = self._fd, None
                 os.close(fd)
+
+
+_NEWLINE_REFUSED = SendOutcome(ok=False, error="event body contains a newline", retryable=False)
 
 
 class _SinkClosed(RuntimeError):

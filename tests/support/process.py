@@ -1,0 +1,42 @@
+"""Starting the real `syncd` command as a subprocess, for tests and benchmarks.
+
+The child runs from this checkout (PYTHONPATH), in the config's folder, without blocking the
+caller's event loop. Nothing here waits on or judges the process: callers do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+Stream = int | IO[Any] | None
+
+
+async def start_syncd(
+    config: Path,
+    *args: str,
+    stdout: Stream = asyncio.subprocess.PIPE,
+    stderr: Stream = asyncio.subprocess.PIPE,
+    new_session: bool = False,
+) -> asyncio.subprocess.Process:
+    """`python -m syncd --config CONFIG ARGS…`. `new_session` gives it its own process group, so
+    a kill of the group takes its parser workers too (as systemd's would)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "syncd",
+        "--config",
+        str(config),
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=str(config.parent),
+        start_new_session=new_session,
+    )

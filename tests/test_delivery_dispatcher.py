@@ -1,0 +1,562 @@
+"""The dispatcher against real receivers on 127.0.0.1 and a real SQLite store.
+
+Each receiver answers from a script (500s then 200, 429 with Retry-After, 410, a hang, a 301) and
+records every request. Schedules that take minutes or hours run on an injected clock: the test
+moves it to exactly the instant the dispatcher scheduled, so what is asserted is the schedule the
+dispatcher wrote down and honoured, not how fast this machine is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from standardwebhooks import Webhook
+
+from syncd.config import EVENT_TYPES, SinkConfig
+from syncd.delivery import BoundSink, Dispatcher, OwnerLock
+from syncd.model import OutboundEvent, SendOutcome
+from syncd.retry import DEFAULT_SCHEDULE_S, REJECTIONS_BEFORE_PAUSE
+from syncd.sinks.base import Sink
+from syncd.sinks.file import FileSink
+from syncd.sinks.webhook import WebhookSink, session_for_webhooks
+from syncd.store import Store
+from tests.support.outbox import FakeClock, attempts_of, deliveries_of, seed_events, when
+from tests.support.receiver import TEST_SECRET, ReceivedRequest, Receiver, Reply, serve_receiver
+
+
+def sink_config(
+    name: str = "hook",
+    kind: str = "webhook",
+    *,
+    schedule: Sequence[float] = DEFAULT_SCHEDULE_S,
+    timeout_s: float = 15.0,
+    max_in_flight: int = 4,
+    options: dict[str, Any] | None = None,
+) -> SinkConfig:
+    return SinkConfig(
+        name=name,
+        type=kind,
+        initial="deliver",
+        events=EVENT_TYPES,
+        feeds=None,
+        timeout_s=timeout_s,
+        retry_schedule_s=tuple(schedule),
+        max_in_flight=max_in_flight,
+        options=options or {},
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store.open(tmp_path / "syncd.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with session_for_webhooks(limit_per_host=0) as s:
+        yield s
+
+
+def webhook(
+    url: str,
+    session: aiohttp.ClientSession,
+    clock: Any,
+    name: str = "hook",
+    *,
+    secrets: Sequence[str] = (TEST_SECRET,),
+    **config: Any,
+) -> BoundSink:
+    cfg = sink_config(name, options={"url": url}, **config)
+    sink = WebhookSink(name, url, list(secrets), cfg.timeout_s, session=session, clock=clock)
+    return BoundSink(sink, cfg)
+
+
+def dispatcher(store: Store, sinks: Sequence[BoundSink], clock: Any, **kw: Any) -> Dispatcher:
+    return Dispatcher(store=store, sinks=sinks, clock=clock, rng=random.Random(7), **kw)
+
+
+def signature_valid(req: ReceivedRequest, secret: str = TEST_SECRET) -> bool:
+    """The signature is right for the request's own timestamp (whatever the real time is)."""
+    stamp = datetime.fromtimestamp(int(req.headers["webhook-timestamp"]), tz=UTC)
+    expected = Webhook(secret).sign(str(req.webhook_id), stamp, req.body.decode())
+    return expected in req.headers["webhook-signature"].split(" ")
+
+
+def payload(store: Store, seq: int) -> bytes:
+    return str(
+        store.rows("SELECT payload FROM events WHERE seq = ?", (seq,))[0]["payload"]
+    ).encode()
+
+
+def seconds(a: datetime, b: datetime) -> float:
+    return (b - a).total_seconds()
+
+
+async def test_500s_then_200_follow_the_retry_schedule(store, session) -> None:
+    clock = FakeClock()
+    async with serve_receiver(script=[500, 500]) as rx:
+        d = dispatcher(store, [webhook(rx.url, session, clock)], clock)
+        [seq] = seed_events(store, 1, sinks=["hook"], now=clock())
+        t0 = clock()
+
+        [report] = await d.deliver_due()  # one pass: fails, is rescheduled, returns
+        assert (report.delivered, report.failed) == (0, 1)
+        [row] = deliveries_of(store, "hook")
+        assert (row["state"], row["attempts"], row["last_status"]) == ("failed", 1, 500)
+        t1 = when(row["next_attempt_at"])
+        assert 4.5 <= seconds(t0, t1) <= 5.5  # 5 s ± 10 % jitter
+
+        clock.set(t1 - timedelta(milliseconds=1))
+        await d.deliver_due()
+        assert len(rx.receiver.requests) == 1  # not before it is due
+
+        clock.set(t1)
+        await d.deliver_due()
+        [row] = deliveries_of(store, "hook")
+        t2 = when(row["next_attempt_at"])
+        assert (row["state"], row["attempts"]) == ("failed", 2)
+        assert 270 <= seconds(t1, t2) <= 330  # 5 min ± 10 %
+
+        clock.set(t2)
+        await d.deliver_due()
+        requests = rx.receiver.requests
+
+    assert [r.status for r in requests] == [500, 500, 200]
+    assert {r.webhook_id for r in requests} == {f"evt_blog_{seq:06d}"}
+    assert all(r.body == payload(store, seq) for r in requests)
+    # A fresh timestamp on every attempt, each signed correctly.
+    stamps = [int(r.headers["webhook-timestamp"]) for r in requests]
+    assert stamps == [int(t.timestamp()) for t in (t0, t1, t2)]
+    assert all(signature_valid(r) for r in requests)
+    [row] = deliveries_of(store, "hook")
+    assert (row["state"], row["attempts"], row["delivered_at"]) == (
+        "delivered",
+        3,
+        row["delivered_at"],
+    )
+    assert when(row["delivered_at"]) == t2
+    log = attempts_of(store, row["id"])
+    assert [(a["status"], a["result"]) for a in log] == [
+        (500, "failed"),
+        (500, "failed"),
+        (200, "delivered"),
+    ]
+    assert [when(a["attempted_at"]) for a in log] == [t0, t1, t2]
+    assert all(a["latency_ms"] is not None and a["latency_ms"] >= 0 for a in log)
+
+
+async def test_429_retry_after_seconds_pauses_the_sink(store, session) -> None:
+    clock = FakeClock()
+    async with serve_receiver(script=[Reply(429, {"Retry-After": "120"})]) as rx:
+        d = dispatcher(store, [webhook(rx.url, session, clock)], clock)
+        seqs = seed_events(store, 3, sinks=["hook"], now=clock())
+        t0 = clock()
+        [report] = await d.deliver_due()
+        assert len(rx.receiver.requests) == 1  # the receiver asked to wait: nothing else is sent
+        assert report.paused_until == t0 + timedelta(seconds=120)
+        head = deliveries_of(store, "hook")[0]
+        # The schedule says 5 s; the receiver's 120 s wins.
+        assert when(head["next_attempt_at"]) == t0 + timedelta(seconds=120)
+        assert store.outbox.sink_row("hook").paused_until == t0 + timedelta(seconds=120)
+
+        clock.advance(60)
+        await d.deliver_due()
+        assert len(rx.receiver.requests) == 1
+
+        clock.set(t0 + timedelta(seconds=120))
+        [report] = await d.deliver_due()
+        assert report.delivered == 3 and report.paused_until is None
+        ids = [str(r.webhook_id) for r in rx.receiver.requests]
+    # After the pause one probe goes first (the least-tried event: a refused one cannot keep the
+    # sink paused), then the rest, the first one included.
+    first, second, *rest = ids
+    assert first == f"evt_blog_{seqs[0]:06d}" and second == f"evt_blog_{seqs[1]:06d}"
+    assert sorted(rest) == [f"evt_blog_{seqs[0]:06d}", f"evt_blog_{seqs[2]:06d}"]
+    assert store.outbox.sink_row("hook").paused_until is None
+
+
+async def test_503_retry_after_http_date(store, session) -> None:
+    clock = FakeClock()
+    date = format_datetime(clock() + timedelta(seconds=90), usegmt=True)
+    async with serve_receiver(script=[Reply(503, {"Retry-After": date})]) as rx:
+        d = dispatcher(store, [webhook(rx.url, session, clock)], clock)
+        seed_events(store, 1, sinks=["hook"], now=clock())
+        t0 = clock()
+        await d.deliver_due()
+        [row] = deliveries_of(store, "hook")
+        assert when(row["next_attempt_at"]) == t0 + timedelta(seconds=90)
+        clock.advance(89)
+        await d.deliver_due()
+        assert len(rx.receiver.requests) == 1
+        clock.advance(1)
+        await d.deliver_due()
+        assert [r.status for r in rx.receiver.requests] == [503, 200]
+
+
+async def test_410_disables_the_sink_and_events_accumulate(store, session) -> None:
+    clock = FakeClock()
+    async with serve_receiver(script=[410]) as rx:
+        d = dispatcher(store, [webhook(rx.url, session, clock)], clock)
+        seed_events(store, 2, sinks=["hook"], now=clock())
+        [report] = await d.deliver_due()
+        assert report.disabled and len(rx.receiver.requests) == 1
+        row = store.outbox.sink_row("hook")
+        assert row.disabled_at == clock()
+        assert row.disabled_reason is not None and "410" in row.disabled_reason
+
+        # A day later, more events: nothing is attempted, nothing is lost, nothing is dead.
+        clock.advance(86400)
+        seed_events(store, 2, sinks=["hook"], now=clock())
+        await d.deliver_due()
+        assert len(rx.receiver.requests) == 1
+        states = [r["state"] for r in deliveries_of(store, "hook")]
+        assert states == ["failed", "pending", "pending", "pending"]
+
+        store.outbox.enable_sink("hook", clock())
+        [report] = await d.deliver_due()
+        assert report.delivered == 4 and not report.disabled
+        assert len(rx.receiver.accepted()) == 4
+    assert {r["state"] for r in deliveries_of(store, "hook")} == {"delivered"}
+
+
+async def test_a_config_change_re_enables_a_410_disabled_sink(store, session) -> None:
+    clock = FakeClock()
+    async with serve_receiver(script=[410]) as rx:
+        first = dispatcher(store, [webhook(rx.url, session, clock)], clock)
+        seed_events(store, 1, sinks=["hook"], now=clock())
+        await first.deliver_due()
+        assert store.outbox.sink_row("hook").disabled_at is not None
+
+        same = dispatcher(store, [webhook(rx.url, session, clock)], clock)
+        [report] = await same.deliver_due()  # restarted with the same config: still disabled
+        assert report.disabled and len(rx.receiver.requests) == 1
+
+        moved = rx.url + "?v=2"  # the operator pointed the sink somewhere new
+        changed = dispatcher(store, [webhook(moved, session, clock)], clock)
+        [report] = await changed.deliver_due()
+        assert not report.disabled and report.delivered == 1
+    assert store.outbox.sink_row("hook").disabled_at is None
+
+    # An operator's own `sinks disable` is not undone by a config change.
+    store.outbox.disable_sink("hook", "disabled by operator", clock())
+    other = dispatcher(store, [webhook(rx.url + "?v=3", session, clock)], clock)
+    [report] = await other.deliver_due()
+    assert report.disabled
+
+
+async def test_a_hang_past_the_timeout_is_a_failed_attempt(store, session) -> None:
+    clock = FakeClock()
+    async with serve_receiver(script=[Reply.hang()]) as rx:
+        d = dispatcher(store, [webhook(rx.url, session, clock, timeout_s=0.5)], clock)
+        [seq] = seed_events(store, 1, sinks=["hook"], now=clock())
+        [report] = await d.deliver_due()
+        assert report.failed == 1 and report.paused_until is not None  # no answer: unavailable
+        [row] = deliveries_of(store, "hook")
+        assert row["last_error"] == "timed out after 0.5s" and row["last_status"] is None
+        clock.set(max(when(row["next_attempt_at"]), report.paused_until))
+        [report] = await d.deliver_due()
+        assert report.delivered == 1
+        requests = rx.receiver.requests
+    assert [r.answered for r in requests] == [False, True]
+    assert requests[0].webhook_id == requests[1].webhook_id == f"evt_blog_{seq:06d}"
+    assert requests[0].body == requests[1].body == payload(store, seq)
+    assert requests[0].headers["webhook-timestamp"] != requests[1].headers["webhook-timestamp"]
+
+
+async def test_a_redirect_is_a_failure_and_not_followed(store, session) -> None:
+    clock = FakeClock()
+    async with serve_receiver() as rx:
+        rx.receiver.push(Reply(301, {"Location": rx.base + "/elsewhere"}))
+        d = dispatcher(store, [webhook(rx.url, session, clock)], clock)
+        seed_events(store, 1, sinks=["hook"], now=clock())
+        [report] = await d.deliver_due()
+        assert report.failed == 1 and report.paused_until is None  # about this event only
+        [row] = deliveries_of(store, "hook")
+        assert row["last_status"] == 301
+        assert row["last_error"] == f"redirect to {rx.base}/elsewhere not followed (HTTP 301)"
+        clock.set(when(row["next_attempt_at"]))
+        await d.deliver_due()
+        paths = [r.path for r in rx.receiver.requests]
+    assert paths == ["/hook", "/hook"]
+    assert deliveries_of(store, "hook")[0]["state"] == "delivered"
+
+
+async def test_after_the_last_attempt_a_delivery_is_dead_kept_and_recoverable(
+    store, session
+) -> None:
+    clock = FakeClock()
+    async with serve_receiver(default=500) as rx:
+        d = dispatcher(store, [webhook(rx.url, session, clock, schedule=[1, 1])], clock)
+        [seq] = seed_events(store, 1, sinks=["hook"], now=clock())
+        for _ in range(3):
+            [report] = await d.deliver_due()
+            [row] = deliveries_of(store, "hook")
+            if row["state"] == "failed":
+                clock.set(when(row["next_attempt_at"]))
+        assert report.dead == 1
+        assert (row["state"], row["attempts"]) == ("dead", 3)
+        assert [a["result"] for a in attempts_of(store, row["id"])] == ["failed", "failed", "dead"]
+        clock.advance(3600)
+        await d.deliver_due()
+        assert len(rx.receiver.requests) == 3  # dead is dead: no more attempts on its own
+        [listed] = store.outbox.list_deliveries(sink="hook", states=["dead"])
+        assert listed.id == row["id"] and listed.event_seq == seq
+
+        rx.receiver.set_default(200)
+        assert store.outbox.recover("hook", clock()) == 1
+        [row] = deliveries_of(store, "hook")
+        assert (row["state"], row["attempts"]) == ("pending", 0)  # a fresh schedule
+        [report] = await d.deliver_due()
+        assert report.delivered == 1
+    assert len(attempts_of(store, row["id"])) == 4  # the log keeps the whole history
+
+
+async def test_one_refused_event_does_not_hold_back_the_others(store, session) -> None:
+    clock = FakeClock()
+    async with serve_receiver(script=[200, 400]) as rx:
+        d = dispatcher(store, [webhook(rx.url, session, clock, max_in_flight=1)], clock)
+        seqs = seed_events(store, 6, sinks=["hook"], now=clock())
+        [report] = await d.deliver_due()
+        ids = [r.webhook_id for r in rx.receiver.requests]
+    assert (report.delivered, report.failed, report.paused_until) == (5, 1, None)
+    assert ids == [f"evt_blog_{s:06d}" for s in seqs]  # max_in_flight = 1: strict seq order
+    assert [r["state"] for r in deliveries_of(store, "hook")] == ["delivered", "failed"] + [
+        "delivered"
+    ] * 4
+
+
+async def test_a_receiver_refusing_everything_is_not_sent_the_backlog(store, session) -> None:
+    clock = FakeClock()
+    async with serve_receiver(default=400) as rx:
+        d = dispatcher(store, [webhook(rx.url, session, clock)], clock)
+        seed_events(store, 20, sinks=["hook"], now=clock())
+        [report] = await d.deliver_due()
+        assert len(rx.receiver.requests) == REJECTIONS_BEFORE_PAUSE
+        assert report.failed == REJECTIONS_BEFORE_PAUSE and report.paused_until is not None
+
+
+async def test_an_outage_pauses_probes_and_recovers_everything(store, session) -> None:
+    clock = FakeClock()
+    async with serve_receiver(default=503) as rx:
+        d = dispatcher(store, [webhook(rx.url, session, clock)], clock)
+        seqs = seed_events(store, 10, sinks=["hook"], now=clock())
+        [report] = await d.deliver_due()
+        assert len(rx.receiver.requests) == 1  # one probe, not the whole backlog
+        first_pause = report.paused_until
+        assert first_pause is not None and 4.5 <= seconds(clock(), first_pause) <= 5.5
+
+        clock.set(first_pause)
+        [report] = await d.deliver_due()
+        assert len(rx.receiver.requests) == 2  # one more probe, then a longer pause
+        assert report.paused_until is not None
+        assert 270 <= seconds(clock(), report.paused_until) <= 330
+        # Probes take the least-tried events: the first two failed once each, not one twice.
+        assert len({r.webhook_id for r in rx.receiver.requests}) == 2
+
+        rx.receiver.set_default(200)
+        clock.set(report.paused_until)
+        [report] = await d.deliver_due()
+        # The probe succeeded: everything goes, the two that failed during the outage included
+        # (each failed once, so its own 5 s back-off is long over).
+        assert report.delivered == 10
+        accepted = {r.webhook_id for r in rx.receiver.accepted()}
+    assert accepted == {f"evt_blog_{s:06d}" for s in seqs}
+    assert store.outbox.sink_row("hook").paused_until is None
+
+
+class CountingReceiver(Receiver):
+    """Tracks how many requests are being handled at once."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.current = 0
+        self.peak = 0
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.current += 1
+        self.peak = max(self.peak, self.current)
+        try:
+            return await super().handle(request)
+        finally:
+            self.current -= 1
+
+
+async def test_in_flight_attempts_are_bounded_per_sink(store, session) -> None:
+    clock = FakeClock()
+    recorder = CountingReceiver(default=Reply(delay=0.5))
+    async with serve_receiver(receiver=recorder) as rx:
+        d = dispatcher(store, [webhook(rx.url, session, clock, max_in_flight=3)], clock)
+        seed_events(store, 7, sinks=["hook"], now=clock())
+        [report] = await d.deliver_due()
+    assert report.delivered == 7
+    assert recorder.peak == 3  # the first is a lone probe, then three at a time, never more
+
+
+async def test_a_hanging_receiver_never_delays_another_sink(store, session) -> None:
+    """Isolation: one sink's receiver hangs (15 s default timeout), the other gets every event
+    while the hanging request is still open."""
+    hanging = Receiver(default=Reply.hang())
+    async with serve_receiver(receiver=hanging) as stuck, serve_receiver() as healthy:
+        d = Dispatcher(
+            store=store,
+            sinks=[
+                webhook(stuck.url, session, None, "stuck"),
+                webhook(healthy.url, session, None, "healthy"),
+            ],
+            clock=lambda: datetime.now(UTC),
+            rng=random.Random(1),
+            shutdown_grace_s=0.2,
+        )
+        seqs = seed_events(store, 30, sinks=["stuck", "healthy"], now=datetime.now(UTC))
+        stop = asyncio.Event()
+        running = asyncio.create_task(d.run(stop))
+        try:
+            await healthy.wait_for(30, timeout=14)
+            # The hanging sink's first attempt is still open: nothing recorded for it yet.
+            assert len(hanging.requests) == 1 and not hanging.requests[0].answered
+            assert (
+                store.rows(
+                    "SELECT COUNT(*) AS n FROM delivery_attempts a JOIN deliveries d"
+                    " ON d.id = a.delivery_id WHERE d.sink = 'stuck'"
+                )[0]["n"]
+                == 0
+            )
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, 10)
+    assert sorted(healthy.ids()) == [f"evt_blog_{s:06d}" for s in seqs]
+    # Shut down mid-attempt: the lease was handed back, so a restart sends it at once.
+    rows = deliveries_of(store, "stuck")
+    assert all(r["leased_until"] is None and r["attempts"] == 0 for r in rows)
+
+
+async def test_key_rotation_sends_a_signature_per_secret(store, session) -> None:
+    old = TEST_SECRET
+    new = "whsec_" + "bmV3LXNlY3JldC1mb3ItdGhlLXJvdGF0aW9uLXRlc3Q="
+    clock = FakeClock()
+    async with serve_receiver(new) as rx:  # the receiver already moved to the new secret
+        d = dispatcher(store, [webhook(rx.url, session, clock, secrets=[old, new])], clock)
+        seed_events(store, 2, sinks=["hook"], now=clock())
+        await d.deliver_due()
+        requests = rx.receiver.requests
+    assert [r.verified for r in requests] == [True, True]
+    for r in requests:
+        assert len(r.headers["webhook-signature"].split(" ")) == 2
+        assert signature_valid(r, old) and signature_valid(r, new)
+
+
+class ExplodingSink:
+    name = "broken"
+
+    async def send(self, event: OutboundEvent) -> SendOutcome:
+        raise RuntimeError("boom")
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_sink_that_raises_is_a_failed_attempt_not_a_dead_dispatcher(
+    store, session, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    archive = FileSink("archive", tmp_path / "archive.jsonl")
+    broken: Sink = ExplodingSink()
+    d = dispatcher(
+        store,
+        [
+            BoundSink(broken, sink_config("broken", "exploding")),
+            BoundSink(archive, sink_config("archive", "file")),
+        ],
+        clock,
+    )
+    seed_events(store, 3, sinks=["broken", "archive"], now=clock())
+    broken_report, archive_report = await d.deliver_due()
+    await archive.aclose()
+    assert archive_report.delivered == 3
+    assert broken_report.failed == 1
+    [first, *_] = deliveries_of(store, "broken")
+    assert first["last_error"] == "sink error: RuntimeError: boom"
+
+
+async def test_a_lease_left_by_a_crashed_process_runs_out(store, session) -> None:
+    clock = FakeClock()
+    async with serve_receiver() as rx:
+        seed_events(store, 2, sinks=["hook"], now=clock())
+        # Another process claimed the first one and died before recording anything.
+        lease = clock() + timedelta(seconds=25)
+        [claimed] = store.outbox.claim_due("hook", clock(), 1, lease)
+        d = dispatcher(store, [webhook(rx.url, session, clock)], clock)
+        await d.deliver_due()
+        assert [r.webhook_id for r in rx.receiver.requests] == ["evt_blog_000002"]
+        clock.set(lease)
+        await d.deliver_due()
+        assert [r.webhook_id for r in rx.receiver.requests][-1] == claimed.event.id
+    assert {r["state"] for r in deliveries_of(store, "hook")} == {"delivered"}
+
+
+async def test_the_first_dispatcher_to_start_reclaims_stale_leases_at_once(
+    store, session, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    async with serve_receiver() as rx:
+        seed_events(store, 2, sinks=["hook"], now=clock())
+        lease = clock() + timedelta(seconds=25)
+        store.outbox.claim_due("hook", clock(), 2, lease)  # a process that died mid-send
+        # A dispatcher that holds the owner lock knows the lease holder is gone.
+        lock_path = tmp_path / "syncd.db-dispatcher.lock"
+        alive_elsewhere = OwnerLock(lock_path)
+        assert alive_elsewhere.try_acquire()  # ... unless another dispatcher holds it
+        second = dispatcher(
+            store, [webhook(rx.url, session, clock)], clock, owner_lock=OwnerLock(lock_path)
+        )
+        await second.deliver_due()
+        assert rx.receiver.requests == []  # it respects the leases
+        alive_elsewhere.release()
+
+        owner = dispatcher(
+            store, [webhook(rx.url, session, clock)], clock, owner_lock=OwnerLock(lock_path)
+        )
+        [report] = await owner.deliver_due()
+        assert report.delivered == 2  # without waiting for the leases to run out
+        assert owner.owner_lock is not None
+        owner.owner_lock.release()
+
+
+async def test_file_sink_gets_batches_in_seq_order(store, tmp_path: Path) -> None:
+    clock = FakeClock()
+    path = tmp_path / "archive.jsonl"
+    archive = FileSink("archive", path, fsync=True)
+    d = dispatcher(store, [BoundSink(archive, sink_config("archive", "file"))], clock)
+    seqs = seed_events(store, 250, sinks=["archive"], now=clock())
+    [report] = await d.deliver_due()
+    await archive.aclose()
+    assert report.delivered == 250
+    lines = path.read_bytes().splitlines()
+    assert lines == [payload(store, s) for s in seqs]
+
+
+async def test_send_now_resends_even_a_delivered_delivery(store, session) -> None:
+    clock = FakeClock()
+    async with serve_receiver() as rx:
+        d = dispatcher(store, [webhook(rx.url, session, clock)], clock)
+        [seq] = seed_events(store, 1, sinks=["hook"], now=clock())
+        await d.deliver_due()
+        [row] = deliveries_of(store, "hook")
+        clock.advance(30)
+        due, outcome, state = await d.send_now(row["id"])
+        requests = rx.receiver.requests
+    assert outcome.ok and str(state) == "delivered" and due.event.seq == seq
+    assert [r.webhook_id for r in requests] == [due.event.id] * 2
+    assert requests[0].body == requests[1].body
+    assert deliveries_of(store, "hook")[0]["attempts"] == 2
