@@ -30,6 +30,7 @@ test: lint typecheck pytest
 
 bench: $(BIN)/syncd
 	$(BIN)/python bench/backfill.py
+	$(BIN)/python bench/deliveries.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

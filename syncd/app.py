@@ -16,13 +16,14 @@ from datetime import UTC, datetime
 
 import structlog
 
-from syncd.config import Config, FeedConfig
+from syncd.config import Config, FeedConfig, SinkConfig
 from syncd.delivery import BoundSink, Dispatcher, OwnerLock, SinkReport
+from syncd.errors import ConfigError
 from syncd.fetch import Fetcher, FetchLimits, create_feed_session
 from syncd.model import EventDraft
 from syncd.netguard import hosts_of
 from syncd.parsepool import ParserPool
-from syncd.sinks import SinkContext, default_registry
+from syncd.sinks import Sink, SinkContext, default_registry
 from syncd.sinks.file import FileSink
 from syncd.sinks.webhook import session_for_webhooks
 from syncd.store import Store
@@ -151,17 +152,37 @@ async def _bind_sinks(stack: AsyncExitStack, config: Config, clock: Clock) -> li
         session_for_webhooks(limit=max(16, in_flight + 8), limit_per_host=0)
     )
     context = SinkContext(webhook_session=hook_session, base_dir=config.base_dir, clock=clock)
-    registry = default_registry()
     bound: list[BoundSink] = []
-    for sc in config.sinks:
-        # The loader resolved secrets and durations; the raw table carries the type's own keys.
-        options = {**sc.options, "secrets": sc.secrets, "timeout_s": sc.timeout_s}
-        sink = registry.create(sc.type, name=sc.name, options=options, context=context)
+    for sc, sink in _create_sinks(config, context):
         stack.push_async_callback(sink.aclose)
         if isinstance(sink, FileSink):
             await _open_file_sink(sink)
         bound.append(BoundSink(sink, sc))
     return bound
+
+
+def _create_sinks(config: Config, context: SinkContext) -> list[tuple[SinkConfig, Sink]]:
+    """Every configured sink, built through a fresh registry. Building opens nothing."""
+    registry = default_registry()
+    built: list[tuple[SinkConfig, Sink]] = []
+    for sc in config.sinks:
+        # The loader resolved secrets and durations; the raw table carries the type's own keys.
+        options = {**sc.options, "secrets": sc.secrets, "timeout_s": sc.timeout_s}
+        built.append((sc, registry.create(sc.type, name=sc.name, options=options, context=context)))
+    return built
+
+
+async def validate_sinks(config: Config) -> None:
+    """Build and close every sink, so that `check-config` reports a bad sink option (an unknown
+    type, a bad command) without opening the store, a file or a connection."""
+    async with session_for_webhooks() as session:
+        context = SinkContext(webhook_session=session, base_dir=config.base_dir)
+        try:
+            built = _create_sinks(config, context)
+        except ConfigError as e:
+            raise ConfigError(str(e), path=config.source) from None
+        for _, sink in built:
+            await sink.aclose()
 
 
 async def _open_file_sink(sink: FileSink) -> None:

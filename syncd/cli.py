@@ -20,7 +20,7 @@ from typing import Any, TextIO, TypeVar
 
 import click
 
-from syncd.app import build_app
+from syncd.app import build_app, validate_sinks
 from syncd.config import Config, load_config
 from syncd.errors import ConfigError, SyncdError
 from syncd.logs import configure_logging
@@ -225,6 +225,7 @@ def _table(cols: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 def check_config(ctx: Ctx) -> None:
     """Validate the configuration and print what syncd would do with it."""
     config = _guard(ctx, ctx.config)
+    _guard(ctx, lambda: _run(validate_sinks(config)))
     fc = config.fetch
     click.echo(f"config {config.source}: OK")
     click.echo(f"store: {config.store.path}")
@@ -240,7 +241,13 @@ def check_config(ctx: Ctx) -> None:
             f" {f.full_sync_every_s:g}s, at most {f.max_pages} pages"
         )
     for s in config.sinks:
-        target = s.options.get("url") or s.options.get("path")
+        command = s.options.get("command")
+        target = (
+            s.options.get("url")
+            or s.options.get("path")
+            or (" ".join(map(str, command)) if isinstance(command, list) else command)
+            or "(plugin-defined)"
+        )
         click.echo(
             f"sink {s.name} ({s.type}) -> {target}: events {sorted(s.events)}, first sync"
             f" {s.initial}, timeout {s.timeout_s:g}s, {len(s.retry_schedule_s)} retries"

@@ -127,3 +127,17 @@ async def test_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
         f"syncd: config error: {config}: feeds[0].interval: '5x' is not a duration"
         " (use e.g. 30s, 15m, 2h, 1d)"
     ]
+
+
+async def test_bad_sink_option_is_caught_by_check_config(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        feeds=[{"name": "a", "url": "http://127.0.0.1:9/feed"}],
+        sinks=[file_sink(tmp_path), {"name": "queue", "type": "kafka"}],
+    )
+    result = await syncd(config, "check-config")
+    assert result.code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert str(config) in line and "sinks['queue'].type" in line
+    assert "unknown sink type 'kafka'; known types: exec, file, webhook" in line
+    assert not (tmp_path / "syncd.db").exists()  # checking opened no store

@@ -21,9 +21,7 @@ from syncd.sinks import (
     Sink,
     SinkContext,
     SinkRegistry,
-    create_sink,
     default_registry,
-    register_sink_type,
 )
 from syncd.sinks.file import FileSink
 from syncd.sinks.webhook import WebhookSink, session_for_webhooks
@@ -180,18 +178,6 @@ def test_registries_are_independent() -> None:
     one.register("memory", memory_factory)
     assert "memory" in one.known_types()
     assert "memory" not in two.known_types()
-
-
-def test_module_level_helpers_use_the_default_table(monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(syncd.sinks, "_DEFAULT", default_registry())
-    register_sink_type("memory", memory_factory)
-    assert "memory" in syncd.sinks.known_sink_types()
-    sink = create_sink("memory", name="m", options={}, context=SinkContext())
-    assert isinstance(sink, MemorySink)
-    file_sink = create_sink(
-        "file", name="f", options={"path": str(tmp_path / "e.jsonl")}, context=SinkContext()
-    )
-    assert isinstance(file_sink, FileSink)
 
 
 @pytest.fixture

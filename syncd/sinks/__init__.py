@@ -1,13 +1,15 @@
 """Sink types by name: a registry that turns a `[[sinks]]` table into a `Sink`.
 
-Built-in types are "webhook", "file" and "exec". More come from `register_sink_type` or from
-packages declaring a factory in the `syncd.sinks` entry-point group, e.g. in their pyproject.toml::
+Built-in types are "webhook", "file" and "exec". More come from packages declaring a factory in
+the `syncd.sinks` entry-point group, e.g. in their pyproject.toml::
 
     [project.entry-points."syncd.sinks"]
     nats = "syncd_nats:create_sink"
 
 Entry points are only read when a type is not already known, and only the one asked for is
-imported, so a broken third-party plugin cannot stop syncd from using the built-in sinks.
+imported, so a broken third-party plugin cannot stop syncd from using the built-in sinks. There
+is no process-wide table: the composition root builds a registry (`default_registry()`), and
+`SinkRegistry.register` extends that one instance.
 
 This module maps names to factories and reads the few options each built-in needs. It does not
 parse the config file, resolve secret files or parse duration strings (the config loader hands
@@ -38,10 +40,7 @@ __all__ = [
     "SinkFactory",
     "SinkRegistry",
     "builtin_sink_factories",
-    "create_sink",
     "default_registry",
-    "known_sink_types",
-    "register_sink_type",
 ]
 
 ENTRY_POINT_GROUP = "syncd.sinks"
@@ -248,24 +247,3 @@ def builtin_sink_factories() -> dict[str, SinkFactory]:
 def default_registry() -> SinkRegistry:
     """A fresh registry with the built-ins and the `syncd.sinks` entry points (tests use this)."""
     return SinkRegistry(builtin_sink_factories())
-
-
-# The process-wide table behind the module-level helpers. The only global mutable state in the
-# sinks package: plugins register into it at import time; tests build their own registries.
-_DEFAULT = default_registry()
-
-
-def register_sink_type(name: str, factory: SinkFactory, *, replace: bool = False) -> None:
-    """Add a sink type to the process-wide registry."""
-    _DEFAULT.register(name, factory, replace=replace)
-
-
-def known_sink_types() -> tuple[str, ...]:
-    return _DEFAULT.known_types()
-
-
-def create_sink(
-    type_name: str, *, name: str, options: Mapping[str, Any], context: SinkContext
-) -> Sink:
-    """Build a sink through the process-wide registry."""
-    return _DEFAULT.create(type_name, name=name, options=options, context=context)
