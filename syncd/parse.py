@@ -18,6 +18,7 @@ per Blogger page), so the daemon runs it through `syncd.parsepool`, never on the
 from __future__ import annotations
 
 import hashlib
+import html
 import io
 import json
 import re
@@ -468,6 +469,31 @@ def _base_url(raw: Any, content_list: Any, page_url: str) -> str:
         if base:
             return urljoin(page_url, base)
     return page_url
+
+
+_NEXT_LINK_RE: Final = re.compile(
+    rb"<(?:[A-Za-z_][\w.-]*:)?link\b[^>]*?\brel\s*=\s*[\"']next[\"'][^>]*>", re.IGNORECASE
+)
+_HREF_RE: Final = re.compile(rb"\bhref\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
+_FIRST_ITEM_RE: Final = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(?:entry|item)\b")
+
+
+def guess_next_url(body: bytes, url: str) -> str | None:
+    """A cheap guess at a document's rel="next" URL, from the raw bytes of its feed header.
+
+    For read-ahead only: it never decides anything, `parse_page` does. Cheap enough for the event
+    loop (a regex over the bytes before the first entry).
+    """
+    first = _FIRST_ITEM_RE.search(body)
+    head = body[: first.start()] if first else body[:65536]
+    link = _NEXT_LINK_RE.search(head)
+    if link is None:
+        return None
+    href = _HREF_RE.search(link.group(0))
+    if href is None:
+        return None
+    raw = (href.group(1) or href.group(2) or b"").decode("utf-8", "replace")
+    return urljoin(url, html.unescape(raw)) if raw else None
 
 
 def _link_url(feed: Any, page_url: str, rel: str) -> str | None:

@@ -373,10 +373,11 @@ class Store:
                     seqs.append(seq)
             for change in silent:
                 self._write_entry(conn, feed_id, change, None, now_s)
+            written = {c.entry.entry_id for c in (*changes, *silent)}
             conn.executemany(
                 "UPDATE entries SET last_seen = ?, missing_crawls = 0"
                 " WHERE feed_id = ? AND entry_id = ?",
-                [(now_s, feed_id, e.entry_id) for e in page.entries],
+                [(now_s, feed_id, e.entry_id) for e in page.entries if e.entry_id not in written],
             )
             seqs += self._delete(conn, feed_id, deletions, list(drafts), routes, now)
         return seqs

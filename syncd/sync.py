@@ -9,6 +9,7 @@ one broken feed must not stop the others.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -38,8 +39,9 @@ from syncd.model import (
     ParsedPage,
     Validators,
 )
+from syncd.parse import guess_next_url
 from syncd.schedule import needs_full_crawl, next_due, parse_max_age
-from syncd.store import CrawlOutcome, FeedState, Store
+from syncd.store import CrawlOutcome, FeedState, PageState, Store
 
 log = structlog.get_logger("syncd.sync")
 
@@ -67,6 +69,34 @@ class Progress(Protocol):
 
 Clock = Callable[[], datetime]
 Router = Callable[[str, EventDraft], Sequence[str]]  # (feed name, event) ─► sink names
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A fetched page: parsed, or None when it is unchanged since `known`."""
+
+    known: PageState | None
+    result: FetchResult
+    page: ParsedPage | None
+
+
+READ_AHEAD = 2  # pages loading beyond the one being committed: one per parser worker
+
+
+@dataclass
+class ReadAhead:
+    """Pages a full crawl started loading before it needed them, by URL."""
+
+    visited: set[str]
+    budget: int  # fetches it may still start: never past max_pages
+    tasks: dict[str, asyncio.Task[Loaded]] = field(default_factory=dict)
+
+    async def cancel(self) -> None:
+        for task in self.tasks.values():
+            task.cancel()
+        # Their errors (a page after a failed one) belong to no one: collect them quietly.
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        self.tasks.clear()
 
 
 @dataclass(frozen=True)
@@ -193,65 +223,112 @@ class FeedSyncer:
         complete_doc = False  # an fh:complete document was read: absences already decided
         visited: set[str] = set()
         total: int | None = None  # openSearch:totalResults, for progress only
+        # Full crawls read ahead: every page is needed, so the next ones load while this commits.
+        ahead = ReadAhead(visited, feed.max_pages - 1) if report.full else None
         url: str | None = feed.url
-        while url is not None and report.pages < feed.max_pages:
-            if url in visited:
-                log.warning("next link loops back", feed=feed.name, url=url)
-                return title, max_age  # an incomplete chain: no absence counts
-            visited.add(url)
-            known_page = self.store.page_state(state.id, url)
-            if known_page is not None and known_page.archive:
-                # RFC 5005 archive documents never change: fetched once, then taken as read.
-                listed.update(known_page.entry_ids)
-                if not report.full:
-                    break
-                url = known_page.next_url
-                continue
-            validators = known_page.validators if known_page else None
-            result = await self.fetcher.fetch(url, validators)
-            report.pages += 1
-            if report.pages == 1:
-                max_age = parse_max_age(result.headers.get("cache-control"))
-            unchanged = result.not_modified or (
-                validators is not None
-                and validators.body_hash is not None
-                and result.body_hash == validators.body_hash
-            )
-            if unchanged and known_page is not None:
-                self.store.record_unchanged_page(state.id, result, self.clock())
-                listed.update(known_page.entry_ids)
+        try:
+            while url is not None and report.pages < feed.max_pages:
+                if url in visited:
+                    log.warning("next link loops back", feed=feed.name, url=url)
+                    return title, max_age  # an incomplete chain: no absence counts
+                visited.add(url)
+                known_page = self.store.page_state(state.id, url)
+                if known_page is not None and known_page.archive:
+                    # RFC 5005 archive documents never change: fetched once, then taken as read.
+                    listed.update(known_page.entry_ids)
+                    if not report.full:
+                        break
+                    url = known_page.next_url
+                    continue
+                task = ahead.tasks.pop(url, None) if ahead else None
+                loaded = await (task or self._load(feed, state, url, known_page, ahead))
+                report.pages += 1
+                if report.pages == 1:
+                    max_age = parse_max_age(loaded.result.headers.get("cache-control"))
+                if loaded.page is None:
+                    assert loaded.known is not None
+                    self.store.record_unchanged_page(state.id, loaded.result, self.clock())
+                    listed.update(loaded.known.entry_ids)
+                    self._tell(feed, listed, total)
+                    if not report.full:
+                        break  # everything from here on was seen and has not changed
+                    url = loaded.known.next_url
+                    continue
+                page = loaded.page
+                report.pages_parsed += 1
+                if page.malformed:
+                    clean = False
+                    log.warning("page read leniently", feed=feed.name, url=url, why=page.warnings)
+                title = page.feed_title or title
+                changed = await self._commit(
+                    feed, state, page, loaded.result, title, initial, crawl_seen, listed
+                )
+                report.add(changed, len(page.entries))
+                listed.update(e.entry_id for e in page.entries)
+                total = page.total_results or total
                 self._tell(feed, listed, total)
-                if not report.full:
-                    break  # everything from here on was seen and has not changed
-                url = known_page.next_url
-                continue
-            page = await self.parser.parse(
-                result.body,
-                url=result.final_url,
-                headers=result.headers,
-                ignore_fields=feed.ignore_fields,
-            )
-            report.pages_parsed += 1
-            if page.malformed:
-                clean = False
-                log.warning("page read leniently", feed=feed.name, url=url, why=page.warnings)
-            title = page.feed_title or title
-            changed = await self._commit(
-                feed, state, page, result, title, initial, crawl_seen, listed
-            )
-            report.add(changed, len(page.entries))
-            listed.update(e.entry_id for e in page.entries)
-            total = page.total_results or total
-            self._tell(feed, listed, total)
-            complete_doc = complete_doc or (page.complete and not page.malformed)
-            if not report.full and not changed.any:
-                break  # a page of known, unchanged entries: the rest is older still
-            url = page.next_url or page.prev_archive_url
-        else:
-            if url is None and report.full and clean and not complete_doc:
-                report.chain_complete = True
-                self._count_absences(feed, state, listed, title, initial, report)
+                complete_doc = complete_doc or (page.complete and not page.malformed)
+                if not report.full and not changed.any:
+                    break  # a page of known, unchanged entries: the rest is older still
+                url = page.next_url or page.prev_archive_url
+            else:
+                if url is None and report.full and clean and not complete_doc:
+                    report.chain_complete = True
+                    self._count_absences(feed, state, listed, title, initial, report)
+        finally:
+            if ahead is not None:
+                await ahead.cancel()
         return title, max_age
+
+    async def _load(
+        self,
+        feed: FeedConfig,
+        state: FeedState,
+        url: str,
+        known: PageState | None,
+        ahead: ReadAhead | None,
+    ) -> Loaded:
+        """Fetch one page and, unless it is unchanged (304, or the stored body), parse it. In a
+        full crawl (`ahead` given) the next page starts loading as soon as this one's bytes are
+        in, so two pages parse at once on the two worker processes."""
+        validators = known.validators if known else None
+        result = await self.fetcher.fetch(url, validators)
+        unchanged = result.not_modified or (
+            validators is not None
+            and validators.body_hash is not None
+            and result.body_hash == validators.body_hash
+        )
+        if ahead is not None:
+            if unchanged and known is not None:
+                guess = known.next_url
+            else:
+                guess = guess_next_url(result.body, result.final_url)
+            self._read_ahead(feed, state, guess, ahead)
+        if unchanged and known is not None:
+            return Loaded(known, result, None)
+        page = await self.parser.parse(
+            result.body,
+            url=result.final_url,
+            headers=result.headers,
+            ignore_fields=feed.ignore_fields,
+        )
+        return Loaded(known, result, page)
+
+    def _read_ahead(
+        self, feed: FeedConfig, state: FeedState, guess: str | None, ahead: ReadAhead
+    ) -> None:
+        """Start loading the page a full crawl will most likely need next. The guess comes from
+        the raw bytes; if the parsed page names another next link, the guess is never used and
+        is cancelled when the crawl ends. Bounded: a crawl never reads far ahead of its commits."""
+        if guess is None or guess in ahead.visited or guess in ahead.tasks:
+            return
+        if len(ahead.tasks) >= READ_AHEAD or ahead.budget <= 0:
+            return
+        known = self.store.page_state(state.id, guess)
+        if known is not None and known.archive:
+            return
+        ahead.budget -= 1
+        ahead.tasks[guess] = asyncio.create_task(self._load(feed, state, guess, known, ahead))
 
     def _tell(self, feed: FeedConfig, listed: set[str], total: int | None) -> None:
         if self.progress is not None:

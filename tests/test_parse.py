@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from syncd.errors import ParseError
 from syncd.model import Link, ParsedEntry, ParsedPage, Person
-from syncd.parse import HASH_FIELDS, content_hash, parse_page, strip_doctype
+from syncd.parse import HASH_FIELDS, content_hash, guess_next_url, parse_page, strip_doctype
 from syncd.timestamps import format_timestamp
 
 DATA = Path(__file__).parent / "data"
@@ -876,3 +876,25 @@ def test_regenerate_is_in_sync_with_the_fixture_list() -> None:
     on_disk = {p.name for p in DATA.glob("*.expected.json")}
     assert expected_files == on_disk
     assert all(re.fullmatch(r"[\w.-]+\.xml", f.xml) for f in FIXTURES)
+
+
+# --- read-ahead guess ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'<feed><link href="/x?a=1&amp;b=2" rel="next"/><entry/></feed>', "http://h/x?a=1&b=2"),
+        (b"<rss><channel><atom:link rel='next' href='p2'/><item/></channel></rss>", "http://h/p2"),
+        (b'<feed><entry><link rel="next" href="/entry-level"/></entry></feed>', None),
+        (b'<feed><link rel="nextpage" href="/no"/></feed>', None),
+    ],
+    ids=["atom-escaped", "rss-atom-link", "entry-link-ignored", "other-rel"],
+)
+def test_guess_next_url(body: bytes, expected: str | None) -> None:
+    assert guess_next_url(body, "http://h/feed") == expected
+
+
+def test_guess_agrees_with_the_parser_on_the_seed() -> None:
+    raw = SEED.read_bytes()
+    assert guess_next_url(raw, SEED_URL) == parse_page(raw, url=SEED_URL, headers={}).next_url

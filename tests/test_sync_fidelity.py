@@ -269,3 +269,29 @@ async def test_hash_only_updates_are_capped_and_visible(tmp_path: Path) -> None:
         docs["/feed"] = doc(9).replace(b"2024-01-01T00:00:00Z", b"2024-01-02T00:00:00Z")
         assert (await sync(app))[1] == 1
         assert app.store.feed_summaries()[0]["hash_only_capped"] == 0
+
+
+async def test_full_crawl_reads_ahead_but_a_wrong_guess_changes_nothing(tmp_path: Path) -> None:
+    """The read-ahead guesses the next link from raw bytes; xml:base makes the guess wrong here
+    (feedparser resolves against it, the guess does not). The crawl must follow the parsed link,
+    and the stray request's 404 must not fail it."""
+    hits: list[str] = []
+    based = '<link rel="next" href="p2"/>'
+    docs = {
+        "/feed": atom(entry(1), based).replace(b"<feed ", b'<feed xml:base="/sub/" ', 1),
+        "/sub/p2": atom(entry(2)),
+    }
+    async with documents(docs, hits) as base, app_for(tmp_path, base + "/feed") as app:
+        assert await sync(app, full=True) == (2, 0, 0)
+    assert "/sub/p2" in hits
+
+
+async def test_read_ahead_stays_within_max_pages(tmp_path: Path) -> None:
+    feed = BloggerFeed(100)
+    async with serve_feed(feed) as server:
+        config = load_config(
+            write_config(tmp_path, feeds=[{"name": "f", "url": server.url, "max_pages": 2}])
+        )
+        async with build_app(config, clock=Clock()) as app:
+            await sync(app, full=True)
+    assert feed.count() == 2
