@@ -82,12 +82,17 @@ def entry_payload(e: ParsedEntry | StoredEntry) -> dict[str, Any]:
     }
 
 
-def build_event(change: Change, feed: FeedRef, *, initial: bool, now: datetime) -> EventDraft:
-    data: dict[str, Any] = {
+def _data(feed: FeedRef, entry: ParsedEntry | StoredEntry, initial: bool) -> dict[str, Any]:
+    """What every event carries: whether it is backfill, its feed, and the entry."""
+    return {
         "initial": initial,
         "feed": {"name": feed.name, "url": feed.url, "title": feed.title},
-        "entry": entry_payload(change.entry),
+        "entry": entry_payload(entry),
     }
+
+
+def build_event(change: Change, feed: FeedRef, *, initial: bool, now: datetime) -> EventDraft:
+    data = _data(feed, change.entry, initial)
     if change.kind is ChangeKind.UPDATED and change.previous is not None:
         prev = change.previous
         data["previous"] = {"updated": _ts(prev.updated), "content_hash": prev.content_hash}
@@ -96,12 +101,7 @@ def build_event(change: Change, feed: FeedRef, *, initial: bool, now: datetime) 
             # Publishers do move <updated> back (a reverted edit); say so rather than hide it.
             data["updated_backwards"] = True
     return EventDraft(
-        id=event_id(feed.name, change),
-        type=change.kind,
-        timestamp=now,
-        entry_id=change.entry.entry_id,
-        initial=initial,
-        data=data,
+        event_id(feed.name, change), change.kind, now, change.entry.entry_id, initial, data
     )
 
 
@@ -109,17 +109,6 @@ def build_deletion_event(
     deletion: Deletion, feed: FeedRef, *, initial: bool, now: datetime
 ) -> EventDraft:
     """`entry.deleted` carries the entry as last stored, and the evidence for the deletion."""
-    data: dict[str, Any] = {
-        "initial": initial,
-        "feed": {"name": feed.name, "url": feed.url, "title": feed.title},
-        "entry": entry_payload(deletion.entry),
-        "reason": deletion.reason,
-    }
-    return EventDraft(
-        id=deletion_event_id(feed.name, deletion),
-        type=ChangeKind.DELETED,
-        timestamp=now,
-        entry_id=deletion.entry.entry_id,
-        initial=initial,
-        data=data,
-    )
+    data = {**_data(feed, deletion.entry, initial), "reason": deletion.reason}
+    eid = deletion_event_id(feed.name, deletion)
+    return EventDraft(eid, ChangeKind.DELETED, now, deletion.entry.entry_id, initial, data)

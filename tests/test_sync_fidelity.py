@@ -12,12 +12,11 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from aiohttp import web
-
 from syncd.app import App, build_app
 from syncd.config import load_config
 from tests.conftest import db_rows, write_config
-from tests.support.feedserver import BloggerFeed, run_on_loopback, serve_feed
+from tests.support.documents import serve_documents
+from tests.support.feedserver import BloggerFeed, serve_feed
 
 DATA = Path(__file__).parent / "data"
 
@@ -46,26 +45,6 @@ async def sync(app: App, *, full: bool = False) -> tuple[int, int, int]:
 
 def events(app: App) -> list[tuple[str, str]]:
     return [(r[0], r[1]) for r in db_rows(app.store.path, "SELECT type, entry_id FROM events")]
-
-
-@asynccontextmanager
-async def documents(docs: dict[str, bytes], hits: list[str]) -> AsyncIterator[str]:
-    """Serve mutable documents by path (no validators: every request is a 200)."""
-
-    async def handler(request: web.Request) -> web.Response:
-        hits.append(request.path)
-        body = docs.get(request.path)
-        if body is None:
-            raise web.HTTPNotFound()
-        return web.Response(body=body, content_type="application/atom+xml")
-
-    def make(_port: int) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/{tail:.*}", handler)
-        return app
-
-    async with run_on_loopback(make) as port:
-        yield f"http://127.0.0.1:{port}"
 
 
 async def test_deletion_needs_two_complete_full_crawls_and_shifts_are_silent(
@@ -138,7 +117,7 @@ def entry(i: int, updated: str = "2024-01-01T00:00:00.000Z") -> str:
 
 async def test_tombstone_deletes_at_once(tmp_path: Path) -> None:
     docs: dict[str, bytes] = {"/feed": atom(entry(1) + entry(2))}
-    async with documents(docs, []) as base, app_for(tmp_path, base + "/feed") as app:
+    async with serve_documents(docs, []) as base, app_for(tmp_path, base + "/feed") as app:
         assert await sync(app) == (2, 0, 0)
         docs["/feed"] = atom(
             entry(1) + '<at:deleted-entry ref="urn:e2" when="2024-02-01T00:00:00Z"/>'
@@ -152,7 +131,7 @@ async def test_tombstone_deletes_at_once(tmp_path: Path) -> None:
 async def test_complete_feed_omission_deletes_at_once(tmp_path: Path) -> None:
     complete = "<fh:complete/>"
     docs = {"/feed": atom(entry(1) + entry(2) + entry(3), complete)}
-    async with documents(docs, []) as base, app_for(tmp_path, base + "/feed") as app:
+    async with serve_documents(docs, []) as base, app_for(tmp_path, base + "/feed") as app:
         assert await sync(app) == (3, 0, 0)
         docs["/feed"] = atom(entry(1) + entry(3), complete)
         assert await sync(app) == (0, 0, 1)
@@ -169,7 +148,7 @@ async def test_archived_feed_walks_archives_once(tmp_path: Path) -> None:
         "/2023": atom(entry(3) + entry(2), '<fh:archive/><link rel="prev-archive" href="/2022"/>'),
         "/2022": atom(entry(1), "<fh:archive/>"),
     }
-    async with documents(docs, hits) as base, app_for(tmp_path, base + "/feed") as app:
+    async with serve_documents(docs, hits) as base, app_for(tmp_path, base + "/feed") as app:
         assert await sync(app) == (5, 0, 0)
         assert hits == ["/feed", "/2023", "/2022"]
         docs["/feed"] = atom(
@@ -192,7 +171,7 @@ async def test_duplicate_ids_across_pages_of_one_crawl_give_one_event(tmp_path: 
         ),
         "/p2": atom(newer + entry(3)),
     }
-    async with documents(docs, []) as base, app_for(tmp_path, base + "/p1") as app:
+    async with serve_documents(docs, []) as base, app_for(tmp_path, base + "/p1") as app:
         await sync(app)
     rows = db_rows(
         tmp_path / "syncd.db", "SELECT entry_id, updated FROM entries WHERE entry_id='urn:e1'"
@@ -213,7 +192,7 @@ async def test_duplicate_copies_of_one_version_across_pages_give_one_event(
 ) -> None:
     p1 = '<link rel="next" href="/p2"/>'
     docs = {"/p1": atom(entry(1) + entry(2), p1), "/p2": atom(entry(1))}
-    async with documents(docs, []) as base, app_for(tmp_path, base + "/p1") as app:
+    async with serve_documents(docs, []) as base, app_for(tmp_path, base + "/p1") as app:
         assert await sync(app) == (2, 0, 0)
         # A newer version on page 1 and the older copy again on page 2: one update, no rollback.
         docs["/p1"] = atom(entry(1, "2024-01-01T00:00:00.005Z") + entry(2), p1)
@@ -229,7 +208,8 @@ async def test_rss2_rss1_and_atom_fixtures_sync(tmp_path: Path) -> None:
         expected = len(golden["entries"])
         where = tmp_path / str(i)
         where.mkdir()
-        async with documents({"/feed": body}, []) as base, app_for(where, base + "/feed") as app:
+        served = serve_documents({"/feed": body})
+        async with served as base, app_for(where, base + "/feed") as app:
             created, updated, deleted = await sync(app)
             assert (created, updated, deleted) == (expected, 0, 0), name
             assert await sync(app, full=True) == (0, 0, 0), name
@@ -239,7 +219,7 @@ async def test_stale_duplicate_after_an_unchanged_page_is_ignored(tmp_path: Path
     p1 = '<link rel="next" href="/p2"/>'
     newer = entry(1, "2024-01-01T00:00:00.005Z")
     docs = {"/p1": atom(newer + entry(2), p1), "/p2": atom(entry(3))}
-    async with documents(docs, []) as base, app_for(tmp_path, base + "/p1") as app:
+    async with serve_documents(docs, []) as base, app_for(tmp_path, base + "/p1") as app:
         assert await sync(app) == (3, 0, 0)
         # Page 1 is unchanged (same body, not parsed); page 2 now carries an older copy of e1.
         docs["/p2"] = atom(entry(1) + entry(3))
@@ -254,7 +234,7 @@ async def test_hash_only_updates_are_capped_and_visible(tmp_path: Path) -> None:
         )
 
     docs = {"/feed": doc(0)}
-    async with documents(docs, []) as base, app_for(tmp_path, base + "/feed") as app:
+    async with serve_documents(docs, []) as base, app_for(tmp_path, base + "/feed") as app:
         assert await sync(app) == (1, 0, 0)
         updates = []
         for n in range(1, 9):
@@ -281,7 +261,7 @@ async def test_full_crawl_reads_ahead_but_a_wrong_guess_changes_nothing(tmp_path
         "/feed": atom(entry(1), based).replace(b"<feed ", b'<feed xml:base="/sub/" ', 1),
         "/sub/p2": atom(entry(2)),
     }
-    async with documents(docs, hits) as base, app_for(tmp_path, base + "/feed") as app:
+    async with serve_documents(docs, hits) as base, app_for(tmp_path, base + "/feed") as app:
         assert await sync(app, full=True) == (2, 0, 0)
     assert "/sub/p2" in hits
 

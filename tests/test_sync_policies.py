@@ -4,17 +4,14 @@ not parsed, Retry-After and 410 are honoured, Cache-Control max-age bounds the n
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-from aiohttp import web
 
 from syncd.app import build_app
 from syncd.config import load_config
 from tests.conftest import write_config
-from tests.support.feedserver import BloggerFeed, run_on_loopback, serve_feed
+from tests.support.documents import serve_documents
+from tests.support.feedserver import BloggerFeed, serve_feed
 
 
 class Clock:
@@ -25,26 +22,10 @@ class Clock:
         return self.now
 
 
-@asynccontextmanager
-async def plain_server(body: bytes, hits: list[str]) -> AsyncIterator[str]:
-    """A server that ignores conditional GET: the same 200 body every time, no validators."""
-
-    async def handler(request: web.Request) -> web.Response:
-        hits.append(request.path)
-        return web.Response(body=body, content_type="application/atom+xml")
-
-    def make(_port: int) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/feed", handler)
-        return app
-
-    async with run_on_loopback(make) as port:
-        yield f"http://127.0.0.1:{port}/feed"
-
-
 async def test_same_body_without_validators_is_not_parsed_again(tmp_path: Path) -> None:
     hits: list[str] = []
-    async with plain_server(BloggerFeed(25).render_page(), hits) as url:
+    async with serve_documents({"/feed": BloggerFeed(25).render_page()}, hits) as base:
+        url = base + "/feed"
         config = load_config(write_config(tmp_path, feeds=[{"name": "f", "url": url}]))
         async with build_app(config, clock=Clock()) as app:
             (first,) = await app.sync_feeds(config.feeds, full=False, force=False)
