@@ -94,6 +94,7 @@ class FeedState:
     last_full_sync_at: datetime | None
     retry_after_until: datetime | None
     gone_at: datetime | None
+    crawl_incomplete: bool = False  # the last crawl started but did not complete
 
 
 @dataclass(frozen=True)
@@ -147,21 +148,31 @@ class Store:
     def write(self) -> Iterator[sqlite3.Connection]:
         """One immediate transaction: a deferred BEGIN that later writes ignores busy_timeout."""
         conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
             conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            # Disk full, "database is locked" past busy_timeout, corruption: one readable
+            # StoreError for the callers, who record it and back off.
+            if conn.in_transaction:
+                conn.rollback()
+            raise StoreError(f"database error: {e}") from e
 
     def rows(
         self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
     ) -> list[dict[str, Any]]:
-        cur = self.db.conn.execute(sql, params)
-        cols = [c[0] for c in cur.description]
-        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+        try:
+            cur = self.db.conn.execute(sql, params)
+            cols = [c[0] for c in cur.description]
+            return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+        except sqlite3.Error as e:
+            raise StoreError(f"database error: {e}") from e
 
     # ---------------------------------------------------------------- feeds
 
@@ -194,6 +205,7 @@ class Store:
             last_full_sync_at=_dt(r["last_full_sync_at"]),
             retry_after_until=_dt(r["retry_after_until"]),
             gone_at=_dt(r["gone_at"]),
+            crawl_incomplete=bool(r["crawl_incomplete"]),
         )
 
     def due_feeds(self, now: datetime) -> list[str]:
@@ -208,6 +220,11 @@ class Store:
             )
         ]
 
+    def begin_crawl(self, feed_id: int) -> None:
+        """Mark a crawl under way; `finish_crawl` clears the mark only if the crawl completed."""
+        with self.write() as conn:
+            conn.execute("UPDATE feeds SET crawl_incomplete = 1 WHERE id = ?", (feed_id,))
+
     def finish_crawl(self, feed_id: int, now: datetime, outcome: CrawlOutcome) -> None:
         with self.write() as conn:
             conn.execute(
@@ -217,7 +234,8 @@ class Store:
                    first_synced_at = CASE WHEN ? THEN COALESCE(first_synced_at, ?)
                                      ELSE first_synced_at END,
                    last_full_sync_at = CASE WHEN ? THEN ? ELSE last_full_sync_at END,
-                   gone_at = CASE WHEN ? = 'gone' THEN COALESCE(gone_at, ?) ELSE NULL END
+                   gone_at = CASE WHEN ? = 'gone' THEN COALESCE(gone_at, ?) ELSE NULL END,
+                   crawl_incomplete = CASE WHEN ? THEN 0 ELSE 1 END
                    WHERE id = ?""",
                 (
                     _ts(now),
@@ -233,6 +251,7 @@ class Store:
                     _ts(now),
                     outcome.outcome,
                     _ts(now),
+                    outcome.completed,
                     feed_id,
                 ),
             )

@@ -168,12 +168,19 @@ class FeedSyncer:
     async def sync(self, feed: FeedConfig, *, full: bool = False) -> SyncReport:
         started = time.perf_counter()
         state = self.store.ensure_feed(feed.name, feed.url, self.clock())
-        full = full or needs_full_crawl(
-            first_synced_at=state.first_synced_at,
-            last_full_sync_at=state.last_full_sync_at,
-            full_sync_every_s=feed.full_sync_every_s,
-            now=self.clock(),
+        full = (
+            full
+            # The last crawl died or failed part-way: its early pages are committed and answer
+            # 304 now, so a regular poll would stop on page 1 and never reach what it missed.
+            or state.crawl_incomplete
+            or needs_full_crawl(
+                first_synced_at=state.first_synced_at,
+                last_full_sync_at=state.last_full_sync_at,
+                full_sync_every_s=feed.full_sync_every_s,
+                now=self.clock(),
+            )
         )
+        self.store.begin_crawl(state.id)
         report = SyncReport(feed=feed.name, full=full)
         title = state.title
         max_age: float | None = None
@@ -182,7 +189,10 @@ class FeedSyncer:
             title, max_age = await self._walk(feed, state, report)
             report.completed = True
         except GoneError as e:
-            report.outcome, report.error = "gone", _describe(e, e.url)
+            if e.url == feed.url:
+                report.outcome, report.error = "gone", _describe(e, e.url)
+            else:  # a retired deep page is a failed page, not a feed the publisher withdrew
+                report.outcome, report.error = "error", _describe(e, e.url, "failed page: ")
         except FetchError as e:
             retry_after = e.retry_after_s
             report.outcome = "throttled" if e.retry_after_s is not None else "error"
@@ -191,7 +201,13 @@ class FeedSyncer:
             report.outcome, report.error = "error", _describe(e, e.url, "failed page: ")
         except SyncdError as e:
             report.outcome, report.error = "error", str(e)
-        self._finish(feed, state, report, title, max_age, retry_after)
+        except Exception as e:  # a bug must not leave the feed due again every second
+            log.exception("feed sync crashed", feed=feed.name)
+            report.outcome, report.error = "error", f"internal error: {type(e).__name__}: {e}"
+        try:
+            self._finish(feed, state, report, title, max_age, retry_after)
+        except SyncdError as e:  # e.g. the disk is full: nothing more can be recorded now
+            log.error("feed outcome not recorded", feed=feed.name, error=str(e))
         report.ms = (time.perf_counter() - started) * 1000
         fields = dict(
             feed=feed.name,
@@ -267,10 +283,12 @@ class FeedSyncer:
                 listed.update(e.entry_id for e in page.entries)
                 total = page.total_results or total
                 self._tell(feed, listed, total)
-                complete_doc = complete_doc or (page.complete and not page.malformed)
+                complete_doc = complete_doc or _is_complete_doc(page)
                 if not report.full and not changed.any:
                     break  # a page of known, unchanged entries: the rest is older still
                 url = page.next_url or page.prev_archive_url
+                if ahead is not None:  # the parsed link is authoritative: make sure it loads
+                    self._read_ahead(feed, state, url, ahead)
             else:
                 if url is None and report.full and clean and not complete_doc:
                     report.chain_complete = True
@@ -356,7 +374,7 @@ class FeedSyncer:
                 crawl_seen[i] = known[i].updated
         decided = diff_page(page.entries, known, crawl_seen, hash_only_cap=self.hash_only_cap)
         deletions = tombstone_deletions(page.tombstones, known, set(ids))
-        if page.complete and not page.malformed:
+        if _is_complete_doc(page):
             live = self.store.live_entries(state.id)
             already = {d.entry.entry_id for d in deletions}
             deletions += tuple(
@@ -447,6 +465,17 @@ class FeedSyncer:
                 title=title,
             ),
         )
+
+
+def _is_complete_doc(page: ParsedPage) -> bool:
+    """An `fh:complete` document lists every entry, so it proves absences; one that also pages
+    (next or prev-archive links) contradicts itself and proves nothing."""
+    return (
+        page.complete
+        and not page.malformed
+        and page.next_url is None
+        and page.prev_archive_url is None
+    )
 
 
 def _describe(error: Exception, url: str, prefix: str = "") -> str:

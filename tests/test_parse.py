@@ -898,3 +898,12 @@ def test_guess_next_url(body: bytes, expected: str | None) -> None:
 def test_guess_agrees_with_the_parser_on_the_seed() -> None:
     raw = SEED.read_bytes()
     assert guess_next_url(raw, SEED_URL) == parse_page(raw, url=SEED_URL, headers={}).next_url
+
+
+def test_guess_looks_only_at_the_head_of_hostile_bodies() -> None:
+    # Thousands of unterminated <link tags made the first version scan quadratically (minutes
+    # for half a megabyte, on the event loop). Now the window is 64 KB and tags are bounded.
+    hostile = b"<feed>" + b"<link " * 200_000 + b'<link rel="next" href="/late"/>'
+    assert guess_next_url(hostile, "http://h/feed") is None
+    late = b"<feed>" + b" " * 70_000 + b'<link rel="next" href="/p2"/>'
+    assert guess_next_url(late, "http://h/feed") is None  # beyond the window: no guess

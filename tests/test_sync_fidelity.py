@@ -275,3 +275,68 @@ async def test_read_ahead_stays_within_max_pages(tmp_path: Path) -> None:
         async with build_app(config, clock=Clock()) as app:
             await sync(app, full=True)
     assert feed.count() == 2
+
+
+async def test_an_interrupted_poll_resumes_past_its_committed_pages(tmp_path: Path) -> None:
+    feed = BloggerFeed(60)
+    async with serve_feed(feed) as server, app_for(tmp_path, server.url) as app:
+        await sync(app)
+        new = [feed.add_entry(f"Burst {i}") for i in range(30)]  # fills page 1 and part of 2
+        feed.set_status(2, 500)
+        (failed,) = await app.sync_feeds(app.config.feeds, full=False, force=True)
+        assert not failed.completed and failed.created == 25
+        feed.clear_faults()
+        # Page 1 now answers 304; a plain incremental poll would stop there and miss 5 posts.
+        (resumed,) = await app.sync_feeds(app.config.feeds, full=False, force=True)
+        assert resumed.completed and resumed.full and resumed.created == 5
+        stored = {r[0] for r in db_rows(app.store.path, "SELECT entry_id FROM entries")}
+        assert set(new) <= stored
+        # Once complete, polls are incremental again.
+        (after,) = await app.sync_feeds(app.config.feeds, full=False, force=True)
+        assert not after.full and after.pages == 1
+
+
+async def test_a_410_on_a_deep_page_is_a_failed_page_not_a_gone_feed(tmp_path: Path) -> None:
+    feed = BloggerFeed(80)
+    async with serve_feed(feed) as server, app_for(tmp_path, server.url) as app:
+        feed.set_status(3, 410)
+        (r,) = await app.sync_feeds(app.config.feeds, full=False, force=False)
+        assert r.outcome == "error" and "failed page" in (r.error or "")
+        assert app.store.feed_state("f").gone_at is None
+        feed.clear_faults()
+        (again,) = await app.sync_feeds(app.config.feeds, full=False, force=False)
+        assert again.completed and again.created == 80 - 50
+
+
+async def test_a_database_failure_is_recorded_and_backed_off(tmp_path: Path) -> None:
+    import sqlite3
+
+    feed = BloggerFeed(30)
+    async with serve_feed(feed) as server, app_for(tmp_path, server.url) as app:
+        # Another connection makes every entry insert fail, as a full disk would.
+        other = sqlite3.connect(app.store.path)
+        other.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON entries"
+            " BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END"
+        )
+        other.commit()
+        (r,) = await app.sync_feeds(app.config.feeds, full=False, force=False)
+        assert r.outcome == "error" and "database error" in (r.error or "")
+        state = app.store.feed_state("f")
+        assert state.consecutive_errors == 1
+        assert state.next_due_at is not None and state.next_due_at > app.clock()
+        assert db_rows(app.store.path, "SELECT COUNT(*) FROM events") == [(0,)]
+        other.execute("DROP TRIGGER refuse")
+        other.commit()
+        other.close()
+        (ok,) = await app.sync_feeds(app.config.feeds, full=False, force=False)
+        assert ok.completed and ok.created == 30
+
+
+async def test_a_complete_document_that_also_pages_proves_no_absence(tmp_path: Path) -> None:
+    paged = '<fh:complete/><link rel="next" href="/p2"/>'
+    docs = {"/feed": atom(entry(1), paged), "/p2": atom(entry(2))}
+    async with serve_documents(docs) as base, app_for(tmp_path, base + "/feed") as app:
+        assert await sync(app) == (2, 0, 0)
+        for _ in range(3):
+            assert (await sync(app, full=True))[2] == 0  # e2 is on page 2, not deleted
