@@ -21,7 +21,6 @@ from syncd.delivery import BoundSink, Dispatcher, OwnerLock, SinkReport
 from syncd.errors import ConfigError
 from syncd.fetch import Fetcher, FetchLimits, create_feed_session
 from syncd.model import EventDraft
-from syncd.netguard import hosts_of
 from syncd.parsepool import ParserPool
 from syncd.sinks import Sink, SinkContext, default_registry
 from syncd.sinks.file import FileSink
@@ -234,11 +233,9 @@ async def build_app(
         limits = FetchLimits(
             timeout_s=fc.timeout_s, max_body_bytes=fc.max_body_bytes, max_redirects=fc.max_redirects
         )
-        trusted = hosts_of(f.url for f in config.feeds)
         session = await stack.enter_async_context(
             create_feed_session(
                 limits,
-                trusted_hosts=trusted,
                 allow_private_networks=fc.allow_private_networks,
                 concurrency=fc.concurrency,
             )

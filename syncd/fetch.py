@@ -26,7 +26,7 @@ from yarl import URL
 from syncd import __version__
 from syncd.errors import BlockedAddressError, FetchError, GoneError
 from syncd.model import FetchResult, Validators
-from syncd.netguard import AddressPolicy, GuardedConnector, blocked_cause
+from syncd.netguard import AddressPolicy, GuardedConnector, blocked_cause, trusting
 from syncd.retry import parse_retry_after
 from syncd.throttle import HostThrottle
 
@@ -80,20 +80,20 @@ class FetchLimits:
 def create_feed_session(
     limits: FetchLimits,
     *,
-    trusted_hosts: frozenset[str],
     allow_private_networks: bool,
     concurrency: int,
     resolver: AbstractResolver | None = None,
 ) -> aiohttp.ClientSession:
     """The ClientSession for feed pages. Call inside the running loop; close it (`async with`).
 
-    `trusted_hosts` are the hosts of operator-configured feed URLs: they, and only they, may reach
-    private addresses when `allow_private_networks` is false. `resolver` replaces the system
-    resolver underneath the address guard (tests use it to simulate DNS answers).
+    Unless `allow_private_networks`, a request may reach private addresses only for the host its
+    caller trusts (Fetcher.fetch's `trusted_host`, the feed's configured host); trust is per
+    request, never shared between feeds. `resolver` replaces the system resolver underneath the
+    address guard (tests use it to simulate DNS answers).
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, not {concurrency}")
-    policy = AddressPolicy.build(trusted_hosts, allow_private_networks=allow_private_networks)
+    policy = AddressPolicy(allow_private_networks=allow_private_networks)
     connector = GuardedConnector(policy=policy, limit=concurrency, resolver=resolver)
     return aiohttp.ClientSession(
         connector=connector,
@@ -121,13 +121,22 @@ class Fetcher:
         self._throttle = throttle
         self._limits = limits
 
-    async def fetch(self, url: str, validators: Validators | None = None) -> FetchResult:
-        """GET `url` once. Returns a 2xx or 304 FetchResult; raises FetchError for anything else."""
+    async def fetch(
+        self, url: str, validators: Validators | None = None, *, trusted_host: str | None = None
+    ) -> FetchResult:
+        """GET `url` once. Returns a 2xx or 304 FetchResult; raises FetchError for anything else.
+
+        `trusted_host` is the host of the configured URL of the feed this page belongs to: every
+        hop (the URL, then each redirect) to that host may reach any address; any other host may
+        not reach a private one (BlockedAddressError) unless private networks are allowed. None
+        trusts nothing.
+        """
         host = _host_of(url)
         await self._throttle.wait(host)
         started = time.perf_counter()
         try:
-            return await self._exchange(url, validators, started)
+            with trusting(trusted_host):
+                return await self._exchange(url, validators, started)
         except FetchError:
             raise
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:

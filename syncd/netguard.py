@@ -1,17 +1,26 @@
 """Address policy for feed fetching (DESIGN §7): which IP addresses a *discovered* URL may reach.
 
-An operator-configured URL is trusted as written, and so is any URL on the same host. Any other host
-(a next link or redirect to elsewhere) may not connect to a loopback, private, CGNAT, link-local
-(cloud metadata), unique-local, multicast, reserved or otherwise special-purpose address, unless
-the operator set `allow_private_networks`.
+Trust is per feed. A request made for feed F trusts F's configured host (the host of the URL the
+operator wrote) and no other: the feed URL itself, and next links and redirects to that same host,
+may reach any address. Every other host (a next link or redirect to elsewhere, including another
+configured feed's host) may not connect to a loopback, private, CGNAT, link-local (cloud
+metadata), unique-local, multicast, reserved or otherwise special-purpose address, unless the
+operator set `allow_private_networks`.
+
+Which host is trusted is carried by a context variable (`trusting()`): the Fetcher sets it around
+one request, and aiohttp calls the connector and the resolver inside the calling task, so both see
+the trust of the request they are serving. Without it nothing is trusted.
 
 The check happens where the address is chosen for the socket, not on the URL text:
 
 * Host names: aiohttp's `TCPConnector` asks its resolver for addresses and connects to exactly the
-  addresses the resolver returns (its DNS cache stores the same list). `GuardedResolver` wraps the
-  real resolver and refuses the whole answer when any address is forbidden, so the addresses that
-  were checked are the addresses used, and DNS rebinding (a public answer at check time, a private
-  one at connect time) has no second lookup to exploit.
+  addresses the resolver returns. `GuardedResolver` wraps the real resolver and refuses the whole
+  answer when any address is forbidden for the current request, so the addresses that were
+  checked are the addresses used, and DNS rebinding (a public answer at check time, a private one
+  at connect time) has no second lookup to exploit. The connector runs *without* aiohttp's DNS
+  cache: the cache (and its sharing of one in-flight lookup between concurrent requests) would
+  hand an answer accepted under one feed's trust to another feed's request without a resolver
+  call, so every new connection resolves, and is checked, for the request that makes it.
 * IP literals: aiohttp 3.14 does *not* call the resolver for them (`TCPConnector._resolve_host`
   returns the literal directly when `helpers.is_ip_address(host)` is true, after refusing
   non-canonical IPv4 forms such as `2130706433` or `127.1`). `GuardedConnector.connect` therefore
@@ -19,24 +28,32 @@ The check happens where the address is chosen for the socket, not on the URL tex
   called once per request *and per redirect hop*, so a redirect to `http://169.254.169.254/` is
   caught too. For a literal, the address connected to is the literal itself, so this check is as
   exact as the resolver's.
+* Pooled connections: a keep-alive connection opened under one feed's trust (to 10.0.0.5:80, say)
+  would be reused by another feed's request for the same host and port with no lookup and no
+  connect. So for every request that is not exempt, `GuardedConnector.connect` also checks the
+  peer address of the connection it is about to hand out, pooled or new, and closes it unused
+  (no request byte sent) when that address is forbidden. For new connections the checks above
+  have already run, and this is the backstop.
 
 Why not `TCPConnector(socket_factory=…)`? The socket factory sees the final address but not the host
 name the request is for, so it cannot tell a trusted host (`localhost` configured by the operator)
-from a discovered one resolving to the same address. The two hooks above see both.
+from a discovered one resolving to the same address. The hooks above see both.
 
 The policy is only sound without a proxy (a proxy resolves names itself): the feed session is
 built with `trust_env=False` and no proxy.
 
 Explicit network lists are used on purpose: `ipaddress.IPv4Address.is_private` in Python 3.11.7
 predates the CVE-2024-4032 fix and misclassifies several ranges. This module does no I/O of its own
-beyond delegating to the wrapped resolver, and holds no global mutable state.
+beyond delegating to the wrapped resolver; its only mutable state is the per-task context variable.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -54,9 +71,11 @@ __all__ = [
     "GuardedConnector",
     "GuardedResolver",
     "blocked_cause",
-    "hosts_of",
+    "current_trusted_host",
+    "host_of",
     "is_forbidden",
     "normalize_host",
+    "trusting",
 ]
 
 _V4 = ipaddress.IPv4Network
@@ -161,10 +180,35 @@ def normalize_host(host: str) -> str:
     return text.rstrip(".")
 
 
-def hosts_of(urls: Iterable[str]) -> frozenset[str]:
-    """The trusted-host set for the operator-configured `urls` (feed URLs as written)."""
-    hosts = (URL(url).raw_host for url in urls)
-    return frozenset(normalize_host(host) for host in hosts if host)
+def host_of(url: str) -> str | None:
+    """The host an operator-configured `url` trusts (the `trusted_host` of its requests): parsed
+    as aiohttp will parse it to connect, normalized; None when the URL has no usable host."""
+    try:
+        host = URL(url).raw_host
+    except (ValueError, TypeError):
+        return None
+    return normalize_host(host) if host else None
+
+
+# The configured host trusted by the request running in this task (normalized), or None. Set only
+# through trusting(); aiohttp runs the connector and resolver in the task that made the request.
+_TRUSTED_HOST: ContextVar[str | None] = ContextVar("syncd_trusted_host", default=None)
+
+
+@contextmanager
+def trusting(host: str | None) -> Iterator[None]:
+    """Requests made inside this block (in this task, and tasks it starts) trust `host`: the host
+    of the feed's configured URL. None, the default outside any block, trusts nothing."""
+    token = _TRUSTED_HOST.set(normalize_host(host) if host else None)
+    try:
+        yield
+    finally:
+        _TRUSTED_HOST.reset(token)
+
+
+def current_trusted_host() -> str | None:
+    """The host trusted by the request being made in this task (see trusting())."""
+    return _TRUSTED_HOST.get()
 
 
 def _looks_like_ip_literal(host: str) -> bool:
@@ -193,23 +237,24 @@ class AddressBlocked(OSError):
 
 @dataclass(frozen=True, slots=True)
 class AddressPolicy:
-    """Who may connect where: the trusted (operator-configured) hosts, and the global switch."""
+    """Who may connect where. The trusted host is per request (the feed's configured host), so it
+    is an argument here rather than a field; the global switch is a field."""
 
-    trusted_hosts: frozenset[str]
     allow_private_networks: bool = False
 
-    @classmethod
-    def build(cls, trusted_hosts: Iterable[str], *, allow_private_networks: bool) -> AddressPolicy:
-        return cls(frozenset(normalize_host(h) for h in trusted_hosts), allow_private_networks)
+    def exempt(self, host: str, trusted_host: str | None) -> bool:
+        """True when a request for `host` may reach any address: private networks are allowed, or
+        `host` is the request's trusted host."""
+        if self.allow_private_networks:
+            return True
+        if not trusted_host or not host:
+            return False
+        return normalize_host(host) == normalize_host(trusted_host)
 
-    def is_trusted(self, host: str) -> bool:
-        return normalize_host(host) in self.trusted_hosts
-
-    def check(self, host: str, address: str) -> None:
-        """Raise AddressBlocked when `host` may not be reached at `address`."""
-        if self.allow_private_networks or self.is_trusted(host):
-            return
-        if is_forbidden(address):
+    def check(self, host: str, address: str, *, trusted_host: str | None) -> None:
+        """Raise AddressBlocked when a request trusting `trusted_host` may not reach `host` at
+        `address`."""
+        if not self.exempt(host, trusted_host) and is_forbidden(address):
             raise AddressBlocked(host, address)
 
 
@@ -229,8 +274,9 @@ class GuardedResolver(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
+        trusted = current_trusted_host()  # read after the await: still this request's task
         for result in results:
-            self._policy.check(host, result["host"])
+            self._policy.check(host, result["host"], trusted_host=trusted)
         return results
 
     async def close(self) -> None:
@@ -238,9 +284,10 @@ class GuardedResolver(AbstractResolver):
 
 
 class GuardedConnector(aiohttp.TCPConnector):
-    """A TCPConnector enforcing `policy` on every connection: host names through a
-    GuardedResolver around `resolver` (the system resolver by default), IP literals, which bypass
-    the resolver, in `connect()`.
+    """A TCPConnector enforcing `policy` on every connection, for the trust of the request being
+    made (current_trusted_host()): host names through a GuardedResolver around `resolver` (the
+    system resolver by default), IP literals, which bypass the resolver, in `connect()`, and the
+    peer address of every connection handed to a non-exempt request, pooled or new.
 
     It owns and closes the resolver, since TCPConnector only closes resolvers it created itself.
     """
@@ -249,7 +296,9 @@ class GuardedConnector(aiohttp.TCPConnector):
         self, *, policy: AddressPolicy, limit: int, resolver: AbstractResolver | None = None
     ) -> None:
         guarded = GuardedResolver(policy, resolver)
-        super().__init__(resolver=guarded, limit=limit)
+        # No DNS cache: a cached (or shared in-flight) answer reaches a request without a resolver
+        # call, so it would skip the check under that request's own trust (module docstring).
+        super().__init__(resolver=guarded, limit=limit, use_dns_cache=False)
         self._policy = policy
         self._guarded_resolver = guarded
 
@@ -260,16 +309,35 @@ class GuardedConnector(aiohttp.TCPConnector):
         traces: list[Trace],
         timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109
     ) -> Connection:
-        host = req.url.raw_host
-        if host is not None and _looks_like_ip_literal(host):
-            self._policy.check(host, host)
-        return await super().connect(req, traces, timeout)
+        host = req.url.raw_host or ""
+        trusted = current_trusted_host()
+        if self._policy.exempt(host, trusted):
+            return await super().connect(req, traces, timeout)
+        if _looks_like_ip_literal(host):
+            self._policy.check(host, host, trusted_host=trusted)
+        connection = await super().connect(req, traces, timeout)
+        # The pool is shared by every feed: this may be a keep-alive connection another feed's
+        # trusted request opened. Nothing has been sent on it yet; refuse it before anything is.
+        address = _peer_address(connection)
+        if is_forbidden(address):
+            connection.close()
+            raise AddressBlocked(host, address or "an unknown address")
+        return connection
 
     async def close(self, *, abort_ssl: bool = False) -> None:
         try:
             await super().close(abort_ssl=abort_ssl)
         finally:
             await self._guarded_resolver.close()
+
+
+def _peer_address(connection: Connection) -> str:
+    """The IP address `connection` is connected to, or "" when it cannot be told."""
+    transport = connection.transport
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    if isinstance(peer, tuple) and peer and isinstance(peer[0], str):
+        return peer[0]
+    return ""
 
 
 def blocked_cause(exc: BaseException) -> AddressBlocked | None:

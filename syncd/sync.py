@@ -39,6 +39,7 @@ from syncd.model import (
     ParsedPage,
     Validators,
 )
+from syncd.netguard import host_of
 from syncd.parse import guess_next_url
 from syncd.schedule import needs_full_crawl, next_due, parse_max_age
 from syncd.store import CrawlOutcome, FeedState, PageState, Store
@@ -47,7 +48,9 @@ log = structlog.get_logger("syncd.sync")
 
 
 class PageFetcher(Protocol):
-    async def fetch(self, url: str, validators: Validators | None = None) -> FetchResult: ...
+    async def fetch(
+        self, url: str, validators: Validators | None = None, *, trusted_host: str | None = None
+    ) -> FetchResult: ...
 
 
 class PageParser(Protocol):
@@ -310,7 +313,8 @@ class FeedSyncer:
         full crawl (`ahead` given) the next page starts loading as soon as this one's bytes are
         in, so two pages parse at once on the two worker processes."""
         validators = known.validators if known else None
-        result = await self.fetcher.fetch(url, validators)
+        # Trust is per feed (DESIGN §7): only this feed's configured host, never another feed's.
+        result = await self.fetcher.fetch(url, validators, trusted_host=host_of(feed.url))
         unchanged = result.not_modified or (
             validators is not None
             and validators.body_hash is not None

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import db_rows, file_sink, jsonl, syncd, webhook_sink, write_config
-from tests.support.feedserver import BloggerFeed, serve_feed
+from tests.support.documents import serve_documents
+from tests.support.feedserver import FEED_PATH, BloggerFeed, serve_feed
 
 
 def closed_port() -> int:
@@ -116,6 +117,40 @@ async def test_discovered_private_address_is_refused(tmp_path: Path) -> None:
         assert server.model.count(host="localhost") == 0
     # Page 1 (the operator's own URL) was stored; nothing was inferred from the failed crawl.
     assert entries_of(tmp_path / "syncd.db", "f") == 25
+
+
+async def test_trust_is_per_feed_not_shared_across_feeds(tmp_path: Path) -> None:
+    """Feed A is configured at 127.0.0.1, so A may fetch from there. Feed B (configured at
+    localhost) links to A's host: that link is B's discovery, and B may not follow it."""
+    entries = "".join(
+        f"<entry><id>urn:b{i}</id><title>B{i}</title><updated>2024-01-0{i}T00:00:00Z</updated>"
+        "</entry>"
+        for i in (1, 2, 3)
+    )
+    async with serve_feed(BloggerFeed(10)) as a:  # one page, no next link
+        next_url = f"{a.base}{FEED_PATH}?start-index=1&amp;from=b"
+        page = (
+            '<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+            f'<title>B</title><id>urn:b</id><link rel="next" href="{next_url}"/>{entries}</feed>'
+        ).encode()
+        async with serve_documents({"/feed": page}) as b_base:
+            b_url = b_base.replace("127.0.0.1", "localhost") + "/feed"
+            config = write_config(
+                tmp_path,
+                feeds=[{"name": "a", "url": a.url}, {"name": "b", "url": b_url}],
+                fetch={"allow_private_networks": False},
+            )
+            result = await syncd(config, "sync")
+        assert result.code == 1
+        failures = {r["feed"]: r for r in result.logs() if r.get("event") == "feed sync failed"}
+        assert set(failures) == {"b"}
+        assert "127.0.0.1" in failures["b"]["error"]
+        assert "allow_private_networks" in failures["b"]["error"]
+        assert [r.path for r in a.model.log if "from=b" in r.path] == []
+        assert a.model.count() == 1  # A's own page 1, nothing for B
+    db = tmp_path / "syncd.db"
+    assert entries_of(db, "a") == 10
+    assert entries_of(db, "b") == 3  # B's own page 1 was stored; its discovered link was not
 
 
 async def test_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:

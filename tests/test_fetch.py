@@ -8,6 +8,7 @@ import socket
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -119,6 +120,10 @@ async def _to_localhost(request: web.Request) -> web.Response:
     raise web.HTTPFound(str(request.url.with_host("localhost").with_path("/feed")))
 
 
+async def _to_ip(request: web.Request) -> web.Response:
+    raise web.HTTPFound(str(request.url.with_host("127.0.0.1").with_path("/feed")))
+
+
 @web.middleware
 async def _record(request: web.Request, handler: Handler) -> web.StreamResponse:
     request.app[APP_SEEN].append((request.host, request.path, dict(request.headers)))
@@ -145,6 +150,7 @@ async def server() -> AsyncIterator[TestServer]:
     app.router.add_get("/found-nowhere", _status(302))
     app.router.add_get("/hop/{n}", _hop)
     app.router.add_get("/to-localhost", _to_localhost)
+    app.router.add_get("/to-ip", _to_ip)
 
     async def _limited(request: web.Request) -> web.Response:
         later = datetime.now(UTC) + timedelta(seconds=120)
@@ -173,26 +179,23 @@ async def _fetch(
     validators: Validators | None = None,
     *,
     limits: FetchLimits | None = None,
-    trusted: frozenset[str] = frozenset({"127.0.0.1"}),
+    trusted: str | None = "127.0.0.1",
     allow_private: bool = False,
     resolver: AbstractResolver | None = None,
 ) -> FetchResult:
     limits = limits or FetchLimits()
     async with create_feed_session(
-        limits,
-        trusted_hosts=trusted,
-        allow_private_networks=allow_private,
-        concurrency=4,
-        resolver=resolver,
+        limits, allow_private_networks=allow_private, concurrency=4, resolver=resolver
     ) as session:
-        return await Fetcher(session, HostThrottle(100.0), limits).fetch(url, validators)
+        fetcher = Fetcher(session, HostThrottle(100.0), limits)
+        return await fetcher.fetch(url, validators, trusted_host=trusted)
 
 
 async def _fetch_error(
     url: str,
     *,
     limits: FetchLimits | None = None,
-    trusted: frozenset[str] = frozenset({"127.0.0.1"}),
+    trusted: str | None = "127.0.0.1",
     resolver: AbstractResolver | None = None,
 ) -> FetchError:
     with pytest.raises(FetchError) as caught:
@@ -207,11 +210,9 @@ async def _fetch_error(
 async def test_200_then_304_with_validators(server: TestServer) -> None:
     limits = FetchLimits()
     url = _url(server, "/feed")
-    async with create_feed_session(
-        limits, trusted_hosts=frozenset({"127.0.0.1"}), allow_private_networks=False, concurrency=4
-    ) as session:
+    async with create_feed_session(limits, allow_private_networks=False, concurrency=4) as session:
         fetcher = Fetcher(session, HostThrottle(100.0), limits)
-        first = await fetcher.fetch(url)
+        first = await fetcher.fetch(url, trusted_host="127.0.0.1")
         assert first.status == 200
         assert first.body == FEED
         assert first.etag == ETAG
@@ -223,7 +224,7 @@ async def test_200_then_304_with_validators(server: TestServer) -> None:
         assert first.elapsed_ms >= 0
 
         validators = Validators(etag=first.etag, last_modified=first.last_modified)
-        second = await fetcher.fetch(url, validators)
+        second = await fetcher.fetch(url, validators, trusted_host="127.0.0.1")
     assert second.not_modified
     assert second.body == b""
     assert second.body_hash is None
@@ -401,13 +402,13 @@ async def test_untrusted_localhost_allowed_with_private_networks(server: TestSer
 
 
 async def test_trusted_localhost_name_is_allowed(server: TestServer) -> None:
-    result = await _fetch(_url(server, "/feed", host="localhost"), trusted=frozenset({"LOCALHOST"}))
+    result = await _fetch(_url(server, "/feed", host="localhost"), trusted="LOCALHOST")
     assert result.status == 200
 
 
 async def test_untrusted_ip_literal_is_blocked(server: TestServer) -> None:
     # aiohttp does not call the resolver for IP literals: the connector's own check must catch it.
-    error = await _fetch_error(_url(server, "/feed"), trusted=frozenset({"feeds.example.org"}))
+    error = await _fetch_error(_url(server, "/feed"), trusted="feeds.example.org")
     assert isinstance(error, BlockedAddressError)
     assert _seen(server) == []
 
@@ -461,6 +462,187 @@ async def test_dns_answer_used_for_connecting_when_allowed(server: TestServer) -
     result = await _fetch(url, resolver=resolver, allow_private=True)
     assert result.status == 200
     assert _seen(server)[-1][0] == f"feeds.example.com:{server.port}"
+
+
+# --- trust is per request (per feed), not shared through the session ---------------------------
+
+
+async def test_another_feeds_host_is_not_trusted(server: TestServer) -> None:
+    # A feed configured at localhost links to 127.0.0.1, the host of some other configured feed:
+    # for this feed that link is a discovery like any other.
+    url = _url(server, "/feed")
+    error = await _fetch_error(url, trusted="localhost")
+    assert isinstance(error, BlockedAddressError)
+    assert "127.0.0.1" in str(error)
+    assert _seen(server) == []
+    result = await _fetch(url, trusted="localhost", allow_private=True)
+    assert result.status == 200
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_nothing_is_trusted_by_default(server: TestServer, host: str) -> None:
+    error = await _fetch_error(_url(server, "/feed", host=host), trusted=None)
+    assert isinstance(error, BlockedAddressError)
+    assert _seen(server) == []
+
+
+async def test_redirect_from_trusted_name_to_private_ip_is_blocked(server: TestServer) -> None:
+    error = await _fetch_error(_url(server, "/to-ip", host="localhost"), trusted="localhost")
+    assert isinstance(error, BlockedAddressError)
+    assert [path for _, path, _ in _seen(server)] == ["/to-ip"]
+
+
+async def test_redirect_within_the_trusted_host_is_followed(server: TestServer) -> None:
+    url = _url(server, "/hop/2", host="localhost")
+    result = await _fetch(url, trusted="localhost")
+    assert result.final_url == _url(server, "/hop/0", host="localhost")
+
+
+@dataclass
+class _Counting:
+    """A server that counts the TCP connections it accepts (not only the requests)."""
+
+    port: int
+    connections: list[int] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}{path}"
+
+
+@pytest.fixture
+async def counting() -> AsyncIterator[_Counting]:
+    state = _Counting(port=0)
+
+    async def ok(request: web.Request) -> web.Response:
+        state.paths.append(request.path)
+        return web.Response(body=FEED, content_type="application/atom+xml")
+
+    async def closing(request: web.Request) -> web.Response:
+        response = await ok(request)
+        response.force_close()  # Connection: close, so the client pools nothing
+        return response
+
+    app = web.Application()
+    app.router.add_get("/close/{name}", closing)
+    app.router.add_get("/{name}", ok)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    make_protocol = runner.server
+    assert make_protocol is not None
+
+    def accept() -> asyncio.Protocol:
+        state.connections.append(1)
+        return make_protocol()
+
+    listener = await asyncio.get_running_loop().create_server(accept, "127.0.0.1", 0)
+    state.port = listener.sockets[0].getsockname()[1]
+    try:
+        yield state
+    finally:
+        listener.close()
+        await runner.cleanup()
+        await listener.wait_closed()
+
+
+async def _in_one_session(
+    *requests: tuple[str, str | None], allow_private: bool = False
+) -> list[FetchResult | FetchError]:
+    """Fetch (url, trusted_host) pairs one after the other through one session (one pool)."""
+    limits = FetchLimits()
+    outcomes: list[FetchResult | FetchError] = []
+    async with create_feed_session(
+        limits, allow_private_networks=allow_private, concurrency=4
+    ) as session:
+        fetcher = Fetcher(session, HostThrottle(1000.0), limits)
+        for url, trusted in requests:
+            try:
+                outcomes.append(await fetcher.fetch(url, trusted_host=trusted))
+            except FetchError as exc:
+                outcomes.append(exc)
+    return outcomes
+
+
+async def test_pooled_connection_to_trusted_ip_is_not_reused_untrusted(
+    counting: _Counting,
+) -> None:
+    first, second = await _in_one_session(
+        (counting.url("/x"), "127.0.0.1"), (counting.url("/y"), "other.example")
+    )
+    assert isinstance(first, FetchResult) and first.status == 200
+    assert isinstance(second, BlockedAddressError)
+    assert counting.paths == ["/x"]
+    assert len(counting.connections) == 1
+
+
+async def test_pooled_connection_to_trusted_name_is_not_reused_untrusted(
+    counting: _Counting,
+) -> None:
+    # The second request finds feed A's keep-alive connection to localhost:P in the pool: no lookup
+    # and no connect happen, so only the peer-address check stands between it and 127.0.0.1.
+    first, second, third, fourth = await _in_one_session(
+        (counting.url("/x", "localhost"), "localhost"),
+        (counting.url("/y", "localhost"), "other.example"),
+        (counting.url("/z", "localhost"), None),
+        (counting.url("/w", "localhost"), "localhost"),
+    )
+    assert isinstance(first, FetchResult) and first.status == 200
+    assert isinstance(second, BlockedAddressError)
+    assert "localhost resolves to 127.0.0.1" in str(second)
+    assert isinstance(third, BlockedAddressError)  # refused before connecting (nothing pooled)
+    assert isinstance(fourth, FetchResult) and fourth.status == 200  # the trusted feed carries on
+    assert counting.paths == ["/x", "/w"]
+    # The pooled connection was closed unused when refused; the trusted feed opened a new one.
+    assert len(counting.connections) == 2
+
+
+async def test_pooled_connection_is_shared_when_private_networks_are_allowed(
+    counting: _Counting,
+) -> None:
+    outcomes = await _in_one_session(
+        (counting.url("/x", "localhost"), "localhost"),
+        (counting.url("/y", "localhost"), None),
+        allow_private=True,
+    )
+    assert all(isinstance(o, FetchResult) for o in outcomes)
+    assert counting.paths == ["/x", "/y"]
+    assert len(counting.connections) == 1
+
+
+async def test_name_resolved_for_a_trusted_request_is_resolved_again_untrusted(
+    counting: _Counting,
+) -> None:
+    # Nothing is pooled (the server closes each connection), so the second request must look
+    # localhost up again, under its own trust: refused before any TCP connection is opened.
+    first, second = await _in_one_session(
+        (counting.url("/close/x", "localhost"), "localhost"),
+        (counting.url("/y", "localhost"), None),
+    )
+    assert isinstance(first, FetchResult) and first.status == 200
+    assert isinstance(second, BlockedAddressError)
+    assert counting.paths == ["/close/x"]
+    assert len(counting.connections) == 1
+
+
+async def test_concurrent_trusted_and_untrusted_lookups_do_not_share_a_verdict(
+    counting: _Counting,
+) -> None:
+    limits = FetchLimits()
+    async with create_feed_session(limits, allow_private_networks=False, concurrency=8) as session:
+        fetcher = Fetcher(session, HostThrottle(1_000_000.0), limits)
+        trusted = [
+            fetcher.fetch(counting.url(f"/close/t{i}", "localhost"), trusted_host="localhost")
+            for i in range(4)
+        ]
+        untrusted = [
+            fetcher.fetch(counting.url(f"/u{i}", "localhost"), trusted_host="example.org")
+            for i in range(4)
+        ]
+        outcomes = await asyncio.gather(*trusted, *untrusted, return_exceptions=True)
+    assert all(isinstance(o, FetchResult) for o in outcomes[:4])
+    assert all(isinstance(o, BlockedAddressError) for o in outcomes[4:])
+    assert sorted(counting.paths) == [f"/close/t{i}" for i in range(4)]
+    assert len(counting.connections) == 4  # the untrusted requests opened none
 
 
 # --- Retry-After parsing (pure) ----------------------------------------------------------------

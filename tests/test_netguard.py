@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from syncd.netguard import (
     AddressBlocked,
     AddressPolicy,
     blocked_cause,
-    hosts_of,
+    current_trusted_host,
+    host_of,
     is_forbidden,
     normalize_host,
+    trusting,
 )
 
 FORBIDDEN = [
@@ -125,30 +129,77 @@ def test_normalize_host(host: str, normal: str) -> None:
     assert normalize_host(host) == normal
 
 
-def test_policy_trusts_configured_hosts_only() -> None:
-    policy = AddressPolicy.build(["LOCALHOST", "127.0.0.1"], allow_private_networks=False)
-    policy.check("localhost", "127.0.0.1")
-    policy.check("localhost.", "::1")
-    policy.check("127.0.0.1", "127.0.0.1")
-    policy.check("feeds.example.com", "93.184.215.14")
+def test_policy_trusts_the_requests_own_host_only() -> None:
+    policy = AddressPolicy(allow_private_networks=False)
+    policy.check("localhost", "127.0.0.1", trusted_host="LOCALHOST")
+    policy.check("localhost.", "::1", trusted_host="localhost")
+    policy.check("127.0.0.1", "127.0.0.1", trusted_host="127.0.0.1")
+    policy.check("feeds.example.com", "93.184.215.14", trusted_host=None)
     with pytest.raises(AddressBlocked) as caught:
-        policy.check("evil.example.com", "127.0.0.1")
+        policy.check("evil.example.com", "127.0.0.1", trusted_host="feeds.example.com")
     assert caught.value.host == "evil.example.com"
     assert caught.value.address == "127.0.0.1"
     assert "evil.example.com resolves to 127.0.0.1" in str(caught.value)
     with pytest.raises(AddressBlocked):
-        policy.check("169.254.169.254", "169.254.169.254")
+        policy.check("169.254.169.254", "169.254.169.254", trusted_host="localhost")
+    # Another feed's host is not this request's trusted host, and no host is trusted by default.
+    with pytest.raises(AddressBlocked):
+        policy.check("10.0.0.5", "10.0.0.5", trusted_host="feeds.example.com")
+    for trusted in (None, ""):
+        with pytest.raises(AddressBlocked):
+            policy.check("localhost", "127.0.0.1", trusted_host=trusted)
+    assert policy.exempt("LocalHost.", "localhost")
+    assert not policy.exempt("", "")
+    assert not policy.exempt("localhost", None)
 
 
-def test_hosts_of_configured_urls() -> None:
-    urls = ["http://Feeds.Example.com/atom", "https://[::1]:8443/x", "http://127.0.0.1:9000/"]
-    assert hosts_of(urls) == {"feeds.example.com", "::1", "127.0.0.1"}
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("http://Feeds.Example.com/atom", "feeds.example.com"),
+        ("https://[::1]:8443/x", "::1"),
+        ("https://[0:0::1]/x", "::1"),
+        ("http://127.0.0.1:9000/", "127.0.0.1"),
+        ("http://user:pw@feeds.example.com./x", "feeds.example.com"),
+        ("http://Bücher.example/feed", "xn--bcher-kva.example"),
+        ("not a url", None),
+        ("http://[::1/", None),
+    ],
+)
+def test_host_of_configured_url(url: str, host: str | None) -> None:
+    assert host_of(url) == host
 
 
 def test_policy_allow_private_networks() -> None:
-    policy = AddressPolicy.build([], allow_private_networks=True)
-    policy.check("evil.example.com", "169.254.169.254")
-    policy.check("10.0.0.1", "10.0.0.1")
+    policy = AddressPolicy(allow_private_networks=True)
+    policy.check("evil.example.com", "169.254.169.254", trusted_host=None)
+    policy.check("10.0.0.1", "10.0.0.1", trusted_host="feeds.example.com")
+
+
+async def test_trusting_is_scoped_to_the_block_and_the_task() -> None:
+    assert current_trusted_host() is None
+    with trusting("LocalHost."):
+        assert current_trusted_host() == "localhost"
+        with trusting(None):
+            assert current_trusted_host() is None
+        assert current_trusted_host() == "localhost"
+
+        async def elsewhere() -> str | None:
+            return current_trusted_host()
+
+        assert await asyncio.create_task(elsewhere()) == "localhost"  # a task started inside
+    assert current_trusted_host() is None
+
+    async def other_feed(host: str, seen: list[str | None]) -> None:
+        with trusting(host):
+            await asyncio.sleep(0)  # interleave with the other task
+            seen.append(current_trusted_host())
+
+    seen_a: list[str | None] = []
+    seen_b: list[str | None] = []
+    await asyncio.gather(other_feed("a.example", seen_a), other_feed("b.example", seen_b))
+    assert (seen_a, seen_b) == (["a.example"], ["b.example"])
+    assert current_trusted_host() is None
 
 
 def test_blocked_cause_walks_the_chain() -> None:
