@@ -12,13 +12,13 @@ import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
 from syncd.config import Config, FeedConfig, SinkConfig
 from syncd.delivery import BoundSink, Dispatcher, OwnerLock, SinkReport
-from syncd.errors import ConfigError
+from syncd.errors import ConfigError, SyncdError
 from syncd.fetch import Fetcher, FetchLimits, create_feed_session
 from syncd.model import EventDraft
 from syncd.parsepool import ParserPool
@@ -34,6 +34,7 @@ log = structlog.get_logger("syncd.app")
 # How often the daemon looks for due feeds. Feeds are due on minute scales; a second of lateness
 # is nothing, and a wake-up per second costs one indexed query.
 POLL_TICK_S = 1.0
+UNRECORDED_HOLD_S = 60.0  # how long a feed whose outcome could not be stored waits
 
 Clock = Callable[[], datetime]
 
@@ -97,23 +98,37 @@ class App:
     async def _poll_loop(self, stop: asyncio.Event) -> None:
         in_flight: dict[str, asyncio.Task[SyncReport | None]] = {}
         limit = asyncio.Semaphore(self.config.fetch.concurrency)
+        # Feeds whose outcome could not be written (the store failing): their next due time in
+        # the store did not move, so hold them here instead of re-crawling them every tick.
+        held: dict[str, datetime] = {}
 
         async def one(feed: FeedConfig) -> SyncReport | None:
             async with limit:
                 report = await self.syncer.sync(feed)
+            if not report.recorded:
+                held[feed.name] = self.clock() + timedelta(seconds=UNRECORDED_HOLD_S)
             if report.seqs:
                 self.dispatcher.notify()
             return report
 
-        for feed in self.config.feeds:
-            self.store.ensure_feed(feed.name, feed.url, self.clock())
+        for feed in self.config.feeds:  # so that a newly configured feed is due at once
+            try:
+                self.store.ensure_feed(feed.name, feed.url, self.clock())
+            except SyncdError as e:
+                log.error("feed not registered", feed=feed.name, error=str(e))
         by_name = {f.name: f for f in self.config.feeds}
         try:
             while not stop.is_set():
-                # One query for what is due, not one per feed: cheap with thousands of feeds.
-                for name in self.store.due_feeds(self.clock()):
+                now = self.clock()
+                try:
+                    # One query for what is due, not one per feed: cheap with many feeds.
+                    due_names = self.store.due_feeds(now)
+                except SyncdError as e:
+                    log.error("cannot read the schedule; retrying", error=str(e))
+                    due_names = []
+                for name in due_names:
                     due = by_name.get(name)
-                    if due is None or name in in_flight:
+                    if due is None or name in in_flight or held.get(name, now) > now:
                         continue
                     task = asyncio.create_task(one(due))
                     in_flight[name] = task

@@ -238,6 +238,6 @@ def m003_fts_reindex_only_changed_text(db: Database) -> None:
 
 @migrations()
 def m004_crawl_incomplete(db: Database) -> None:
-    """Set when a crawl starts, cleared when one completes: a crawl that died or failed part-way
-    makes the next poll a full one, since its committed pages answer 304 and would stop it."""
+    """Set with every committed page, cleared when a crawl completes: a crawl that committed pages
+    and then died or failed makes the next poll a full one, since those pages answer 304."""
     db.execute("ALTER TABLE feeds ADD COLUMN crawl_incomplete INTEGER NOT NULL DEFAULT 0")

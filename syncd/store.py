@@ -94,7 +94,7 @@ class FeedState:
     last_full_sync_at: datetime | None
     retry_after_until: datetime | None
     gone_at: datetime | None
-    crawl_incomplete: bool = False  # the last crawl started but did not complete
+    crawl_incomplete: bool = False  # a crawl committed pages and has not completed since
 
 
 @dataclass(frozen=True)
@@ -220,11 +220,6 @@ class Store:
             )
         ]
 
-    def begin_crawl(self, feed_id: int) -> None:
-        """Mark a crawl under way; `finish_crawl` clears the mark only if the crawl completed."""
-        with self.write() as conn:
-            conn.execute("UPDATE feeds SET crawl_incomplete = 1 WHERE id = ?", (feed_id,))
-
     def finish_crawl(self, feed_id: int, now: datetime, outcome: CrawlOutcome) -> None:
         with self.write() as conn:
             conn.execute(
@@ -235,7 +230,7 @@ class Store:
                                      ELSE first_synced_at END,
                    last_full_sync_at = CASE WHEN ? THEN ? ELSE last_full_sync_at END,
                    gone_at = CASE WHEN ? = 'gone' THEN COALESCE(gone_at, ?) ELSE NULL END,
-                   crawl_incomplete = CASE WHEN ? THEN 0 ELSE 1 END
+                   crawl_incomplete = CASE WHEN ? THEN 0 ELSE crawl_incomplete END
                    WHERE id = ?""",
                 (
                     _ts(now),
@@ -361,6 +356,8 @@ class Store:
         now_s = _ts(now)
         seqs: list[int] = []
         with self.write() as conn:
+            # Until this crawl completes, the next poll must walk past this page (now a 304).
+            conn.execute("UPDATE feeds SET crawl_incomplete = 1 WHERE id = ?", (feed_id,))
             conn.execute(
                 """INSERT INTO pages (feed_id, url, etag, last_modified, body_hash, next_url,
                    entry_count, fetched_at, entry_ids, archive, prev_archive_url)

@@ -132,6 +132,7 @@ class SyncReport:
     error: str | None = None
     completed: bool = False  # ended without error
     chain_complete: bool = False  # a full, clean walk to the end of the chain
+    recorded: bool = True  # the outcome (and so the next due time) reached the store
     ms: float = 0.0
     seqs: list[int] = field(default_factory=list)
 
@@ -170,11 +171,15 @@ class FeedSyncer:
 
     async def sync(self, feed: FeedConfig, *, full: bool = False) -> SyncReport:
         started = time.perf_counter()
-        state = self.store.ensure_feed(feed.name, feed.url, self.clock())
+        try:
+            state = self.store.ensure_feed(feed.name, feed.url, self.clock())
+        except SyncdError as e:  # the store is unwritable: nothing can be crawled or recorded
+            log.error("feed sync not started", feed=feed.name, error=str(e))
+            return SyncReport(feed=feed.name, outcome="error", error=str(e), recorded=False)
         full = (
             full
-            # The last crawl died or failed part-way: its early pages are committed and answer
-            # 304 now, so a regular poll would stop on page 1 and never reach what it missed.
+            # The last crawl committed pages and then died or failed: those pages answer 304
+            # now, so a regular poll would stop on page 1 and never reach what it missed.
             or state.crawl_incomplete
             or needs_full_crawl(
                 first_synced_at=state.first_synced_at,
@@ -183,7 +188,6 @@ class FeedSyncer:
                 now=self.clock(),
             )
         )
-        self.store.begin_crawl(state.id)
         report = SyncReport(feed=feed.name, full=full)
         title = state.title
         max_age: float | None = None
@@ -210,6 +214,7 @@ class FeedSyncer:
         try:
             self._finish(feed, state, report, title, max_age, retry_after)
         except SyncdError as e:  # e.g. the disk is full: nothing more can be recorded now
+            report.recorded = False
             log.error("feed outcome not recorded", feed=feed.name, error=str(e))
         report.ms = (time.perf_counter() - started) * 1000
         fields = dict(

@@ -340,3 +340,36 @@ async def test_a_complete_document_that_also_pages_proves_no_absence(tmp_path: P
         assert await sync(app) == (2, 0, 0)
         for _ in range(3):
             assert (await sync(app, full=True))[2] == 0  # e2 is on page 2, not deleted
+
+
+async def test_a_failure_that_committed_nothing_does_not_force_a_full_crawl(
+    tmp_path: Path,
+) -> None:
+    feed = BloggerFeed(200)
+    async with serve_feed(feed) as server, app_for(tmp_path, server.url) as app:
+        await sync(app)
+        feed.set_status(1, 503, {"Retry-After": "1"})
+        (throttled,) = await app.sync_feeds(app.config.feeds, full=False, force=True)
+        assert throttled.outcome == "throttled"
+        feed.clear_faults()
+        feed.reset_log()
+        (after,) = await app.sync_feeds(app.config.feeds, full=False, force=True)
+        assert not after.full and feed.count() == 1  # a polite publisher gets one request
+
+
+async def test_a_locked_store_fails_the_feed_without_aborting_the_others(tmp_path: Path) -> None:
+    import sqlite3
+
+    feed = BloggerFeed(30)
+    async with serve_feed(feed) as server, app_for(tmp_path, server.url) as app:
+        app.store.db.conn.execute("PRAGMA busy_timeout = 50")
+        other = sqlite3.connect(app.store.path)
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        try:
+            (r,) = await app.sync_feeds(app.config.feeds, full=False, force=True)
+        finally:
+            other.rollback()
+            other.close()
+        assert r.outcome == "error" and not r.recorded and "locked" in (r.error or "")
+        (ok,) = await app.sync_feeds(app.config.feeds, full=False, force=True)
+        assert ok.completed and ok.created == 30
