@@ -164,6 +164,10 @@ class Fetcher:
         ) as response:
             status = response.status
             final_url = str(response.url)
+            # Only a chain of permanent redirects says the feed moved (§4.10); 302/307 do not.
+            permanent = bool(response.history) and all(
+                hop.status in (301, 308) for hop in response.history
+            )
             if status == 304:
                 previous = validators or Validators()
                 return FetchResult(
@@ -177,6 +181,7 @@ class Fetcher:
                     last_modified=response.headers.get("Last-Modified") or previous.last_modified,
                     body_hash=None,
                     elapsed_ms=_ms_since(started),
+                    permanent_redirect=permanent,
                 )
             if not 200 <= status < 300:
                 raise _status_error(url, response)
@@ -191,6 +196,7 @@ class Fetcher:
                 last_modified=response.headers.get("Last-Modified"),
                 body_hash=hashlib.sha256(body).hexdigest(),
                 elapsed_ms=_ms_since(started),
+                permanent_redirect=permanent,
             )
 
     async def _read_capped(self, url: str, response: aiohttp.ClientResponse) -> bytes:

@@ -241,3 +241,12 @@ def m004_crawl_incomplete(db: Database) -> None:
     """Set with every committed page, cleared when a crawl completes: a crawl that committed pages
     and then died or failed makes the next poll a full one, since those pages answer 304."""
     db.execute("ALTER TABLE feeds ADD COLUMN crawl_incomplete INTEGER NOT NULL DEFAULT 0")
+
+
+@migrations()
+def m005_feed_moves(db: Database) -> None:
+    """A feed that moved for good (301/308, stable, same feed) is fetched at its new URL
+    (`adopted_url`); `moved_to`/`moved_seen` track a move until it is stable (DESIGN §4.10)."""
+    db.execute("ALTER TABLE feeds ADD COLUMN adopted_url TEXT")
+    db.execute("ALTER TABLE feeds ADD COLUMN moved_to TEXT")
+    db.execute("ALTER TABLE feeds ADD COLUMN moved_seen INTEGER NOT NULL DEFAULT 0")

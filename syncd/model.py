@@ -98,6 +98,7 @@ class FetchResult:
     last_modified: str | None
     body_hash: str | None  # sha256 hex of body; None on 304
     elapsed_ms: float
+    permanent_redirect: bool = False  # reached through 301/308 redirects only
 
     @property
     def not_modified(self) -> bool:

@@ -33,6 +33,7 @@ from syncd.model import (
     StoredEntry,
     Validators,
 )
+from syncd.moves import MoveState
 from syncd.outbox import Outbox
 from syncd.timestamps import format_timestamp
 
@@ -95,6 +96,9 @@ class FeedState:
     retry_after_until: datetime | None
     gone_at: datetime | None
     crawl_incomplete: bool = False  # a crawl committed pages and has not completed since
+    adopted_url: str | None = None  # where the feed moved for good (301/308, stable)
+    moved_to: str | None = None  # a permanent-redirect target not yet stable
+    moved_seen: int = 0
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,7 @@ class CrawlOutcome:
     completed: bool  # reached the end of the chain (or max_pages) without error
     retry_after_until: datetime | None = None
     title: str | None = None
+    move: MoveState | None = None  # None: the first page was not fetched, keep what is known
 
 
 class Store:
@@ -181,7 +186,9 @@ class Store:
         with self.write() as conn:
             conn.execute(
                 "INSERT INTO feeds (name, url, created_at, consecutive_errors) VALUES (?, ?, ?, 0)"
-                " ON CONFLICT(name) DO UPDATE SET url = excluded.url WHERE url != excluded.url",
+                # A new configured URL is the operator's word: it replaces any adopted move.
+                " ON CONFLICT(name) DO UPDATE SET url = excluded.url, adopted_url = NULL,"
+                " moved_to = NULL, moved_seen = 0 WHERE url != excluded.url",
                 (name, url, _ts(now)),
             )
         return self.feed_state(name)
@@ -206,6 +213,9 @@ class Store:
             retry_after_until=_dt(r["retry_after_until"]),
             gone_at=_dt(r["gone_at"]),
             crawl_incomplete=bool(r["crawl_incomplete"]),
+            adopted_url=r["adopted_url"],
+            moved_to=r["moved_to"],
+            moved_seen=r["moved_seen"] or 0,
         )
 
     def due_feeds(self, now: datetime) -> list[str]:
@@ -221,6 +231,8 @@ class Store:
         ]
 
     def finish_crawl(self, feed_id: int, now: datetime, outcome: CrawlOutcome) -> None:
+        move = outcome.move
+        adopt = move is not None and move.adopt
         with self.write() as conn:
             conn.execute(
                 """UPDATE feeds SET last_fetch_at = ?, last_outcome = ?, last_error = ?,
@@ -230,7 +242,10 @@ class Store:
                                      ELSE first_synced_at END,
                    last_full_sync_at = CASE WHEN ? THEN ? ELSE last_full_sync_at END,
                    gone_at = CASE WHEN ? = 'gone' THEN COALESCE(gone_at, ?) ELSE NULL END,
-                   crawl_incomplete = CASE WHEN ? THEN 0 ELSE crawl_incomplete END
+                   crawl_incomplete = CASE WHEN ? THEN 0 ELSE crawl_incomplete END,
+                   adopted_url = CASE WHEN ? THEN ? ELSE adopted_url END,
+                   moved_to = CASE WHEN ? THEN ? ELSE moved_to END,
+                   moved_seen = CASE WHEN ? THEN ? ELSE moved_seen END
                    WHERE id = ?""",
                 (
                     _ts(now),
@@ -247,6 +262,12 @@ class Store:
                     outcome.outcome,
                     _ts(now),
                     outcome.completed,
+                    adopt,
+                    move.moved_to if move else None,
+                    move is not None,
+                    None if adopt or move is None else move.moved_to,
+                    move is not None,
+                    0 if adopt or move is None else move.seen,
                     feed_id,
                 ),
             )

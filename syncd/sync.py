@@ -39,6 +39,7 @@ from syncd.model import (
     ParsedPage,
     Validators,
 )
+from syncd.moves import MoveState, observe_move
 from syncd.netguard import host_of
 from syncd.parse import guess_next_url
 from syncd.schedule import needs_full_crawl, next_due, parse_max_age
@@ -133,6 +134,7 @@ class SyncReport:
     completed: bool = False  # ended without error
     chain_complete: bool = False  # a full, clean walk to the end of the chain
     recorded: bool = True  # the outcome (and so the next due time) reached the store
+    move: MoveState | None = None  # what the first page's redirects said, if it was fetched
     ms: float = 0.0
     seqs: list[int] = field(default_factory=list)
 
@@ -249,7 +251,8 @@ class FeedSyncer:
         total: int | None = None  # openSearch:totalResults, for progress only
         # Full crawls read ahead: every page is needed, so the next ones load while this commits.
         ahead = ReadAhead(visited, feed.max_pages - 1) if report.full else None
-        url: str | None = feed.url
+        # A feed that moved for good (§4.10) is fetched where it lives now.
+        url: str | None = state.adopted_url or feed.url
         try:
             while url is not None and report.pages < feed.max_pages:
                 if url in visited:
@@ -269,6 +272,7 @@ class FeedSyncer:
                 report.pages += 1
                 if report.pages == 1:
                     max_age = parse_max_age(loaded.result.headers.get("cache-control"))
+                    report.move = self._observe_move(state, url, loaded)
                 if loaded.page is None:
                     assert loaded.known is not None
                     self.store.record_unchanged_page(state.id, loaded.result, self.clock())
@@ -437,6 +441,28 @@ class FeedSyncer:
         report.deleted += len(decision.deletions)
         report.missing = len(decision.missing)
 
+    def _observe_move(self, state: FeedState, url: str, loaded: Loaded) -> MoveState:
+        """Where the first page's permanent redirects lead, and whether to move there."""
+        page = loaded.page
+        same_feed = (
+            None if page is None else (state.title is None or page.feed_title == state.title)
+        )
+        move = observe_move(
+            MoveState(state.moved_to, state.moved_seen),
+            requested=url,
+            final=loaded.result.final_url,
+            permanent=loaded.result.permanent_redirect,
+            same_feed=same_feed,
+        )
+        if move.adopt:
+            log.warning(
+                "feed moved permanently; fetching it at its new URL (update the config)",
+                feed=state.name,
+                old_url=url,
+                new_url=move.moved_to,
+            )
+        return move
+
     def _finish(
         self,
         feed: FeedConfig,
@@ -472,6 +498,7 @@ class FeedSyncer:
                 completed=report.completed,
                 retry_after_until=due if retry_after is not None else None,
                 title=title,
+                move=report.move,
             ),
         )
 
