@@ -27,29 +27,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from syncd.config import EVENT_TYPES, SinkConfig  # noqa: E402
 from syncd.delivery import BoundSink, Dispatcher  # noqa: E402
 from syncd.model import OutboundEvent  # noqa: E402
-from syncd.retry import DEFAULT_SCHEDULE_S  # noqa: E402
 from syncd.sinks.file import FileSink  # noqa: E402
 from syncd.sinks.webhook import WebhookSink, session_for_webhooks  # noqa: E402
 from syncd.store import Store  # noqa: E402
-from tests.support.outbox import seed_events  # noqa: E402
+from tests.support.outbox import seed_events, sink_config  # noqa: E402
 from tests.support.receiver import TEST_SECRET, spawn_receiver  # noqa: E402
-
-
-def config(name: str, kind: str, in_flight: int, url: str = "") -> SinkConfig:
-    return SinkConfig(
-        name=name,
-        type=kind,
-        initial="deliver",
-        events=EVENT_TYPES,
-        feeds=None,
-        timeout_s=15.0,
-        retry_schedule_s=DEFAULT_SCHEDULE_S,
-        max_in_flight=in_flight,
-        options={"url": url},
-    )
 
 
 def seeded_store(directory: Path, events: int, sink: str) -> Store:
@@ -71,7 +55,10 @@ async def syncd_webhook(url: str, events: int, in_flight: int) -> float:
         try:
             async with session_for_webhooks(limit_per_host=0) as session:
                 sink = WebhookSink("hook", url, [TEST_SECRET], session=session)
-                bound = BoundSink(sink, config("hook", "webhook", in_flight, url))
+                bound = BoundSink(
+                    sink,
+                    sink_config("hook", "webhook", max_in_flight=in_flight, options={"url": url}),
+                )
                 dispatcher = Dispatcher(
                     store=store,
                     sinks=[bound],
@@ -116,7 +103,7 @@ async def syncd_file(events: int) -> float:
         sink = FileSink("archive", Path(tmp) / "events.jsonl", fsync=True)
         dispatcher = Dispatcher(
             store=store,
-            sinks=[BoundSink(sink, config("archive", "file", 4))],
+            sinks=[BoundSink(sink, sink_config("archive", "file"))],
             clock=lambda: datetime.now(UTC),
             rng=random.Random(1),
         )

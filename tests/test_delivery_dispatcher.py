@@ -21,38 +21,22 @@ import pytest
 from aiohttp import web
 from standardwebhooks import Webhook
 
-from syncd.config import EVENT_TYPES, SinkConfig
 from syncd.delivery import BoundSink, Dispatcher, OwnerLock
 from syncd.model import OutboundEvent, SendOutcome
-from syncd.retry import DEFAULT_SCHEDULE_S, REJECTIONS_BEFORE_PAUSE
+from syncd.retry import REJECTIONS_BEFORE_PAUSE
 from syncd.sinks.base import Sink
 from syncd.sinks.file import FileSink
 from syncd.sinks.webhook import WebhookSink, session_for_webhooks
 from syncd.store import Store
-from tests.support.outbox import FakeClock, attempts_of, deliveries_of, seed_events, when
+from tests.support.outbox import (
+    FakeClock,
+    attempts_of,
+    deliveries_of,
+    seed_events,
+    sink_config,
+    when,
+)
 from tests.support.receiver import TEST_SECRET, ReceivedRequest, Receiver, Reply, serve_receiver
-
-
-def sink_config(
-    name: str = "hook",
-    kind: str = "webhook",
-    *,
-    schedule: Sequence[float] = DEFAULT_SCHEDULE_S,
-    timeout_s: float = 15.0,
-    max_in_flight: int = 4,
-    options: dict[str, Any] | None = None,
-) -> SinkConfig:
-    return SinkConfig(
-        name=name,
-        type=kind,
-        initial="deliver",
-        events=EVENT_TYPES,
-        feeds=None,
-        timeout_s=timeout_s,
-        retry_schedule_s=tuple(schedule),
-        max_in_flight=max_in_flight,
-        options=options or {},
-    )
 
 
 @pytest.fixture

@@ -317,6 +317,35 @@ class RequestRecord:
     started: float  # time.monotonic() at arrival
     finished: float  # time.monotonic() when answered (or abandoned)
 
+    @classmethod
+    def of(
+        cls,
+        request: web.Request,
+        *,
+        page: int | None,
+        start_index: int | None,
+        max_results: int | None,
+        status: int | None,
+        fault: str | None,
+        started: float,
+    ) -> RequestRecord:
+        """The record of `request`, finished now."""
+        return cls(
+            method=request.method,
+            path=request.path_qs,
+            host=request.host,
+            page=page,
+            start_index=start_index,
+            max_results=max_results,
+            if_none_match=request.headers.get("If-None-Match"),
+            if_modified_since=request.headers.get("If-Modified-Since"),
+            accept_encoding=request.headers.get("Accept-Encoding"),
+            status=status,
+            fault=fault,
+            started=started,
+            finished=time.monotonic(),
+        )
+
     @property
     def conditional(self) -> bool:
         """Whether the client sent If-None-Match or If-Modified-Since."""
@@ -911,20 +940,14 @@ class _FeedHandlers:
             return response
         finally:
             self.feed._log.append(
-                RequestRecord(
-                    method=request.method,
-                    path=request.path_qs,
-                    host=request.host,
+                RequestRecord.of(
+                    request,
                     page=page,
                     start_index=start,
                     max_results=per_page,
-                    if_none_match=request.headers.get("If-None-Match"),
-                    if_modified_since=request.headers.get("If-Modified-Since"),
-                    accept_encoding=request.headers.get("Accept-Encoding"),
                     status=status,
                     fault=fault,
                     started=started,
-                    finished=time.monotonic(),
                 )
             )
 
@@ -991,22 +1014,15 @@ class _FeedHandlers:
         return response, 200, fault or "trickle"
 
     async def not_found(self, request: web.Request) -> web.StreamResponse:
-        now = time.monotonic()
         self.feed._log.append(
-            RequestRecord(
-                method=request.method,
-                path=request.path_qs,
-                host=request.host,
+            RequestRecord.of(
+                request,
                 page=None,
                 start_index=None,
                 max_results=None,
-                if_none_match=request.headers.get("If-None-Match"),
-                if_modified_since=request.headers.get("If-Modified-Since"),
-                accept_encoding=request.headers.get("Accept-Encoding"),
                 status=404,
                 fault=None,
-                started=now,
-                finished=now,
+                started=time.monotonic(),
             )
         )
         return web.Response(status=404, text="Not found\n")

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from syncd.config import EVENT_TYPES, SinkConfig
+from syncd.retry import DEFAULT_SCHEDULE_S
 from syncd.store import Store
 from syncd.timestamps import format_timestamp
 
@@ -118,3 +120,25 @@ def attempts_of(store: Store, delivery_id: int) -> list[dict[str, Any]]:
 def when(text: str | None) -> datetime:
     assert text is not None
     return datetime.fromisoformat(text)
+
+
+def sink_config(
+    name: str = "hook",
+    kind: str = "webhook",
+    *,
+    schedule: Sequence[float] = DEFAULT_SCHEDULE_S,
+    timeout_s: float = 15.0,
+    max_in_flight: int = 4,
+    options: dict[str, Any] | None = None,
+) -> SinkConfig:
+    return SinkConfig(
+        name=name,
+        type=kind,
+        initial="deliver",
+        events=EVENT_TYPES,
+        feeds=None,
+        timeout_s=timeout_s,
+        retry_schedule_s=tuple(schedule),
+        max_in_flight=max_in_flight,
+        options=options or {},
+    )
