@@ -467,7 +467,7 @@ class Dispatcher:
                 "sink paused",
                 sink=bound.name,
                 until=after.paused_until.isoformat(),
-                level=after.level,
+                pause_level=after.level,
                 reason=after.reason,
             )
         elif before.level > 0 and after.state is Health.CLOSED:

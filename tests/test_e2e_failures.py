@@ -55,6 +55,10 @@ async def test_broken_feeds_and_dead_webhook_do_not_stop_the_rest(tmp_path: Path
         hook_failures = [r for r in logs if r.get("event") == "delivery failed"]
         assert len(hook_failures) == 1 and hook_failures[0]["sink"] == "hook"
         assert "127.0.0.1" in hook_failures[0]["error"] or "refused" in hook_failures[0]["error"]
+        # The sink then backs off; that state change is its own line, with its own fields.
+        paused = [r for r in logs if r.get("event") == "sink paused"]
+        assert len(paused) == 1 and paused[0]["sink"] == "hook"
+        assert paused[0]["level"] == "warning" and paused[0]["pause_level"] >= 1
         assert "traceback" not in first.stderr.lower()
 
         # The good feed and the good page of the broken feed are stored and delivered to the file.
