@@ -41,10 +41,6 @@ def next_due(
     return now + timedelta(seconds=max(backoff, retry_after_s or 0.0))
 
 
-def is_due(next_due_at: datetime | None, now: datetime) -> bool:
-    return next_due_at is None or next_due_at <= now
-
-
 def needs_full_crawl(
     *,
     first_synced_at: datetime | None,

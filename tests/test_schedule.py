@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from syncd.schedule import is_due, needs_full_crawl, next_due, parse_max_age
+from syncd.schedule import needs_full_crawl, next_due, parse_max_age
 
 NOW = datetime(2026, 11, 28, 7, 0, tzinfo=UTC)
 
@@ -61,9 +61,3 @@ def test_full_crawl_cadence() -> None:
     assert needs_full_crawl(
         first_synced_at=old, last_full_sync_at=old, full_sync_every_s=day, now=NOW
     )
-
-
-def test_is_due() -> None:
-    assert is_due(None, NOW)
-    assert is_due(NOW, NOW)
-    assert not is_due(NOW + timedelta(seconds=1), NOW)
