@@ -51,9 +51,6 @@ class App:
     dispatcher: Dispatcher
     clock: Clock
 
-    def selected_feeds(self, names: Sequence[str]) -> list[FeedConfig]:
-        return [self.config.feed(n) for n in names] if names else list(self.config.feeds)
-
     def skip_reason(self, feed: FeedConfig, now: datetime) -> str | None:
         """Why a feed must not be fetched now even on request: the publisher asked us to wait."""
         state = self.store.ensure_feed(feed.name, feed.url, now)
