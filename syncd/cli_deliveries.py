@@ -87,7 +87,8 @@ def _echo_json(data: Any) -> None:
 
 
 def sink_status(config: Config, store: Store, now: datetime) -> list[dict[str, Any]]:
-    """Per configured sink: its delivery counts and whether it is enabled, paused or disabled."""
+    """Per configured sink: its delivery counts and whether it is enabled, paused or disabled;
+    then any sink no longer configured that still has deliveries waiting."""
     counts = store.outbox.sink_summaries()
     out = []
     for s in config.sinks:
@@ -105,6 +106,25 @@ def sink_status(config: Config, store: Store, now: datetime) -> list[dict[str, A
                 **{k: counts.get(s.name, {}).get(k, 0) for k in STATES},
             }
         )
+    # A sink removed from the config keeps its queue in the store: show it, so that nothing
+    # waits unseen (add it back to deliver, or it stays as history).
+    configured = {s.name for s in config.sinks}
+    for name in sorted(set(counts) - configured):
+        waiting = {k: counts[name].get(k, 0) for k in STATES}
+        if waiting["pending"] or waiting["failed"]:
+            out.append(
+                {
+                    "name": name,
+                    "type": "not configured",
+                    "disabled": False,
+                    "disabled_at": None,
+                    "disabled_reason": None,
+                    "paused_until": None,
+                    "pause_reason": None,
+                    "unconfigured": True,
+                    **waiting,
+                }
+            )
     return out
 
 
@@ -114,6 +134,8 @@ def _iso(dt: datetime | None) -> str | None:
 
 def describe_sink_state(s: Mapping[str, Any]) -> str:
     """One phrase for a sink's state, as `status` and `sinks list` print it."""
+    if s.get("unconfigured"):
+        return "removed from the config: its queue waits, undelivered"
     if s["disabled"]:
         return f"DISABLED: {s['disabled_reason'] or 'by operator'} (syncd sinks enable {s['name']})"
     if s["paused_until"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -180,3 +181,23 @@ async def test_bad_sink_option_is_caught_by_check_config(tmp_path: Path) -> None
     assert str(config) in line and "sinks['queue'].type" in line
     assert "unknown sink type 'kafka'; known types: exec, file, webhook" in line
     assert not (tmp_path / "syncd.db").exists()  # checking opened no store
+
+
+async def test_a_sink_removed_from_the_config_still_shows_its_waiting_queue(
+    tmp_path: Path,
+) -> None:
+    hook_url = f"http://127.0.0.1:{closed_port()}/hook"
+    async with serve_feed(BloggerFeed(5)) as server:
+        feeds = [{"name": "f", "url": server.url}]
+        config = write_config(
+            tmp_path, feeds=feeds, sinks=[webhook_sink(hook_url, initial="deliver")]
+        )
+        assert (await syncd(config, "sync")).code == 0  # the hook refuses: 5 wait
+        write_config(tmp_path, feeds=feeds, sinks=[file_sink(tmp_path)])  # the hook is gone
+        status = await syncd(config, "status", "--json")
+    assert status.code == 0
+    sinks = {s["name"]: s for s in json.loads(status.stdout)["sinks"]}
+    assert sinks["hook"]["type"] == "not configured"
+    assert sinks["hook"]["pending"] + sinks["hook"]["failed"] == 5
+    text = await syncd(config, "status")
+    assert "hook (not configured, removed from the config: its queue waits" in text.stdout
