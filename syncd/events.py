@@ -22,11 +22,7 @@ from syncd.model import (
     Person,
     StoredEntry,
 )
-from syncd.timestamps import format_timestamp
-
-
-def _ts(dt: datetime | None) -> str | None:
-    return format_timestamp(dt) if dt is not None else None
+from syncd.timestamps import to_text
 
 
 def _person(p: Person) -> dict[str, str | None]:
@@ -47,9 +43,9 @@ def event_id(feed_name: str, change: Change) -> str:
         feed_name,
         change.entry.entry_id,
         str(change.kind),
-        _ts(change.entry.updated) or "",
+        to_text(change.entry.updated) or "",
         change.entry.content_hash,
-        (_ts(prev.updated) or "") if prev else "",
+        (to_text(prev.updated) or "") if prev else "",
         prev.content_hash if prev else "",
         str(prev.revision) if prev else "0",
     )
@@ -61,7 +57,7 @@ def deletion_event_id(feed_name: str, deletion: Deletion) -> str:
         feed_name,
         e.entry_id,
         str(ChangeKind.DELETED),
-        _ts(e.updated) or "",
+        to_text(e.updated) or "",
         e.content_hash,
         str(e.revision),
     )
@@ -72,8 +68,8 @@ def entry_payload(e: ParsedEntry | StoredEntry) -> dict[str, Any]:
         "id": e.entry_id,
         "title": e.title,
         "link": e.link,
-        "published": _ts(e.published),
-        "updated": _ts(e.updated),
+        "published": to_text(e.published),
+        "updated": to_text(e.updated),
         "authors": [_person(p) for p in e.authors],
         "categories": list(e.categories),
         "summary": e.summary,
@@ -95,7 +91,7 @@ def build_event(change: Change, feed: FeedRef, *, initial: bool, now: datetime) 
     data = _data(feed, change.entry, initial)
     if change.kind is ChangeKind.UPDATED and change.previous is not None:
         prev = change.previous
-        data["previous"] = {"updated": _ts(prev.updated), "content_hash": prev.content_hash}
+        data["previous"] = {"updated": to_text(prev.updated), "content_hash": prev.content_hash}
         data["changed_fields"] = list(change.changed_fields)
         if prev.updated and change.entry.updated and change.entry.updated < prev.updated:
             # Publishers do move <updated> back (a reverted edit); say so rather than hide it.

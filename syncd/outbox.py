@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from syncd.model import DeliveryState, OutboundEvent, SendOutcome
-from syncd.timestamps import format_timestamp
+from syncd.timestamps import from_text, to_text
 
 if TYPE_CHECKING:
     from syncd.store import Store
@@ -38,14 +38,6 @@ __all__ = [
 ]
 
 _QUEUED = "('pending', 'failed')"  # written identically everywhere: the partial index matches it
-
-
-def _ts(dt: datetime | None) -> str | None:
-    return format_timestamp(dt) if dt is not None else None
-
-
-def _dt(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
 
 
 def _marks(values: Collection[object]) -> str:
@@ -154,7 +146,7 @@ class Outbox:
         """
         if limit <= 0:
             return []
-        now_s = _ts(now)
+        now_s = to_text(now)
         order = "d.attempts, d.event_seq" if probe else "d.event_seq"
         due = f"""SELECT d.id, d.attempts, e.id AS event_id, e.seq, e.type, e.payload
                   FROM deliveries d JOIN events e ON e.seq = d.event_seq
@@ -173,7 +165,7 @@ class Outbox:
             if rows:
                 conn.execute(
                     f"UPDATE deliveries SET leased_until = ? WHERE id IN ({_marks(rows)})",
-                    [_ts(lease_until), *(r["id"] for r in rows)],
+                    [to_text(lease_until), *(r["id"] for r in rows)],
                 )
         return [DueDelivery(r["id"], r["attempts"], _event(r), sink) for r in rows]
 
@@ -202,7 +194,7 @@ class Outbox:
                 FROM deliveries WHERE sink = ? AND state IN {_QUEUED}""",
             (sink,),
         )
-        return _dt(rows[0]["t"]) if rows else None
+        return from_text(rows[0]["t"]) if rows else None
 
     def record_attempts(
         self, records: Sequence[AttemptRecord], now: datetime
@@ -212,7 +204,7 @@ class Outbox:
         A failure without a next attempt is dead. The lease is dropped either way.
         """
         states: list[DeliveryState] = []
-        now_s = _ts(now)
+        now_s = to_text(now)
         with self.store.write() as conn:
             for rec in records:
                 outcome = rec.outcome
@@ -233,7 +225,7 @@ class Outbox:
                         now_s,
                         outcome.status,
                         outcome.error,
-                        _ts(rec.next_attempt_at),
+                        to_text(rec.next_attempt_at),
                         outcome.ok,
                         now_s,
                         rec.delivery_id,
@@ -262,10 +254,10 @@ class Outbox:
         r = rows[0]
         return SinkRow(
             name=name,
-            disabled_at=_dt(r["disabled_at"]),
+            disabled_at=from_text(r["disabled_at"]),
             disabled_reason=r["disabled_reason"],
             config_hash=r["config_hash"],
-            paused_until=_dt(r["paused_until"]),
+            paused_until=from_text(r["paused_until"]),
             pause_level=r["pause_level"] or 0,
             pause_reason=r["pause_reason"],
             resume_requested_at=r["resume_requested_at"],
@@ -287,7 +279,8 @@ class Outbox:
     ) -> None:
         """Stop deliveries to `sink`. `config_hash` set: a config change re-enables it."""
         self._upsert_sink(
-            sink, {"disabled_at": _ts(now), "disabled_reason": reason, "config_hash": config_hash}
+            sink,
+            {"disabled_at": to_text(now), "disabled_reason": reason, "config_hash": config_hash},
         )
 
     def enable_sink(self, sink: str, now: datetime) -> None:
@@ -312,14 +305,14 @@ class Outbox:
             "paused_until": None,
             "pause_level": 0,
             "pause_reason": None,
-            "resume_requested_at": _ts(now),
+            "resume_requested_at": to_text(now),
         }
 
     def set_pause(self, sink: str, until: datetime | None, level: int, reason: str | None) -> None:
         """Persist a sink's back-off (None: not paused), so restarts and `status` see it."""
         self._upsert_sink(
             sink,
-            {"paused_until": _ts(until), "pause_level": level, "pause_reason": reason},
+            {"paused_until": to_text(until), "pause_level": level, "pause_reason": reason},
         )
 
     def sink_summaries(self) -> dict[str, dict[str, int]]:
@@ -399,10 +392,10 @@ class Outbox:
         """
         sql = """UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?,
                   leased_until = NULL WHERE sink = ? AND state IN ('failed', 'dead')"""
-        params: list[Any] = [_ts(now), sink]
+        params: list[Any] = [to_text(now), sink]
         if since is not None:
             sql += " AND created_at >= ?"
-            params.append(_ts(since))
+            params.append(to_text(since))
         with self.store.write() as conn:
             count = conn.execute(sql, params).rowcount
         self.request_resume(sink, now)
@@ -436,7 +429,7 @@ class Outbox:
             cond.append(f"e.feed_id IN (SELECT id FROM feeds WHERE name IN ({_marks(feeds)}))")
             params.extend(sorted(feeds))
         events = f"SELECT e.seq FROM events e WHERE {' AND '.join(cond)}"
-        now_s = _ts(now)
+        now_s = to_text(now)
         with self.store.write() as conn:
             requeued = conn.execute(
                 f"""UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?,

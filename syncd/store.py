@@ -35,13 +35,9 @@ from syncd.model import (
 )
 from syncd.moves import MoveState
 from syncd.outbox import Outbox
-from syncd.timestamps import format_timestamp
+from syncd.timestamps import format_timestamp, from_text, to_text
 
 BUSY_TIMEOUT_MS = 10_000
-
-
-def _ts(dt: datetime | None) -> str | None:
-    return format_timestamp(dt) if dt is not None else None
 
 
 def _ms(dt: datetime | None) -> str | None:
@@ -50,10 +46,6 @@ def _ms(dt: datetime | None) -> str | None:
     if dt is None:
         return None
     return format_timestamp(dt.replace(microsecond=dt.microsecond // 1000 * 1000))
-
-
-def _dt(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
 
 
 def _people(raw: str | None) -> tuple[Person, ...]:
@@ -189,7 +181,7 @@ class Store:
                 # A new configured URL is the operator's word: it replaces any adopted move.
                 " ON CONFLICT(name) DO UPDATE SET url = excluded.url, adopted_url = NULL,"
                 " moved_to = NULL, moved_seen = 0 WHERE url != excluded.url",
-                (name, url, _ts(now)),
+                (name, url, to_text(now)),
             )
         return self.feed_state(name)
 
@@ -203,15 +195,15 @@ class Store:
             name=r["name"],
             url=r["url"],
             title=r["title"],
-            first_synced_at=_dt(r["first_synced_at"]),
-            last_fetch_at=_dt(r["last_fetch_at"]),
+            first_synced_at=from_text(r["first_synced_at"]),
+            last_fetch_at=from_text(r["last_fetch_at"]),
             last_outcome=r["last_outcome"],
             last_error=r["last_error"],
             consecutive_errors=r["consecutive_errors"] or 0,
-            next_due_at=_dt(r["next_due_at"]),
-            last_full_sync_at=_dt(r["last_full_sync_at"]),
-            retry_after_until=_dt(r["retry_after_until"]),
-            gone_at=_dt(r["gone_at"]),
+            next_due_at=from_text(r["next_due_at"]),
+            last_full_sync_at=from_text(r["last_full_sync_at"]),
+            retry_after_until=from_text(r["retry_after_until"]),
+            gone_at=from_text(r["gone_at"]),
             crawl_incomplete=bool(r["crawl_incomplete"]),
             adopted_url=r["adopted_url"],
             moved_to=r["moved_to"],
@@ -248,7 +240,7 @@ class Store:
                    moved_seen = CASE WHEN ? THEN ? ELSE moved_seen END
                    WHERE id = ?""",
                 (
-                    _ts(now),
+                    to_text(now),
                     outcome.outcome,
                     outcome.error,
                     outcome.consecutive_errors,
@@ -256,11 +248,11 @@ class Store:
                     _ms(outcome.retry_after_until),
                     outcome.title,
                     outcome.completed,
-                    _ts(now),
+                    to_text(now),
                     outcome.full and outcome.completed,
-                    _ts(now),
+                    to_text(now),
                     outcome.outcome,
-                    _ts(now),
+                    to_text(now),
                     outcome.completed,
                     adopt,
                     move.moved_to if move else None,
@@ -296,7 +288,7 @@ class Store:
             conn.execute(
                 "UPDATE pages SET fetched_at = ?, etag = COALESCE(?, etag),"
                 " last_modified = COALESCE(?, last_modified) WHERE feed_id = ? AND url = ?",
-                (_ts(now), result.etag, result.last_modified, feed_id, result.url),
+                (to_text(now), result.etag, result.last_modified, feed_id, result.url),
             )
 
     # ---------------------------------------------------------------- entries
@@ -310,16 +302,16 @@ class Store:
     def _stored(r: Mapping[str, Any]) -> StoredEntry:
         return StoredEntry(
             entry_id=r["entry_id"],
-            updated=_dt(r["updated"]),
+            updated=from_text(r["updated"]),
             content_hash=r["content_hash"],
             title=r["title"],
             link=r["link"],
-            published=_dt(r["published"]),
+            published=from_text(r["published"]),
             authors=_people(r["authors"]),
             categories=tuple(json.loads(r["categories"] or "[]")),
             summary=r["summary"],
             content=r["content"],
-            deleted_at=_dt(r["deleted_at"]),
+            deleted_at=from_text(r["deleted_at"]),
             hash_only_updates=r["hash_only_updates"] or 0,
             revision=r["revision"] or 0,
             base_url=r["base_url"],
@@ -374,7 +366,7 @@ class Store:
         """
         if len(changes) + len(deletions) != len(events):
             raise ValueError("every change and deletion needs its event")
-        now_s = _ts(now)
+        now_s = to_text(now)
         seqs: list[int] = []
         with self.write() as conn:
             # Until this crawl completes, the next poll must walk past this page (now a 304).
@@ -464,7 +456,7 @@ class Store:
             conn.execute(
                 "UPDATE entries SET deleted_at = ?, deleted_reason = ?, revision = revision + 1"
                 " WHERE feed_id = ? AND entry_id = ?",
-                (_ts(now), deletion.reason, feed_id, deletion.entry.entry_id),
+                (to_text(now), deletion.reason, feed_id, deletion.entry.entry_id),
             )
         return seqs
 
@@ -486,8 +478,8 @@ class Store:
             "id_source": e.id_source,
             "title": e.title,
             "link": e.link,
-            "published": _ts(e.published),
-            "updated": _ts(e.updated),
+            "published": to_text(e.published),
+            "updated": to_text(e.updated),
             "authors": _dump([person_dict(p) for p in e.authors]),
             "categories": _dump(list(e.categories)),
             "summary": e.summary,
@@ -529,7 +521,7 @@ class Store:
         cur = conn.execute(
             "INSERT OR IGNORE INTO events (id, type, feed_id, entry_id, created_at, initial,"
             " payload) VALUES (?, ?, ?, ?, ?, ?, '')",
-            (draft.id, str(draft.type), feed_id, draft.entry_id, _ts(now), int(draft.initial)),
+            (draft.id, str(draft.type), feed_id, draft.entry_id, to_text(now), int(draft.initial)),
         )
         if cur.rowcount == 0:
             return None
@@ -538,14 +530,14 @@ class Store:
         envelope = {
             "id": draft.id,
             "type": str(draft.type),
-            "timestamp": _ts(draft.timestamp),
+            "timestamp": to_text(draft.timestamp),
             "data": {"seq": seq, **draft.data},
         }
         conn.execute("UPDATE events SET payload = ? WHERE seq = ?", (_dump(envelope), seq))
         conn.executemany(
             "INSERT INTO deliveries (event_seq, sink, state, attempts, created_at, next_attempt_at)"
             " VALUES (?, ?, 'pending', 0, ?, ?)",
-            [(seq, sink, _ts(now), _ts(now)) for sink in sinks],
+            [(seq, sink, to_text(now), to_text(now)) for sink in sinks],
         )
         return seq
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta, timezone
 
-__all__ = ["format_timestamp", "parse_timestamp"]
+__all__ = ["format_timestamp", "from_text", "parse_timestamp", "to_text"]
 
 # RFC 3339 plus the ISO-8601 liberties feeds take: a space instead of "T", a comma as the decimal
 # sign, no seconds, a date alone, offsets without a colon or without minutes, a missing offset.
@@ -206,3 +206,13 @@ def _assemble(
         tzinfo=timezone(timedelta(minutes=offset_minutes)),
     )
     return (local + extra).astimezone(UTC)
+
+
+def to_text(dt: datetime | None) -> str | None:
+    """The stored/sent text of an optional instant (see `format_timestamp`)."""
+    return format_timestamp(dt) if dt is not None else None
+
+
+def from_text(text: str | None) -> datetime | None:
+    """An optional instant back from the text `to_text` wrote."""
+    return datetime.fromisoformat(text) if text else None
