@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,6 +30,19 @@ def read_lines(path: Path) -> list[dict[str, object]]:
     data = path.read_bytes()
     assert data == b"" or data.endswith(b"\n")
     return [json.loads(line) for line in data.splitlines()]
+
+
+def run_json(script: str, path: Path) -> Any:
+    """Run `script` in a fresh interpreter (it sets its own resource limits) with `path` as its
+    argument, and return the JSON it prints."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(done.stdout)
 
 
 async def test_one_json_line_per_event_in_a_created_directory(tmp_path: Path) -> None:
@@ -193,14 +207,7 @@ def test_a_write_that_fails_halfway_is_cut_back(tmp_path: Path) -> None:
         asyncio.run(main())
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    results = json.loads(done.stdout)
+    results = run_json(script, path)
     assert [ok for ok, _ in results] == [True, True, False, False]
     assert results[2][1] == f"cannot write {path}: File too large"
     assert [line["id"] for line in read_lines(path)] == ["evt_0", "evt_1"]
@@ -279,14 +286,7 @@ def test_a_batch_that_fails_halfway_is_cut_back_whole(tmp_path: Path) -> None:
         asyncio.run(main())
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert json.loads(done.stdout) == [[True, True], [False, False, False]]
+    assert run_json(script, path) == [[True, True], [False, False, False]]
     assert [line["id"] for line in read_lines(path)] == ["evt_0", "evt_1"]
 
 
