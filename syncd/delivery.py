@@ -3,10 +3,12 @@
 Every sink has its own loop and its own bounded set of in-flight attempts, so a slow, hanging or
 failing receiver only ever occupies its own sink's slots: other sinks never wait for it. Within a
 sink, deliveries are claimed (leased) in `seq` order and up to `max_in_flight` run at once while
-the receiver is healthy. A failure reschedules that one delivery (the pure retry policy) and the
-events after it carry on; a receiver that is unavailable pauses its sink (`retry.SinkHealth`),
-after which single probes decide when to open up again. 410 Gone disables the sink; its
-deliveries keep accumulating until an operator (or a config change) enables it again.
+the receiver is healthy, never two of one entry: the outbox only hands out an entry's next event
+once the previous one is recorded delivered or dead (with `max_in_flight = 1`, the sink's next
+event). A failure reschedules that one delivery (the pure retry policy) and the other entries carry
+on; a receiver that is unavailable pauses its sink (`retry.SinkHealth`), after which single probes
+decide when to open up again. 410 Gone disables the sink; its deliveries keep accumulating until an
+operator (or a config change) enables it again.
 
 The dispatcher never drops an event: dead deliveries stay in the store, visible and replayable, a
 crash leaves at most a lease that runs out, and a shutdown hands unfinished leases back. It decides
@@ -140,6 +142,11 @@ class BoundSink:
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def strict(self) -> bool:
+        """One attempt at a time means strict `seq` order for the whole sink, failures included."""
+        return self.config.max_in_flight == 1
 
 
 class Dispatcher:
@@ -319,6 +326,7 @@ class Dispatcher:
                 probe=probe,
                 # An idle sink looks before it takes the write lock; a busy one will find work.
                 peek=not bound.in_flight,
+                strict=bound.strict,
             )
             groups = [claimed] if batches else [[d] for d in claimed]
             for group in groups:

@@ -16,6 +16,7 @@ on a process that is gone.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,6 +39,14 @@ __all__ = [
 ]
 
 _QUEUED = "('pending', 'failed')"  # written identically everywhere: the partial index matches it
+
+# No earlier event of the same entry still queued for this sink (d, e: the candidate delivery and
+# its event). CROSS JOIN keeps SQLite on the entry's few events instead of walking the sink's
+# whole queue for every candidate (measured: 0.6 µs instead of 240 µs per candidate at 2,000).
+_NO_EARLIER_OF_ENTRY = f"""NOT EXISTS (
+    SELECT 1 FROM events p CROSS JOIN deliveries q
+    WHERE p.feed_id = e.feed_id AND p.entry_id = e.entry_id AND p.seq < e.seq
+      AND q.event_seq = p.seq AND q.sink = d.sink AND q.state IN {_QUEUED})"""
 
 
 def _marks(values: Collection[object]) -> str:
@@ -137,37 +146,62 @@ class Outbox:
         *,
         probe: bool = False,
         peek: bool = True,
+        strict: bool = False,
     ) -> list[DueDelivery]:
-        """Lease up to `limit` due, unleased deliveries of `sink` and return them.
+        """Lease up to `limit` due, unleased deliveries of `sink` that their order allows, and
+        return them in `seq` order.
 
-        In `seq` order; a probe (`probe=True`) takes the least-tried deliveries first instead, so
-        that one event the receiver keeps refusing cannot keep a recovering sink paused. `peek`
-        looks without the write lock first (for idle polling, which mostly finds nothing).
+        Order (docs/design.md, "Order"): a delivery is claimable only while no earlier delivery
+        of the same entry to this sink is still queued (pending, failed and waiting for a retry,
+        or leased by an attempt in flight); a dead one no longer holds the entry. So one claim
+        holds at most one event per entry, and an entry's next event is claimed only after the
+        previous one was recorded delivered or dead. `strict` extends that to the whole sink: only
+        an unbroken run from the head of its queue is claimable (`max_in_flight = 1`).
+
+        A probe (`probe=True`, not strict) takes the least-tried claimable deliveries first
+        instead, so that one event the receiver keeps refusing cannot keep a recovering sink
+        paused. `peek` looks without the write lock first (for idle polling, which mostly finds
+        nothing).
         """
         if limit <= 0:
             return []
         now_s = to_text(now)
-        order = "d.attempts, d.event_seq" if probe else "d.event_seq"
-        due = f"""SELECT d.id, d.attempts, e.id AS event_id, e.seq, e.type, e.payload
-                  FROM deliveries d JOIN events e ON e.seq = d.event_seq
-                  WHERE d.sink = ? AND d.state IN {_QUEUED} AND d.next_attempt_at <= ?
-                    AND (d.leased_until IS NULL OR d.leased_until <= ?)
-                  ORDER BY {order} LIMIT ?"""
-        params = (sink, now_s, now_s, limit)
+        if strict:
+            # The head of the queue, due or not: the claimable part is its due, unleased prefix.
+            sql = f"""SELECT d.id, d.attempts, e.id AS event_id, e.seq, e.type,
+                        CAST(e.payload AS BLOB) AS payload,
+                        d.next_attempt_at <= ? AND (d.leased_until IS NULL OR d.leased_until <= ?)
+                        AS free
+                      FROM deliveries d JOIN events e ON e.seq = d.event_seq
+                      WHERE d.sink = ? AND d.state IN {_QUEUED}
+                      ORDER BY d.event_seq LIMIT ?"""
+            params: tuple[Any, ...] = (now_s, now_s, sink, limit)
+        else:
+            order = "d.attempts, d.event_seq" if probe else "d.event_seq"
+            sql = f"""SELECT d.id, d.attempts, e.id AS event_id, e.seq, e.type,
+                        CAST(e.payload AS BLOB) AS payload, 1 AS free
+                      FROM deliveries d JOIN events e ON e.seq = d.event_seq
+                      WHERE d.sink = ? AND d.state IN {_QUEUED} AND d.next_attempt_at <= ?
+                        AND (d.leased_until IS NULL OR d.leased_until <= ?)
+                        AND {_NO_EARLIER_OF_ENTRY}
+                      ORDER BY {order} LIMIT ?"""
+            params = (sink, now_s, now_s, limit)
         # An idle sink polls every second: look first without taking the write lock, which the
         # syncer's page commits need.
-        if peek and not self.store.rows(f"SELECT 1 FROM ({due}) LIMIT 1", params):
+        if peek and not any(
+            r["free"] for r in self.store.rows(f"SELECT free FROM ({sql}) LIMIT 1", params)
+        ):
             return []
         with self.store.write() as conn:
-            cur = conn.execute(due, params)
-            cols = [c[0] for c in cur.description]
-            rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+            rows = conn.execute(sql, params).fetchall()
+            if strict:
+                rows = list(itertools.takewhile(lambda r: bool(r[6]), rows))
             if rows:
                 conn.execute(
                     f"UPDATE deliveries SET leased_until = ? WHERE id IN ({_marks(rows)})",
-                    [to_text(lease_until), *(r["id"] for r in rows)],
+                    [to_text(lease_until), *(r[0] for r in rows)],
                 )
-        return [DueDelivery(r["id"], r["attempts"], _event(r), sink) for r in rows]
+        return [DueDelivery(r[0], r[1], OutboundEvent(r[2], r[3], r[4], r[5]), sink) for r in rows]
 
     def release(self, delivery_ids: Sequence[int]) -> None:
         """Give back leases of deliveries that were not attempted after all (a shutdown)."""

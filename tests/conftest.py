@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
+from syncd.sinks.webhook import session_for_webhooks
+from syncd.store import Store
 from tests.support.feedserver import BloggerFeed, FeedServer, serve_feed
 from tests.support.process import start_syncd
 from tests.support.receiver import TEST_SECRET, ReceiverServer, serve_receiver
@@ -101,3 +104,17 @@ def jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+# The delivery tests' store and webhook session.
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store.open(tmp_path / "syncd.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with session_for_webhooks(limit_per_host=0) as s:
+        yield s

@@ -20,10 +20,14 @@ import sqlite3
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
+from syncd.store import Store
 from tests.conftest import webhook_sink, write_config
 from tests.support.feedserver import BloggerFeed, serve_feed
+from tests.support.ordering import arrival_of, order_violations
+from tests.support.outbox import seed_events
 from tests.support.process import start_syncd
 from tests.support.receiver import SpawnedReceiver, spawn_receiver
 
@@ -159,3 +163,55 @@ async def test_sigkill_during_delivery_loses_nothing(tmp_path: Path) -> None:
         f" {len(records)} requests, {sum(accepted.values())} accepted,"
         f" {duplicates} duplicate deliveries (same id and body)"
     )
+
+
+ORDER_EVENTS = 120
+ORDER_ENTRIES = 6
+ORDER_KILLS = 4
+
+
+async def test_sigkill_during_delivery_keeps_per_entry_order(tmp_path: Path) -> None:
+    """Six entries with twenty events each wait in the outbox; `syncd run` (max_in_flight = 8)
+    is SIGKILLed mid-delivery again and again. The receiver, answering after a delay, never
+    applies an entry's event after a later one of the same entry: a restart resends what the
+    killed run left unrecorded before anything that comes after it."""
+    rng = random.Random(SEED + 1)
+    db = tmp_path / "syncd.db"
+    store = Store.open(db)
+    seqs = seed_events(
+        store, ORDER_EVENTS, sinks=["hook"], now=datetime.now(UTC), entries=ORDER_ENTRIES
+    )
+    store.close()
+    log = tmp_path / "receiver.jsonl"
+    async with serve_feed(BloggerFeed(2)) as feed, spawn_receiver(log, delay=0.03) as rx:
+        config = write_config(
+            tmp_path,
+            feeds=[{"name": "blog", "url": feed.url, "interval": "1h"}],
+            sinks=[webhook_sink(rx.url, timeout="2s", max_in_flight=8)],
+        )
+        kills_mid_delivery = 0
+        for _ in range(ORDER_KILLS):
+            seen = len(rx.records())
+            proc = await start_daemon(config)
+            try:
+                await wait_until(functools.partial(grew, rx, seen), timeout=20)
+                await asyncio.sleep(rng.uniform(0.0, 0.2))
+                kills_mid_delivery += store_counts(db)[1] > 0
+            finally:
+                kill_group(proc)
+                await proc.wait()
+            assert proc.returncode == -signal.SIGKILL
+
+        proc = await start_daemon(config)
+        try:
+            done = await wait_until(lambda: store_counts(db)[1] == 0, timeout=60)
+            assert done, f"store: {store_counts(db)}"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), 30)
+        records = rx.records()
+
+    applied = [arrival_of(r["body"]) for r in records if r["accepted"]]  # in answer order
+    assert order_violations(applied) == []
+    assert {a.seq for a in applied} >= set(seqs)
+    assert kills_mid_delivery >= ORDER_KILLS // 2

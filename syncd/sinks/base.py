@@ -53,7 +53,9 @@ class BatchSink(Sink, Protocol):
     """A sink that can take several events in one attempt (a file: one write, one fsync).
 
     The dispatcher hands such a sink up to a batch of due events, in `seq` order, as one
-    in-flight attempt. The contract of `send` applies to each event of the batch.
+    in-flight attempt. The contract of `send` applies to each event of the batch, and a batch
+    succeeds or fails as a whole (only events refused for good, `retryable=False`, may fail alone):
+    otherwise a retried event would arrive after later ones of the same batch.
     """
 
     async def send_batch(self, events: Sequence[OutboundEvent]) -> Sequence[SendOutcome]:

@@ -66,9 +66,13 @@ def seed_events(
     feed: str = "blog",
     kinds: Sequence[str] = ("entry.created",),
     initial: bool = False,
+    entries: int | None = None,
 ) -> list[int]:
     """Insert `count` events (types cycling through `kinds`), each with a pending delivery for
-    every sink in `sinks`, due at `now`. Returns their seqs."""
+    every sink in `sinks`, due at `now`. Returns their seqs.
+
+    Each event has an entry of its own, unless `entries` is given: then event i belongs to entry
+    `i % entries`, so every entry gets several events (created, then updated), interleaved."""
     now_s = format_timestamp(now)
     seqs: list[int] = []
     with store.write() as conn:
@@ -82,16 +86,22 @@ def seed_events(
         for i in range(count):
             n = start + i + 1
             kind = kinds[i % len(kinds)]
+            entry = n
+            if entries is not None:
+                entry = i % entries + 1
+                kind = "entry.created" if i < entries and start == 0 else "entry.updated"
             event_id = f"evt_{feed}_{n:06d}"
             cur = conn.execute(
                 "INSERT INTO events (id, type, feed_id, entry_id, created_at, initial, payload)"
                 " VALUES (?, ?, ?, ?, ?, ?, '')",
-                (event_id, kind, feed_id, f"post-{n}", now_s, int(initial)),
+                (event_id, kind, feed_id, f"post-{entry}", now_s, int(initial)),
             )
             seq = cur.lastrowid
             assert seq is not None
             body = json.dumps(
-                envelope(event_id, kind, seq, feed, n), ensure_ascii=False, separators=(",", ":")
+                envelope(event_id, kind, seq, feed, entry),
+                ensure_ascii=False,
+                separators=(",", ":"),
             )
             conn.execute("UPDATE events SET payload = ? WHERE seq = ?", (body, seq))
             conn.executemany(

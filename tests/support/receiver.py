@@ -221,6 +221,11 @@ class Receiver:
 
     # ----- serving -----
 
+    def reply_for(self, body: bytes) -> Reply:
+        """The answer to the request carrying `body`: the script's next reply, else the default.
+        Subclasses may answer by content."""
+        return self._script.popleft() if self._script else self.default
+
     def verify(self, body: bytes, headers: Mapping[str, str]) -> str | None:
         """None if the signature verifies, else why not."""
         try:
@@ -236,7 +241,7 @@ class Receiver:
         for name, value in request.headers.items():
             key = name.lower()
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        reply = self._script.popleft() if self._script else self.default
+        reply = self.reply_for(body)
         error = self.verify(body, headers)
         record = ReceivedRequest(
             seq=len(self._requests),
