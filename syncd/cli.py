@@ -179,12 +179,26 @@ def status(ctx: Ctx, as_json: bool) -> None:
             )
             + (f" ({f['last_error']})" if f.get("last_error") else "")
         )
+        for note in _freshness_notes(f):
+            click.echo(f"    {note}")
     click.echo("SINKS")
     for s in data["sinks"]:
         click.echo(
             f"  {s['name']} ({s['type']}, {describe_sink_state(s)}): {s['pending']} pending,"
             f" {s['failed']} failed, {s['dead']} dead, {s['delivered']} delivered"
         )
+
+
+def _freshness_notes(f: dict[str, Any]) -> list[str]:
+    """The freshness lines under a feed in `status`: its changes query, a full crawl asked for."""
+    notes: list[str] = []
+    if f.get("changes_error"):
+        notes.append(f"changes query off until {f.get('changes_off_until')}: {f['changes_error']}")
+    elif f.get("changes_base"):
+        notes.append(f"changes query on ({f['changes_base']})")
+    if f.get("full_crawl_reason"):
+        notes.append(f"full crawl at the next poll: {f['full_crawl_reason']}")
+    return notes
 
 
 @main.command()

@@ -66,6 +66,8 @@ class FeedConfig:
     max_pages: int = 100
     full_sync_every_s: float = 86400.0
     ignore_fields: frozenset[str] = frozenset()
+    changes: str = "auto"  # the GData changes query: "auto" (when the feed offers it) | "off"
+    changes_url: str | None = None  # a changes-query URL template with {updated_min}
 
 
 @dataclass(frozen=True)
@@ -193,6 +195,7 @@ def _feed_defaults(r: _Reader) -> dict[str, Any]:
         "max_pages": r.raw("max_pages", 100),
         "full_sync_every": r.raw("full_sync_every", "24h"),
         "ignore_fields": r.raw("ignore_fields", []),
+        "changes": r.raw("changes", "auto"),
     }
 
 
@@ -208,9 +211,27 @@ def _feed(r: _Reader, defaults: Mapping[str, Any]) -> FeedConfig:
         max_pages=r.integer("max_pages", defaults["max_pages"]),
         full_sync_every_s=r.duration("full_sync_every", defaults["full_sync_every"]),
         ignore_fields=frozenset(ignore),
+        changes=_choice(r, "changes", defaults["changes"], ("auto", "off")),
+        changes_url=_changes_url(r),
     )
     r.check_unknown()
     return feed
+
+
+def _choice(r: _Reader, key: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = r.string(key, default)
+    if value not in allowed:
+        raise r.err(key, f"{value!r} is not one of {', '.join(repr(a) for a in allowed)}")
+    return value
+
+
+def _changes_url(r: _Reader) -> str | None:
+    if r.raw("changes_url", None) is None:
+        return None
+    url = _url(r, "changes_url")
+    if "{updated_min}" not in url:
+        raise r.err("changes_url", f"{url!r} lacks the {{updated_min}} placeholder")
+    return url
 
 
 def _secrets(r: _Reader, environ: Mapping[str, str], base: Path) -> tuple[str, ...]:
@@ -311,6 +332,7 @@ def parse_config(
     for key in ("interval", "full_sync_every"):
         dr.duration(key, defaults[key])
     dr.integer("max_pages", defaults["max_pages"])
+    _choice(dr, "changes", defaults["changes"], ("auto", "off"))
     dr.check_unknown()
 
     feeds_raw = top.raw("feeds", [])

@@ -250,3 +250,27 @@ def m005_feed_moves(db: Database) -> None:
     db.execute("ALTER TABLE feeds ADD COLUMN adopted_url TEXT")
     db.execute("ALTER TABLE feeds ADD COLUMN moved_to TEXT")
     db.execute("ALTER TABLE feeds ADD COLUMN moved_seen INTEGER NOT NULL DEFAULT 0")
+
+
+@migrations()
+def m006_freshness(db: Database) -> None:
+    """Freshness (issue 9). On feeds: where the feed answers the GData changes query
+    (`changes_base`), when a refused one may be asked again and why it was turned off, an
+    instant a changes query must resume from (`changes_since`, set only while one is
+    unfinished), the totalResults and page-1 shortfall last stated (a drop asks for a full crawl,
+    `full_crawl_reason`), and why the next poll is when it is (`next_due_reason`). On pages:
+    `partial` marks changes-query pages (never evidence of absence), and the totalResults each
+    page stated, so a crawl through 304 pages can still check its count."""
+    for column in (
+        "changes_base TEXT",
+        "changes_off_until TEXT",
+        "changes_error TEXT",
+        "changes_since TEXT",
+        "total_results INTEGER",
+        "page1_shortfall INTEGER",
+        "full_crawl_reason TEXT",
+        "next_due_reason TEXT",
+    ):
+        db.execute(f"ALTER TABLE feeds ADD COLUMN {column}")
+    db.execute("ALTER TABLE pages ADD COLUMN partial INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE pages ADD COLUMN total_results INTEGER")

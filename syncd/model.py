@@ -67,13 +67,21 @@ class ParsedPage:
     feed_title: str | None
     next_url: str | None
     entries: tuple[ParsedEntry, ...]
-    total_results: int | None = None  # openSearch:totalResults, for progress display only
+    total_results: int | None = None  # openSearch:totalResults (progress, counted deletions)
     complete: bool = False  # RFC 5005 fh:complete: this document lists every entry
     archive: bool = False  # RFC 5005 fh:archive: an archive document, immutable once published
     prev_archive_url: str | None = None  # RFC 5005 rel="prev-archive"
     tombstones: tuple[Tombstone, ...] = ()
     malformed: bool = False  # read leniently past an XML error: usable, but proves no absence
     warnings: tuple[str, ...] = ()  # parser complaints (encoding override, lenient recovery)
+    # What the feed says about itself (freshness, issue 9): who generated it and which namespaces
+    # it declares (recognising Blogger/GData), the page size it states, and its stated cadence.
+    generator: str | None = None  # <generator> text, else its uri
+    namespaces: tuple[str, ...] = ()  # namespace URIs the document declares
+    items_per_page: int | None = None  # openSearch:itemsPerPage
+    ttl_minutes: int | None = None  # RSS <ttl>
+    update_period: str | None = None  # sy:updatePeriod (hourly, daily, weekly, monthly, yearly)
+    update_frequency: int | None = None  # sy:updateFrequency (times per period)
 
 
 @dataclass(frozen=True, slots=True)

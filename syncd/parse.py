@@ -146,6 +146,12 @@ def parse_page(
         tombstones=() if malformed else _tombstones(utf8),
         malformed=malformed,
         warnings=tuple(dict.fromkeys(warnings)),  # de-duplicated, order kept
+        generator=_generator(feed),
+        namespaces=tuple(sorted({u for u in namespaces.values() if isinstance(u, str) and u})),
+        items_per_page=_opensearch_int(feed, namespaces, "itemsperpage"),
+        ttl_minutes=_digits(_text(_raw(feed, "ttl"))),
+        update_period=_sy(feed, namespaces, "updateperiod"),
+        update_frequency=_digits(_sy(feed, namespaces, "updatefrequency")),
     )
 
 
@@ -510,11 +516,36 @@ def _link_url(feed: Any, page_url: str, rel: str) -> str | None:
 
 
 def _total_results(feed: Any, namespaces: Mapping[str, str]) -> int | None:
-    for value in _extension_values(feed, namespaces, _OPENSEARCH_NS, "totalresults"):
-        text = _text(value)
-        if text is not None and text.strip().isdigit():
-            return int(text.strip())
+    return _opensearch_int(feed, namespaces, "totalresults")
+
+
+def _opensearch_int(feed: Any, namespaces: Mapping[str, str], local: str) -> int | None:
+    for value in _extension_values(feed, namespaces, _OPENSEARCH_NS, local):
+        number = _digits(_text(value))
+        if number is not None:
+            return number
     return None
+
+
+def _digits(text: str | None) -> int | None:
+    return int(text.strip()) if text is not None and text.strip().isdigit() else None
+
+
+_SY_NS: Final = ("http://purl.org/rss/1.0/modules/syndication/",)
+
+
+def _sy(feed: Any, namespaces: Mapping[str, str], local: str) -> str | None:
+    for value in _extension_values(feed, namespaces, _SY_NS, local):
+        text = _text(value)
+        if text and text.strip():
+            return text.strip()
+    return None
+
+
+def _generator(feed: Any) -> str | None:
+    detail = _raw(feed, "generator_detail")
+    uri = _text(_raw(detail, "href")) if detail is not None else None
+    return _text(_raw(feed, "generator")) or uri
 
 
 def _has_extension(

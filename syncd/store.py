@@ -91,6 +91,13 @@ class FeedState:
     adopted_url: str | None = None  # where the feed moved for good (301/308, stable)
     moved_to: str | None = None  # a permanent-redirect target not yet stable
     moved_seen: int = 0
+    changes_base: str | None = None  # where the feed answers the changes query (detected)
+    changes_off_until: datetime | None = None  # a refused changes query is not asked till then
+    changes_error: str | None = None  # why the changes query was turned off
+    changes_since: datetime | None = None  # an unfinished changes query resumes from here
+    total_results: int | None = None  # openSearch:totalResults page 1 last stated
+    page1_shortfall: int | None = None  # entries page 1 lacked for its stated page size
+    full_crawl_reason: str | None = None  # set: the next poll walks the whole chain
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,18 @@ class PageState:
     next_url: str | None  # where the walk continues: rel="next", else rel="prev-archive"
     entry_ids: tuple[str, ...]  # the ids the page listed when last parsed
     archive: bool  # an RFC 5005 archive document: immutable, never fetched again
+    total_results: int | None = None  # openSearch:totalResults the page stated when parsed
+
+
+@dataclass(frozen=True)
+class ChangesOutcome:
+    """What a poll learnt about a feed's changes query, recorded with its outcome."""
+
+    base: str | None  # where the feed answers it (None: it does not)
+    since: datetime | None  # pinned: the next query resumes here (None: from the store's newest)
+    off_until: datetime | None = None
+    error: str | None = None
+    keep_pages: tuple[str, ...] | None = None  # changes-page URLs to keep (None: keep all)
 
 
 @dataclass(frozen=True)
@@ -114,6 +133,10 @@ class CrawlOutcome:
     retry_after_until: datetime | None = None
     title: str | None = None
     move: MoveState | None = None  # None: the first page was not fetched, keep what is known
+    changes: ChangesOutcome | None = None  # None: the poll did not touch the changes query
+    next_due_reason: str | None = None
+    counted: tuple[int | None, int | None] | None = None  # page 1's (total, shortfall), if parsed
+    full_crawl_reason: str | None = None  # ask for a full crawl at the next poll
 
 
 class Store:
@@ -208,7 +231,25 @@ class Store:
             adopted_url=r["adopted_url"],
             moved_to=r["moved_to"],
             moved_seen=r["moved_seen"] or 0,
+            changes_base=r["changes_base"],
+            changes_off_until=from_text(r["changes_off_until"]),
+            changes_error=r["changes_error"],
+            changes_since=from_text(r["changes_since"]),
+            total_results=r["total_results"],
+            page1_shortfall=r["page1_shortfall"],
+            full_crawl_reason=r["full_crawl_reason"],
         )
+
+    def newest_updated(self, feed_id: int) -> datetime | None:
+        """The newest `updated` of the feed's entries. Text order is instant order except
+        within one second (fraction lengths differ), so the newest few are compared exactly."""
+        rows = self.rows(
+            "SELECT updated FROM entries WHERE feed_id = ? AND updated IS NOT NULL"
+            " ORDER BY updated DESC LIMIT 16",
+            (feed_id,),
+        )
+        stamps = [t for t in (from_text(r["updated"]) for r in rows) if t is not None]
+        return max(stamps, default=None)
 
     def due_feeds(self, now: datetime) -> list[str]:
         """Names of feeds whose next poll is due, that are not gone (410), most overdue first."""
@@ -237,7 +278,9 @@ class Store:
                    crawl_incomplete = CASE WHEN ? THEN 0 ELSE crawl_incomplete END,
                    adopted_url = CASE WHEN ? THEN ? ELSE adopted_url END,
                    moved_to = CASE WHEN ? THEN ? ELSE moved_to END,
-                   moved_seen = CASE WHEN ? THEN ? ELSE moved_seen END
+                   moved_seen = CASE WHEN ? THEN ? ELSE moved_seen END,
+                   next_due_reason = ?,
+                   full_crawl_reason = CASE WHEN ? THEN NULL ELSE full_crawl_reason END
                    WHERE id = ?""",
                 (
                     to_text(now),
@@ -260,15 +303,51 @@ class Store:
                     None if adopt or move is None else move.moved_to,
                     move is not None,
                     0 if adopt or move is None else move.seen,
+                    outcome.next_due_reason,
+                    outcome.full and outcome.completed,
                     feed_id,
                 ),
             )
+            if outcome.full_crawl_reason is not None:
+                conn.execute(
+                    "UPDATE feeds SET full_crawl_reason = ? WHERE id = ?",
+                    (outcome.full_crawl_reason, feed_id),
+                )
+            if outcome.counted is not None:
+                conn.execute(
+                    "UPDATE feeds SET total_results = ?, page1_shortfall = ? WHERE id = ?",
+                    (*outcome.counted, feed_id),
+                )
+            changes = outcome.changes
+            if changes is not None:
+                conn.execute(
+                    "UPDATE feeds SET changes_base = ?, changes_since = ?, changes_off_until = ?,"
+                    " changes_error = ? WHERE id = ?",
+                    (
+                        changes.base,
+                        _ms(changes.since),
+                        _ms(changes.off_until),
+                        changes.error,
+                        feed_id,
+                    ),
+                )
+            if outcome.full and outcome.completed:
+                # A complete walk saw every entry: the changes query starts afresh from it.
+                conn.execute("UPDATE feeds SET changes_since = NULL WHERE id = ?", (feed_id,))
+            if changes is not None and changes.keep_pages is not None:
+                # Each changes query has its own URL (its instant moves): keep only the latest.
+                marks = ",".join("?" * len(changes.keep_pages))
+                conn.execute(
+                    f"DELETE FROM pages WHERE feed_id = ? AND partial = 1 AND url NOT IN ({marks})",
+                    (feed_id, *changes.keep_pages),
+                )
 
     # ---------------------------------------------------------------- pages
 
     def page_state(self, feed_id: int, url: str) -> PageState | None:
         rows = self.rows(
-            "SELECT etag, last_modified, body_hash, next_url, entry_ids, archive FROM pages"
+            "SELECT etag, last_modified, body_hash, next_url, entry_ids, archive, total_results"
+            " FROM pages"
             " WHERE feed_id = ? AND url = ?",
             (feed_id, url),
         )
@@ -280,6 +359,7 @@ class Store:
             r["next_url"],
             tuple(json.loads(r["entry_ids"] or "[]")),
             bool(r["archive"]),
+            r["total_results"],
         )
 
     def record_unchanged_page(self, feed_id: int, result: FetchResult, now: datetime) -> None:
@@ -357,29 +437,34 @@ class Store:
         events: Sequence[EventDraft],
         routes: Mapping[str, Sequence[str]],
         now: datetime,
+        partial: bool = False,
     ) -> list[int]:
         """Write one parsed page in one transaction; return the seqs of the events it created.
 
         `events` pair up with `changes` followed by `deletions` (same order). `silent` are changes
         stored without an event (a hash-only update past the cap). `routes` maps event id to the
-        sinks that want it.
+        sinks that want it. A `partial` page (a changes-query page) is no step of a crawl: it
+        does not mark the crawl incomplete.
         """
         if len(changes) + len(deletions) != len(events):
             raise ValueError("every change and deletion needs its event")
         now_s = to_text(now)
         seqs: list[int] = []
         with self.write() as conn:
-            # Until this crawl completes, the next poll must walk past this page (now a 304).
-            conn.execute("UPDATE feeds SET crawl_incomplete = 1 WHERE id = ?", (feed_id,))
+            if not partial:
+                # Until this crawl completes, the next poll must walk past this page (a 304).
+                conn.execute("UPDATE feeds SET crawl_incomplete = 1 WHERE id = ?", (feed_id,))
             conn.execute(
                 """INSERT INTO pages (feed_id, url, etag, last_modified, body_hash, next_url,
-                   entry_count, fetched_at, entry_ids, archive, prev_archive_url)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   entry_count, fetched_at, entry_ids, archive, prev_archive_url, partial,
+                   total_results)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT(feed_id, url) DO UPDATE SET etag = excluded.etag,
                    last_modified = excluded.last_modified, body_hash = excluded.body_hash,
                    next_url = excluded.next_url, entry_count = excluded.entry_count,
                    fetched_at = excluded.fetched_at, entry_ids = excluded.entry_ids,
-                   archive = excluded.archive, prev_archive_url = excluded.prev_archive_url""",
+                   archive = excluded.archive, prev_archive_url = excluded.prev_archive_url,
+                   partial = excluded.partial, total_results = excluded.total_results""",
                 (
                     feed_id,
                     result.url,
@@ -390,8 +475,10 @@ class Store:
                     len(page.entries),
                     now_s,
                     _dump(list(dict.fromkeys(e.entry_id for e in page.entries))),
-                    int(page.archive and not page.malformed),
+                    int(page.archive and not page.malformed and not partial),
                     page.prev_archive_url,
+                    int(partial),
+                    page.total_results,
                 ),
             )
             drafts = iter(events)
@@ -549,6 +636,8 @@ class Store:
         return self.rows(
             """SELECT f.name, f.url, f.title, f.last_fetch_at, f.last_outcome, f.last_error,
                f.next_due_at, f.consecutive_errors, f.last_full_sync_at, f.first_synced_at,
+               f.next_due_reason, f.changes_base, f.changes_off_until, f.changes_error,
+               f.full_crawl_reason, f.total_results,
                (SELECT COUNT(*) FROM entries e WHERE e.feed_id = f.id AND e.deleted_at IS NULL)
                  AS entries,
                (SELECT COUNT(*) FROM entries e WHERE e.feed_id = f.id AND e.deleted_at IS NULL
@@ -580,6 +669,7 @@ def query_readonly(
 
 __all__ = [
     "ChangeKind",
+    "ChangesOutcome",
     "CrawlOutcome",
     "FeedState",
     "PageState",

@@ -13,12 +13,22 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
 import structlog
 
+from syncd.changes import (
+    OFF_FOR,
+    ChangesSetting,
+    budget,
+    check_page,
+    detect_base,
+    is_off,
+    query_url,
+    since_instant,
+)
 from syncd.config import FeedConfig
 from syncd.diff import (
     DEFAULT_HASH_ONLY_CAP,
@@ -43,7 +53,7 @@ from syncd.moves import MoveState, observe_move
 from syncd.netguard import host_of
 from syncd.parse import guess_next_url
 from syncd.schedule import needs_full_crawl, next_due, parse_max_age
-from syncd.store import CrawlOutcome, FeedState, PageState, Store
+from syncd.store import ChangesOutcome, CrawlOutcome, FeedState, PageState, Store
 
 log = structlog.get_logger("syncd.sync")
 
@@ -128,6 +138,7 @@ class SyncReport:
     deleted: int = 0
     unchanged: int = 0
     silent: int = 0
+    changes_overflow: bool = False  # the changes query had more pages than the poll may ask
     missing: int = 0  # live entries a complete full crawl did not list (deleted at the 2nd)
     outcome: str = "ok"
     error: str | None = None
@@ -135,6 +146,9 @@ class SyncReport:
     chain_complete: bool = False  # a full, clean walk to the end of the chain
     recorded: bool = True  # the outcome (and so the next due time) reached the store
     move: MoveState | None = None  # what the first page's redirects said, if it was fetched
+    changes_pages: int = 0  # requests the changes query made (not counted in `pages`)
+    changes_base: str | None = None  # where the feed answers the changes query, if it does
+    changes: ChangesOutcome | None = None  # what to record about the changes query
     ms: float = 0.0
     seqs: list[int] = field(default_factory=list)
 
@@ -183,6 +197,8 @@ class FeedSyncer:
             # The last crawl committed pages and then died or failed: those pages answer 304
             # now, so a regular poll would stop on page 1 and never reach what it missed.
             or state.crawl_incomplete
+            # The feed's own count, or an overflowing changes query, asked for one.
+            or state.full_crawl_reason is not None
             or needs_full_crawl(
                 first_synced_at=state.first_synced_at,
                 last_full_sync_at=state.last_full_sync_at,
@@ -190,12 +206,18 @@ class FeedSyncer:
                 now=self.clock(),
             )
         )
-        report = SyncReport(feed=feed.name, full=full)
+        report = SyncReport(feed=feed.name, full=full, changes_base=state.changes_base)
         title = state.title
         max_age: float | None = None
         retry_after: float | None = None
+        since: datetime | None = None
         try:
-            title, max_age = await self._walk(feed, state, report)
+            if not full and feed.changes != "off":
+                # Taken before this poll commits anything: an edit made before a new post must
+                # not hide behind that post's newer `updated`.
+                newest = self.store.newest_updated(state.id)
+                since = since_instant(newest, state.changes_since, self.clock())
+            title, max_age = await self._walk(feed, state, report, since)
             report.completed = True
         except GoneError as e:
             if e.url == feed.url:
@@ -213,6 +235,15 @@ class FeedSyncer:
         except Exception as e:  # a bug must not leave the feed due again every second
             log.exception("feed sync crashed", feed=feed.name)
             report.outcome, report.error = "error", f"internal error: {type(e).__name__}: {e}"
+        if report.changes is None:
+            # The changes query was not asked (a full crawl, or a failure before it): keep what
+            # page 1 said about it, and an incremental poll's instant for the next one.
+            report.changes = ChangesOutcome(
+                report.changes_base,
+                since or state.changes_since,
+                state.changes_off_until,
+                state.changes_error,
+            )
         try:
             self._finish(feed, state, report, title, max_age, retry_after)
         except SyncdError as e:  # e.g. the disk is full: nothing more can be recorded now
@@ -231,6 +262,8 @@ class FeedSyncer:
             ms=round(report.ms, 1),
             outcome=report.outcome,
         )
+        if report.changes_pages:
+            fields["changes_requests"] = report.changes_pages
         if report.error:
             log.warning("feed sync failed", **fields, error=report.error)
         else:
@@ -238,7 +271,7 @@ class FeedSyncer:
         return report
 
     async def _walk(
-        self, feed: FeedConfig, state: FeedState, report: SyncReport
+        self, feed: FeedConfig, state: FeedState, report: SyncReport, since: datetime | None
     ) -> tuple[str | None, float | None]:
         initial = state.first_synced_at is None
         title = state.title
@@ -273,6 +306,8 @@ class FeedSyncer:
                 if report.pages == 1:
                     max_age = parse_max_age(loaded.result.headers.get("cache-control"))
                     report.move = self._observe_move(state, url, loaded)
+                    if loaded.page is not None:
+                        report.changes_base = detect_base(loaded.page, loaded.result.final_url)
                 if loaded.page is None:
                     assert loaded.known is not None
                     self.store.record_unchanged_page(state.id, loaded.result, self.clock())
@@ -305,10 +340,92 @@ class FeedSyncer:
                 if url is None and report.full and clean and not complete_doc:
                     report.chain_complete = True
                     self._count_absences(feed, state, listed, title, initial, report)
+            if since is not None and not report.full:
+                report.changes = await self._ask_changes(
+                    feed, state, report, since, title, crawl_seen, listed
+                )
         finally:
             if ahead is not None:
                 await ahead.cancel()
         return title, max_age
+
+    async def _ask_changes(
+        self,
+        feed: FeedConfig,
+        state: FeedState,
+        report: SyncReport,
+        since: datetime,
+        title: str | None,
+        crawl_seen: dict[str, datetime | None],
+        listed: set[str],
+    ) -> ChangesOutcome:
+        """The changes query after an incremental walk: the entries updated since `since`,
+        newest first, following next links while pages bring changes, within the poll's
+        request budget. Its pages are partial views: committed like any page, but never a step
+        of a crawl and never evidence of an absence. A refused or malformed answer turns the
+        query off for a while; any other failure leaves `since` pinned for the next poll."""
+        base = report.changes_base
+        now = self.clock()
+        unchanged = ChangesOutcome(base, state.changes_since, state.changes_off_until, None)
+        if is_off(state.changes_off_until, now):
+            return replace(unchanged, error=state.changes_error)
+        url = query_url(ChangesSetting(feed.changes, feed.changes_url), base, since)
+        if url is None:
+            return unchanged
+        kept: list[str] = []
+        left = budget(report.pages)
+        while url is not None and left > 0:
+            left -= 1
+            known = self.store.page_state(state.id, url)
+            try:
+                loaded = await self._load(feed, state, url, known, None)
+            except (FetchError, ParseError) as e:
+                return self._changes_failed(feed, base, since, e, now)
+            report.changes_pages += 1
+            report.pages_parsed += loaded.page is not None
+            kept.append(url)
+            if loaded.page is None:  # a 304: nothing was updated since the last time
+                self.store.record_unchanged_page(state.id, loaded.result, self.clock())
+                return ChangesOutcome(base, None, keep_pages=tuple(kept))
+            problem = check_page(loaded.page, since)
+            if problem is not None:
+                return self._changes_failed(feed, base, since, ParseError(problem, url=url), now)
+            changed = await self._commit(
+                feed, state, loaded.page, loaded.result, title, False, crawl_seen, listed, True
+            )
+            report.add(changed, len(loaded.page.entries))
+            if not changed.any:
+                break  # the rest was updated earlier still, and has been seen
+            url = loaded.page.next_url
+        else:
+            if url is not None:
+                # More edits than the budget shows: a full crawl finds the rest.
+                log.warning("changes query overflows the poll's budget", feed=feed.name, url=url)
+                report.changes_overflow = True
+                return ChangesOutcome(base, since, keep_pages=tuple(kept))
+        return ChangesOutcome(base, None, keep_pages=tuple(kept))
+
+    def _changes_failed(
+        self, feed: FeedConfig, base: str | None, since: datetime, error: Exception, now: datetime
+    ) -> ChangesOutcome:
+        refused = isinstance(error, ParseError) or (
+            isinstance(error, FetchError)
+            and error.status is not None
+            and 400 <= error.status < 500
+            and error.status not in (408, 429)
+        )
+        text = str(error)
+        if not refused:  # a timeout, a 5xx: ask again from the same instant next time
+            log.warning("changes query failed", feed=feed.name, error=text)
+            return ChangesOutcome(base, since)
+        until = now + OFF_FOR
+        log.warning(
+            "changes query turned off for this feed",
+            feed=feed.name,
+            until=until.isoformat(),
+            error=text,
+        )
+        return ChangesOutcome(base, since, off_until=until, error=text)
 
     async def _load(
         self,
@@ -375,8 +492,10 @@ class FeedSyncer:
         initial: bool,
         crawl_seen: dict[str, datetime | None],
         listed: set[str],
+        partial: bool = False,
     ) -> PageChanges:
-        """Diff one parsed page against the store and commit it, with its events, atomically."""
+        """Diff one parsed page against the store and commit it, with its events, atomically.
+        A `partial` page (the changes query's) proves no absence, even if it says fh:complete."""
         ref = FeedRef(feed.name, feed.url, title)
         ids = [e.entry_id for e in page.entries]
         known = self.store.known_entries(state.id, [*ids, *(t.ref for t in page.tombstones)])
@@ -387,7 +506,7 @@ class FeedSyncer:
                 crawl_seen[i] = known[i].updated
         decided = diff_page(page.entries, known, crawl_seen, hash_only_cap=self.hash_only_cap)
         deletions = tombstone_deletions(page.tombstones, known, set(ids))
-        if _is_complete_doc(page):
+        if _is_complete_doc(page) and not partial:
             live = self.store.live_entries(state.id)
             already = {d.entry.entry_id for d in deletions}
             deletions += tuple(
@@ -409,6 +528,7 @@ class FeedSyncer:
             events=drafts,
             routes={d.id: self.router(feed.name, d) for d in drafts},
             now=now,
+            partial=partial,
         )
         return PageChanges(decided.changes, decided.silent, deletions, seqs)
 
@@ -499,6 +619,12 @@ class FeedSyncer:
                 retry_after_until=due if retry_after is not None else None,
                 title=title,
                 move=report.move,
+                changes=report.changes,
+                full_crawl_reason=(
+                    "the changes query listed more edits than one poll may fetch"
+                    if report.changes_overflow
+                    else None
+                ),
             ),
         )
 

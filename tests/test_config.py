@@ -73,6 +73,15 @@ def test_durations(value: object, seconds: float) -> None:
             '[[feeds]]\nname="a"\nurl="http://x/"\nignore_fields=["colour"]',
             "feeds[0].ignore_fields: 'colour' is not one of",
         ),
+        (
+            '[[feeds]]\nname="a"\nurl="http://x/"\nchanges="sometimes"',
+            "feeds[0].changes: 'sometimes' is not one of 'auto', 'off'",
+        ),
+        ('[defaults]\nchanges="never"', "defaults.changes: 'never' is not one of"),
+        (
+            '[[feeds]]\nname="a"\nurl="http://x/"\nchanges_url="http://x/?since=now"',
+            "feeds[0].changes_url: 'http://x/?since=now' lacks the {updated_min} placeholder",
+        ),
         ("not toml [", "not valid TOML"),
     ],
 )
@@ -152,3 +161,14 @@ def test_sink_routing_policy() -> None:
     assert not f.wants("entry.created", "b", initial=False)
     assert not w.wants("entry.created", "a", initial=True)
     assert w.wants("entry.updated", "b", initial=False)
+
+
+def test_changes_query_settings(tmp_path: Path) -> None:
+    body = (
+        '[defaults]\nchanges="off"\n[[feeds]]\nname="a"\nurl="http://x/"\n'
+        '[[feeds]]\nname="b"\nurl="http://y/"\nchanges="auto"\n'
+        'changes_url="http://y/c?min={updated_min}"\n'
+    )
+    a, b = load_config(write(tmp_path, body), environ={}).feeds
+    assert a.changes == "off" and a.changes_url is None
+    assert b.changes == "auto" and b.changes_url == "http://y/c?min={updated_min}"

@@ -789,3 +789,55 @@ async def test_receiver_subprocess_logs_requests(
         assert [e["id"] for e in spawned.events()] == ["evt_1", "evt_bad"]
         assert records[0]["headers"]["webhook-id"] == "evt_0"
     assert process.returncode == 0
+
+
+# --------------------------------------------------------------------------------------------
+# freshness: the changes query, misstated totals, bot shields
+
+
+async def test_changes_query_lists_by_updated_since_an_instant_with_paging(
+    server: FeedServer, feed: BloggerFeed, session: aiohttp.ClientSession
+) -> None:
+    newest = feed.newest_updated_ms
+    deep = feed.ids()[430]
+    feed.edit_entry(deep, updated_ms=newest + 5000)
+    url = f"{server.url}?orderby=updated&updated-min={format_time(newest - 1)}"
+    status, _, body = await get(session, url)
+    page = parse_page(body)
+    assert status == 200 and page.ids[0] == deep
+    assert page.total == len(page.ids) == sum(e.updated_ms >= newest - 1 for e in feed.entries())
+    # Every entry updated since the instant, newest first, paged, next links keep the query.
+    all_since = await walk(session, f"{server.url}?orderby=updated&updated-min=2000-01-01T00:00Z")
+    assert len(all_since) == 21
+    assert all("orderby=updated" in u and "updated-min=" in u for u, _ in all_since[1:])
+    stamps = [parse_time(t) for _, p in all_since for t in p.updated]
+    assert stamps == sorted(stamps, reverse=True) and len(stamps) == 515
+    assert feed.count() == 22 and sum(r.changes for r in feed.log) == 22
+
+    feed.set_changes("ignore")  # FeedBurner: the plain listing
+    assert parse_page((await get(session, url))[2]).total == 515
+    feed.set_changes("refuse")
+    assert (await get(session, url))[0] == 400
+    assert (await get(session, server.url))[0] == 200
+    feed.clear_faults()
+    assert (await get(session, f"{server.url}?orderby=updated&updated-min=soon"))[0] == 400
+
+
+async def test_misstated_totals_and_shield_pages(
+    server: FeedServer, feed: BloggerFeed, session: aiohttp.ClientSession
+) -> None:
+    feed.set_total_results(600, page=2)
+    assert parse_page((await get(session, page_url(server, 2)))[2]).total == 600
+    assert parse_page((await get(session, server.url))[2]).total == 515
+    feed.set_total_results(None, page=2)
+    assert parse_page((await get(session, page_url(server, 2)))[2]).total == 515
+
+    feed.set_shield(503)
+    status, headers, body = await get(session, server.url)
+    assert status == 503 and headers["cf-mitigated"] == "challenge"
+    assert headers["Content-Type"].startswith("text/html") and b"challenge-platform" in body
+    feed.set_shield(403, page=2)
+    assert (await get(session, page_url(server, 2)))[0] == 403
+    feed.clear_faults()
+    assert (await get(session, server.url))[0] == 200
+    assert feed.log[-2].fault == "shield" and feed.log[-1].fault is None

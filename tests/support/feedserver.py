@@ -34,6 +34,14 @@ The HTTP side (:func:`make_feed_app`, :func:`serve_feed`) answers like Blogger:
   change, so it grows strictly whenever a page changes and tests stay deterministic.  gzip is
   used when the client accepts it (``Content-Encoding: gzip``, ETag ``"<hash>-gz"``); either
   ETag matches.
+* **Changes query** (GData): ``orderby=updated`` lists the entries by ``<updated>``, newest first,
+  and only then honours ``updated-min`` (entries updated at or after that instant); the paging,
+  ``totalResults`` and next links follow that listing and keep both parameters.
+  :meth:`BloggerFeed.set_changes` makes the server ignore the parameters (FeedBurner serves the
+  plain feed) or refuse them (400).  :meth:`BloggerFeed.set_total_results` misstates
+  ``openSearch:totalResults``.
+* **Bot shield**: :meth:`BloggerFeed.set_shield` answers an HTML challenge page with 403 or 503
+  (``Server: cloudflare``, ``cf-mitigated: challenge``), as a bot-protection proxy does.
 * Faults, set through the controls: a truncated/empty/broken body, an HTML error page with 200, any
   status with headers (e.g. 503 + Retry-After), a delay before answering, a body trickled a few
   bytes at a time, and extra response headers (e.g. Cache-Control).
@@ -85,6 +93,7 @@ __all__ = [
     "PAGE_SIZE",
     "SEED_PATH",
     "BloggerFeed",
+    "ChangesMode",
     "EntryInfo",
     "FeedServer",
     "MalformedKind",
@@ -114,6 +123,7 @@ CYCLE_MS = 105 * 24 * 3600 * 1000
 LM_BASE = 1_500_666_312  # 2017-07-21T19:45:12Z, the seed feed's <updated>: origin of Last-Modified
 
 NextHost = Literal["other", "alternate"]
+ChangesMode = Literal["serve", "ignore", "refuse"]
 MalformedKind = Literal["truncated", "empty", "broken"]
 
 _T = TypeVar("_T")
@@ -144,6 +154,13 @@ _HEADER_FIELDS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("start", re.compile(r"<openSearch:startIndex>(\d+)</openSearch:startIndex>")),
     ("per_page", re.compile(r"<openSearch:itemsPerPage>(\d+)</openSearch:itemsPerPage>")),
     ("self", re.compile(r'<(?:atom10:)?link [^>]*rel="self" [^>]*href="([^"]*)"')),
+)
+
+_CHALLENGE_PAGE = (
+    "<!DOCTYPE html><html lang=en><head><title>Just a moment...</title></head><body>"
+    '<div id="challenge-body-text">Checking if the site connection is secure</div>'
+    '<script src="/cdn-cgi/challenge-platform/h/g/orchestrate/chl_page/v1"></script>'
+    "</body></html>\n"
 )
 
 _HTML_ERROR_PAGE = (
@@ -313,7 +330,7 @@ class RequestRecord:
     if_modified_since: str | None
     accept_encoding: str | None
     status: int | None  # None when the client went away before the answer was complete
-    fault: str | None  # "status", "truncated", "empty", "broken", "html_error", "trickle" or None
+    fault: str | None  # "status", "shield", "truncated", "empty", "broken", "html_error", "trickle"
     started: float  # time.monotonic() at arrival
     finished: float  # time.monotonic() when answered (or abandoned)
 
@@ -345,6 +362,11 @@ class RequestRecord:
             started=started,
             finished=time.monotonic(),
         )
+
+    @property
+    def changes(self) -> bool:
+        """Whether this was a changes query (``orderby=updated``)."""
+        return "orderby=updated" in self.path
 
     @property
     def conditional(self) -> bool:
@@ -450,7 +472,7 @@ class BloggerFeed:
         self._added = 0
         self._edits = 0
         self._generation = 0
-        self._page_cache: dict[tuple[str, str | None, int, int], bytes] = {}
+        self._page_cache: dict[tuple[str, str | None, int, int, int | None], bytes] = {}
         self._validators: dict[tuple[str, str | None, int, int, str], tuple[str, int]] = {}
         self._gzip_cache: dict[str, bytes] = {}
         # faults
@@ -461,6 +483,9 @@ class BloggerFeed:
         self._trickles: dict[int | None, _Trickle] = {}
         self._extra_headers: dict[int | None, dict[str, str]] = {}
         self._log: list[RequestRecord] = []
+        self._changes: ChangesMode = "serve"
+        self._total_results: dict[int | None, int] = {}  # misstated totals, by page
+        self._shields: dict[int | None, int] = {}  # challenge status, by page
 
     # ----- construction -----
 
@@ -612,8 +637,10 @@ class BloggerFeed:
         title: str | None = None,
         content: str | None = None,
         bump_updated_ms: int = 1000,
+        updated_ms: int | None = None,
     ) -> str:
-        """Edit a post: new title and/or content (HTML); ``<updated>`` moves by ``bump_updated_ms``.
+        """Edit a post: new title and/or content (HTML); ``<updated>`` moves by ``bump_updated_ms``,
+        or to ``updated_ms`` when given (Blogger sets it to the time of the edit).
 
         Without title and content, a deterministic paragraph is appended to the content.  Use
         ``bump_updated_ms=0`` for a silent edit (content changes, ``<updated>`` does not).
@@ -628,9 +655,14 @@ class BloggerFeed:
         if title is None and content is None:
             self._edits += 1
             e.content_xml += _text(f"<p>Edit {self._edits}.</p>")
-        e.updated_ms += bump_updated_ms
+        e.updated_ms = updated_ms if updated_ms is not None else e.updated_ms + bump_updated_ms
         self._changed(e)
         return format_time(e.updated_ms)
+
+    @property
+    def newest_updated_ms(self) -> int:
+        """The newest ``<updated>`` of any entry: "now" in the feed's world, for realistic edits."""
+        return max((e.updated_ms for e in self._entries), default=self._feed_updated_ms)
 
     def touch(self, entry_id: str, delta_ms: int) -> str:
         """Move ``<updated>`` by ``delta_ms`` (may be negative); nothing else changes."""
@@ -729,14 +761,42 @@ class BloggerFeed:
         else:
             self._extra_headers[page] = dict(headers)
 
+    def set_changes(self, mode: ChangesMode) -> None:
+        """How changes queries (``orderby=updated``) are answered: ``serve`` them (Blogger),
+        ``ignore`` the parameters and serve the plain feed (FeedBurner), or ``refuse`` (400)."""
+        if mode not in get_args(ChangesMode):
+            raise ValueError(f"unknown changes mode {mode!r}")
+        self._changes = mode
+
+    def set_total_results(self, value: int | None, page: int | None = None) -> None:
+        """State ``value`` as ``openSearch:totalResults`` on that page (``None``: every page)
+        instead of the true count; ``value=None`` states the truth again."""
+        if value is None:
+            self._total_results.pop(page, None)
+        else:
+            self._total_results[page] = value
+        self._page_cache.clear()
+
+    def set_shield(self, status: int | None, page: int | None = None) -> None:
+        """Answer a bot shield's HTML challenge page with ``status`` (403 or 503) for that page
+        (``None``: every page); ``status=None`` removes it."""
+        if status is None:
+            self._shields.pop(page, None)
+        else:
+            self._shields[page] = status
+
     def clear_faults(self) -> None:
-        """Undo every fault, delay, trickle and extra header."""
+        """Undo every fault, delay, trickle, extra header, shield and changes-query mode."""
         self._malformed = None
         self._html_error = None
         self._status_rules.clear()
         self._delays.clear()
         self._trickles.clear()
         self._extra_headers.clear()
+        self._changes = "serve"
+        self._total_results.clear()
+        self._shields.clear()
+        self._page_cache.clear()
 
     # ----- request log -----
 
@@ -775,29 +835,42 @@ class BloggerFeed:
         *,
         self_url: str = "",
         nav_base: str | None = None,
+        updated_min_ms: int | None = None,
     ) -> bytes:
         """The Atom bytes of one page.
 
         ``self_url`` is the rel="self" href; ``nav_base`` (``http://host:port``) prefixes the
-        next/previous links.
+        next/previous links.  ``updated_min_ms`` given: a page of the changes query (entries
+        updated at or after it, newest ``<updated>`` first).
         """
         per_page = max_results or self.page_size
-        key = (self_url, nav_base, start_index, per_page)
+        key = (self_url, nav_base, start_index, per_page, updated_min_ms)
         cached = self._page_cache.get(key)
         if cached is not None:
             return cached
-        total = len(self._entries)
-        chosen = self._entries[start_index - 1 : start_index - 1 + per_page]
+        listing = self._entries
+        extra = ""
+        if updated_min_ms is not None:
+            listing = sorted(
+                (e for e in self._entries if e.updated_ms >= updated_min_ms),
+                key=lambda e: -e.updated_ms,
+            )
+            extra = f"&amp;orderby=updated&amp;updated-min={_query_time(updated_min_ms)}"
+        total = len(listing)
+        chosen = listing[start_index - 1 : start_index - 1 + per_page]
         nav: list[str] = []
         base = nav_base or ""
         if start_index > 1:
-            nav.append(self._nav_link("previous", base, max(1, start_index - per_page), per_page))
+            previous = max(1, start_index - per_page)
+            nav.append(self._nav_link("previous", base, previous, per_page, extra))
         if start_index - 1 + per_page < total:
-            nav.append(self._nav_link("next", base, start_index + per_page, per_page))
+            nav.append(self._nav_link("next", base, start_index + per_page, per_page, extra))
+        page = (start_index - 1) // per_page + 1
+        stated = _for_page(self._total_results, page)
         values = {
             "feed_updated": format_time(self._feed_updated_ms),
             "nav": "".join(nav),
-            "total": str(total),
+            "total": str(total if stated is None else stated),
             "start": str(start_index),
             "per_page": str(per_page),
             "self": _attr(self_url),
@@ -812,8 +885,8 @@ class BloggerFeed:
         return body
 
     @staticmethod
-    def _nav_link(rel: str, base: str, start: int, per_page: int) -> str:
-        query = f"start-index={start}&amp;max-results={per_page}&amp;redirect=false"
+    def _nav_link(rel: str, base: str, start: int, per_page: int, extra: str = "") -> str:
+        query = f"start-index={start}&amp;max-results={per_page}&amp;redirect=false{extra}"
         href = f"{base}{BLOGGER_FEED_PATH}?{query}"
         return f'<link rel="{rel}" type="application/atom+xml" href="{href}" />'
 
@@ -852,6 +925,12 @@ class BloggerFeed:
 def _for_page(table: Mapping[int | None, _T], page: int) -> _T | None:
     """The page's own setting, else the every-page (``None``) one."""
     return table[page] if page in table else table.get(None)
+
+
+def _query_time(ms: int) -> str:
+    """An instant as a query parameter value: RFC 3339 in UTC, milliseconds, ``+`` not needed."""
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return f"{dt:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
 
 
 def _malform(body: bytes, kind: MalformedKind) -> bytes:
@@ -936,7 +1015,19 @@ class _FeedHandlers:
                     status=400, text="start-index and max-results must be positive\n"
                 )
             page = (start - 1) // per_page + 1
-            response, status, fault = await self._answer(request, start, per_page, page)
+            updated_min: int | None = None
+            if request.query.get("orderby") == "updated" and self.feed._changes != "ignore":
+                if self.feed._changes == "refuse":
+                    status = 400
+                    return web.Response(status=400, text="Unsupported parameter: orderby\n")
+                try:
+                    updated_min = parse_time(request.query.get("updated-min", "1970-01-01T00:00Z"))
+                except ValueError:
+                    status = 400
+                    return web.Response(status=400, text="Invalid updated-min\n")
+            response, status, fault = await self._answer(
+                request, start, per_page, page, updated_min
+            )
             return response
         finally:
             self.feed._log.append(
@@ -952,12 +1043,24 @@ class _FeedHandlers:
             )
 
     async def _answer(
-        self, request: web.Request, start: int, per_page: int, page: int
+        self,
+        request: web.Request,
+        start: int,
+        per_page: int,
+        page: int,
+        updated_min: int | None = None,
     ) -> tuple[web.StreamResponse, int, str | None]:
         feed = self.feed
         delay = _for_page(feed._delays, page)
         if delay:
             await asyncio.sleep(delay)
+        shield = _for_page(feed._shields, page)
+        if shield is not None:
+            headers = {"Server": "cloudflare", "cf-mitigated": "challenge"}
+            challenge = web.Response(
+                status=shield, text=_CHALLENGE_PAGE, content_type="text/html", headers=headers
+            )
+            return challenge, shield, "shield"
         rule = feed._take_status(page)
         if rule is not None:
             return (
@@ -968,7 +1071,9 @@ class _FeedHandlers:
 
         self_url = f"http://{request.host}{request.path_qs}"
         nav_base = self.nav_base(request.host)
-        body = feed.render_page(start, per_page, self_url=self_url, nav_base=nav_base)
+        body = feed.render_page(
+            start, per_page, self_url=self_url, nav_base=nav_base, updated_min_ms=updated_min
+        )
         variant = "ok"
         content_type = "application/atom+xml; charset=UTF-8"
         if feed._html_error == page:
@@ -1065,6 +1170,9 @@ _CONTROL_OPS: Mapping[str, Callable[[BloggerFeed, dict[str, Any]], Any]] = Mappi
         "set_delay": lambda f, a: f.set_delay(**a),
         "set_trickle": lambda f, a: f.set_trickle(**a),
         "set_headers": lambda f, a: f.set_headers(**a),
+        "set_changes": lambda f, a: f.set_changes(**a),
+        "set_total_results": lambda f, a: f.set_total_results(**a),
+        "set_shield": lambda f, a: f.set_shield(**a),
         "clear_faults": lambda f, a: f.clear_faults(**a),
         "page_of": lambda f, a: f.page_of(**a),
         "ids": lambda f, a: f.ids(**a),
