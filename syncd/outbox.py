@@ -4,8 +4,9 @@ operator's requeue commands (recover, replay, enable).
 Events and their delivery rows are *created* by `Store.commit_page`, in the page's transaction;
 this module reads them back for the dispatcher and records what each attempt did. It shares the
 store's single writer connection and transaction helper. It decides nothing: when to retry, when
-to pause and what an outcome means are the dispatcher's and `syncd.retry`'s; every statement here
-is one short transaction, so a crash between any two leaves a consistent outbox.
+to pause and what an outcome means are the dispatcher's and `syncd.retry`'s; every method here is
+one short transaction (`exchange` bundles a sink's records, released leases and next claim into
+one), so a crash between any two leaves a consistent outbox.
 
 A claimed delivery is *leased* (`leased_until`) rather than marked: another dispatcher (a second
 process, later a second worker on a shared database) skips it while the lease runs, and if this
@@ -17,6 +18,8 @@ on a process that is gone.
 from __future__ import annotations
 
 import itertools
+import json
+import sqlite3
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -53,12 +56,13 @@ def _marks(values: Collection[object]) -> str:
     return ",".join("?" * len(values))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DueDelivery:
     id: int
     attempts: int
     event: OutboundEvent
     sink: str = ""
+    leased_until: datetime | None = None  # the lease this process holds on it, if any
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,25 @@ class AttemptRecord:
     delivery_id: int
     outcome: SendOutcome
     next_attempt_at: datetime | None
+    attempted_at: datetime
+
+    @property
+    def state(self) -> DeliveryState:
+        if self.outcome.ok:
+            return DeliveryState.DELIVERED
+        return DeliveryState.DEAD if self.next_attempt_at is None else DeliveryState.FAILED
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What to lease: up to `limit` deliveries of `sink` claimable at `now` (see `claim_due`)."""
+
+    sink: str
+    now: datetime
+    limit: int
+    lease_until: datetime
+    probe: bool = False
+    strict: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,6 +154,98 @@ def _event(r: dict[str, Any]) -> OutboundEvent:
     return OutboundEvent(r["event_id"], r["seq"], r["type"], r["payload"].encode())
 
 
+def _claim_query(claim: Claim) -> tuple[str, tuple[Any, ...]]:
+    """The candidates of a claim in the order they are taken, each with `free`: claimable now."""
+    now_s = to_text(claim.now)
+    if claim.strict:
+        # The head of the queue, due or not: the claimable part is its due, unleased prefix.
+        sql = f"""SELECT d.id, d.attempts, e.id AS event_id, e.seq, e.type,
+                    CAST(e.payload AS BLOB) AS payload,
+                    d.next_attempt_at <= ? AND (d.leased_until IS NULL OR d.leased_until <= ?)
+                    AS free
+                  FROM deliveries d JOIN events e ON e.seq = d.event_seq
+                  WHERE d.sink = ? AND d.state IN {_QUEUED}
+                  ORDER BY d.event_seq LIMIT ?"""
+        return sql, (now_s, now_s, claim.sink, claim.limit)
+    order = "d.attempts, d.event_seq" if claim.probe else "d.event_seq"
+    sql = f"""SELECT d.id, d.attempts, e.id AS event_id, e.seq, e.type,
+                CAST(e.payload AS BLOB) AS payload, 1 AS free
+              FROM deliveries d JOIN events e ON e.seq = d.event_seq
+              WHERE d.sink = ? AND d.state IN {_QUEUED} AND d.next_attempt_at <= ?
+                AND (d.leased_until IS NULL OR d.leased_until <= ?)
+                AND {_NO_EARLIER_OF_ENTRY}
+              ORDER BY {order} LIMIT ?"""
+    return sql, (claim.sink, now_s, now_s, claim.limit)
+
+
+def _claim(conn: sqlite3.Connection, claim: Claim) -> list[DueDelivery]:
+    sql, params = _claim_query(claim)
+    rows = conn.execute(sql, params).fetchall()
+    if claim.strict:
+        rows = list(itertools.takewhile(lambda r: bool(r[6]), rows))
+    if not rows:
+        return []
+    conn.execute(
+        "UPDATE deliveries SET leased_until = ? WHERE id IN (SELECT value FROM json_each(?))",
+        (to_text(claim.lease_until), json.dumps([r[0] for r in rows])),
+    )
+    lease = claim.lease_until
+    return [
+        DueDelivery(r[0], r[1], OutboundEvent(r[2], r[3], r[4], r[5]), claim.sink, lease)
+        for r in rows
+    ]
+
+
+def _release(conn: sqlite3.Connection, deliveries: Sequence[DueDelivery]) -> None:
+    """Drop our leases; one that ran out and was taken by another process is left alone."""
+    by_lease: dict[str | None, list[int]] = {}
+    for d in deliveries:
+        by_lease.setdefault(to_text(d.leased_until), []).append(d.id)
+    for lease, ids in by_lease.items():
+        conn.execute(
+            "UPDATE deliveries SET leased_until = NULL WHERE id IN (SELECT value FROM json_each(?))"
+            " AND (? IS NULL OR leased_until = ?)",
+            (json.dumps(ids), lease, lease),
+        )
+
+
+_RECORD_SET = """UPDATE deliveries SET state = ?, attempts = attempts + 1, last_attempt_at = ?,
+    last_status = ?, last_error = ?, next_attempt_at = COALESCE(?, next_attempt_at),
+    leased_until = NULL, delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END"""
+_LOG_COLUMNS = "delivery_attempts (delivery_id, attempted_at, result, status, latency_ms, error)"
+
+
+def _record(conn: sqlite3.Connection, records: Sequence[AttemptRecord]) -> None:
+    """Write attempts and their log rows. Records that say the same thing (a batch: one outcome
+    at one instant) share one set-based statement pair; the rest go row by row."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for rec in records:
+        o = rec.outcome
+        key = (rec.state, rec.attempted_at, o.status, o.error, rec.next_attempt_at, o.latency_ms)
+        groups.setdefault(key, []).append(rec.delivery_id)
+    updates: list[tuple[Any, ...]] = []
+    logs: list[tuple[Any, ...]] = []
+    for (state, at, status, error, next_at, latency), ids in groups.items():
+        at_s, ok = to_text(at), state is DeliveryState.DELIVERED
+        values = (str(state), at_s, status, error, to_text(next_at), ok, at_s)
+        entry = (at_s, str(state), status, round(latency, 3), error)
+        if len(ids) == 1:
+            updates.append((*values, ids[0]))
+            logs.append((ids[0], *entry))
+            continue
+        chosen = json.dumps(ids)
+        conn.execute(
+            f"{_RECORD_SET} WHERE id IN (SELECT value FROM json_each(?))", (*values, chosen)
+        )
+        conn.execute(
+            f"INSERT INTO {_LOG_COLUMNS} SELECT value, ?, ?, ?, ?, ? FROM json_each(?)",
+            (*entry, chosen),
+        )
+    if updates:
+        conn.executemany(f"{_RECORD_SET} WHERE id = ?", updates)
+        conn.executemany(f"INSERT INTO {_LOG_COLUMNS} VALUES (?, ?, ?, ?, ?, ?)", logs)
+
+
 class Outbox:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -163,55 +278,39 @@ class Outbox:
         paused. `peek` looks without the write lock first (for idle polling, which mostly finds
         nothing).
         """
+        claim = Claim(sink, now, limit, lease_until, probe, strict)
         if limit <= 0:
             return []
-        now_s = to_text(now)
-        if strict:
-            # The head of the queue, due or not: the claimable part is its due, unleased prefix.
-            sql = f"""SELECT d.id, d.attempts, e.id AS event_id, e.seq, e.type,
-                        CAST(e.payload AS BLOB) AS payload,
-                        d.next_attempt_at <= ? AND (d.leased_until IS NULL OR d.leased_until <= ?)
-                        AS free
-                      FROM deliveries d JOIN events e ON e.seq = d.event_seq
-                      WHERE d.sink = ? AND d.state IN {_QUEUED}
-                      ORDER BY d.event_seq LIMIT ?"""
-            params: tuple[Any, ...] = (now_s, now_s, sink, limit)
-        else:
-            order = "d.attempts, d.event_seq" if probe else "d.event_seq"
-            sql = f"""SELECT d.id, d.attempts, e.id AS event_id, e.seq, e.type,
-                        CAST(e.payload AS BLOB) AS payload, 1 AS free
-                      FROM deliveries d JOIN events e ON e.seq = d.event_seq
-                      WHERE d.sink = ? AND d.state IN {_QUEUED} AND d.next_attempt_at <= ?
-                        AND (d.leased_until IS NULL OR d.leased_until <= ?)
-                        AND {_NO_EARLIER_OF_ENTRY}
-                      ORDER BY {order} LIMIT ?"""
-            params = (sink, now_s, now_s, limit)
-        # An idle sink polls every second: look first without taking the write lock, which the
-        # syncer's page commits need.
-        if peek and not any(
-            r["free"] for r in self.store.rows(f"SELECT free FROM ({sql}) LIMIT 1", params)
-        ):
+        if peek:
+            # An idle sink polls every second: look first without taking the write lock, which
+            # the syncer's page commits need.
+            sql, params = _claim_query(claim)
+            if not any(
+                r["free"] for r in self.store.rows(f"SELECT free FROM ({sql}) LIMIT 1", params)
+            ):
+                return []
+        return self.exchange(claim=claim)
+
+    def exchange(
+        self,
+        records: Sequence[AttemptRecord] = (),
+        *,
+        release: Sequence[DueDelivery] = (),
+        claim: Claim | None = None,
+    ) -> list[DueDelivery]:
+        """One transaction for a sink's bookkeeping: record finished attempts, hand back leases
+        that were not used, then lease what is claimable now (which the records may just have
+        unblocked). Returns what it leased."""
+        if not records and not release and (claim is None or claim.limit <= 0):
             return []
         with self.store.write() as conn:
-            rows = conn.execute(sql, params).fetchall()
-            if strict:
-                rows = list(itertools.takewhile(lambda r: bool(r[6]), rows))
-            if rows:
-                conn.execute(
-                    f"UPDATE deliveries SET leased_until = ? WHERE id IN ({_marks(rows)})",
-                    [to_text(lease_until), *(r[0] for r in rows)],
-                )
-        return [DueDelivery(r[0], r[1], OutboundEvent(r[2], r[3], r[4], r[5]), sink) for r in rows]
+            _record(conn, records)
+            _release(conn, release)
+            return _claim(conn, claim) if claim is not None and claim.limit > 0 else []
 
-    def release(self, delivery_ids: Sequence[int]) -> None:
+    def release(self, deliveries: Sequence[DueDelivery]) -> None:
         """Give back leases of deliveries that were not attempted after all (a shutdown)."""
-        if not delivery_ids:
-            return
-        with self.store.write() as conn:
-            conn.execute(
-                f"UPDATE deliveries SET leased_until = NULL WHERE id IN ({_marks(delivery_ids)})",
-                list(delivery_ids),
-            )
+        self.exchange(release=deliveries)
 
     def reclaim_leases(self) -> int:
         """Drop every lease. Only for a dispatcher that knows no other one is alive."""
@@ -230,54 +329,13 @@ class Outbox:
         )
         return from_text(rows[0]["t"]) if rows else None
 
-    def record_attempts(
-        self, records: Sequence[AttemptRecord], now: datetime
-    ) -> list[DeliveryState]:
+    def record_attempts(self, records: Sequence[AttemptRecord]) -> list[DeliveryState]:
         """Record finished attempts in one transaction; return each delivery's new state.
 
         A failure without a next attempt is dead. The lease is dropped either way.
         """
-        states: list[DeliveryState] = []
-        now_s = to_text(now)
-        with self.store.write() as conn:
-            for rec in records:
-                outcome = rec.outcome
-                if outcome.ok:
-                    state = DeliveryState.DELIVERED
-                elif rec.next_attempt_at is None:
-                    state = DeliveryState.DEAD
-                else:
-                    state = DeliveryState.FAILED
-                states.append(state)
-                conn.execute(
-                    """UPDATE deliveries SET state = ?, attempts = attempts + 1,
-                       last_attempt_at = ?, last_status = ?, last_error = ?,
-                       next_attempt_at = COALESCE(?, next_attempt_at), leased_until = NULL,
-                       delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END WHERE id = ?""",
-                    (
-                        str(state),
-                        now_s,
-                        outcome.status,
-                        outcome.error,
-                        to_text(rec.next_attempt_at),
-                        outcome.ok,
-                        now_s,
-                        rec.delivery_id,
-                    ),
-                )
-                conn.execute(
-                    "INSERT INTO delivery_attempts (delivery_id, attempted_at, result, status,"
-                    " latency_ms, error) VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        rec.delivery_id,
-                        now_s,
-                        str(state),
-                        outcome.status,
-                        round(outcome.latency_ms, 3),
-                        outcome.error,
-                    ),
-                )
-        return states
+        self.exchange(records)
+        return [r.state for r in records]
 
     # ------------------------------------------------------------------ sink state
 
@@ -297,7 +355,10 @@ class Outbox:
             resume_requested_at=r["resume_requested_at"],
         )
 
-    def _upsert_sink(self, name: str, values: dict[str, Any]) -> None:
+    def _upsert_sink(
+        self, name: str, values: dict[str, Any], *, due_now: datetime | None = None
+    ) -> None:
+        """Write a sink's row; with `due_now`, also make its waiting deliveries due then."""
         cols = ", ".join(["name", *values])
         marks = ", ".join("?" * (len(values) + 1))
         updates = ", ".join(f"{c} = excluded.{c}" for c in values)
@@ -307,6 +368,13 @@ class Outbox:
                 f" ON CONFLICT(name) DO UPDATE SET {updates}",
                 [name, *values.values()],
             )
+            if due_now is not None:
+                now_s = to_text(due_now)
+                conn.execute(
+                    f"UPDATE deliveries SET next_attempt_at = ? WHERE sink = ?"
+                    f" AND state IN {_QUEUED} AND next_attempt_at > ?",
+                    (now_s, name, now_s),
+                )
 
     def disable_sink(
         self, sink: str, reason: str, now: datetime, config_hash: str | None = None
@@ -318,7 +386,8 @@ class Outbox:
         )
 
     def enable_sink(self, sink: str, now: datetime) -> None:
-        """Re-enable `sink` and lift any pause, so a running daemon tries it at once."""
+        """Re-enable `sink`, lift any pause and make its waiting deliveries (pending, or failed
+        and backing off) due now, so a running daemon sends them at once."""
         self._upsert_sink(
             sink,
             {
@@ -327,11 +396,13 @@ class Outbox:
                 "config_hash": None,
                 **self._resume_values(now),
             },
+            due_now=now,
         )
 
     def request_resume(self, sink: str, now: datetime) -> None:
-        """Lift a pause and tell a running daemon to look at `sink` again now."""
-        self._upsert_sink(sink, self._resume_values(now))
+        """Lift a pause, make the sink's waiting deliveries due now, and tell a running daemon
+        to look at `sink` again at once (an operator acted, or the receiver answered again)."""
+        self._upsert_sink(sink, self._resume_values(now), due_now=now)
 
     @staticmethod
     def _resume_values(now: datetime) -> dict[str, Any]:

@@ -169,6 +169,8 @@ class SinkHealth:
         return self.state is not Health.CLOSED and not self.paused(now)
 
     def succeeded(self) -> SinkHealth:
+        if self.state is Health.CLOSED and self.rejections == 0:
+            return self  # already the healthy default; every success of a batch lands here
         return SinkHealth(state=Health.CLOSED)
 
     def failed(

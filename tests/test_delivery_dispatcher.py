@@ -529,3 +529,80 @@ async def test_send_now_resends_even_a_delivered_delivery(store, session) -> Non
     assert [r.webhook_id for r in requests] == [due.event.id] * 2
     assert requests[0].body == requests[1].body
     assert deliveries_of(store, "hook")[0]["attempts"] == 2
+
+
+async def test_enable_makes_waiting_and_failed_deliveries_due_now(store, session) -> None:
+    clock = FakeClock()
+    async with serve_receiver(script=[500, 410]) as rx:
+        d = dispatcher(store, [webhook(rx.url, session, clock, schedule=[3600])], clock)
+        first, second, third = seed_events(store, 3, sinks=["hook"], now=clock())
+        [report] = await d.deliver_due()
+        # A 500 on the first (its retry an hour away), then a 410: the sink is disabled.
+        assert report.disabled and len(rx.receiver.requests) == 2
+        rows = {r["event_seq"]: r for r in deliveries_of(store, "hook")}
+        assert when(rows[first]["next_attempt_at"]) > clock() + timedelta(minutes=50)
+
+        clock.advance(60)
+        store.outbox.enable_sink("hook", clock())
+        rows = {r["event_seq"]: r for r in deliveries_of(store, "hook")}
+        assert when(rows[first]["next_attempt_at"]) == clock()  # pulled forward
+        assert all(when(rows[s]["next_attempt_at"]) <= clock() for s in (second, third))
+        [report] = await d.deliver_due()  # without waiting out the hour
+        assert report.delivered == 3 and not report.disabled
+    assert {r["state"] for r in deliveries_of(store, "hook")} == {"delivered"}
+
+
+async def test_a_resume_request_makes_a_paused_sinks_backlog_due_now(store, session) -> None:
+    clock = FakeClock()
+    async with serve_receiver(script=[Reply(503, {"Retry-After": "7200"})]) as rx:
+        d = dispatcher(store, [webhook(rx.url, session, clock)], clock)
+        seed_events(store, 3, sinks=["hook"], now=clock())
+        [report] = await d.deliver_due()
+        assert report.paused_until == clock() + timedelta(seconds=7200)
+        [failed] = [r for r in deliveries_of(store, "hook") if r["state"] == "failed"]
+        assert when(failed["next_attempt_at"]) == clock() + timedelta(seconds=7200)
+
+        clock.advance(30)
+        store.outbox.request_resume("hook", clock())
+        [failed] = [r for r in deliveries_of(store, "hook") if r["state"] == "failed"]
+        assert when(failed["next_attempt_at"]) == clock()
+        [report] = await d.deliver_due()
+        assert report.delivered == 3 and report.paused_until is None
+
+
+async def test_a_pausing_sink_hands_back_what_it_leased_ahead(store, session) -> None:
+    """A healthy sink leases several windows ahead; when the receiver goes down mid-stream the
+    running daemon hands those leases back (another process may send them, probes choose
+    freely) and records what finished."""
+    receiver = Receiver(script=[200] * 6, default=503)
+    async with serve_receiver(receiver=receiver) as rx:
+        d = Dispatcher(
+            store=store,
+            sinks=[webhook(rx.url, session, None)],
+            clock=lambda: datetime.now(UTC),
+            rng=random.Random(1),
+        )
+        seed_events(store, 60, sinks=["hook"], now=datetime.now(UTC))
+        stop = asyncio.Event()
+        running = asyncio.create_task(d.run(stop))
+
+        def settled() -> bool:
+            rows = deliveries_of(store, "hook")
+            paused = store.outbox.sink_row("hook").paused_until is not None
+            return paused and all(r["leased_until"] is None for r in rows)
+
+        try:
+            await receiver.wait_for_requests(7)
+            for _ in range(500):
+                if settled():
+                    break
+                await asyncio.sleep(0.01)
+            rows = deliveries_of(store, "hook")
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, 10)
+    assert store.outbox.sink_row("hook").paused_until is not None
+    assert [r["id"] for r in rows if r["leased_until"] is not None] == []
+    delivered = [r for r in rows if r["state"] == "delivered"]
+    assert len(delivered) == len(receiver.accepted()) == 6
+    assert sum(r["attempts"] for r in rows) == len(receiver.requests)  # every attempt recorded
