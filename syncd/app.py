@@ -11,7 +11,7 @@ import functools
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -20,13 +20,14 @@ from syncd.config import Config, FeedConfig, SinkConfig
 from syncd.delivery import BoundSink, Dispatcher, OwnerLock, SinkReport
 from syncd.errors import ConfigError, SyncdError
 from syncd.fetch import Fetcher, FetchLimits, create_feed_session
+from syncd.metrics import Metrics, ObservedFetcher, ObservedParser
 from syncd.model import EventDraft
 from syncd.parsepool import ParserPool
 from syncd.sinks import Sink, SinkContext, default_registry
 from syncd.sinks.file import FileSink
 from syncd.sinks.webhook import session_for_webhooks
 from syncd.store import Store
-from syncd.sync import FeedSyncer, Progress, SyncReport
+from syncd.sync import FeedSyncer, PageFetcher, PageParser, Progress, SyncReport
 from syncd.throttle import HostThrottle
 
 log = structlog.get_logger("syncd.app")
@@ -50,6 +51,8 @@ class App:
     syncer: FeedSyncer
     dispatcher: Dispatcher
     clock: Clock
+    # Set once the daemon's first look at the schedule is done (readiness, /readyz).
+    scheduled: asyncio.Event = field(default_factory=asyncio.Event)
 
     def skip_reason(self, feed: FeedConfig, now: datetime) -> str | None:
         """Why a feed must not be fetched now even on request: the publisher asked us to wait."""
@@ -130,6 +133,7 @@ class App:
                     task = asyncio.create_task(one(due))
                     in_flight[name] = task
                     task.add_done_callback(functools.partial(_forget, in_flight, name))
+                self.scheduled.set()
                 await _sleep_or_stop(stop, POLL_TICK_S)
         finally:
             for task in list(in_flight.values()):
@@ -235,8 +239,10 @@ async def build_app(
     clock: Clock = system_clock,
     rng: random.Random | None = None,
     progress: Progress | None = None,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[App]:
-    """Everything syncd needs for one command, opened in order and closed in reverse."""
+    """Everything syncd needs for one command, opened in order and closed in reverse.
+    With `metrics`, the fetcher, parser, syncer and dispatcher report to it."""
     rng = rng or random.Random()
     async with AsyncExitStack() as stack:
         store = Store.open(config.store.path)
@@ -252,8 +258,10 @@ async def build_app(
                 concurrency=fc.concurrency,
             )
         )
-        fetcher = Fetcher(session, HostThrottle(fc.per_host_rate), limits)
-        parser = await stack.enter_async_context(ParserPool(workers=fc.parse_workers))
+        fetcher: PageFetcher = Fetcher(session, HostThrottle(fc.per_host_rate), limits)
+        parser: PageParser = await stack.enter_async_context(ParserPool(workers=fc.parse_workers))
+        if metrics is not None:
+            fetcher, parser = ObservedFetcher(fetcher, metrics), ObservedParser(parser, metrics)
         bound = await _bind_sinks(stack, config, clock)
         syncer = FeedSyncer(
             store=store,
@@ -263,6 +271,7 @@ async def build_app(
             router=_router(config),
             rng=rng,
             progress=progress,
+            observer=metrics,
         )
         dispatcher = Dispatcher(
             store=store,
@@ -270,5 +279,6 @@ async def build_app(
             clock=clock,
             rng=rng,
             owner_lock=_owner_lock(stack, config),
+            observer=metrics,
         )
         yield App(config=config, store=store, syncer=syncer, dispatcher=dispatcher, clock=clock)

@@ -10,7 +10,6 @@ import asyncio
 import csv
 import json
 import os
-import signal
 import sys
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
@@ -22,6 +21,7 @@ import click
 
 from syncd.app import build_app, validate_sinks
 from syncd.config import Config, load_config
+from syncd.daemon import run_daemon
 from syncd.errors import ConfigError, SyncdError
 from syncd.logs import configure_logging
 from syncd.store import Store, query_readonly
@@ -87,16 +87,7 @@ def main(click_ctx: click.Context, config_path: Path, verbose: bool) -> None:
 def run(ctx: Ctx) -> None:
     """Poll feeds on schedule and deliver events until SIGTERM or SIGINT."""
     config = _guard(ctx, ctx.config)
-
-    async def daemon() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        async with build_app(config) as app:
-            await app.run(stop)
-
-    _guard(ctx, lambda: _run(daemon()))
+    _guard(ctx, lambda: _run(run_daemon(config)))
 
 
 @main.command()

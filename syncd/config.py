@@ -7,6 +7,7 @@ else: it opens no database and no network connection.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -59,6 +60,21 @@ class FetchConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    """The daemon's HTTP server (health, metrics, status). `listen = ""` turns it off."""
+
+    listen: str = "127.0.0.1:8787"
+    allowed_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    token_file: Path | None = None  # a bearer token for everything but /healthz and /readyz
+    per_feed_metrics: int = 1000  # per-feed metric labels only while there are fewer feeds
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
 class FeedConfig:
     name: str
     url: str
@@ -100,6 +116,7 @@ class Config:
     fetch: FetchConfig
     feeds: tuple[FeedConfig, ...]
     sinks: tuple[SinkConfig, ...]
+    http: HttpConfig = HttpConfig()
 
     def feed(self, name_or_url: str) -> FeedConfig:
         for f in self.feeds:
@@ -245,8 +262,7 @@ def _secrets(r: _Reader, environ: Mapping[str, str], base: Path) -> tuple[str, .
         found.extend(many)
     secret_file = r.optional_string("secret_file")
     if secret_file:
-        p = Path(secret_file)
-        p = p if p.is_absolute() else base / p
+        p = _secret_path(r, "secret_file", environ, base)
         try:
             found.extend(line.strip() for line in p.read_text().splitlines() if line.strip())
         except OSError as e:
@@ -260,6 +276,49 @@ def _secrets(r: _Reader, environ: Mapping[str, str], base: Path) -> tuple[str, .
         if not s.startswith("whsec_"):
             raise r.err("secret", 'a webhook secret must be "whsec_" followed by base64')
     return tuple(found)
+
+
+def _secret_path(r: _Reader, key: str, environ: Mapping[str, str], base: Path) -> Path:
+    """A secret file's path. `$CREDENTIALS_DIRECTORY` (or `${...}`) in it is the directory
+    where systemd put the unit's credentials (LoadCredential=); it is not set outside systemd."""
+    value = r.string(key)
+    for form in ("${CREDENTIALS_DIRECTORY}", "$CREDENTIALS_DIRECTORY"):
+        if form in value:
+            creds = environ.get("CREDENTIALS_DIRECTORY")
+            if not creds:
+                raise r.err(
+                    key,
+                    "uses $CREDENTIALS_DIRECTORY, which is not set (systemd sets it"
+                    " for a unit with LoadCredential=)",
+                )
+            value = value.replace(form, creds)
+    p = Path(value)
+    return p if p.is_absolute() else base / p
+
+
+def _http(r: _Reader, environ: Mapping[str, str], base: Path) -> HttpConfig:
+    listen = r.raw("listen", HttpConfig.listen)
+    if not isinstance(listen, str):
+        raise r.err("listen", f"{listen!r} is not a string")
+    if listen:
+        host, sep, port = listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise r.err("listen", f"{listen!r} is not host:port (e.g. 127.0.0.1:8787)")
+    networks = r.string_list("allowed_networks", list(HttpConfig.allowed_networks)) or []
+    for n in networks:
+        try:
+            ipaddress.ip_network(n, strict=False)
+        except ValueError:
+            raise r.err("allowed_networks", f"{n!r} is not an IP network") from None
+    token_file = _secret_path(r, "token_file", environ, base) if r.raw("token_file", None) else None
+    http = HttpConfig(
+        listen=listen,
+        allowed_networks=tuple(networks),
+        token_file=token_file,
+        per_feed_metrics=r.integer("per_feed_metrics", HttpConfig.per_feed_metrics, minimum=0),
+    )
+    r.check_unknown()
+    return http
 
 
 def _sink(r: _Reader, environ: Mapping[str, str], base: Path) -> SinkConfig:
@@ -358,6 +417,7 @@ def parse_config(
             raise ConfigError(
                 f"{f!r} is not a configured feed", path=source, key=f"sinks[{i}].feeds"
             )
+    http = _http(_Reader(_table(top, "http"), "http", source), environ, base)
     top.check_unknown()
     if not store_path.is_absolute():
         store_path = base / store_path
@@ -368,6 +428,7 @@ def parse_config(
         fetch=fetch,
         feeds=feeds,
         sinks=sinks,
+        http=http,
     )
 
 

@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
@@ -52,6 +53,7 @@ __all__ = [
     "LEASE_MARGIN_S",
     "SHUTDOWN_GRACE_S",
     "BoundSink",
+    "DeliveryObserver",
     "Dispatcher",
     "OwnerLock",
     "SinkReport",
@@ -77,6 +79,12 @@ CLAIM_MAX_EVENTS = 500  # bodies held in memory ahead of their attempts, at most
 RECORD_BATCH = 256
 RECORD_DELAY_S = 0.05
 _MIN_WAIT_S = 0.02  # never spin, even if the store says something is due that cannot be claimed
+
+
+class DeliveryObserver(Protocol):
+    """Told the state every attempt left its delivery in (the daemon's metrics)."""
+
+    def delivered(self, sink: str, state: DeliveryState) -> None: ...
 
 
 @dataclass
@@ -182,7 +190,9 @@ class Dispatcher:
         idle_poll_s: float = IDLE_POLL_S,
         shutdown_grace_s: float = SHUTDOWN_GRACE_S,
         owner_lock: OwnerLock | None = None,
+        observer: DeliveryObserver | None = None,
     ) -> None:
+        self.observer = observer
         self.outbox = store.outbox
         self.owner_lock = owner_lock
         self._started = False
@@ -549,6 +559,8 @@ class Dispatcher:
         bound.unrecorded.extend(records)
         before = bound.health
         for due, record in zip(group, records, strict=True):
+            if self.observer is not None:
+                self.observer.delivered(bound.name, record.state)
             outcome = record.outcome
             if outcome.ok:
                 report.delivered += 1

@@ -648,6 +648,32 @@ class Store:
             {"cap": hash_only_cap},
         )
 
+    def schedule_rows(self) -> list[dict[str, Any]]:
+        """Per feed, what the operator surfaces (metrics, health, status page) judge it by."""
+        return self.rows(
+            "SELECT name, last_fetch_at, last_outcome, consecutive_errors, next_due_at, gone_at"
+            " FROM feeds ORDER BY name"
+        )
+
+    def queue_figures(self, sinks: Sequence[str]) -> list[dict[str, Any]]:
+        """For each of `sinks` and each other sink with deliveries waiting: the waiting ones
+        (`pending`), the creation time of the oldest (`oldest`), the dead ones (`dead`), and
+        its pause and disabled marks."""
+        # Every read is an index search (idx_deliveries_queue's WHERE, and (sink, state, ...)
+        # for the dead): none reads the delivered history, however long it grows.
+        return self.rows(
+            """WITH q AS (SELECT sink, COUNT(*) AS pending, MIN(created_at) AS oldest
+                          FROM deliveries WHERE state IN ('pending', 'failed') GROUP BY sink),
+                    names(name) AS (SELECT value FROM json_each(?) UNION SELECT sink FROM q)
+               SELECT names.name, COALESCE(q.pending, 0) AS pending, q.oldest,
+                      (SELECT COUNT(*) FROM deliveries d
+                       WHERE d.sink = names.name AND d.state = 'dead') AS dead,
+                      s.paused_until, s.disabled_at
+               FROM names LEFT JOIN q ON q.sink = names.name
+               LEFT JOIN sinks s ON s.name = names.name""",
+            (json.dumps(list(sinks)),),
+        )
+
 
 def query_readonly(
     path: Path, sql: str, params: Sequence[Any] = ()

@@ -81,6 +81,12 @@ class Progress(Protocol):
     def page(self, feed: str, entries: int, total: int | None) -> None: ...
 
 
+class SyncObserver(Protocol):
+    """Told the report of every crawl (the daemon's metrics)."""
+
+    def crawled(self, report: SyncReport) -> None: ...
+
+
 Clock = Callable[[], datetime]
 Router = Callable[[str, EventDraft], Sequence[str]]  # (feed name, event) ─► sink names
 
@@ -175,7 +181,9 @@ class FeedSyncer:
         rng: random.Random,
         hash_only_cap: int = DEFAULT_HASH_ONLY_CAP,
         progress: Progress | None = None,
+        observer: SyncObserver | None = None,
     ) -> None:
+        self.observer = observer
         self.store = store
         self.fetcher = fetcher
         self.parser = parser
@@ -268,6 +276,8 @@ class FeedSyncer:
             log.warning("feed sync failed", **fields, error=report.error)
         else:
             log.info("feed synced", **fields)
+        if self.observer is not None:
+            self.observer.crawled(report)
         return report
 
     async def _walk(

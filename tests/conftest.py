@@ -42,12 +42,17 @@ def write_config(
     feeds: Sequence[dict[str, Any]],
     sinks: Sequence[dict[str, Any]] = (),
     fetch: dict[str, Any] | None = None,
+    http: dict[str, Any] | None = None,
 ) -> Path:
-    """A config for tests: fast per-host rate, private networks allowed unless said otherwise."""
+    """A config for tests: fast per-host rate, private networks allowed unless said otherwise,
+    and the daemon's HTTP server on a free port (never the default one, which a test run beside
+    another, or a real daemon, would fight over)."""
     fetch_table = {"per_host_rate": 1000, "allow_private_networks": True, "timeout": "10s"}
     fetch_table.update(fetch or {})
     lines = ["[store]", f"path = {toml_value(str(tmp_path / 'syncd.db'))}", "", "[fetch]"]
     lines += [f"{k} = {toml_value(v)}" for k, v in fetch_table.items()]
+    http_table = {"listen": "127.0.0.1:0", **(http or {})}
+    lines += ["", "[http]"] + [f"{k} = {toml_value(v)}" for k, v in http_table.items()]
     for table, items in (("feeds", feeds), ("sinks", sinks)):
         for item in items:
             lines += ["", f"[[{table}]]"] + [f"{k} = {toml_value(v)}" for k, v in item.items()]

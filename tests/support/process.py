@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import IO, Any
@@ -23,9 +24,11 @@ async def start_syncd(
     stdout: Stream = asyncio.subprocess.PIPE,
     stderr: Stream = asyncio.subprocess.PIPE,
     new_session: bool = False,
+    env: dict[str, str] | None = None,
 ) -> asyncio.subprocess.Process:
     """`python -m syncd --config CONFIG ARGS…`. `new_session` gives it its own process group, so
-    a kill of the group takes its parser workers too (as systemd's would)."""
+    a kill of the group takes its parser workers too (as systemd's would). `env` adds to (or
+    overrides) this process's environment."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -36,7 +39,15 @@ async def start_syncd(
         stdin=asyncio.subprocess.DEVNULL,
         stdout=stdout,
         stderr=stderr,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
         cwd=str(config.parent),
         start_new_session=new_session,
     )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (for a daemon's http.listen)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port

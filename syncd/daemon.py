@@ -1,0 +1,163 @@
+"""The daemon's lifecycle (`syncd run`): signals, systemd notifications, the HTTP server, and the
+app's poll-and-deliver loop between a start and a stop log line.
+
+Order at start: the store is opened (migrations run), the sinks are bound, the HTTP server is
+bound, then READY=1; the watchdog is fed from this event loop from then on, so a blocked loop
+stops feeding it. SIGTERM/SIGINT: STOPPING=1, then the app stops (deliveries in flight finish
+within their grace) and the server closes. What to sync and deliver is the app's business; this
+module only starts, watches and stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import signal
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from typing import Any
+
+import structlog
+
+from syncd import __version__
+from syncd.app import App, build_app
+from syncd.config import Config, HttpConfig
+from syncd.errors import ConfigError, SyncdError
+from syncd.health import Health, LoopMonitor
+from syncd.metrics import Metrics
+from syncd.notify import Notifier
+from syncd.overview import Overview, take
+from syncd.web.server import Access, WebServer, build_web_app
+from syncd.web.services import Services
+
+log = structlog.get_logger("syncd.daemon")
+
+STATUS_EVERY_S = 10.0  # how often systemd's STATUS= line is refreshed
+
+
+async def run_daemon(config: Config, *, environ: Mapping[str, str] | None = None) -> None:
+    """Run until SIGTERM or SIGINT. Raises SyncdError (one line) if it cannot start."""
+    env = os.environ if environ is None else environ
+    notifier = Notifier(env)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_stop(sig: signal.Signals) -> None:
+        if not stop.is_set():
+            notifier.stopping()
+            log.info("stopping", signal=sig.name)
+            stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_stop, sig)
+    try:
+        await _serve(config, notifier, stop)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        notifier.close()
+    log.info("syncd stopped")
+
+
+async def _serve(config: Config, notifier: Notifier, stop: asyncio.Event) -> None:
+    token = read_token(config.http, config.source)
+    metrics = Metrics(per_feed_limit=config.http.per_feed_metrics)
+    monitor = LoopMonitor()
+    async with build_app(config, metrics=metrics) as app, _tasks() as start:
+
+        def overview() -> Overview:
+            return take(app.store, app.clock(), [s.name for s in app.config.sinks])
+
+        metrics.read_store(overview)
+        health = Health(config.store.path, monitor, store_open=True, scheduled=app.scheduled)
+        start(monitor.run())
+        server = _start_server(config.http, Services(health, metrics, overview), token)
+        address = await server.start() if server is not None else None
+        try:
+            log.info(
+                "syncd started",
+                version=__version__,
+                pid=os.getpid(),
+                store=str(config.store.path),
+                feeds=len(config.feeds),
+                sinks=len(config.sinks),
+                http=f"http://{address}" if address else "off",
+                systemd=notifier.enabled,
+            )
+            notifier.ready(_summary(app, overview))
+            if notifier.watchdog_s is not None:
+                start(_watchdog(notifier, notifier.watchdog_s))
+            if notifier.enabled:
+                start(_report_status(notifier, functools.partial(_summary, app, overview)))
+            await app.run(stop)
+        finally:
+            if server is not None:
+                await server.stop()
+
+
+def _start_server(http: HttpConfig, services: Services, token: str | None) -> WebServer | None:
+    if not http.listen:
+        return None
+    host, port = http.host_port
+    return WebServer(build_web_app(services, Access.of(http.allowed_networks, token)), host, port)
+
+
+def read_token(http: HttpConfig, source: str) -> str | None:
+    """The bearer token from `http.token_file`; one ConfigError line if it cannot be read."""
+    if http.token_file is None:
+        return None
+    try:
+        token = http.token_file.read_text().strip()
+    except OSError as e:
+        where = str(http.token_file)
+        raise ConfigError(
+            f"cannot read {where!r}: {e.strerror}", path=source, key="http.token_file"
+        ) from None
+    if not token:
+        raise ConfigError(f"{str(http.token_file)!r} is empty", path=source, key="http.token_file")
+    return token
+
+
+def _summary(app: App, overview: Callable[[], Overview]) -> str:
+    """systemd's one-line STATUS=: what `systemctl status syncd` shows."""
+    try:
+        o = overview()
+    except SyncdError as e:
+        return f"store not readable: {e}"
+    return (
+        f"{len(app.config.feeds)} feeds, {o.due} due, {o.backing_off} backing off;"
+        f" {o.pending} deliveries pending; schedule lag {o.schedule_lag_s:.0f}s"
+    )
+
+
+async def _watchdog(notifier: Notifier, every_s: float) -> None:
+    while True:
+        notifier.watchdog()
+        await asyncio.sleep(every_s)
+
+
+async def _report_status(notifier: Notifier, summary: Callable[[], str]) -> None:
+    while True:
+        await asyncio.sleep(STATUS_EVERY_S)
+        notifier.status(summary())
+
+
+Starter = Callable[[Coroutine[Any, Any, None]], None]
+
+
+@contextlib.asynccontextmanager
+async def _tasks() -> AsyncIterator[Starter]:
+    """Background tasks that live as long as the block: started by the yielded function,
+    cancelled (and awaited) when the block ends."""
+    tasks: list[asyncio.Task[None]] = []
+
+    def start(coro: Coroutine[Any, Any, None]) -> None:
+        tasks.append(asyncio.create_task(coro))
+
+    try:
+        yield start
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
