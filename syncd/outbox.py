@@ -65,7 +65,7 @@ class DueDelivery:
     leased_until: datetime | None = None  # the lease this process holds on it, if any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AttemptRecord:
     """What to write for one finished attempt. `next_attempt_at=None` on a failure means dead."""
 

@@ -301,3 +301,23 @@ async def test_syncd_cuts_a_torn_tail_as_soon_as_it_starts(tmp_path: Path) -> No
     assert archive.read_bytes() == b'{"id":"a"}\n'
     [line] = [r for r in result.logs() if r.get("event") == "torn tail cut from file sink"]
     assert line["sink"] == "archive" and line["bytes"] == len(b'{"id":"to')
+
+
+async def test_batches_land_in_the_order_handed_over_and_a_closed_sink_says_so(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.jsonl"
+    sink = FileSink("archive", path, fsync=True)
+    batches = [[make_event(b * 10 + i, padding=2000) for i in range(10)] for b in range(8)]
+    # All handed over at once: the writer thread takes them first in, first out.
+    results = await asyncio.gather(*(sink.send_batch(batch) for batch in batches))
+    assert all(o.ok for outcomes in results for o in outcomes)
+    await sink.aclose()
+    await sink.aclose()  # idempotent
+    assert [line["id"] for line in read_lines(path)] == [e.id for b in batches for e in b]
+
+    late = await sink.send(make_event(999))
+    assert (late.ok, late.error) == (False, "file sink is closed")
+    with pytest.raises(RuntimeError, match="closed"):
+        await sink.open()
+    assert len(read_lines(path)) == 80

@@ -8,9 +8,11 @@ fails halfway is truncated back, so no reader sees half an event. The dispatcher
 batches (`send_batch`): one write and, with `fsync=True`, one fsync per batch before any of its
 events counts as delivered.
 
-Blocking file calls run in a worker thread (asyncio.to_thread), because fsync and a slow disk can
-take milliseconds. This module does not log (it reports bytes dropped for the caller to log), and
-does not retry: a failure is a `SendOutcome(ok=False)` like any other sink's.
+Blocking file calls run in the sink's own writer thread, because fsync and a slow disk can take
+milliseconds. It takes them first in, first out, so batches go into the file in the order they were
+handed over, and back to back: the next write does not wait for the event loop (which may be busy
+recording the previous batches). This module does not log (it reports bytes dropped for the
+caller to log), and does not retry: a failure is a `SendOutcome(ok=False)` like any other sink's.
 """
 
 from __future__ import annotations
@@ -21,14 +23,17 @@ import fcntl
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 from syncd.model import OutboundEvent, SendOutcome
 
 __all__ = ["FileSink", "repair_torn_tail"]
 
 _SCAN_CHUNK = 64 * 1024
+_T = TypeVar("_T")
 
 
 def repair_torn_tail(fd: int) -> int:
@@ -69,10 +74,9 @@ class FileSink:
         self._fd: int | None = None
         self._closed = False
         self.torn_bytes_dropped = 0
-        # The asyncio lock queues writers on the loop so at most one worker thread per sink is
-        # busy. The thread lock guards the fd itself: a cancelled `send` leaves its thread
-        # running, and that thread must finish before another write or the close touches the fd.
-        self._queue = asyncio.Lock()
+        # One writer thread per sink, created on first use: file calls queue on it in order. The
+        # thread lock guards the fd itself (a close racing a write from another thread).
+        self._writer: ThreadPoolExecutor | None = None
         self._fd_lock = threading.Lock()
 
     @property
@@ -92,8 +96,7 @@ class FileSink:
         Raises OSError if the file cannot be opened (`send` reports that as a failed outcome
         instead) and RuntimeError after `aclose`.
         """
-        async with self._queue:
-            return await asyncio.to_thread(self._open_sync)
+        return await self._in_writer(self._open_sync)
 
     async def send(self, event: OutboundEvent) -> SendOutcome:
         return (await self.send_batch([event]))[0]
@@ -114,8 +117,7 @@ class FileSink:
                 lines.append(event.body + b"\n")
         if lines:
             try:
-                async with self._queue:
-                    await asyncio.to_thread(self._append_sync, b"".join(lines))
+                await self._in_writer(self._append_sync, b"".join(lines))
             except OSError as exc:
                 written = SendOutcome(
                     ok=False, error=_describe(exc, self._path), latency_ms=_ms(started)
@@ -130,8 +132,28 @@ class FileSink:
         return [o if o is not None else _NEWLINE_REFUSED for o in outcomes]
 
     async def aclose(self) -> None:
-        async with self._queue:
-            await asyncio.to_thread(self._close_sync)
+        if self._closed and self._writer is None:
+            return
+        await self._in_writer(self._close_sync)  # after every write queued before it
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.shutdown(wait=False)
+
+    def _in_writer(self, call: Callable[..., _T], *args: Any) -> asyncio.Future[_T]:
+        """Run `call` on the writer thread, after everything queued there before it. A caller
+        cancelled while its call still waits in the queue takes the call out of it."""
+        loop = asyncio.get_running_loop()
+        if self._writer is None and self._closed:
+            # Closed for good: the call only reports that (no I/O), and no thread is started.
+            done: asyncio.Future[_T] = loop.create_future()
+            try:
+                done.set_result(call(*args))
+            except Exception as exc:
+                done.set_exception(exc)
+            return done
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"file-sink-{self._name}")
+        return loop.run_in_executor(self._writer, call, *args)
 
     # --- worker-thread side -------------------------------------------------------------------
 
