@@ -17,26 +17,32 @@ per Blogger page), so the daemon runs it through `syncd.parsepool`, never on the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import html
 import io
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 from urllib.parse import urljoin, urlsplit
 from xml.etree import ElementTree
 
-import feedparser
-from feedparser.encodings import convert_to_utf8
-from feedparser.exceptions import CharacterEncodingOverride, NonXMLContentType
-
 from syncd.errors import ParseError
 from syncd.model import IdSource, Link, ParsedEntry, ParsedPage, Person, Tombstone
 from syncd.timestamps import format_timestamp, parse_timestamp
 
-__all__ = ["HASH_FIELDS", "content_hash", "parse_page", "strip_doctype"]
+__all__ = [
+    "HASH_FIELDS",
+    "Declined",
+    "content_hash",
+    "parse_page",
+    "parse_page_fast",
+    "parse_page_feedparser",
+    "strip_doctype",
+]
 
 # The parts of an entry the content hash covers; `ignore_fields` may name any of them.
 HASH_FIELDS: Final = frozenset(
@@ -45,8 +51,13 @@ HASH_FIELDS: Final = frozenset(
 
 DEFAULT_MAX_ENTRIES: Final = 10_000
 
+
 # feedparser flags these as bozo, yet the document was read completely and correctly.
-_SURVIVABLE_BOZO: Final = (CharacterEncodingOverride, NonXMLContentType)
+def _survivable(exc: object) -> bool:
+    from feedparser.exceptions import CharacterEncodingOverride, NonXMLContentType
+
+    return isinstance(exc, (CharacterEncodingOverride, NonXMLContentType))
+
 
 _HISTORY_NS: Final = "http://purl.org/syndication/history/1.0"  # RFC 5005
 _OPENSEARCH_NS: Final = (
@@ -60,7 +71,7 @@ _DOCTYPE_TOKEN_RE: Final = re.compile(rb"""["'\[\]>]|<!--|<\?""")
 # feedparser looks for DOCTYPE/ENTITY declarations in everything before the first `<` + word
 # character, whatever the XML grammar says; this finds the end of that region.
 _FIRST_ELEMENT_RE: Final = re.compile(rb"<\w")
-_DOCTYPE_RE: Final = re.compile(rb"<!doctype", re.IGNORECASE)
+_ENTITY_RE: Final = re.compile(rb"<!entity", re.IGNORECASE)
 
 
 def parse_page(
@@ -73,14 +84,75 @@ def parse_page(
 ) -> ParsedPage:
     """Parse one feed document. `url` is the final URL (after redirects); `headers` the response's.
 
-    Raises ParseError for anything that is not a complete, well-formed feed, and ValueError when
-    `ignore_fields` names something outside HASH_FIELDS (a configuration bug, not a feed problem).
+    The fast path (lxml) reads it when it can; everything else goes to feedparser. Both give the
+    same page for the same bytes. Raises ParseError for anything that is not a complete,
+    well-formed feed, and ValueError when `ignore_fields` names something outside HASH_FIELDS (a
+    configuration bug, not a feed problem).
     """
-    unknown = ignore_fields - HASH_FIELDS
-    if unknown:
-        raise ValueError(f"unknown ignore_fields: {sorted(unknown)}")
+    page = parse_page_fast(
+        body, url=url, headers=headers, ignore_fields=ignore_fields, max_entries=max_entries
+    )
+    if isinstance(page, ParsedPage):
+        return page
+    return parse_page_feedparser(
+        body, url=url, headers=headers, ignore_fields=ignore_fields, max_entries=max_entries
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Declined:
+    """The fast path left this document to feedparser, for this reason."""
+
+    reason: str
+
+
+def parse_page_fast(
+    body: bytes,
+    *,
+    url: str,
+    headers: Mapping[str, str],
+    ignore_fields: frozenset[str] = frozenset(),
+    max_entries: int = DEFAULT_MAX_ENTRIES,
+) -> ParsedPage | Declined:
+    """The lxml path alone: the page feedparser would give, or Declined when it cannot be sure."""
+    _check_ignore_fields(ignore_fields)
     if not body.strip():
         raise ParseError("empty body", url=url)
+    from syncd.fastparse import read_fast  # lazily: lxml is not needed by a pass of 304s
+
+    lowered = {name.lower(): value for name, value in headers.items()}
+    read = read_fast(body, lowered)
+    if isinstance(read, str):
+        return Declined(read)
+    return _assemble(
+        url=url,
+        version=read.version,
+        feed=read.feed,
+        raw_entries=read.entries,
+        namespaces=read.namespaces,
+        ignore_fields=ignore_fields,
+        max_entries=max_entries,
+        tombstones=_tombstones_in(read.root),
+        malformed=False,
+        warnings=(),
+    )
+
+
+def parse_page_feedparser(
+    body: bytes,
+    *,
+    url: str,
+    headers: Mapping[str, str],
+    ignore_fields: frozenset[str] = frozenset(),
+    max_entries: int = DEFAULT_MAX_ENTRIES,
+) -> ParsedPage:
+    """The feedparser path alone (what parse_page falls back to)."""
+    _check_ignore_fields(ignore_fields)
+    if not body.strip():
+        raise ParseError("empty body", url=url)
+    # Imported here: a daemon whose feeds all take the fast path never loads feedparser.
+    import feedparser
+    from feedparser.encodings import convert_to_utf8
 
     lowered = {name.lower(): value for name, value in headers.items()}
     warnings: list[str] = []
@@ -124,16 +196,49 @@ def parse_page(
     if not parsed.get("version"):
         raise ParseError(_not_a_feed_reason(parsed, lowered, utf8), url=url)
     malformed = _check_document(parsed, utf8, url, warnings)
+    tombstones: tuple[Tombstone, ...] = ()
+    if not malformed and b"deleted-entry" in utf8:
+        # A document that is not well-formed XML has no tombstones we could trust.
+        with contextlib.suppress(ElementTree.ParseError):
+            tombstones = _tombstones_in(ElementTree.fromstring(utf8))
+    return _assemble(
+        url=url,
+        version=str(parsed.get("version")),
+        feed=parsed.get("feed") or {},
+        raw_entries=parsed.get("entries") or [],
+        namespaces=parsed.get("namespaces") or {},
+        ignore_fields=ignore_fields,
+        max_entries=max_entries,
+        tombstones=tombstones,
+        malformed=malformed,
+        warnings=tuple(dict.fromkeys(warnings)),  # de-duplicated, order kept
+    )
 
-    raw_entries = parsed.get("entries") or []
+
+def _check_ignore_fields(ignore_fields: frozenset[str]) -> None:
+    unknown = ignore_fields - HASH_FIELDS
+    if unknown:
+        raise ValueError(f"unknown ignore_fields: {sorted(unknown)}")
+
+
+def _assemble(
+    *,
+    url: str,
+    version: str,
+    feed: Any,
+    raw_entries: Sequence[Any],
+    namespaces: Mapping[str, str],
+    ignore_fields: frozenset[str],
+    max_entries: int,
+    tombstones: tuple[Tombstone, ...],
+    malformed: bool,
+    warnings: tuple[str, ...],
+) -> ParsedPage:
+    """The page from feedparser-shaped raw data: one assembly for both paths."""
     if len(raw_entries) > max_entries:
         raise ParseError(
             f"too many entries: {len(raw_entries)} > max_entries {max_entries}", url=url
         )
-
-    feed = parsed.get("feed") or {}
-    namespaces: Mapping[str, str] = parsed.get("namespaces") or {}
-    version = str(parsed.get("version"))
     return ParsedPage(
         url=url,
         feed_title=_text(_raw(feed, "title")),
@@ -143,9 +248,9 @@ def parse_page(
         complete=_has_extension(feed, namespaces, (_HISTORY_NS,), "complete"),
         archive=_has_extension(feed, namespaces, (_HISTORY_NS,), "archive"),
         prev_archive_url=_link_url(feed, url, "prev-archive"),
-        tombstones=() if malformed else _tombstones(utf8),
+        tombstones=tombstones,
         malformed=malformed,
-        warnings=tuple(dict.fromkeys(warnings)),  # de-duplicated, order kept
+        warnings=warnings,
         generator=_generator(feed),
         namespaces=tuple(sorted({u for u in namespaces.values() if isinstance(u, str) and u})),
         items_per_page=_opensearch_int(feed, namespaces, "itemsperpage"),
@@ -174,9 +279,7 @@ def content_hash(
     reshuffle must not look like an edit. `published` enters as an instant, so rewriting the same
     time with another offset changes nothing. `ignore_fields` drops parts named in HASH_FIELDS.
     """
-    unknown = ignore_fields - HASH_FIELDS
-    if unknown:
-        raise ValueError(f"unknown ignore_fields: {sorted(unknown)}")
+    _check_ignore_fields(ignore_fields)
     grouped: dict[str, list[list[str | None]]] = {}
     for link in links:
         item: list[str | None] = [link.href, link.type]
@@ -208,7 +311,8 @@ def strip_doctype(data: bytes) -> bytes:
     `data` must be in an ASCII-compatible encoding (feedparser's UTF-8 conversion output).
     Without the DOCTYPE, an entity reference is undefined: expat reports the document as bozo and
     feedparser's loose parser has no entity to expand. Raises ValueError for a DOCTYPE that cannot
-    be removed safely (unterminated, or placed where only feedparser's regexes would find it).
+    be removed safely (unterminated), and for an entity declaration placed where only
+    feedparser's regexes would find it.
     Works on the bytes in place of a decoded copy: workers run under a memory limit.
     """
     spans = _doctype_spans(data)
@@ -221,10 +325,13 @@ def strip_doctype(data: bytes) -> bytes:
         pieces.append(data[start:])
         data = b"".join(pieces)
     first = _FIRST_ELEMENT_RE.search(data)
-    if _DOCTYPE_RE.search(data, 0, first.start() if first else len(data)):
+    if _ENTITY_RE.search(data, 0, first.start() if first else len(data)):
         # Inside a comment or after junk: expat would ignore it, but feedparser's regex would
-        # still hand its entities to the loose parser.
-        raise _DoctypeRefused("DOCTYPE declaration outside a well-formed prolog")
+        # still hand the entities to the loose parser. A DOCTYPE there that declares no entity
+        # (a commented-out RSS 0.91 DOCTYPE) is harmless and stays.
+        raise _DoctypeRefused(
+            "entity declaration outside a well-formed prolog (entity expansion is refused)"
+        )
     return data
 
 
@@ -292,7 +399,7 @@ def _check_bozo(result: Mapping[str, Any], url: str, warnings: list[str]) -> Non
     if not result.get("bozo"):
         return
     exc = result.get("bozo_exception")
-    if isinstance(exc, _SURVIVABLE_BOZO):
+    if _survivable(exc):
         warnings.append(f"{type(exc).__name__}: {exc}")
         return
     # Truncated bodies ("no element found"), undefined entities (a stripped DOCTYPE), mismatched
@@ -315,7 +422,7 @@ def _check_document(parsed: Mapping[str, Any], utf8: bytes, url: str, warnings: 
     if not parsed.get("bozo"):
         return False
     exc = parsed.get("bozo_exception")
-    if isinstance(exc, _SURVIVABLE_BOZO):
+    if _survivable(exc):
         warnings.append(f"{type(exc).__name__}: {exc}")
         return False
     message = f"{type(exc).__name__}: {exc}"
@@ -328,18 +435,11 @@ def _check_document(parsed: Mapping[str, Any], utf8: bytes, url: str, warnings: 
 _TOMBSTONE_NS: Final = "http://purl.org/atompub/tombstones/1.0"  # RFC 6721
 
 
-def _tombstones(utf8: bytes) -> tuple[Tombstone, ...]:
-    """RFC 6721 `at:deleted-entry` elements of an Atom document (feedparser ignores them).
+def _tombstones_in(root: Any) -> tuple[Tombstone, ...]:
+    """RFC 6721 `at:deleted-entry` elements of a parsed Atom document (feedparser ignores them).
 
-    The DOCTYPE is already stripped, so expat expands no entities here; a document that is not
-    well-formed XML has no tombstones we could trust.
+    `root` is an ElementTree or lxml element; the DOCTYPE is already gone, so no entity expands.
     """
-    if b"deleted-entry" not in utf8:
-        return ()
-    try:
-        root = ElementTree.fromstring(utf8)
-    except ElementTree.ParseError:
-        return ()
     found = []
     for el in root.iter(f"{{{_TOMBSTONE_NS}}}deleted-entry"):
         ref = el.get("ref")

@@ -629,8 +629,23 @@ def test_doctype_outside_a_proper_prolog_is_refused(before: str, after: str) -> 
     # expat ignores it or stops before it, but feedparser's regex would still find the entity
     # and pass it to the loose parser.
     body = linear_entity_bomb().replace("<!DOCTYPE", before).replace("]>\n", after)
-    with pytest.raises(ParseError, match="DOCTYPE declaration outside"):
+    with pytest.raises(ParseError, match="entity declaration outside a well-formed prolog"):
         parse_page(body.encode(), url="u", headers={})
+
+
+def test_commented_out_doctype_without_entities_is_read() -> None:
+    # Found by feedparser's own corpus: a leading comment that merely mentions a DOCTYPE
+    # declares nothing, and feedparser reads the feed.
+    body = (
+        b'<?xml version="1.0"?>\n'
+        b'<!-- <!DOCTYPE rss PUBLIC "-//Netscape Communications//DTD RSS 0.91//EN"\n'
+        b'  "http://my.netscape.com/publish/formats/rss-0.91.dtd"> -->\n'
+        b'<rss version="2.0"><channel><title>Old</title>'
+        b"<item><title>One</title><link>https://old.example/1</link></item></channel></rss>"
+    )
+    page = parse_page(body, url="https://old.example/rss", headers={})
+    assert page.feed_title == "Old"
+    assert [e.entry_id for e in page.entries] == ["https://old.example/1"]
 
 
 def test_unterminated_doctype_is_refused() -> None:

@@ -1,0 +1,209 @@
+"""The two parse paths (lxml fast path, feedparser) give equal pages, or the fast path declines.
+
+Differential: every fixture, the seed, and a generated corpus (tests/support/feedgen.py). The
+hostile cases of test_parse.py run through both paths here. bench/parse_paths.py prints how many
+documents the fast path declines, and why.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from syncd import fastparse
+from syncd.errors import ParseError
+from syncd.model import ParsedPage
+from syncd.parse import Declined, parse_page, parse_page_fast, parse_page_feedparser
+from tests.support.feedgen import Document, compare_paths, documents
+from tests.test_parse import (
+    ATOM_HEADERS,
+    FIXTURES,
+    SEED,
+    SEED_URL,
+    linear_entity_bomb,
+    nested_entity_bomb,
+)
+
+DATA = Path(__file__).parent / "data"
+
+Parser = Callable[..., ParsedPage | Declined]
+
+
+@pytest.mark.parametrize("fixture", FIXTURES, ids=lambda f: f.xml)
+def test_fixtures_agree(fixture: Any) -> None:
+    body = (DATA / fixture.xml).read_bytes()
+    assert compare_paths(body, fixture.headers, fixture.url) in (None, *_EXPECTED_DECLINES)
+
+
+# Fixtures that use what the fast path leaves to feedparser, and why.
+_EXPECTED_DECLINES = (
+    "xml:base (or another attribute named base)",  # atom-complete.xml
+    "an author string with an e-mail address",  # rss2.xml
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "headers"),
+    [
+        ("google-research-blog-page1.atom.xml", ATOM_HEADERS),
+        ("google-research-blog-page1.atom.xml", {}),
+        ("atom-archive.xml", {"content-type": "application/atom+xml"}),
+        ("rss1-rdf.xml", {"content-type": "application/rdf+xml"}),
+    ],
+)
+def test_common_feeds_take_the_fast_path(name: str, headers: dict[str, str]) -> None:
+    page = parse_page_fast((DATA / name).read_bytes(), url=SEED_URL, headers=headers)
+    assert isinstance(page, ParsedPage)
+    assert page == parse_page_feedparser((DATA / name).read_bytes(), url=SEED_URL, headers=headers)
+
+
+def test_generated_documents_agree_or_are_declined() -> None:
+    outcomes: Counter[str] = Counter()
+
+    @settings(
+        max_examples=1000,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(documents())
+    def check(doc: Document) -> None:
+        reason = compare_paths(doc.body, doc.headers, "https://example.com/feeds/posts/default")
+        outcomes[reason or "(read by the fast path)"] += 1
+
+    check()
+    # A generator (or a fast path) that declined everything would compare nothing.
+    assert outcomes["(read by the fast path)"] >= 200, dict(outcomes)
+
+
+def test_feedparser_tables_are_mirrored_exactly() -> None:
+    from feedparser.api import StrictFeedParser
+    from feedparser.html import _cp1252
+    from feedparser.mixin import _FeedParserMixin
+
+    assert dict(fastparse.KNOWN_NAMESPACES) == _FeedParserMixin.namespaces
+    handled = {
+        name.split("_", 2)[-1] if name.startswith("_start_") else name[len("_end_") :]
+        for name in dir(StrictFeedParser)
+        if name.startswith(("_start_", "_end_"))
+    }
+    assert handled == fastparse.HANDLED_NAMES
+    assert {chr(k): v for k, v in fastparse._CP1252.items()} == {
+        chr(k): v for k, v in _cp1252.items()
+    }
+
+
+# --- same bytes, same result ---------------------------------------------------------------------
+
+
+def test_a_feed_flipping_to_malformed_changes_no_other_entry() -> None:
+    raw = SEED.read_bytes()
+    well_formed = parse_page(raw, url=SEED_URL, headers=ATOM_HEADERS)
+    assert isinstance(parse_page_fast(raw, url=SEED_URL, headers=ATOM_HEADERS), ParsedPage)
+    # An undefined entity in the last entry's title: only feedparser's lenient reading copes.
+    end = raw.rindex(b"</title>")
+    broken = raw[:end] + b" &nbsp;" + raw[end:]
+    assert isinstance(parse_page_fast(broken, url=SEED_URL, headers=ATOM_HEADERS), Declined)
+    malformed = parse_page(broken, url=SEED_URL, headers=ATOM_HEADERS)
+    assert malformed.malformed and not well_formed.malformed
+    before = {e.entry_id: e for e in well_formed.entries}
+    after = {e.entry_id: e for e in malformed.entries}
+    assert before.keys() == after.keys()
+    changed = [entry_id for entry_id in before if before[entry_id] != after[entry_id]]
+    assert len(changed) == 1  # the edited entry, and nothing else looks updated
+    flipped_back = parse_page(raw, url=SEED_URL, headers=ATOM_HEADERS)
+    assert flipped_back == well_formed
+
+
+# --- hostile input, on both paths ----------------------------------------------------------------
+
+_HOSTILE: dict[str, tuple[bytes, dict[str, str]]] = {
+    "linear-entity-bomb": (linear_entity_bomb().encode(), {}),
+    "nested-entity-bomb": (nested_entity_bomb().encode(), {}),
+    "bomb-in-utf16": (
+        linear_entity_bomb()
+        .replace('<?xml version="1.0"?>', '<?xml version="1.0" encoding="utf-16"?>')
+        .encode("utf-16"),
+        {},
+    ),
+    "entity-in-a-comment": (
+        linear_entity_bomb()
+        .replace("<!DOCTYPE", "<!--\n<!DOCTYPE")
+        .replace("]>\n", "]>\n-->\n")
+        .encode(),
+        {},
+    ),
+    "unterminated-doctype": (b'<?xml version="1.0"?><!DOCTYPE feed [<!ENTITY e "aaaa">', {}),
+    "external-dtd": (
+        b'<?xml version="1.0"?><!DOCTYPE feed SYSTEM "http://127.0.0.1:9/x.dtd">'
+        b'<feed xmlns="http://www.w3.org/2005/Atom"><entry><id>a</id></entry></feed>',
+        {},
+    ),
+    "xinclude": (
+        b'<feed xmlns="http://www.w3.org/2005/Atom" xmlns:xi="http://www.w3.org/2001/XInclude">'
+        b'<entry><id>a</id><xi:include href="file:///etc/passwd" parse="text"/></entry></feed>',
+        {},
+    ),
+    "truncated": (SEED.read_bytes()[: len(SEED.read_bytes()) // 2], ATOM_HEADERS),
+    "html": (
+        b"<!DOCTYPE html><html><body><p>Error</p></body></html>",
+        {"content-type": "text/html"},
+    ),
+    "xhtml": (b'<html xmlns="http://www.w3.org/1999/xhtml"><body/></html>', {}),
+    "empty": (b"  \n", {}),
+    "local-file-name": (str(SEED.resolve()).encode(), {}),
+    "deep-nesting": (
+        b'<feed xmlns="http://www.w3.org/2005/Atom"><entry><id>a</id>'
+        + b"<x:a xmlns:x='urn:x'>" * 300
+        + b"</x:a>" * 300
+        + b"</entry></feed>",
+        {},
+    ),
+}
+
+
+def _outcome(parser: Parser, body: bytes, headers: dict[str, str]) -> ParsedPage | Declined | str:
+    try:
+        return parser(body, url="https://evil.example/feed", headers=headers)
+    except ParseError as exc:
+        assert exc.url == "https://evil.example/feed"
+        return f"ParseError: {exc}"
+
+
+@pytest.mark.parametrize("name", sorted(_HOSTILE))
+def test_hostile_input_gets_the_same_answer_on_both_paths(name: str) -> None:
+    body, headers = _HOSTILE[name]
+    combined = _outcome(parse_page, body, headers)
+    assert combined == _outcome(parse_page_feedparser, body, headers)
+    fast = _outcome(parse_page_fast, body, headers)
+    assert isinstance(fast, Declined) or fast == combined
+    if name not in ("external-dtd", "xinclude", "deep-nesting"):
+        assert isinstance(combined, str)
+    assert "root:" not in repr(combined)
+
+
+def test_xinclude_is_not_processed() -> None:
+    body, headers = _HOSTILE["xinclude"]
+    page = parse_page_fast(body, url="u", headers=headers)
+    assert isinstance(page, ParsedPage)  # read: the xi:include element is inert markup
+    assert page == parse_page_feedparser(body, url="u", headers=headers)
+    assert "root:" not in repr(page)
+
+
+@pytest.mark.parametrize("name", ["linear-entity-bomb", "nested-entity-bomb"])
+def test_the_fast_path_declines_entity_bombs_without_expanding_them(name: str) -> None:
+    body, headers = _HOSTILE[name]
+    tracemalloc.start()
+    try:
+        outcome = parse_page_fast(body, url="u", headers=headers)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert outcome == Declined("DOCTYPE")
+    assert peak < 1_000_000
