@@ -28,7 +28,11 @@ pytest: $(BIN)/syncd
 
 test: lint typecheck pytest
 
+# FP_CORPUS: a directory of feeds to run through both parse paths too, e.g. the "wellformed"
+# tests of feedparser's sdist (see bench/parse_paths.py).
 bench: $(BIN)/syncd
+	$(BIN)/python bench/speed.py
+	$(BIN)/python bench/parse_paths.py $(if $(FP_CORPUS),--corpus $(FP_CORPUS))
 	$(BIN)/python bench/backfill.py
 	$(BIN)/python bench/deliveries.py
 

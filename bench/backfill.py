@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import tempfile
@@ -28,40 +27,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.support.feedserver import spawn_feed_server  # noqa: E402
-from tests.support.process import start_syncd  # noqa: E402
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def session_cpu(sid: int, seen: dict[int, float]) -> None:
-    """Record the CPU seconds (user + system) of every live process in session `sid`."""
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone meanwhile
-        # After the command name: state ppid pgrp session ... utime(12) stime(13)
-        if int(fields[3]) == sid:
-            seen[int(entry.name)] = (int(fields[11]) + int(fields[12])) / TICKS
+from tests.support.measure import measure  # noqa: E402
 
 
 async def run_syncd(config: Path, *args: str) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the whole process tree) of one `syncd` command."""
-    t0 = time.perf_counter()
-    proc = await start_syncd(config, *args, stdout=asyncio.subprocess.DEVNULL, new_session=True)
-    seen: dict[int, float] = {}
-    waiting = asyncio.ensure_future(proc.communicate())
-    while not waiting.done():
-        session_cpu(proc.pid, seen)
-        await asyncio.wait({waiting}, timeout=0.005)
-    _, err = waiting.result()
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"syncd {' '.join(args)} failed:\n{err.decode()}")
-    return wall, sum(seen.values())
+    return await measure(
+        [sys.executable, "-m", "syncd", "--config", str(config), *args], config.parent
+    )
 
 
 async def fetch_pages(url: str) -> list[bytes]:

@@ -1,9 +1,17 @@
-"""Run `syncd.parse.parse_page` in worker processes, off the event loop and on every core.
+"""Parse pages: well-formed ones in-process on the fast path, the rest in worker processes.
 
-feedparser holds the GIL for ~100 ms per page (DESIGN §8), and hostile documents can make it
-allocate without bound (DESIGN §7), so parsing happens in a process pool whose workers have their
-address space capped. A worker that dies or runs out of memory costs one page (a ParseError for
-its URL), never the daemon: the pool is replaced and the next parse gets fresh workers.
+Most feeds are well-formed Atom or RSS, which `syncd.parse.parse_page_fast` (lxml) reads in a few
+milliseconds: that runs here, in the daemon's process, where a process hop would cost as much as
+the parse (DESIGN §8; docs/design.md, "Where pages are parsed"). It is bounded like the rest of the
+process: bodies are capped by the fetcher, no entity is ever expanded, libxml2 keeps its default
+limits (no text node over 10 MB, no nesting over 256 levels; larger documents are declined).
+
+Everything the fast path declines goes to feedparser, which holds the GIL for ~100 ms per page
+and can allocate without bound on hostile documents (DESIGN §7): that runs in a process pool
+whose workers have their address space capped. A worker that dies or runs out of memory costs
+one page (a ParseError for its URL), never the daemon: the pool is replaced and the next parse
+gets fresh workers. The pool starts on the first page that needs it, never before: a pass that
+meets only 304s or well-formed feeds starts no process and never imports feedparser.
 
 This module owns processes, nothing else: no parsing rules (those are in `syncd.parse`), no
 network, no store. Workers are started with "forkserver" (or "spawn"), never "fork": forking a
@@ -14,8 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import resource
 import signal
+import threading
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -25,7 +35,7 @@ from typing import Final, Literal, Self
 
 from syncd.errors import ParseError
 from syncd.model import ParsedPage
-from syncd.parse import DEFAULT_MAX_ENTRIES, parse_page
+from syncd.parse import DEFAULT_MAX_ENTRIES, parse_page, parse_page_fast, parse_page_feedparser
 
 __all__ = ["DEFAULT_MEMORY_LIMIT_BYTES", "ParserPool"]
 
@@ -35,7 +45,7 @@ StartMethod = Literal["forkserver", "spawn"]
 
 
 class ParserPool:
-    """An async context manager over a ProcessPoolExecutor running `parse_page`.
+    """An async context manager: the fast path in-process, else a ProcessPoolExecutor.
 
     Usage::
 
@@ -50,7 +60,9 @@ class ParserPool:
         memory_limit_bytes: int | None = DEFAULT_MEMORY_LIMIT_BYTES,
         max_entries: int = DEFAULT_MAX_ENTRIES,
         start_method: StartMethod = "forkserver",
+        fast_in_process: bool = True,
     ) -> None:
+        """`fast_in_process=False` sends every page to the workers (both paths run there)."""
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         if memory_limit_bytes is not None and memory_limit_bytes <= 0:
@@ -59,14 +71,16 @@ class ParserPool:
         self._memory_limit_bytes = memory_limit_bytes
         self._max_entries = max_entries
         self._start_method: StartMethod = start_method
-        self._executor: ProcessPoolExecutor | None = None
+        self._fast_in_process = fast_in_process
+        self._running = False
+        self._executor: ProcessPoolExecutor | None = None  # started on first use
         # Pools replaced after a failure; still shut down (and waited for) on exit.
         self._retired: list[ProcessPoolExecutor] = []
 
     async def __aenter__(self) -> Self:
-        if self._executor is not None:
+        if self._running:
             raise RuntimeError("ParserPool is already running")
-        self._executor = self._new_executor()
+        self._running = True
         return self
 
     async def __aexit__(
@@ -78,6 +92,7 @@ class ParserPool:
         executors = [*self._retired, *([self._executor] if self._executor else [])]
         self._executor = None
         self._retired = []
+        self._running = False
         for executor in executors:
             # shutdown(wait=True) blocks until the workers exit: keep it off the event loop.
             await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
@@ -90,10 +105,22 @@ class ParserPool:
         headers: Mapping[str, str],
         ignore_fields: frozenset[str] = frozenset(),
     ) -> ParsedPage:
-        """Parse one page in a worker. Raises ParseError for a bad page or a worker lost on it."""
+        """Parse one page. Raises ParseError for a bad page or a worker lost on it."""
+        if not self._running:
+            raise RuntimeError("ParserPool.parse called outside 'async with'")
+        if self._fast_in_process:
+            page = parse_page_fast(
+                body,
+                url=url,
+                headers=headers,
+                ignore_fields=ignore_fields,
+                max_entries=self._max_entries,
+            )
+            if isinstance(page, ParsedPage):
+                return page
         executor = self._executor
         if executor is None:
-            raise RuntimeError("ParserPool.parse called outside 'async with'")
+            executor = self._executor = self._new_executor()
         loop = asyncio.get_running_loop()
         try:
             outcome = await loop.run_in_executor(
@@ -104,6 +131,7 @@ class ParserPool:
                 dict(headers),  # a plain dict pickles whatever Mapping the caller holds
                 ignore_fields,
                 self._max_entries,
+                self._fast_in_process,  # the fast path already declined it: skip it there
             )
         except BrokenProcessPool as exc:
             # A worker died (killed by the kernel, crashed in C, or failed to allocate where
@@ -123,7 +151,7 @@ class ParserPool:
             max_workers=self._workers,
             mp_context=multiprocessing.get_context(self._start_method),
             initializer=_init_worker,
-            initargs=(self._memory_limit_bytes,),
+            initargs=(self._memory_limit_bytes, os.getpid()),
         )
 
     def _replace(self, failed: ProcessPoolExecutor) -> None:
@@ -149,9 +177,16 @@ class _WorkerParseError:
     url: str
 
 
-def _init_worker(memory_limit_bytes: int | None) -> None:
-    # Ctrl-C reaches the whole process group; the parent decides how to stop, not the workers.
+def _init_worker(memory_limit_bytes: int | None, owner_pid: int) -> None:
+    # Ctrl-C, and systemd's stop of the whole control group, reach every process; the daemon
+    # decides how to stop, and shuts the pool down itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # SIGTERM from anyone but the daemon is ignored. The daemon's own SIGTERM must still work:
+    # the executor terminates the surviving workers of a broken pool and then waits for them.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    threading.Thread(
+        target=_exit_on_sigterm_from, args=(owner_pid,), name="sigterm", daemon=True
+    ).start()
     if memory_limit_bytes is None:
         return
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
@@ -160,15 +195,24 @@ def _init_worker(memory_limit_bytes: int | None) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
+def _exit_on_sigterm_from(owner_pid: int) -> None:
+    while True:
+        info = signal.sigwaitinfo({signal.SIGTERM})
+        if info.si_pid == owner_pid:
+            os._exit(128 + signal.SIGTERM)
+
+
 def _parse_in_worker(
     body: bytes,
     url: str,
     headers: dict[str, str],
     ignore_fields: frozenset[str],
     max_entries: int,
+    feedparser_only: bool,
 ) -> ParsedPage | _WorkerParseError:
+    parse = parse_page_feedparser if feedparser_only else parse_page
     try:
-        return parse_page(
+        return parse(
             body, url=url, headers=headers, ignore_fields=ignore_fields, max_entries=max_entries
         )
     except ParseError as exc:

@@ -1,10 +1,13 @@
-"""syncd.parsepool: real worker processes parse, fail cleanly, and come back after a crash."""
+"""syncd.parsepool: the fast path in-process, and real worker processes for the rest that parse,
+fail cleanly, come back after a crash, and start only when a page needs them."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +49,7 @@ def huge_feed(megabytes: int) -> bytes:
 @pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
 async def test_parses_the_seed_in_a_worker(start_method: Any) -> None:
     body = SEED.read_bytes()
-    async with ParserPool(workers=1, start_method=start_method) as pool:
+    async with ParserPool(workers=1, fast_in_process=False, start_method=start_method) as pool:
         page = await parse(pool, body)
         assert len(worker_pids(pool)) == 1
         assert os.getpid() not in worker_pids(pool)
@@ -55,7 +58,7 @@ async def test_parses_the_seed_in_a_worker(start_method: Any) -> None:
 
 async def test_concurrent_parses_use_both_workers() -> None:
     body = SEED.read_bytes()
-    async with ParserPool(workers=2) as pool:
+    async with ParserPool(workers=2, fast_in_process=False) as pool:
         pages = await asyncio.gather(*(parse(pool, body) for _ in range(6)))
         assert len(worker_pids(pool)) == 2
     assert {len(page.entries) for page in pages} == {25}
@@ -63,7 +66,7 @@ async def test_concurrent_parses_use_both_workers() -> None:
 
 async def test_parse_error_comes_back_as_parse_error() -> None:
     truncated = SEED.read_bytes()[:1000]
-    async with ParserPool(workers=1) as pool:
+    async with ParserPool(workers=1, fast_in_process=False) as pool:
         with pytest.raises(ParseError, match="truncated or unterminated") as caught:
             await parse(pool, truncated, url="https://example.com/truncated")
         assert caught.value.url == "https://example.com/truncated"
@@ -76,7 +79,7 @@ async def test_parse_error_comes_back_as_parse_error() -> None:
 async def test_ignore_fields_reach_the_worker() -> None:
     body = SEED.read_bytes()
     ignore = frozenset({"title", "content"})
-    async with ParserPool(workers=1) as pool:
+    async with ParserPool(workers=1, fast_in_process=False) as pool:
         page = await parse(pool, body, ignore_fields=ignore)
     expected = parse_page(body, url=SEED_URL, headers=HEADERS, ignore_fields=ignore)
     assert page.entries[0].content_hash == expected.entries[0].content_hash
@@ -87,14 +90,14 @@ async def test_ignore_fields_reach_the_worker() -> None:
 
 
 async def test_max_entries_applies_in_the_worker() -> None:
-    async with ParserPool(workers=1, max_entries=10) as pool:
+    async with ParserPool(workers=1, fast_in_process=False, max_entries=10) as pool:
         with pytest.raises(ParseError, match="too many entries"):
             await parse(pool, SEED.read_bytes())
 
 
 async def test_survives_a_killed_worker() -> None:
     body = SEED.read_bytes()
-    async with ParserPool(workers=1) as pool:
+    async with ParserPool(workers=1, fast_in_process=False) as pool:
         await parse(pool, body)
         (victim,) = worker_pids(pool)
         os.kill(victim, signal.SIGKILL)
@@ -112,7 +115,9 @@ async def test_survives_a_worker_exceeding_its_memory_limit() -> None:
     # A worker idles at ~35 MB of address space and parses the seed within ~40 MB; a 48 MB body
     # needs several copies of itself (UTF-8 conversion, DOCTYPE scan, feedparser's buffers).
     body = SEED.read_bytes()
-    async with ParserPool(workers=1, memory_limit_bytes=192 * 1024 * 1024) as pool:
+    async with ParserPool(
+        workers=1, fast_in_process=False, memory_limit_bytes=192 * 1024 * 1024
+    ) as pool:
         assert len((await parse(pool, body)).entries) == 25
         with pytest.raises(ParseError) as caught:
             await parse(pool, huge_feed(48), url="https://example.com/huge")
@@ -122,21 +127,23 @@ async def test_survives_a_worker_exceeding_its_memory_limit() -> None:
 
 async def test_the_same_page_parses_with_no_memory_limit() -> None:
     # The control for the test above: the 48 MB feed is valid, only the limit refused it.
-    async with ParserPool(workers=1, memory_limit_bytes=None) as pool:
+    async with ParserPool(workers=1, fast_in_process=False, memory_limit_bytes=None) as pool:
         page = await parse(pool, huge_feed(48))
     assert page.entries[0].content is not None
     assert len(page.entries[0].content) == 48_000_000
 
 
 async def test_a_limit_too_small_to_start_a_worker_fails_every_page_cleanly() -> None:
-    async with ParserPool(workers=1, memory_limit_bytes=8 * 1024 * 1024) as pool:
+    async with ParserPool(
+        workers=1, fast_in_process=False, memory_limit_bytes=8 * 1024 * 1024
+    ) as pool:
         for _ in range(2):  # the replacement pool fails the same way, and still cleanly
             with pytest.raises(ParseError, match="worker died"):
                 await parse(pool, SEED.read_bytes())
 
 
 async def test_exit_stops_the_workers() -> None:
-    async with ParserPool(workers=2) as pool:
+    async with ParserPool(workers=2, fast_in_process=False) as pool:
         await asyncio.gather(parse(pool, SEED.read_bytes()), parse(pool, SEED.read_bytes()))
         pids = worker_pids(pool)
     assert pids
@@ -163,3 +170,77 @@ def test_rejects_nonsense_settings() -> None:
         ParserPool(workers=0)
     with pytest.raises(ValueError, match="memory_limit_bytes"):
         ParserPool(memory_limit_bytes=0)
+
+
+# --- the fast path and the lazy pool ------------------------------------------------------------
+
+RSS2 = Path(__file__).parent / "data" / "rss2.xml"  # declined by the fast path (an author e-mail)
+
+
+async def test_well_formed_pages_parse_in_process_and_start_no_worker() -> None:
+    body = SEED.read_bytes()
+    async with ParserPool(workers=2) as pool:
+        page = await parse(pool, body)
+        assert pool._executor is None
+    assert page == parse_page(body, url=SEED_URL, headers=HEADERS)
+
+
+async def test_a_declined_page_starts_the_workers_and_gets_feedparser() -> None:
+    body = RSS2.read_bytes()
+    async with ParserPool(workers=1) as pool:
+        assert pool._executor is None
+        page = await parse(pool, body)
+        assert len(worker_pids(pool)) == 1
+    assert page == parse_page(body, url=SEED_URL, headers=HEADERS)
+
+
+def test_a_fast_path_process_never_imports_feedparser() -> None:
+    script = (
+        "import asyncio, sys\n"
+        "from syncd.parsepool import ParserPool\n"
+        "async def main():\n"
+        "    async with ParserPool() as pool:\n"
+        f"        body = open({str(SEED)!r}, 'rb').read()\n"
+        "        page = await pool.parse(body, url='https://x/', headers={})\n"
+        "    print(len(page.entries), 'feedparser' in sys.modules)\n"
+        "asyncio.run(main())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.split() == ["25", "False"]
+
+
+async def test_workers_ignore_a_sigterm_that_is_not_the_pools() -> None:
+    # systemd's stop signals the whole control group; the daemon stops the pool itself.
+    body = SEED.read_bytes()
+    async with ParserPool(workers=1, fast_in_process=False) as pool:
+        await parse(pool, body)
+        (worker,) = worker_pids(pool)
+        # From another process, as systemd's would be (the pool's own SIGTERM ends a worker).
+        kill = await asyncio.create_subprocess_exec("kill", "-TERM", str(worker))
+        assert await kill.wait() == 0
+        await asyncio.sleep(0.2)
+        assert is_running(worker)
+        assert len((await parse(pool, body)).entries) == 25
+        assert worker_pids(pool) == [worker]
+    assert not is_running(worker)
+
+
+async def test_a_broken_pool_still_stops_its_surviving_workers() -> None:
+    # When one worker dies, the executor SIGTERMs the others and waits for them: that SIGTERM
+    # (the daemon's own) must still end them, or the replacement and the exit would hang.
+    body = SEED.read_bytes()
+    async with ParserPool(workers=2, fast_in_process=False) as pool:
+        await asyncio.gather(*(parse(pool, body) for _ in range(4)))
+        victim, survivor = worker_pids(pool)
+        os.kill(victim, signal.SIGKILL)
+        with pytest.raises(ParseError, match="worker died"):
+            await parse(pool, body)
+        assert len((await parse(pool, body)).entries) == 25
+        for _ in range(100):
+            if not is_running(survivor):
+                break
+            await asyncio.sleep(0.1)
+        assert not is_running(survivor)
+    # (reaching this line at all means the exit did not hang)

@@ -251,19 +251,21 @@ def _rss_item(draw: st.DrawFn, *, rdf: bool) -> str:
         parts.append(
             f"<{'dc:date' if rdf else 'pubDate'}>{draw(DATES)}</{'dc:date' if rdf else 'pubDate'}>"
         )
-    if draw(st.booleans()):
-        parts.append(
-            draw(
-                st.sampled_from(
-                    [
-                        "<author>jane@example.com (Jane)</author>",
-                        "<author>Jane Doe</author>",
-                        "<dc:creator>Jane Doe</dc:creator>",
-                        "<dc:creator></dc:creator>",
-                    ]
-                )
-            )
+    parts += draw(
+        st.lists(
+            st.sampled_from(
+                [
+                    "<author>jane@example.com (Jane)</author>",
+                    "<author>Jane Doe</author>",
+                    "<dc:creator>Jane Doe</dc:creator>",
+                    "<dc:creator>Ã©mile</dc:creator>",
+                    "<dc:creator></dc:creator>",
+                    "<author><name>Structured</name></author>",
+                ]
+            ),
+            max_size=3,
         )
+    )
     parts += draw(
         st.lists(
             st.sampled_from(
