@@ -1,0 +1,67 @@
+"""A pass loads only the parsers it needs: lxml for well-formed feeds, nothing for 304s.
+
+The real `syncd sync` runs with Python's import-time report on (PYTHONPROFILEIMPORTTIME), which
+names every module the process imported; starting a parser process would import the forkserver's
+Popen. Nothing here measures time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Result, file_sink, syncd, write_config
+from tests.support.feedserver import FeedServer
+
+PARSER_PROCESS = "multiprocessing.popen_forkserver"
+
+
+def imported(result: Result) -> set[str]:
+    modules = {
+        line.rsplit("|", 1)[1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert "syncd.sync" in modules  # the report works
+    return modules
+
+
+async def test_well_formed_feeds_then_304s_import_no_feedparser_and_start_no_process(
+    tmp_path: Path, feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without the GData changes query, whose answer is a 200 to parse on every poll (issue 9).
+    feed = {"name": "blog", "url": feed_server.url, "changes": "off"}
+    config = write_config(tmp_path, [feed], [file_sink(tmp_path)])
+    monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")
+
+    cold = await syncd(config, "sync")
+    assert cold.code == 0, cold.stderr[-2000:]
+    modules = imported(cold)
+    assert "lxml.etree" in modules
+    assert "feedparser" not in modules
+    assert PARSER_PROCESS not in modules
+
+    unchanged = await syncd(config, "sync")
+    assert unchanged.code == 0, unchanged.stderr[-2000:]
+    modules = imported(unchanged)
+    assert not {m for m in modules if m.split(".")[0] in ("feedparser", "lxml")}
+    assert PARSER_PROCESS not in modules
+
+
+async def test_a_feed_the_fast_path_declines_starts_the_parser_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.support.documents import serve_documents
+
+    # An RSS author with an e-mail address: feedparser's parsing of it is not modelled.
+    rss = (Path(__file__).parent / "data" / "rss2.xml").read_bytes()
+    rss = rss.replace(b'rel="next"', b'rel="related"')  # one page: nothing else to fetch
+    async with serve_documents({"/rss": rss}) as base:
+        config = write_config(tmp_path, [{"name": "rss", "url": f"{base}/rss"}])
+        monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")
+        result = await syncd(config, "sync")
+    assert result.code == 0, result.stderr[-2000:]
+    modules = imported(result)
+    assert "feedparser" in modules
+    assert PARSER_PROCESS in modules
