@@ -915,7 +915,8 @@ def _map_content_type(value: str) -> str:
 
 
 def _fix_uri(uri: str) -> str:
-    return _URI_FIXER_RE.sub(r"\1\3", uri)
+    # Only slashes right after "://" change anything; most URIs have none.
+    return _URI_FIXER_RE.sub(r"\1\3", uri) if ":///" in uri else uri
 
 
 def _popped(text: str, *, relative: bool, c1: bool) -> str:
