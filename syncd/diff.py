@@ -11,8 +11,10 @@ table. Rules:
 Duplicates of an id within a crawl collapse to the copy with the latest `updated`.
 
 Deletions (§4.7) are decided only on evidence: an RFC 6721 tombstone for a live entry, an
-`fh:complete` document that no longer lists it, or absence from `ABSENCE_THRESHOLD` consecutive
-complete full crawls. Paged feeds shift while being read, so a single absence proves nothing.
+`fh:complete` document that no longer lists it, absence from a complete full crawl that listed
+exactly the `openSearch:totalResults` every page stated, or absence from `ABSENCE_THRESHOLD`
+consecutive complete full crawls. Paged feeds shift while being read, so a single absence proves
+nothing unless the feed's own count vouches for the crawl.
 """
 
 from __future__ import annotations
@@ -133,10 +135,19 @@ def absence_deletions(
     seen: Collection[str],
     *,
     threshold: int = ABSENCE_THRESHOLD,
+    stated_total: int | None = None,
 ) -> AbsenceDecision:
     """After a *complete* full crawl (reached the end, every page well-formed): what its
-    absences prove. The caller must not call this for a partial, failed or malformed crawl."""
+    absences prove. The caller must not call this for a partial, failed or malformed crawl.
+
+    `stated_total` is the openSearch:totalResults every page of the crawl stated (None when
+    they disagreed or some page stated none). When the crawl listed exactly that many distinct
+    ids, the feed has counted itself: what it did not list is deleted now."""
     missing = tuple(i for i in live if i not in seen)
+    if stated_total is not None and len(set(seen)) == stated_total:
+        return AbsenceDecision(
+            missing, tuple(Deletion(live[i], "counted-complete-crawl") for i in missing)
+        )
     deletions = tuple(
         Deletion(live[i], "absent-from-complete-crawls")
         for i in missing

@@ -156,7 +156,8 @@ class Deletion:
     """A decision that a stored entry is gone, and the evidence for it."""
 
     entry: StoredEntry
-    reason: str  # "tombstone" | "complete-feed" | "absent-from-complete-crawls"
+    # "tombstone" | "complete-feed" | "counted-complete-crawl" | "absent-from-complete-crawls"
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)

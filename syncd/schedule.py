@@ -52,3 +52,32 @@ def needs_full_crawl(
     if first_synced_at is None or last_full_sync_at is None:
         return True
     return now - last_full_sync_at >= timedelta(seconds=full_sync_every_s)
+
+
+def count_says_crawl(
+    *,
+    total: int | None,
+    per_page: int | None,
+    listed: int,
+    known_total: int | None,
+    known_shortfall: int | None,
+) -> str | None:
+    """Whether page 1's own count says an entry went away, so a full crawl should run now: the
+    stated `openSearch:totalResults` dropped, or page 1 lists fewer entries than its stated page
+    size requires, by more than it did before (a feed that is always short would otherwise be
+    crawled at every poll). None: no sign, or no earlier count to compare with."""
+    if total is None:
+        return None
+    if known_total is not None and total < known_total:
+        return f"totalResults dropped from {known_total} to {total}"
+    shortfall = page_shortfall(total, per_page, listed)
+    if known_total is not None and shortfall > (known_shortfall or 0):
+        return f"page 1 lists {listed} entries where its page size requires {listed + shortfall}"
+    return None
+
+
+def page_shortfall(total: int | None, per_page: int | None, listed: int) -> int:
+    """Entries page 1 lacks for the page size and total it states (0 when it states neither)."""
+    if total is None or per_page is None:
+        return 0
+    return max(0, min(per_page, total) - listed)

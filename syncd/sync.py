@@ -52,7 +52,13 @@ from syncd.model import (
 from syncd.moves import MoveState, observe_move
 from syncd.netguard import host_of
 from syncd.parse import guess_next_url
-from syncd.schedule import needs_full_crawl, next_due, parse_max_age
+from syncd.schedule import (
+    count_says_crawl,
+    needs_full_crawl,
+    next_due,
+    page_shortfall,
+    parse_max_age,
+)
 from syncd.store import ChangesOutcome, CrawlOutcome, FeedState, PageState, Store
 
 log = structlog.get_logger("syncd.sync")
@@ -145,6 +151,7 @@ class SyncReport:
     unchanged: int = 0
     silent: int = 0
     changes_overflow: bool = False  # the changes query had more pages than the poll may ask
+    counted: tuple[int | None, int] | None = None  # page 1's stated total and its shortfall
     missing: int = 0  # live entries a complete full crawl did not list (deleted at the 2nd)
     outcome: str = "ok"
     error: str | None = None
@@ -291,7 +298,8 @@ class FeedSyncer:
         clean = True  # no page was read leniently: absences may count as evidence
         complete_doc = False  # an fh:complete document was read: absences already decided
         visited: set[str] = set()
-        total: int | None = None  # openSearch:totalResults, for progress only
+        total: int | None = None  # openSearch:totalResults, for progress
+        stated: set[int | None] = set()  # the totalResults each page of the crawl stated
         # Full crawls read ahead: every page is needed, so the next ones load while this commits.
         ahead = ReadAhead(visited, feed.max_pages - 1) if report.full else None
         # A feed that moved for good (§4.10) is fetched where it lives now.
@@ -306,6 +314,7 @@ class FeedSyncer:
                 if known_page is not None and known_page.archive:
                     # RFC 5005 archive documents never change: fetched once, then taken as read.
                     listed.update(known_page.entry_ids)
+                    stated.add(known_page.total_results)
                     if not report.full:
                         break
                     url = known_page.next_url
@@ -322,6 +331,7 @@ class FeedSyncer:
                     assert loaded.known is not None
                     self.store.record_unchanged_page(state.id, loaded.result, self.clock())
                     listed.update(loaded.known.entry_ids)
+                    stated.add(loaded.known.total_results)
                     self._tell(feed, listed, total)
                     if not report.full:
                         break  # everything from here on was seen and has not changed
@@ -339,8 +349,23 @@ class FeedSyncer:
                 report.add(changed, len(page.entries))
                 listed.update(e.entry_id for e in page.entries)
                 total = page.total_results or total
+                stated.add(page.total_results)
                 self._tell(feed, listed, total)
                 complete_doc = complete_doc or _is_complete_doc(page)
+                if report.pages == 1:
+                    report.counted = _count_of(page)
+                    reason = count_says_crawl(
+                        total=page.total_results,
+                        per_page=page.items_per_page,
+                        listed=len(page.entries),
+                        known_total=state.total_results,
+                        known_shortfall=state.page1_shortfall,
+                    )
+                    if reason is not None and not report.full:
+                        # The feed counted itself one short: walk it all now, in this poll.
+                        log.info("feed count asks for a full crawl", feed=feed.name, why=reason)
+                        report.full = True
+                        ahead = ReadAhead(visited, feed.max_pages - 1)
                 if not report.full and not changed.any:
                     break  # a page of known, unchanged entries: the rest is older still
                 url = page.next_url or page.prev_archive_url
@@ -349,7 +374,9 @@ class FeedSyncer:
             else:
                 if url is None and report.full and clean and not complete_doc:
                     report.chain_complete = True
-                    self._count_absences(feed, state, listed, title, initial, report)
+                    # Counted only if every page stated the same total (it did not move).
+                    counted = next(iter(stated)) if len(stated) == 1 else None
+                    self._count_absences(feed, state, listed, title, initial, report, counted)
             if since is not None and not report.full:
                 report.changes = await self._ask_changes(
                     feed, state, report, since, title, crawl_seen, listed
@@ -550,9 +577,13 @@ class FeedSyncer:
         title: str | None,
         initial: bool,
         report: SyncReport,
+        stated_total: int | None,
     ) -> None:
-        """A complete, clean full crawl: absences count, and the second in a row deletes."""
-        decision = absence_deletions(self.store.live_entries(state.id), listed)
+        """A complete, clean full crawl: absences count, and the second in a row deletes, or the
+        first already when the crawl listed exactly the total every page stated."""
+        decision = absence_deletions(
+            self.store.live_entries(state.id), listed, stated_total=stated_total
+        )
         ref = FeedRef(feed.name, feed.url, title)
         now = self.clock()
         drafts = [
@@ -630,6 +661,7 @@ class FeedSyncer:
                 title=title,
                 move=report.move,
                 changes=report.changes,
+                counted=report.counted,
                 full_crawl_reason=(
                     "the changes query listed more edits than one poll may fetch"
                     if report.changes_overflow
@@ -637,6 +669,12 @@ class FeedSyncer:
                 ),
             ),
         )
+
+
+def _count_of(page: ParsedPage) -> tuple[int | None, int]:
+    """What page 1 says about the feed's size: its stated total and how short of it it is."""
+    shortfall = page_shortfall(page.total_results, page.items_per_page, len(page.entries))
+    return page.total_results, shortfall
 
 
 def _is_complete_doc(page: ParsedPage) -> bool:

@@ -223,3 +223,17 @@ def test_absence_from_complete_crawls(missing_before: int, deleted: bool) -> Non
     assert decision.missing == ("b",)
     assert [d.entry.entry_id for d in decision.deletions] == (["b"] if deleted else [])
     assert absence_deletions(live, seen={"a", "b"}).deletions == ()
+
+
+def test_a_crawl_that_listed_exactly_the_stated_total_deletes_at_once() -> None:
+    from syncd.diff import absence_deletions
+
+    live = {i: stored(entry(i)) for i in "abc"}
+    counted = absence_deletions(live, seen={"a", "c"}, stated_total=2)
+    assert [(d.entry.entry_id, d.reason) for d in counted.deletions] == [
+        ("b", "counted-complete-crawl")
+    ]
+    # A count the crawl does not match (the feed moved under it, or counts drafts) proves
+    # nothing on its own: the two-crawl rule applies.
+    assert absence_deletions(live, seen={"a", "c"}, stated_total=3).deletions == ()
+    assert absence_deletions(live, seen={"a", "c"}, stated_total=None).deletions == ()

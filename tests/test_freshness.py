@@ -201,3 +201,74 @@ async def test_changes_off_and_a_template_url(tmp_path: Path) -> None:
     assert report.updated == 1
     (asked,) = changes_requests(feed.log)
     assert asked.host.startswith("localhost")
+
+
+def deletion_reasons(app: App) -> dict[str, str]:
+    rows = app.store.rows("SELECT entry_id, deleted_reason FROM entries WHERE deleted_at NOT NULL")
+    return {r["entry_id"]: r["deleted_reason"] for r in rows}
+
+
+async def test_a_deletion_on_page_12_surfaces_in_the_next_poll_with_the_counted_reason(
+    tmp_path: Path,
+) -> None:
+    feed = BloggerFeed(515)
+    async with synced_app(tmp_path, feed) as (app, clock):
+        gone = feed.ids()[11 * 25 + 7]
+        assert feed.page_of(gone) == 12
+        feed.delete_entry(gone)
+        clock.now += timedelta(minutes=15)
+        (report,) = await poll(app)
+        # totalResults dropped on page 1: this very poll became one full crawl.
+        assert report.full and report.chain_complete and report.deleted == 1
+        assert deletion_reasons(app) == {gone: "counted-complete-crawl"}
+        assert len(feed.log) == 21
+
+        feed.reset_log()
+        clock.now += timedelta(minutes=15)
+        (quiet,) = await poll(app)
+        assert not quiet.full and quiet.deleted == 0 and len(feed.log) <= 3
+
+
+async def test_inconsistent_totals_fall_back_to_the_two_crawl_rule(tmp_path: Path) -> None:
+    feed = BloggerFeed(200)
+    async with synced_app(tmp_path, feed) as (app, clock):
+        gone = feed.ids()[150]
+        feed.delete_entry(gone)
+        feed.set_total_results(250, page=5)  # one page states another count
+        clock.now += timedelta(minutes=15)
+        (first,) = await poll(app)
+        assert first.full and first.chain_complete
+        assert first.deleted == 0 and first.missing == 1 and deletion_reasons(app) == {}
+
+        clock.now += timedelta(minutes=15)
+        (second,) = await app.sync_feeds(app.config.feeds, full=True, force=False)
+        assert second.deleted == 1
+        assert deletion_reasons(app) == {gone: "absent-from-complete-crawls"}
+
+
+async def test_a_failed_page_proves_no_deletion_even_when_counted(tmp_path: Path) -> None:
+    feed = BloggerFeed(200)
+    async with synced_app(tmp_path, feed) as (app, clock):
+        gone = feed.ids()[150]
+        feed.delete_entry(gone)
+        feed.set_status(5, 503)
+        clock.now += timedelta(minutes=15)
+        (failed,) = await poll(app)
+        assert failed.full and not failed.completed and failed.deleted == 0
+        assert deletion_reasons(app) == {}
+
+        feed.clear_faults()
+        clock.now += timedelta(hours=2)
+        (resumed,) = await poll(app)
+        assert resumed.full and resumed.deleted == 1
+        assert deletion_reasons(app) == {gone: "counted-complete-crawl"}
+
+
+async def test_a_count_that_did_not_drop_asks_for_nothing(tmp_path: Path) -> None:
+    feed = BloggerFeed(200)
+    async with synced_app(tmp_path, feed) as (app, clock):
+        feed.add_entry("New")  # the total rises: an ordinary incremental poll
+        clock.now += timedelta(minutes=15)
+        (report,) = await poll(app)
+        assert not report.full and report.created == 1
+        assert app.store.feed_state("f").total_results == 201

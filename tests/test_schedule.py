@@ -61,3 +61,36 @@ def test_full_crawl_cadence() -> None:
     assert needs_full_crawl(
         first_synced_at=old, last_full_sync_at=old, full_sync_every_s=day, now=NOW
     )
+
+
+def test_a_dropped_total_asks_for_a_full_crawl() -> None:
+    from syncd.schedule import count_says_crawl
+
+    def says(**kw: object) -> str | None:
+        args: dict[str, object] = dict(
+            total=514, per_page=25, listed=25, known_total=515, known_shortfall=0
+        )
+        args.update(kw)
+        return count_says_crawl(**args)  # type: ignore[arg-type]
+
+    assert "dropped from 515 to 514" in (says() or "")
+    assert says(total=516) is None  # a new post
+    assert says(known_total=None) is None  # nothing to compare with yet
+    assert says(total=None) is None  # the feed does not count itself
+
+
+def test_a_short_first_page_asks_for_a_full_crawl_once() -> None:
+    from syncd.schedule import count_says_crawl, page_shortfall
+
+    assert page_shortfall(515, 25, 24) == 1
+    assert page_shortfall(10, 25, 10) == 0  # a small feed fits on one page
+    assert page_shortfall(515, None, 3) == 0
+
+    def short(known_shortfall: int) -> str | None:
+        return count_says_crawl(
+            total=515, per_page=25, listed=24, known_total=515, known_shortfall=known_shortfall
+        )
+
+    assert "lists 24 entries where its page size requires 25" in (short(0) or "")
+    # Already that short at the last look: a feed that is always short is not crawled each poll.
+    assert short(1) is None
