@@ -155,7 +155,7 @@ class BoundSink:
     loaded: bool = False  # persisted state read
     resume_seen: str | None = None  # the last operator resume request acted upon
     fingerprint: str = ""
-    batches: bool = False  # the sink takes several events per attempt
+    batch_sink: BatchSink | None = None  # the same sink, when it takes several events per attempt
     # Leased ahead, not started yet (only while healthy; never for a strict sink).
     ready: deque[DueDelivery] = field(default_factory=deque)
     unrecorded: list[AttemptRecord] = field(default_factory=list)  # finished, not written yet
@@ -166,7 +166,11 @@ class BoundSink:
     def __post_init__(self) -> None:
         self.fingerprint = sink_fingerprint(self.config)
         # Checked once: isinstance against a runtime Protocol inspects the class every time.
-        self.batches = isinstance(self.sink, BatchSink)
+        self.batch_sink = self.sink if isinstance(self.sink, BatchSink) else None
+
+    @property
+    def batches(self) -> bool:
+        return self.batch_sink is not None
 
     @property
     def name(self) -> str:
@@ -499,10 +503,10 @@ class Dispatcher:
             log.exception("settling a delivery attempt failed", sink=bound.name)
 
     async def _send(self, bound: BoundSink, group: list[DueDelivery]) -> list[SendOutcome]:
-        sink = bound.sink
+        sink, batch_sink = bound.sink, bound.batch_sink
         try:
-            if bound.batches and isinstance(sink, BatchSink):
-                outcomes = list(await sink.send_batch([d.event for d in group]))
+            if batch_sink is not None:
+                outcomes = list(await batch_sink.send_batch([d.event for d in group]))
                 if len(outcomes) != len(group):
                     raise RuntimeError(f"{len(outcomes)} outcomes for {len(group)} events")
             else:
