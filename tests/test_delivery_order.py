@@ -15,11 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from syncd.delivery import BoundSink, Dispatcher, OwnerLock
+from syncd.sinks.file import FileSink
 from syncd.sinks.webhook import WebhookSink
 from syncd.store import Store
-from tests.support.ordering import Arrival, OrderingReceiver, order_violations, per_entry
+from tests.support.ordering import (
+    Arrival,
+    OrderingReceiver,
+    arrival_of,
+    order_violations,
+    per_entry,
+)
 from tests.support.outbox import FakeClock, deliveries_of, seed_events, sink_config, when
 from tests.support.receiver import TEST_SECRET, serve_receiver
 
@@ -192,3 +200,28 @@ def test_order_violations_flags_an_entry_going_backwards() -> None:
     a1, a2, b1 = Arrival("a", 1, "e1"), Arrival("a", 3, "e3"), Arrival("b", 2, "e2")
     assert order_violations([a1, b1, a2, a2]) == []  # a redelivery of the latest is fine
     assert order_violations([a2, b1, a1]) == ["a: seq 1 (e1) after seq 3"]
+
+
+@pytest.mark.parametrize("max_in_flight", [4, 1])
+async def test_a_file_sink_keeps_entry_order_and_max_in_flight_1_keeps_seq_order(
+    store, tmp_path: Path, max_in_flight: int
+) -> None:
+    clock = FakeClock()
+    path = tmp_path / "archive.jsonl"
+    archive = FileSink("archive", path, fsync=True)
+    d = Dispatcher(
+        store=store,
+        sinks=[BoundSink(archive, sink_config("archive", "file", max_in_flight=max_in_flight))],
+        clock=clock,
+        rng=random.Random(7),
+        batch_size=8,
+    )
+    seqs = seed_events(store, 60, sinks=["archive"], now=clock(), entries=4)
+    [report] = await d.deliver_due()
+    await archive.aclose()
+    assert report.delivered == 60
+    written = [arrival_of(line) for line in path.read_bytes().splitlines()]
+    assert order_violations(written) == []
+    assert per_entry(written) == entry_seqs(seqs, 4)
+    if max_in_flight == 1:
+        assert [a.seq for a in written] == seqs
