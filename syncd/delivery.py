@@ -415,12 +415,12 @@ class Dispatcher:
         """Start attempts from what is leased ahead while the window has room. One whose lease
         could run out before its attempt ends (a stalled loop) goes back instead."""
         per_attempt = self.batch_size if bound.batches else 1
-        needed = timedelta(seconds=bound.config.timeout_s + LEASE_MARGIN_S / 2)
+        lease_needed = now + timedelta(seconds=bound.config.timeout_s + LEASE_MARGIN_S / 2)
         while bound.ready and len(bound.in_flight) < window:
             group: list[DueDelivery] = []
             while bound.ready and len(group) < per_attempt:
                 due = bound.ready.popleft()
-                if due.leased_until is not None and due.leased_until - now < needed:
+                if due.leased_until is not None and due.leased_until < lease_needed:
                     bound.give_back.append(due)
                 else:
                     group.append(due)
@@ -526,6 +526,11 @@ class Dispatcher:
         outcomes: Sequence[SendOutcome],
         now: datetime,
     ) -> list[AttemptRecord]:
+        """One record per delivery, or one for the whole group when it all went through with
+        one outcome (a batch written at once)."""
+        first = outcomes[0] if outcomes else None
+        if first is not None and first.ok and all(o is first for o in outcomes):
+            return [AttemptRecord(tuple(d.id for d in group), first, None, now)]
         records = []
         for due, outcome in zip(group, outcomes, strict=True):
             retry_at: datetime | None
@@ -543,7 +548,7 @@ class Dispatcher:
                     retry_after_s=outcome.retry_after_s,
                     rng=self.rng,
                 )
-            records.append(AttemptRecord(due.id, outcome, retry_at, now))
+            records.append(AttemptRecord((due.id,), outcome, retry_at, now))
         return records
 
     def _settle(
@@ -562,14 +567,17 @@ class Dispatcher:
             bound.unrecorded_since = time.monotonic()
         bound.unrecorded.extend(records)
         before = bound.health
-        for due, record in zip(group, records, strict=True):
+        by_id = {d.id: d for d in group} if len(records) > 1 else {}
+        for record in records:
             if self.observer is not None:
-                self.observer.delivered(bound.name, record.state)
+                for _ in record.delivery_ids:
+                    self.observer.delivered(bound.name, record.state)
             outcome = record.outcome
             if outcome.ok:
-                report.delivered += 1
+                report.delivered += len(record.delivery_ids)
                 bound.health = bound.health.succeeded()
                 continue
+            due = by_id[record.delivery_ids[0]] if by_id else group[0]
             if record.state is DeliveryState.DEAD:
                 report.dead += 1
             else:

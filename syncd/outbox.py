@@ -67,9 +67,11 @@ class DueDelivery:
 
 @dataclass(frozen=True, slots=True)
 class AttemptRecord:
-    """What to write for one finished attempt. `next_attempt_at=None` on a failure means dead."""
+    """What to write for a finished attempt: the deliveries it covered and what became of them
+    (several: a batch that succeeded as a whole). `next_attempt_at=None` on a failure means dead.
+    """
 
-    delivery_id: int
+    delivery_ids: tuple[int, ...]
     outcome: SendOutcome
     next_attempt_at: datetime | None
     attempted_at: datetime
@@ -216,24 +218,21 @@ _LOG_COLUMNS = "delivery_attempts (delivery_id, attempted_at, result, status, la
 
 
 def _record(conn: sqlite3.Connection, records: Sequence[AttemptRecord]) -> None:
-    """Write attempts and their log rows. Records that say the same thing (a batch: one outcome
-    at one instant) share one set-based statement pair; the rest go row by row."""
-    groups: dict[tuple[Any, ...], list[int]] = {}
-    for rec in records:
-        o = rec.outcome
-        key = (rec.state, rec.attempted_at, o.status, o.error, rec.next_attempt_at, o.latency_ms)
-        groups.setdefault(key, []).append(rec.delivery_id)
+    """Write attempts and their log rows: a record covering several deliveries (a batch) with
+    one set-based statement pair, the others together with `executemany`."""
     updates: list[tuple[Any, ...]] = []
     logs: list[tuple[Any, ...]] = []
-    for (state, at, status, error, next_at, latency), ids in groups.items():
-        at_s, ok = to_text(at), state is DeliveryState.DELIVERED
-        values = (str(state), at_s, status, error, to_text(next_at), ok, at_s)
-        entry = (at_s, str(state), status, round(latency, 3), error)
-        if len(ids) == 1:
-            updates.append((*values, ids[0]))
-            logs.append((ids[0], *entry))
+    for rec in records:
+        o, state = rec.outcome, rec.state
+        at_s = to_text(rec.attempted_at)
+        values = (str(state), at_s, o.status, o.error, to_text(rec.next_attempt_at), o.ok, at_s)
+        entry = (at_s, str(state), o.status, round(o.latency_ms, 3), o.error)
+        if len(rec.delivery_ids) == 1:
+            [delivery_id] = rec.delivery_ids
+            updates.append((*values, delivery_id))
+            logs.append((delivery_id, *entry))
             continue
-        chosen = json.dumps(ids)
+        chosen = json.dumps(rec.delivery_ids)
         conn.execute(
             f"{_RECORD_SET} WHERE id IN (SELECT value FROM json_each(?))", (*values, chosen)
         )
@@ -330,7 +329,7 @@ class Outbox:
         return from_text(rows[0]["t"]) if rows else None
 
     def record_attempts(self, records: Sequence[AttemptRecord]) -> list[DeliveryState]:
-        """Record finished attempts in one transaction; return each delivery's new state.
+        """Record finished attempts in one transaction; return each record's new state.
 
         A failure without a next attempt is dead. The lease is dropped either way.
         """

@@ -108,16 +108,14 @@ class FileSink:
         """
         started = time.perf_counter()
         outcomes: list[SendOutcome | None] = [None] * len(events)
-        lines: list[bytes] = []
-        for i, event in enumerate(events):
-            if b"\n" in event.body:
-                # A raw newline would split one event over two lines; the envelope is compact.
-                outcomes[i] = _NEWLINE_REFUSED
-            else:
-                lines.append(event.body + b"\n")
-        if lines:
+        # A raw newline would split one event over two lines; the envelope is compact.
+        whole = [e.body for e in events if b"\n" not in e.body]
+        if len(whole) < len(events):
+            outcomes = [_NEWLINE_REFUSED if b"\n" in e.body else None for e in events]
+        if whole:
+            whole.append(b"")  # so the join ends the last line too
             try:
-                await self._in_writer(self._append_sync, b"".join(lines))
+                await self._in_writer(self._append_sync, b"\n".join(whole))
             except OSError as exc:
                 written = SendOutcome(
                     ok=False, error=_describe(exc, self._path), latency_ms=_ms(started)
