@@ -275,9 +275,10 @@ _READ_KEYS: Final = frozenset(
 _UPDATED: Final = frozenset({"updated", "modified", "lastbuilddate", "dc_date", "dcterms_modified"})
 _PUBLISHED: Final = frozenset({"published", "issued", "pubdate", "dcterms_issued"})
 _TITLE: Final = frozenset({"title", "dc_title"})
-_AUTHOR: Final = frozenset({"author", "dc_creator", "dc_author"})
+_AUTHOR: Final = frozenset({"author", "dc_creator", "dc_author", "itunes_author"})
 _CATEGORY: Final = frozenset({"category", "dc_subject"})
-_SUMMARY: Final = frozenset({"summary", "description", "dc_description"})
+_SUMMARY: Final = frozenset({"summary", "description", "dc_description", "itunes_summary"})
+_ITUNES_SCHEME: Final = "http://www.itunes.com/"
 _CONTENT: Final = frozenset({"content", "content_encoded"})
 _PERSON_PARTS: Final = frozenset({"name", "email", "uri"})
 # Harmless at feed level: they only fill feed keys syncd never reads. Leaves only.
@@ -306,6 +307,11 @@ _FEED_LEAVES: Final = frozenset(
         "dc_subject",
         "dcterms_modified",
         "webmaster",
+        "itunes_subtitle",
+        "itunes_image",
+        "itunes_link",
+        "itunes_explicit",
+        "itunes_block",
     ]
 )
 # Harmless inside an entry: they fill entry keys syncd never reads. Leaves only.
@@ -320,9 +326,16 @@ _ENTRY_LEAVES: Final = frozenset(
         "language",
         "media_thumbnail",
         "media_content",
+        "itunes_subtitle",
+        "itunes_image",
+        "itunes_link",
+        "itunes_explicit",
+        "itunes_block",
     ]
 )
-_FEED_PEOPLE: Final = frozenset({"author", "managingeditor", "contributor", "dc_creator"})
+_FEED_PEOPLE: Final = frozenset(
+    {"author", "managingeditor", "contributor", "dc_creator", "itunes_author"}
+)
 _IMAGE_PARTS: Final = frozenset({"title", "url", "link", "width", "height", "description"})
 _TEXTINPUT_PARTS: Final = frozenset({"title", "description", "name", "link"})
 _MAX_TAGS: Final = 256
@@ -471,10 +484,8 @@ class _Reader:
                     self.version = "rss10"
                 elif lower_uri == _ATOM.lower():
                     self.version = "atom10"
-            canonical = _KNOWN_LOWER.get(lower_uri)
+            canonical = _KNOWN_LOWER.get(lower_uri)  # feedparser matches them in any case
             if canonical is not None:
-                if uri not in KNOWN_NAMESPACES:
-                    raise _Decline(f"namespace {uri!r} in unusual case")
                 if canonical and prefix != canonical:
                     raise _Decline(f"prefix {prefix!r} for the {canonical!r} namespace")
                 self.namespaces[canonical] = uri
@@ -504,7 +515,7 @@ class _Reader:
             name = tag.lower()
         else:
             uri, local = tag[1:].split("}", 1)
-            canonical = KNOWN_NAMESPACES.get(uri)
+            canonical = _KNOWN_LOWER.get(uri.lower())
             if canonical is None:
                 # expat reports no prefix: feedparser files the element under the first prefix
                 # declared for its namespace.
@@ -538,10 +549,8 @@ class _Reader:
             self._no_special_attrs(root)
             self.channel(root, feed, entries, item="entry")
         elif root.tag == "rss":
-            version_attr = root.get("version", "")
-            if not version_attr.startswith("2.") or len(root.attrib) != 1:
-                raise _Decline(f"RSS version {version_attr!r}")
-            self.version = "rss20"
+            # feedparser says rss20, rss091u, rss092, ... or rss: the same reading for syncd.
+            self.version = "rss20" if root.get("version", "").startswith("2.") else "rss"
             channels = list(_elements(root))
             if len(channels) != 1 or channels[0].tag != "channel":
                 raise _Decline("RSS root without exactly one channel")
@@ -598,6 +607,28 @@ class _Reader:
         name = self.name(el)
         if name == "generator":
             self.generator(el, feed)
+        elif name in ("itunes_summary", "description"):
+            # A feed-level summary sets feedparser's `summary`; a summary-like element after it
+            # is read as content, which sets a flag that leaks into the first entry.
+            if "summary" in feed:
+                raise _Decline("a second feed-level summary")
+            text = self.popped(self.leaf(el).strip(), relative=False)
+            if name == "itunes_summary":
+                feed["summary"] = text
+        elif name == "itunes_keywords":
+            self.itunes_keywords(el, {})
+        elif name == "itunes_owner":
+            for child in _elements(el):
+                if self.name(child) in ("itunes_name", "itunes_email"):
+                    self.leaf(child)
+                else:
+                    self.check_inert(child)
+        elif name == "itunes_category":
+            for node in el.iter(etree.Element):
+                if node is not el and self.name(node) != "itunes_category":
+                    raise _Decline(f"{self.name(node)!r} inside itunes:category")
+            if "".join(el.itertext()).strip():
+                raise _Decline("text inside itunes:category")
         elif name in _FEED_LEAVES:
             self.leaf(el)
         elif name in _FEED_PEOPLE:
@@ -738,8 +769,10 @@ class _Reader:
                 has_content = True
                 raw.setdefault("content", []).append({"value": value})
                 raw.setdefault("summary", value)  # feedparser copies content into the summary
+            elif name == "itunes_keywords":
+                self.itunes_keywords(child, raw)
             elif name in _SUMMARY:
-                default = "text/plain" if name == "summary" else "text/html"
+                default = "text/html" if name in ("description", "dc_description") else "text/plain"
                 if "summary" in raw and not has_content:
                     # feedparser reads a second summary as the content.
                     value = self.text_construct(child, "text/plain")
@@ -869,6 +902,17 @@ class _Reader:
         if text:
             raw.setdefault("author_detail", "aliased")
             person["name"] = text
+
+    def itunes_keywords(self, el: Any, raw: Raw) -> None:
+        if len(el.attrib):
+            raise _Decline("itunes:keywords with attributes")  # feedparser fails on it
+        text = self.popped(self.leaf(el).strip(), relative=False)
+        tags: list[Raw] = raw.setdefault("tags", [])
+        for term in text.split(","):
+            if term.strip():
+                if len(tags) >= _MAX_TAGS:
+                    raise _Decline("too many categories")
+                _add_tag(tags, term.strip(), _ITUNES_SCHEME, None)
 
     def category(self, el: Any, raw: Raw) -> None:
         attrs = self.attrs(el)

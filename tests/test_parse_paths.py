@@ -63,6 +63,57 @@ def test_common_feeds_take_the_fast_path(name: str, headers: dict[str, str]) -> 
     assert page == parse_page_feedparser((DATA / name).read_bytes(), url=SEED_URL, headers=headers)
 
 
+WORDPRESS_RSS = b"""<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/"
+  xmlns:wfw="http://wellformedweb.org/CommentAPI/" xmlns:dc="http://purl.org/dc/elements/1.1/"
+  xmlns:atom="http://www.w3.org/2005/Atom" xmlns:sy="http://purl.org/rss/1.0/modules/syndication/"
+  xmlns:slash="http://purl.org/rss/1.0/modules/slash/">
+<channel><title>A blog</title>
+  <atom:link href="https://blog.example/feed/" rel="self" type="application/rss+xml" />
+  <link>https://blog.example</link><description>Words</description>
+  <lastBuildDate>Mon, 01 Jul 2024 10:00:00 +0000</lastBuildDate><language>en-US</language>
+  <sy:updatePeriod>hourly</sy:updatePeriod><sy:updateFrequency>1</sy:updateFrequency>
+  <generator>https://wordpress.org/?v=6.5</generator>
+  <item><title>Caf\xc3\xa9 &#8211; notes</title><link>https://blog.example/2024/07/cafe/</link>
+    <comments>https://blog.example/2024/07/cafe/#respond</comments>
+    <dc:creator><![CDATA[Jane]]></dc:creator><pubDate>Mon, 01 Jul 2024 09:00:00 +0000</pubDate>
+    <category><![CDATA[Food]]></category><category><![CDATA[Paris]]></category>
+    <guid isPermaLink="false">https://blog.example/?p=42</guid>
+    <description><![CDATA[<p>Short &#8230;</p>]]></description>
+    <content:encoded><![CDATA[<p>Long text.</p>]]></content:encoded>
+    <wfw:commentRss>https://blog.example/2024/07/cafe/feed/</wfw:commentRss>
+    <slash:comments>3</slash:comments>
+  </item>
+</channel></rss>"""
+
+PODCAST_RSS = b"""<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0" xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd">
+<channel><title>A show</title><link>https://pod.example/</link>
+  <description>About the show</description><itunes:author>Host</itunes:author>
+  <itunes:summary>About the show</itunes:summary>
+  <itunes:owner><itunes:name>Host</itunes:name><itunes:email>h@pod.example</itunes:email>
+  </itunes:owner><itunes:image href="https://pod.example/show.jpg"/>
+  <itunes:category text="Technology"><itunes:category text="Gadgets"/></itunes:category>
+  <itunes:explicit>false</itunes:explicit>
+  <item><title>Episode 1</title><itunes:author>Host</itunes:author>
+    <itunes:summary>First &lt;b&gt;one&lt;/b&gt;</itunes:summary>
+    <enclosure url="https://pod.example/1.mp3" length="1234" type="audio/mpeg"/>
+    <guid>https://pod.example/1</guid><pubDate>Tue, 02 Jul 2024 06:00:00 GMT</pubDate>
+    <itunes:duration>00:42:00</itunes:duration><itunes:keywords>tech, news</itunes:keywords>
+    <itunes:image href="https://pod.example/1.jpg"/><itunes:explicit>no</itunes:explicit>
+  </item>
+</channel></rss>"""
+
+
+@pytest.mark.parametrize("body", [WORDPRESS_RSS, PODCAST_RSS], ids=["wordpress", "podcast"])
+def test_typical_rss_takes_the_fast_path(body: bytes) -> None:
+    headers = {"content-type": "application/rss+xml; charset=UTF-8"}
+    page = parse_page_fast(body, url="https://x.example/feed", headers=headers)
+    assert isinstance(page, ParsedPage), page
+    assert page == parse_page_feedparser(body, url="https://x.example/feed", headers=headers)
+    assert page.entries[0].categories  # WordPress categories, podcast keywords
+
+
 def test_generated_documents_agree_or_are_declined() -> None:
     outcomes: Counter[str] = Counter()
 

@@ -26,7 +26,8 @@ NAMESPACES = (
     'xmlns:openSearch="http://a9.com/-/spec/opensearchrss/1.0/" '
     'xmlns:fh="http://purl.org/syndication/history/1.0" '
     'xmlns:at="http://purl.org/atompub/tombstones/1.0" '
-    'xmlns:feedburner="http://rssnamespace.org/feedburner/ext/1.0"'
+    'xmlns:feedburner="http://rssnamespace.org/feedburner/ext/1.0" '
+    'xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd"'
 )
 
 
@@ -198,6 +199,15 @@ _EXTENSIONS = st.sampled_from(
         "<comments>http://example.com/c</comments>",
         '<source url="http://example.com/src">Source</source>',
         "<rights>All rights</rights>",
+        "<itunes:author>Pod Author</itunes:author>",
+        "<itunes:summary>Episode &lt;b&gt;summary&lt;/b&gt;</itunes:summary>",
+        "<itunes:subtitle>Sub</itunes:subtitle>",
+        "<itunes:duration>12:34</itunes:duration>",
+        "<itunes:explicit>no</itunes:explicit>",
+        '<itunes:image href="http://example.com/ep.jpg"/>',
+        "<itunes:keywords>one, two,,three, one</itunes:keywords>",
+        '<itunes:keywords a="b">x</itunes:keywords>',
+        '<itunes:category text="Tech"/>',
         "\n    ",
     ]
 )
@@ -336,6 +346,15 @@ def _rss2(draw: st.DrawFn) -> tuple[str, str]:
                     "<image><url>http://example.com/i.png</url><title>Img</title><link>http://example.com/</link></image>",
                     '<atom:link rel="next" href="http://example.com/rss?p=2"/>',
                     "<language>en</language>",
+                    "<itunes:summary>Show summary</itunes:summary>",
+                    "<itunes:author>Show Author</itunes:author>",
+                    "<itunes:owner><itunes:name>O</itunes:name>"
+                    "<itunes:email>o@example.com</itunes:email></itunes:owner>",
+                    '<itunes:category text="Technology">'
+                    '<itunes:category text="Gadgets"/></itunes:category>',
+                    '<itunes:image href="http://example.com/show.jpg"/>',
+                    "<itunes:keywords>show, words</itunes:keywords>",
+                    "<itunes:explicit>clean</itunes:explicit>",
                     "<openSearch:totalResults>7</openSearch:totalResults>",
                 ]
             ),
