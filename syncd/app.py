@@ -19,10 +19,11 @@ import structlog
 from syncd.config import Config, FeedConfig, SinkConfig
 from syncd.delivery import BoundSink, Dispatcher, OwnerLock, SinkReport
 from syncd.errors import ConfigError, SyncdError
-from syncd.fetch import Fetcher, FetchLimits, create_feed_session
+from syncd.fetch import Fetcher, FetchLimits, create_feed_session, user_agent
 from syncd.metrics import Metrics, ObservedFetcher, ObservedParser
 from syncd.model import EventDraft
 from syncd.parsepool import ParserPool
+from syncd.schedule import spread_first_poll
 from syncd.sinks import Sink, SinkContext, default_registry
 from syncd.sinks.file import FileSink
 from syncd.sinks.webhook import session_for_webhooks
@@ -113,7 +114,7 @@ class App:
 
         for feed in self.config.feeds:  # so that a newly configured feed is due at once
             try:
-                self.store.ensure_feed(feed.name, feed.url, self.clock())
+                self.spread_start(feed)
             except SyncdError as e:
                 log.error("feed not registered", feed=feed.name, error=str(e))
         by_name = {f.name: f for f in self.config.feeds}
@@ -139,6 +140,19 @@ class App:
             for task in list(in_flight.values()):
                 task.cancel()
             await asyncio.gather(*in_flight.values(), return_exceptions=True)
+
+    def spread_start(self, feed: FeedConfig) -> None:
+        """Register the feed; if it was synced before and is overdue (the daemon was down), poll
+        it at a random point of its interval rather than with every other feed at once. A new
+        feed (its backfill) and an interrupted crawl stay due now."""
+        now = self.clock()
+        state = self.store.ensure_feed(feed.name, feed.url, now)
+        overdue = state.next_due_at is not None and state.next_due_at <= now
+        resuming = state.crawl_incomplete or state.full_crawl_reason is not None
+        if state.first_synced_at is None or state.gone_at is not None or resuming or not overdue:
+            return
+        due = spread_first_poll(now, feed.interval_s, self.syncer.rng)
+        self.store.reschedule(state.id, due.at, due.reason)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
@@ -249,7 +263,10 @@ async def build_app(
         stack.callback(store.close)
         fc = config.fetch
         limits = FetchLimits(
-            timeout_s=fc.timeout_s, max_body_bytes=fc.max_body_bytes, max_redirects=fc.max_redirects
+            timeout_s=fc.timeout_s,
+            max_body_bytes=fc.max_body_bytes,
+            max_redirects=fc.max_redirects,
+            user_agent=user_agent(fc.contact_url),
         )
         session = await stack.enter_async_context(
             create_feed_session(

@@ -24,7 +24,9 @@ from syncd.config import Config, load_config
 from syncd.daemon import run_daemon
 from syncd.errors import ConfigError, SyncdError
 from syncd.logs import configure_logging
+from syncd.schedule import is_stale
 from syncd.store import Store, query_readonly
+from syncd.timestamps import from_text
 
 T = TypeVar("T")
 
@@ -142,9 +144,14 @@ def status(ctx: Ctx, as_json: bool) -> None:
         store = Store.open(config.store.path)
         try:
             feeds = {f["name"]: f for f in store.feed_summaries()}
-            sinks = sink_status(config, store, datetime.now(UTC))
+            now = datetime.now(UTC)
+            sinks = sink_status(config, store, now)
         finally:
             store.close()
+        for f in config.feeds:
+            if f.name in feeds:
+                newest = from_text(feeds[f.name].get("newest_updated"))
+                feeds[f.name]["stale"] = is_stale(newest, f.expect_update_within_s, now)
         return {
             "feeds": [
                 feeds.get(f.name, {"name": f.name, "url": f.url, "last_outcome": "never synced"})
@@ -161,8 +168,9 @@ def status(ctx: Ctx, as_json: bool) -> None:
     for f in data["feeds"]:
         click.echo(
             f"  {f['name']}: {f.get('last_outcome')} at {f.get('last_fetch_at') or '-'},"
-            f" {f.get('entries', 0)} entries, next due {f.get('next_due_at') or 'now'},"
-            f" {f.get('consecutive_errors') or 0} consecutive errors"
+            f" {f.get('entries', 0)} entries, next due {f.get('next_due_at') or 'now'}"
+            + (f" ({f['next_due_reason']})," if f.get("next_due_reason") else ",")
+            + f" {f.get('consecutive_errors') or 0} consecutive errors"
             + (
                 f", {f['hash_only_capped']} muted (hash-only updates over the cap)"
                 if f.get("hash_only_capped")
@@ -189,6 +197,8 @@ def _freshness_notes(f: dict[str, Any]) -> list[str]:
         notes.append(f"changes query on ({f['changes_base']})")
     if f.get("full_crawl_reason"):
         notes.append(f"full crawl at the next poll: {f['full_crawl_reason']}")
+    if f.get("stale"):
+        notes.append(f"stale: no entry updated since {f.get('newest_updated')}")
     return notes
 
 

@@ -57,6 +57,7 @@ class FetchConfig:
     allow_private_networks: bool = False
     max_redirects: int = 5
     parse_workers: int = 2
+    contact_url: str | None = None  # named in the User-Agent, so publishers can reach us
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,11 @@ class FeedConfig:
     ignore_fields: frozenset[str] = frozenset()
     changes: str = "auto"  # the GData changes query: "auto" (when the feed offers it) | "off"
     changes_url: str | None = None  # a changes-query URL template with {updated_min}
+    interval_auto: bool = False  # interval = "auto": from the feed's observed entry frequency
+    min_interval_s: float = 300.0  # bounds of the auto interval and of what publishers ask
+    max_interval_s: float = 86400.0
+    max_backoff_s: float = 86400.0  # errors back off up to this, and are probed at it
+    expect_update_within_s: float | None = None  # silent longer: flagged stale in status
 
 
 @dataclass(frozen=True)
@@ -213,7 +219,22 @@ def _feed_defaults(r: _Reader) -> dict[str, Any]:
         "full_sync_every": r.raw("full_sync_every", "24h"),
         "ignore_fields": r.raw("ignore_fields", []),
         "changes": r.raw("changes", "auto"),
+        "min_interval": r.raw("min_interval", "5m"),
+        "max_interval": r.raw("max_interval", "24h"),
+        "max_backoff": r.raw("max_backoff", "24h"),
+        "expect_update_within": r.raw("expect_update_within", None),
     }
+
+
+def _interval(r: _Reader, default: object) -> tuple[float | None, bool]:
+    """`interval`: a duration, or "auto" (None seconds)."""
+    if r.raw("interval", default) == "auto":
+        return None, True
+    return r.duration("interval", default), False
+
+
+def _optional_duration(r: _Reader, key: str, default: object) -> float | None:
+    return None if r.raw(key, default) is None else r.duration(key, default)
 
 
 def _feed(r: _Reader, defaults: Mapping[str, Any]) -> FeedConfig:
@@ -221,10 +242,22 @@ def _feed(r: _Reader, defaults: Mapping[str, Any]) -> FeedConfig:
     bad = sorted(set(ignore) - IGNORABLE_FIELDS)
     if bad:
         raise r.err("ignore_fields", f"{bad[0]!r} is not one of {sorted(IGNORABLE_FIELDS)}")
+    interval_s, auto = _interval(r, defaults["interval"])
+    min_interval = r.duration("min_interval", defaults["min_interval"])
+    max_interval = r.duration("max_interval", defaults["max_interval"])
+    if max_interval < min_interval:
+        raise r.err("max_interval", f"{max_interval:g}s is shorter than min_interval")
     feed = FeedConfig(
         name=r.string("name"),
         url=_url(r, "url"),
-        interval_s=r.duration("interval", defaults["interval"]),
+        interval_s=min_interval if interval_s is None else interval_s,
+        interval_auto=auto,
+        min_interval_s=min_interval,
+        max_interval_s=max_interval,
+        max_backoff_s=r.duration("max_backoff", defaults["max_backoff"]),
+        expect_update_within_s=_optional_duration(
+            r, "expect_update_within", defaults["expect_update_within"]
+        ),
         max_pages=r.integer("max_pages", defaults["max_pages"]),
         full_sync_every_s=r.duration("full_sync_every", defaults["full_sync_every"]),
         ignore_fields=frozenset(ignore),
@@ -383,13 +416,16 @@ def parse_config(
         allow_private_networks=fr.boolean("allow_private_networks", False),
         max_redirects=fr.integer("max_redirects", 5, minimum=0),
         parse_workers=fr.integer("parse_workers", 2),
+        contact_url=_url(fr, "contact_url") if fr.raw("contact_url", None) is not None else None,
     )
     fr.check_unknown()
 
     dr = _Reader(_table(top, "defaults"), "defaults", source)
     defaults = _feed_defaults(dr)
-    for key in ("interval", "full_sync_every"):
+    _interval(dr, defaults["interval"])
+    for key in ("full_sync_every", "min_interval", "max_interval", "max_backoff"):
         dr.duration(key, defaults[key])
+    _optional_duration(dr, "expect_update_within", defaults["expect_update_within"])
     dr.integer("max_pages", defaults["max_pages"])
     _choice(dr, "changes", defaults["changes"], ("auto", "off"))
     dr.check_unknown()

@@ -34,7 +34,10 @@ class ConfigError(SyncdError):
 
 
 class FetchError(SyncdError):
-    """A page could not be fetched. `retryable` says whether trying later may help."""
+    """A page could not be fetched. `retryable` says whether trying later may help; `kind` names
+    the state an operator sees (status, logs): "timeout", "dns", "tls", "connect", "forbidden"
+    (403), "throttled" (429), "challenge" (a bot shield's HTML 403/503), "unavailable" (503),
+    or "error" for anything else."""
 
     def __init__(
         self,
@@ -44,11 +47,13 @@ class FetchError(SyncdError):
         status: int | None = None,
         retry_after_s: float | None = None,
         retryable: bool = True,
+        kind: str = "error",
     ) -> None:
         self.url = url
         self.status = status
         self.retry_after_s = retry_after_s
         self.retryable = retryable
+        self.kind = kind
         super().__init__(message)
 
 

@@ -6,14 +6,19 @@ stream, a redirect cap, and the connect-time address policy (syncd.netguard). Ev
 socket) exception is translated here into FetchError / GoneError / BlockedAddressError, so nothing
 above this module catches library exceptions.
 
+Each failure is named by its `kind` (timeout, dns, tls, connect, forbidden, throttled,
+challenge, unavailable), so status and logs tell a bot shield from a refusal or an outage.
+
 It must not parse, store or schedule: it imports no parser or store code, never decides when to
-poll again (it only reports Retry-After), and never reads the body of an error response.
+poll again (it only reports Retry-After), and reads no body of an error response beyond the first
+8 KB of an HTML 403/503, to recognise a bot shield's challenge page.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import ssl
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,9 +41,35 @@ __all__ = [
     "Fetcher",
     "create_feed_session",
     "parse_retry_after",
+    "user_agent",
 ]
 
 DEFAULT_USER_AGENT = f"syncd/{__version__} (feed sync daemon)"
+# A Retry-After from a feed is honoured up to a week: a publisher may ask for a long pause.
+FEED_RETRY_AFTER_CAP_S = 7 * 86400.0
+_SHIELD_SNIFF = 8192
+# What bot-protection proxies put in their interstitial pages (Cloudflare, DDoS-Guard, Sucuri,
+# Imperva, DataDome, Akamai): enough to tell a challenge from a plain error page.
+_CHALLENGE_MARKERS = (
+    b"challenge-platform",
+    b"cf-chl",
+    b"just a moment...",
+    b"attention required",
+    b"ddos-guard",
+    b"sucuri",
+    b"_incapsula_",
+    b"datadome",
+    b"captcha",
+    b"checking your browser",
+)
+
+
+def user_agent(contact_url: str | None) -> str:
+    """The User-Agent feed requests carry: who we are and, when configured, how to reach us."""
+    if not contact_url:
+        return DEFAULT_USER_AGENT
+    return f"syncd/{__version__} (feed sync daemon; +{contact_url})"
+
 
 # What a feed reader can use, best first; servers doing content negotiation pick the feed.
 _ACCEPT = (
@@ -183,6 +214,13 @@ class Fetcher:
                     elapsed_ms=_ms_since(started),
                     permanent_redirect=permanent,
                 )
+            if status in (403, 503) and await _is_challenge(response):
+                raise FetchError(
+                    f"{url}: HTTP {status}: a bot shield's challenge page (not a feed)",
+                    url=url,
+                    status=status,
+                    kind="challenge",
+                )
             if not 200 <= status < 300:
                 raise _status_error(url, response)
             body = await self._read_capped(url, response)
@@ -232,9 +270,12 @@ class Fetcher:
                 f"{url}: timed out while connecting (limits: {limits.connect_timeout_s:g}s to "
                 f"connect, {limits.timeout_s:g}s in all)",
                 url=url,
+                kind="timeout",
             )
         if isinstance(exc, TimeoutError):  # asyncio.TimeoutError is TimeoutError in 3.11
-            return FetchError(f"{url}: timed out after {limits.timeout_s:g}s", url=url)
+            return FetchError(
+                f"{url}: timed out after {limits.timeout_s:g}s", url=url, kind="timeout"
+            )
         if isinstance(exc, aiohttp.TooManyRedirects):
             return FetchError(
                 f"{url}: too many redirects (more than {limits.max_redirects})",
@@ -248,10 +289,16 @@ class Fetcher:
         if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
             return FetchError(f"{url}: invalid URL: {exc}", url=url, retryable=False)
         if isinstance(exc, aiohttp.ClientConnectorDNSError):
-            return FetchError(f"{url}: cannot resolve {exc.host}: {_reason(exc)}", url=url)
+            return FetchError(
+                f"{url}: cannot resolve {exc.host}: {_reason(exc)}", url=url, kind="dns"
+            )
+        if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
+            return FetchError(f"{url}: TLS failure: {exc}", url=url, kind="tls")
         if isinstance(exc, aiohttp.ClientConnectorError):
             return FetchError(
-                f"{url}: cannot connect to {exc.host}:{exc.port}: {_reason(exc)}", url=url
+                f"{url}: cannot connect to {exc.host}:{exc.port}: {_reason(exc)}",
+                url=url,
+                kind="connect",
             )
         if isinstance(exc, aiohttp.ClientPayloadError):
             return FetchError(f"{url}: broken response body: {exc}", url=url)
@@ -292,8 +339,13 @@ def _status_error(url: str, response: aiohttp.ClientResponse) -> FetchError:
     if status == 410:
         return GoneError(reason, url=url, status=status, retryable=False)
     if status in (429, 503):
-        retry_after = parse_retry_after(response.headers.get("Retry-After"), datetime.now(UTC))
-        return FetchError(reason, url=url, status=status, retry_after_s=retry_after)
+        retry_after = parse_retry_after(
+            response.headers.get("Retry-After"), datetime.now(UTC), cap_s=FEED_RETRY_AFTER_CAP_S
+        )
+        kind = "throttled" if status == 429 else "unavailable"
+        return FetchError(reason, url=url, status=status, retry_after_s=retry_after, kind=kind)
+    if status == 403:
+        return FetchError(reason, url=url, status=status, retryable=False, kind="forbidden")
     if 400 <= status < 500:
         # 408 Request Timeout is the server giving up on a slow request: trying again may work.
         return FetchError(reason, url=url, status=status, retryable=status == 408)
@@ -301,6 +353,21 @@ def _status_error(url: str, response: aiohttp.ClientResponse) -> FetchError:
         # Only reached for a redirect without a Location, or when redirects are disabled.
         return FetchError(f"{reason} (redirect not followed)", url=url, status=status)
     return FetchError(reason, url=url, status=status, retryable=True)
+
+
+async def _is_challenge(response: aiohttp.ClientResponse) -> bool:
+    """Whether a 403/503 is a bot shield's interstitial: its header says so, or an HTML body's
+    first 8 KB carries a shield's marks. A plain error page is not one."""
+    if response.headers.get("cf-mitigated", "").lower() == "challenge":
+        return True
+    if "html" not in response.headers.get("Content-Type", "").lower():
+        return False
+    try:
+        head = await response.content.read(_SHIELD_SNIFF)
+    except (aiohttp.ClientError, TimeoutError):
+        return False
+    lowered = head.lower()
+    return any(marker in lowered for marker in _CHALLENGE_MARKERS)
 
 
 def _too_large(url: str, what: str, cap: int) -> FetchError:

@@ -274,3 +274,11 @@ def m006_freshness(db: Database) -> None:
         db.execute(f"ALTER TABLE feeds ADD COLUMN {column}")
     db.execute("ALTER TABLE pages ADD COLUMN partial INTEGER NOT NULL DEFAULT 0")
     db.execute("ALTER TABLE pages ADD COLUMN total_results INTEGER")
+
+
+@migrations()
+def m007_publisher_cadence(db: Database) -> None:
+    """What a feed says of its own cadence (RSS `<ttl>`, `sy:updatePeriod`/`updateFrequency`),
+    kept from its last parsed first page: 304 polls do not parse, yet the floor still holds."""
+    db.execute("ALTER TABLE feeds ADD COLUMN publisher_interval_s REAL")
+    db.execute("ALTER TABLE feeds ADD COLUMN publisher_interval_why TEXT")

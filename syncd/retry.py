@@ -76,11 +76,13 @@ def next_attempt_at(
     return now + timedelta(seconds=delay)
 
 
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
+def parse_retry_after(
+    value: str | None, now: datetime, *, cap_s: float = MAX_RETRY_AFTER_S
+) -> float | None:
     """Seconds to wait according to a Retry-After header value, or None if absent or unreadable.
 
     Accepts delta-seconds ("120") and an HTTP-date ("Wed, 21 Oct 2026 07:28:00 GMT"). A date in
-    the past or a negative number gives 0; the result is capped at MAX_RETRY_AFTER_S.
+    the past or a negative number gives 0; the result is capped at `cap_s` (feeds allow a week).
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -104,7 +106,7 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
         seconds = (when - now).total_seconds()
     if not math.isfinite(seconds):
         return None
-    return min(max(0.0, seconds), MAX_RETRY_AFTER_S)
+    return min(max(0.0, seconds), cap_s)
 
 
 # --- per-sink health ------------------------------------------------------------------------------

@@ -98,6 +98,8 @@ class FeedState:
     total_results: int | None = None  # openSearch:totalResults page 1 last stated
     page1_shortfall: int | None = None  # entries page 1 lacked for its stated page size
     full_crawl_reason: str | None = None  # set: the next poll walks the whole chain
+    publisher_interval_s: float | None = None  # the feed's stated cadence (ttl, sy:*)
+    publisher_interval_why: str | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,7 @@ class CrawlOutcome:
     next_due_reason: str | None = None
     counted: tuple[int | None, int | None] | None = None  # page 1's (total, shortfall), if parsed
     full_crawl_reason: str | None = None  # ask for a full crawl at the next poll
+    publisher: tuple[float | None, str | None] | None = None  # page 1's stated cadence, if parsed
 
 
 class Store:
@@ -238,7 +241,25 @@ class Store:
             total_results=r["total_results"],
             page1_shortfall=r["page1_shortfall"],
             full_crawl_reason=r["full_crawl_reason"],
+            publisher_interval_s=r["publisher_interval_s"],
+            publisher_interval_why=r["publisher_interval_why"],
         )
+
+    def recent_entries(self, feed_id: int, since: datetime) -> int:
+        """Live entries published since `since` (for `interval = "auto"`)."""
+        rows = self.rows(
+            "SELECT COUNT(*) AS n FROM entries WHERE feed_id = ? AND deleted_at IS NULL"
+            " AND COALESCE(published, updated) >= ?",
+            (feed_id, _ms(since)),
+        )
+        return int(rows[0]["n"])
+
+    def reschedule(self, feed_id: int, at: datetime, reason: str) -> None:
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE feeds SET next_due_at = ?, next_due_reason = ? WHERE id = ?",
+                (_ms(at), reason, feed_id),
+            )
 
     def newest_updated(self, feed_id: int) -> datetime | None:
         """The newest `updated` of the feed's entries. Text order is instant order except
@@ -312,6 +333,12 @@ class Store:
                 conn.execute(
                     "UPDATE feeds SET full_crawl_reason = ? WHERE id = ?",
                     (outcome.full_crawl_reason, feed_id),
+                )
+            if outcome.publisher is not None:
+                conn.execute(
+                    "UPDATE feeds SET publisher_interval_s = ?, publisher_interval_why = ?"
+                    " WHERE id = ?",
+                    (*outcome.publisher, feed_id),
                 )
             if outcome.counted is not None:
                 conn.execute(
@@ -637,7 +664,9 @@ class Store:
             """SELECT f.name, f.url, f.title, f.last_fetch_at, f.last_outcome, f.last_error,
                f.next_due_at, f.consecutive_errors, f.last_full_sync_at, f.first_synced_at,
                f.next_due_reason, f.changes_base, f.changes_off_until, f.changes_error,
-               f.full_crawl_reason, f.total_results,
+               f.full_crawl_reason, f.total_results, f.publisher_interval_why,
+               (SELECT MAX(e.updated) FROM entries e WHERE e.feed_id = f.id
+                  AND e.deleted_at IS NULL) AS newest_updated,
                (SELECT COUNT(*) FROM entries e WHERE e.feed_id = f.id AND e.deleted_at IS NULL)
                  AS entries,
                (SELECT COUNT(*) FROM entries e WHERE e.feed_id = f.id AND e.deleted_at IS NULL

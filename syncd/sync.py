@@ -53,11 +53,15 @@ from syncd.moves import MoveState, observe_move
 from syncd.netguard import host_of
 from syncd.parse import guess_next_url
 from syncd.schedule import (
+    AUTO_WINDOW,
+    Cadence,
+    Floor,
+    cache_lifetime,
     count_says_crawl,
     needs_full_crawl,
-    next_due,
+    next_poll,
     page_shortfall,
-    parse_max_age,
+    publisher_cadence,
 )
 from syncd.store import ChangesOutcome, CrawlOutcome, FeedState, PageState, Store
 
@@ -152,6 +156,8 @@ class SyncReport:
     silent: int = 0
     changes_overflow: bool = False  # the changes query had more pages than the poll may ask
     counted: tuple[int | None, int] | None = None  # page 1's stated total and its shortfall
+    # Page 1's stated cadence (ttl, sy:*): outer None when page 1 was not parsed this time.
+    publisher: tuple[Floor | None] | None = None
     missing: int = 0  # live entries a complete full crawl did not list (deleted at the 2nd)
     outcome: str = "ok"
     error: str | None = None
@@ -223,7 +229,7 @@ class FeedSyncer:
         )
         report = SyncReport(feed=feed.name, full=full, changes_base=state.changes_base)
         title = state.title
-        max_age: float | None = None
+        cache: Floor | None = None
         retry_after: float | None = None
         since: datetime | None = None
         try:
@@ -232,7 +238,7 @@ class FeedSyncer:
                 # not hide behind that post's newer `updated`.
                 newest = self.store.newest_updated(state.id)
                 since = since_instant(newest, state.changes_since, self.clock())
-            title, max_age = await self._walk(feed, state, report, since)
+            title, cache = await self._walk(feed, state, report, since)
             report.completed = True
         except GoneError as e:
             if e.url == feed.url:
@@ -241,7 +247,9 @@ class FeedSyncer:
                 report.outcome, report.error = "error", _describe(e, e.url, "failed page: ")
         except FetchError as e:
             retry_after = e.retry_after_s
-            report.outcome = "throttled" if e.retry_after_s is not None else "error"
+            # A distinct state for status and logs: timeout, dns, tls, forbidden, challenge, …
+            throttled = e.retry_after_s is not None and e.kind != "challenge"
+            report.outcome = "throttled" if throttled else e.kind
             report.error = _describe(e, e.url)
         except ParseError as e:
             report.outcome, report.error = "error", _describe(e, e.url, "failed page: ")
@@ -260,7 +268,7 @@ class FeedSyncer:
                 state.changes_error,
             )
         try:
-            self._finish(feed, state, report, title, max_age, retry_after)
+            self._finish(feed, state, report, title, cache, retry_after)
         except SyncdError as e:  # e.g. the disk is full: nothing more can be recorded now
             report.recorded = False
             log.error("feed outcome not recorded", feed=feed.name, error=str(e))
@@ -289,10 +297,10 @@ class FeedSyncer:
 
     async def _walk(
         self, feed: FeedConfig, state: FeedState, report: SyncReport, since: datetime | None
-    ) -> tuple[str | None, float | None]:
+    ) -> tuple[str | None, Floor | None]:
         initial = state.first_synced_at is None
         title = state.title
-        max_age: float | None = None
+        cache: Floor | None = None  # how long page 1 said it stays fresh
         crawl_seen: dict[str, datetime | None] = {}  # ids handled in this crawl → their updated
         listed: set[str] = set()  # every id the crawl's pages list, parsed or known unchanged
         clean = True  # no page was read leniently: absences may count as evidence
@@ -308,7 +316,7 @@ class FeedSyncer:
             while url is not None and report.pages < feed.max_pages:
                 if url in visited:
                     log.warning("next link loops back", feed=feed.name, url=url)
-                    return title, max_age  # an incomplete chain: no absence counts
+                    return title, cache  # an incomplete chain: no absence counts
                 visited.add(url)
                 known_page = self.store.page_state(state.id, url)
                 if known_page is not None and known_page.archive:
@@ -323,10 +331,11 @@ class FeedSyncer:
                 loaded = await (task or self._load(feed, state, url, known_page, ahead))
                 report.pages += 1
                 if report.pages == 1:
-                    max_age = parse_max_age(loaded.result.headers.get("cache-control"))
+                    cache = cache_lifetime(loaded.result.headers, self.clock())
                     report.move = self._observe_move(state, url, loaded)
                     if loaded.page is not None:
                         report.changes_base = detect_base(loaded.page, loaded.result.final_url)
+                        report.publisher = _publisher_of(loaded.page)
                 if loaded.page is None:
                     assert loaded.known is not None
                     self.store.record_unchanged_page(state.id, loaded.result, self.clock())
@@ -384,7 +393,7 @@ class FeedSyncer:
         finally:
             if ahead is not None:
                 await ahead.cancel()
-        return title, max_age
+        return title, cache
 
     async def _ask_changes(
         self,
@@ -630,20 +639,36 @@ class FeedSyncer:
         state: FeedState,
         report: SyncReport,
         title: str | None,
-        max_age: float | None,
+        cache: Floor | None,
         retry_after: float | None,
     ) -> None:
         now = self.clock()
         failed = not report.completed
         errors = state.consecutive_errors + 1 if failed else 0
-        due = next_due(
+        if report.publisher is not None:
+            (publisher,) = report.publisher
+        elif state.publisher_interval_s is not None:
+            publisher = Floor(state.publisher_interval_s, state.publisher_interval_why or "")
+        else:
+            publisher = None
+        recent = self.store.recent_entries(state.id, now - AUTO_WINDOW) if feed.interval_auto else 0
+        due = next_poll(
             now=now,
-            interval_s=feed.interval_s,
+            cadence=Cadence(
+                interval_s=feed.interval_s,
+                auto=feed.interval_auto,
+                min_interval_s=feed.min_interval_s,
+                max_interval_s=feed.max_interval_s,
+                max_backoff_s=feed.max_backoff_s,
+            ),
+            rng=self.rng,
             failed=failed,
             consecutive_errors=errors,
+            error_kind=report.outcome,
             retry_after_s=retry_after,
-            max_age_s=max_age,
-            rng=self.rng,
+            cache=cache,
+            publisher=publisher,
+            recent_entries=recent,
         )
         if report.completed and report.pages_parsed == 0:
             report.outcome = "not_modified"
@@ -653,11 +678,12 @@ class FeedSyncer:
             CrawlOutcome(
                 outcome=report.outcome,
                 error=report.error,
-                next_due_at=due,
+                next_due_at=due.at,
+                next_due_reason=due.reason + _changes_note(feed, report.changes, now),
                 consecutive_errors=errors,
                 full=report.full,
                 completed=report.completed,
-                retry_after_until=due if retry_after is not None else None,
+                retry_after_until=due.at if retry_after is not None else None,
                 title=title,
                 move=report.move,
                 changes=report.changes,
@@ -667,8 +693,31 @@ class FeedSyncer:
                     if report.changes_overflow
                     else None
                 ),
+                publisher=(
+                    None
+                    if report.publisher is None
+                    else (publisher.seconds, publisher.why)
+                    if publisher is not None
+                    else (None, None)
+                ),
             ),
         )
+
+
+def _publisher_of(page: ParsedPage) -> tuple[Floor | None]:
+    return (publisher_cadence(page.ttl_minutes, page.update_period, page.update_frequency),)
+
+
+def _changes_note(feed: FeedConfig, changes: ChangesOutcome | None, now: datetime) -> str:
+    """What the changes query adds to the reason for the next poll."""
+    if feed.changes == "off" or changes is None:
+        return ""
+    if changes.base is None and feed.changes_url is None:
+        return ""
+    if is_off(changes.off_until, now):
+        assert changes.off_until is not None
+        return f"; changes query off until {changes.off_until.isoformat()}"
+    return "; deep edits by the changes query"
 
 
 def _count_of(page: ParsedPage) -> tuple[int | None, int]:

@@ -383,6 +383,7 @@ async def test_unresolvable_host() -> None:
     assert error.retryable
     assert not isinstance(error, BlockedAddressError)
     assert "cannot resolve no-such-host.invalid: Name or service not known" in str(error)
+    assert error.kind == "dns"  # a distinct state in status and logs (issue 9)
 
 
 # --- address policy at connect time ------------------------------------------------------------

@@ -16,20 +16,17 @@ from syncd.config import load_config
 from syncd.sync import SyncReport
 from tests.conftest import write_config
 from tests.support.feedserver import BloggerFeed, RequestRecord, serve_feed
+from tests.support.outbox import FakeClock
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 28, 7, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
+def Clock() -> FakeClock:
+    return FakeClock(datetime(2026, 11, 28, 7, 0, tzinfo=UTC))
 
 
 @asynccontextmanager
 async def synced_app(
     tmp_path: Path, feed: BloggerFeed, **options: Any
-) -> AsyncIterator[tuple[App, Clock]]:
+) -> AsyncIterator[tuple[App, FakeClock]]:
     """An app whose one feed `f` has completed its backfill, the request log then reset."""
     clock = Clock()
     async with serve_feed(feed, next_host="alternate") as server:

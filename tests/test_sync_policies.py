@@ -12,14 +12,11 @@ from syncd.config import load_config
 from tests.conftest import write_config
 from tests.support.documents import serve_documents
 from tests.support.feedserver import BloggerFeed, serve_feed
+from tests.support.outbox import FakeClock
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 28, 7, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
+def Clock() -> FakeClock:
+    return FakeClock(datetime(2026, 11, 28, 7, 0, tzinfo=UTC))
 
 
 async def test_same_body_without_validators_is_not_parsed_again(tmp_path: Path) -> None:

@@ -333,6 +333,7 @@ class RequestRecord:
     fault: str | None  # "status", "shield", "truncated", "empty", "broken", "html_error", "trickle"
     started: float  # time.monotonic() at arrival
     finished: float  # time.monotonic() when answered (or abandoned)
+    user_agent: str | None = None
 
     @classmethod
     def of(
@@ -361,6 +362,7 @@ class RequestRecord:
             fault=fault,
             started=started,
             finished=time.monotonic(),
+            user_agent=request.headers.get("User-Agent"),
         )
 
     @property
