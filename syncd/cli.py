@@ -252,8 +252,15 @@ def check_config(ctx: Ctx) -> None:
     )
     for f in config.feeds:
         click.echo(
-            f"feed {f.name}: {f.url} every {f.interval_s:g}s, full crawl every"
-            f" {f.full_sync_every_s:g}s, at most {f.max_pages} pages"
+            f"feed {f.name}: {f.url} every "
+            + (
+                f"auto ({f.min_interval_s:g}s..{f.max_interval_s:g}s)"
+                if f.interval_auto
+                else f"{f.interval_s:g}s"
+            )
+            + ", full crawl every"
+            f" {f.full_sync_every_s:g}s, at most {f.max_pages} pages,"
+            f" changes query {f.changes_url or f.changes}, back-off up to {f.max_backoff_s:g}s"
         )
     for s in config.sinks:
         command = s.options.get("command")

@@ -269,3 +269,23 @@ async def test_a_count_that_did_not_drop_asks_for_nothing(tmp_path: Path) -> Non
         (report,) = await poll(app)
         assert not report.full and report.created == 1
         assert app.store.feed_state("f").total_results == 201
+
+
+async def test_a_failed_changes_query_resumes_from_the_same_instant(tmp_path: Path) -> None:
+    feed = BloggerFeed(60)
+    async with synced_app(tmp_path, feed) as (app, clock):
+        edited = deep_edit(feed, 3)
+        feed.set_changes("unavailable")  # a 503: not a refusal, the query stays on
+        feed.add_entry("Newer than the edit")  # its stamp must not hide the edit next time
+        (failed,) = await poll(app)
+        assert failed.completed and failed.created == 1 and failed.updated == 0
+        state = app.store.feed_state("f")
+        assert state.changes_since is not None and state.changes_error is None
+
+        feed.set_changes("serve")
+        clock.now += timedelta(minutes=15)
+        (report,) = await poll(app)
+        assert report.updated == 1 and not report.full
+        row = app.store.known_entries(state.id, [edited])[edited]
+        assert row.title == "Edited long after"
+        assert app.store.feed_state("f").changes_since is None

@@ -123,7 +123,7 @@ CYCLE_MS = 105 * 24 * 3600 * 1000
 LM_BASE = 1_500_666_312  # 2017-07-21T19:45:12Z, the seed feed's <updated>: origin of Last-Modified
 
 NextHost = Literal["other", "alternate"]
-ChangesMode = Literal["serve", "ignore", "refuse"]
+ChangesMode = Literal["serve", "ignore", "refuse", "unavailable"]
 MalformedKind = Literal["truncated", "empty", "broken"]
 
 _T = TypeVar("_T")
@@ -765,7 +765,8 @@ class BloggerFeed:
 
     def set_changes(self, mode: ChangesMode) -> None:
         """How changes queries (``orderby=updated``) are answered: ``serve`` them (Blogger),
-        ``ignore`` the parameters and serve the plain feed (FeedBurner), or ``refuse`` (400)."""
+        ``ignore`` the parameters and serve the plain feed (FeedBurner), ``refuse`` them (400),
+        or fail them for now (``unavailable``: 503)."""
         if mode not in get_args(ChangesMode):
             raise ValueError(f"unknown changes mode {mode!r}")
         self._changes = mode
@@ -1022,6 +1023,9 @@ class _FeedHandlers:
                 if self.feed._changes == "refuse":
                     status = 400
                     return web.Response(status=400, text="Unsupported parameter: orderby\n")
+                if self.feed._changes == "unavailable":
+                    status = 503
+                    return web.Response(status=503, text="Backend unavailable\n")
                 try:
                     updated_min = parse_time(request.query.get("updated-min", "1970-01-01T00:00Z"))
                 except ValueError:
