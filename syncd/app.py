@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import functools
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,6 +39,7 @@ POLL_TICK_S = 1.0
 UNRECORDED_HOLD_S = 60.0  # how long a feed whose outcome could not be stored waits
 
 Clock = Callable[[], datetime]
+DispatcherFactory = Callable[[list[BoundSink]], Dispatcher]
 
 
 def system_clock() -> datetime:
@@ -54,6 +55,13 @@ class App:
     clock: Clock
     # Set once the daemon's first look at the schedule is done (readiness, /readyz).
     scheduled: asyncio.Event = field(default_factory=asyncio.Event)
+    # What a reload needs: the stack holding the current sinks open, and how to build a
+    # dispatcher for new ones. None: this app cannot change its sinks.
+    sinks: AsyncExitStack | None = None
+    new_dispatcher: DispatcherFactory | None = None
+    _halt: asyncio.Event = field(default_factory=asyncio.Event)
+    _delivering: asyncio.Task[None] | None = None
+    _stop: asyncio.Event | None = None
 
     def skip_reason(self, feed: FeedConfig, now: datetime) -> str | None:
         """Why a feed must not be fetched now even on request: the publisher asked us to wait."""
@@ -88,13 +96,59 @@ class App:
 
     async def run(self, stop: asyncio.Event) -> None:
         """The daemon: poll due feeds and deliver continuously until `stop` is set."""
-        delivering = asyncio.create_task(self.dispatcher.run(stop))
+        self._stop = stop
+        self._deliver()
         polling = asyncio.create_task(self._poll_loop(stop))
         await stop.wait()
         # Crawls are abandoned safely: every committed page is whole, the rest is refetched.
         polling.cancel()
         await asyncio.gather(polling, return_exceptions=True)
-        await delivering
+        await self._stop_delivering()
+
+    def _deliver(self) -> None:
+        self._halt = asyncio.Event()
+        self._delivering = asyncio.create_task(self.dispatcher.run(self._halt))
+
+    async def _stop_delivering(self) -> None:
+        """In-flight attempts finish (within the dispatcher's grace); the queue stays in the
+        store, so nothing waiting is lost."""
+        self._halt.set()
+        if self._delivering is not None:
+            await self._delivering
+            self._delivering = None
+
+    async def reconfigure(self, new: Config) -> None:
+        """Take the feeds and sinks of `new` without a restart: feeds added are due at once,
+        feeds removed are no longer polled, sinks are rebuilt (deliveries waiting for them stay
+        queued and go out through the new ones). Raises ConfigError, having changed nothing, if
+        `new` cannot be taken. Fetch, HTTP and store settings apply at the next start."""
+        if self.sinks is None or self.new_dispatcher is None:
+            raise SyncdError("this app cannot change its sinks")
+        if new.store.path != self.config.store.path:
+            raise ConfigError(
+                "cannot change while syncd runs (restart it)", path=new.source, key="store.path"
+            )
+        await validate_sinks(new)  # a bad sink option (an unknown type…) changes nothing
+        self.config = new  # the poll loop and the router read it from here on
+        running = self._delivering is not None
+        await self._stop_delivering()
+        await self.sinks.aclose()  # file sinks are closed before their successors open them
+        self.sinks = AsyncExitStack()
+        self.dispatcher = self.new_dispatcher(await _bind_sinks(self.sinks, new, self.clock))
+        if running and not (self._stop is not None and self._stop.is_set()):
+            self._deliver()
+
+    def _register(self, config: Config, known: Mapping[str, FeedConfig]) -> dict[str, FeedConfig]:
+        """The configured feeds by name; those new or changed since `known` are put in the
+        store (a new one is due at once, a new URL replaces the stored one)."""
+        for feed in config.feeds:
+            if known.get(feed.name) == feed:
+                continue
+            try:
+                self.spread_start(feed)
+            except SyncdError as e:
+                log.error("feed not registered", feed=feed.name, error=str(e))
+        return {f.name: f for f in config.feeds}
 
     async def _poll_loop(self, stop: asyncio.Event) -> None:
         in_flight: dict[str, asyncio.Task[SyncReport | None]] = {}
@@ -112,14 +166,13 @@ class App:
                 self.dispatcher.notify()
             return report
 
-        for feed in self.config.feeds:  # so that a newly configured feed is due at once
-            try:
-                self.spread_start(feed)
-            except SyncdError as e:
-                log.error("feed not registered", feed=feed.name, error=str(e))
-        by_name = {f.name: f for f in self.config.feeds}
+        seen: Config | None = None
+        by_name: dict[str, FeedConfig] = {}
         try:
             while not stop.is_set():
+                if self.config is not seen:  # at start, and after a reload
+                    seen = self.config
+                    by_name = self._register(seen, known=by_name)
                 now = self.clock()
                 try:
                     # One query for what is due, not one per feed: cheap with many feeds.
@@ -164,9 +217,13 @@ def _forget(tasks: dict[str, asyncio.Task[SyncReport | None]], name: str, _t: ob
     tasks.pop(name, None)
 
 
-def _router(config: Config) -> Callable[[str, EventDraft], list[str]]:
+def _router(current: Callable[[], Config]) -> Callable[[str, EventDraft], list[str]]:
+    """Routes by the current config: after a reload, events go to the sinks configured now."""
+
     def route(feed_name: str, event: EventDraft) -> list[str]:
-        return [s.name for s in config.sinks if s.wants(str(event.type), feed_name, event.initial)]
+        return [
+            s.name for s in current().sinks if s.wants(str(event.type), feed_name, event.initial)
+        ]
 
     return route
 
@@ -279,13 +336,17 @@ async def build_app(
         parser: PageParser = await stack.enter_async_context(ParserPool(workers=fc.parse_workers))
         if metrics is not None:
             fetcher, parser = ObservedFetcher(fetcher, metrics), ObservedParser(parser, metrics)
-        bound = await _bind_sinks(stack, config, clock)
+        # The sinks live in a stack of their own, which a reload replaces.
+        sinks = AsyncExitStack()
+        app: App | None = None
+        stack.push_async_callback(lambda: (app.sinks if app and app.sinks else sinks).aclose())
+        bound = await _bind_sinks(sinks, config, clock)
         syncer = FeedSyncer(
             store=store,
             fetcher=fetcher,
             parser=parser,
             clock=clock,
-            router=_router(config),
+            router=_router(lambda: app.config if app is not None else config),
             rng=rng,
             progress=progress,
             observer=metrics,
@@ -298,4 +359,18 @@ async def build_app(
             owner_lock=_owner_lock(stack, config),
             observer=metrics,
         )
-        yield App(config=config, store=store, syncer=syncer, dispatcher=dispatcher, clock=clock)
+
+        def new_dispatcher(bound: list[BoundSink]) -> Dispatcher:
+            # The first dispatcher holds the owner lock (and reclaimed stale leases) already.
+            return Dispatcher(store=store, sinks=bound, clock=clock, rng=rng, observer=metrics)
+
+        app = App(
+            config=config,
+            store=store,
+            syncer=syncer,
+            dispatcher=dispatcher,
+            clock=clock,
+            sinks=sinks,
+            new_dispatcher=new_dispatcher,
+        )
+        yield app

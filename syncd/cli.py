@@ -89,7 +89,7 @@ def main(click_ctx: click.Context, config_path: Path, verbose: bool) -> None:
 def run(ctx: Ctx) -> None:
     """Poll feeds on schedule and deliver events until SIGTERM or SIGINT."""
     config = _guard(ctx, ctx.config)
-    _guard(ctx, lambda: _run(run_daemon(config)))
+    _guard(ctx, lambda: _run(run_daemon(config, load=ctx.config)))
 
 
 @main.command()

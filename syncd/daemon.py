@@ -16,6 +16,7 @@ import functools
 import os
 import signal
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -36,8 +37,14 @@ log = structlog.get_logger("syncd.daemon")
 STATUS_EVERY_S = 10.0  # how often systemd's STATUS= line is refreshed
 
 
-async def run_daemon(config: Config, *, environ: Mapping[str, str] | None = None) -> None:
-    """Run until SIGTERM or SIGINT. Raises SyncdError (one line) if it cannot start."""
+async def run_daemon(
+    config: Config,
+    *,
+    load: Callable[[], Config] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> None:
+    """Run until SIGTERM or SIGINT; on SIGHUP, take the config `load()` returns (if given).
+    Raises SyncdError (one line) if it cannot start."""
     env = os.environ if environ is None else environ
     notifier = Notifier(env)
     loop = asyncio.get_running_loop()
@@ -49,18 +56,26 @@ async def run_daemon(config: Config, *, environ: Mapping[str, str] | None = None
             log.info("stopping", signal=sig.name)
             stop.set()
 
+    reload = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_stop, sig)
+    loop.add_signal_handler(signal.SIGHUP, reload.set)
     try:
-        await _serve(config, notifier, stop)
+        await _serve(config, notifier, stop, Reloads(reload, load))
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         notifier.close()
     log.info("syncd stopped")
 
 
-async def _serve(config: Config, notifier: Notifier, stop: asyncio.Event) -> None:
+@dataclass
+class Reloads:
+    requested: asyncio.Event  # set by SIGHUP
+    load: Callable[[], Config] | None  # None: SIGHUP only says that reloading is not possible
+
+
+async def _serve(config: Config, notifier: Notifier, stop: asyncio.Event, reloads: Reloads) -> None:
     token = read_token(config.http, config.source)
     metrics = Metrics(per_feed_limit=config.http.per_feed_metrics)
     monitor = LoopMonitor()
@@ -88,8 +103,10 @@ async def _serve(config: Config, notifier: Notifier, stop: asyncio.Event) -> Non
             notifier.ready(_summary(app, overview))
             if notifier.watchdog_s is not None:
                 start(_watchdog(notifier, notifier.watchdog_s))
+            summary = functools.partial(_summary, app, overview)
             if notifier.enabled:
-                start(_report_status(notifier, functools.partial(_summary, app, overview)))
+                start(_report_status(notifier, summary))
+            start(_reload_on_request(app, reloads, notifier, summary))
             await app.run(stop)
         finally:
             if server is not None:
@@ -129,6 +146,46 @@ def _summary(app: App, overview: Callable[[], Overview]) -> str:
         f"{len(app.config.feeds)} feeds, {o.due} due, {o.backing_off} backing off;"
         f" {o.pending} deliveries pending; schedule lag {o.schedule_lag_s:.0f}s"
     )
+
+
+async def _reload_on_request(
+    app: App, reloads: Reloads, notifier: Notifier, summary: Callable[[], str]
+) -> None:
+    while True:
+        await reloads.requested.wait()
+        reloads.requested.clear()
+        notifier.reloading()
+        await reload_config(app, reloads.load)
+        notifier.ready(summary())
+
+
+async def reload_config(app: App, load: Callable[[], Config] | None) -> bool:
+    """Re-read the config and apply it; on any problem, log one line and keep the old one."""
+    if load is None:
+        log.error("config reload not possible here; restart syncd to apply a new config")
+        return False
+    old = app.config
+    try:
+        new = load()
+        await app.reconfigure(new)
+    except SyncdError as e:  # ConfigError names the file and the key
+        log.error("config reload refused; the running config stays", error=str(e))
+        return False
+    feeds = _changes({f.name: f for f in old.feeds}, {f.name: f for f in new.feeds})
+    sinks = _changes({s.name: s for s in old.sinks}, {s.name: s for s in new.sinks})
+    log.info("config reloaded", feeds=feeds, sinks=sinks)
+    later = [k for k in ("fetch", "http") if getattr(old, k) != getattr(new, k)]
+    if later:
+        log.warning("changed settings apply at the next start", tables=later)
+    return True
+
+
+def _changes(old: Mapping[str, object], new: Mapping[str, object]) -> dict[str, list[str]]:
+    return {
+        "added": sorted(set(new) - set(old)),
+        "removed": sorted(set(old) - set(new)),
+        "changed": sorted(n for n in set(old) & set(new) if old[n] != new[n]),
+    }
 
 
 async def _watchdog(notifier: Notifier, every_s: float) -> None:

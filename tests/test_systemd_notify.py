@@ -19,6 +19,7 @@ from tests.support.process import start_syncd
 
 class NotifyListener:
     def __init__(self, address: str) -> None:
+        self.address = address
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind("\0" + address[1:] if address.startswith("@") else address)
         self.sock.setblocking(False)
