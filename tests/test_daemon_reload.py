@@ -76,6 +76,7 @@ async def test_sighup_adds_a_feed_and_a_sink_drops_a_sink_and_keeps_a_bad_config
             await asyncio.wait_for(proc.wait(), 30)
         finally:
             listener.close()
+            print(log_path.read_text()[-20_000:])  # shown if the test fails
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
