@@ -155,6 +155,7 @@ class SyncReport:
     unchanged: int = 0
     silent: int = 0
     changes_overflow: bool = False  # the changes query had more pages than the poll may ask
+    changed_ids: set[str] = field(default_factory=set)  # created or updated by this poll
     counted: tuple[int | None, int] | None = None  # page 1's stated total and its shortfall
     # Page 1's stated cadence (ttl, sy:*): outer None when page 1 was not parsed this time.
     publisher: tuple[Floor | None] | None = None
@@ -173,6 +174,7 @@ class SyncReport:
 
     def add(self, page: PageChanges, entries: int) -> None:
         self.seqs.extend(page.seqs)
+        self.changed_ids.update(c.entry.entry_id for c in (*page.changes, *page.silent))
         self.created += sum(c.kind is ChangeKind.CREATED for c in page.changes)
         self.updated += sum(c.kind is ChangeKind.UPDATED for c in page.changes)
         self.deleted += len(page.deletions)
@@ -377,6 +379,10 @@ class FeedSyncer:
                         ahead = ReadAhead(visited, feed.max_pages - 1)
                 if not report.full and not changed.any:
                     break  # a page of known, unchanged entries: the rest is older still
+                if not report.full and self._changes_will_ask(feed, state, since):
+                    # New posts and edits alike carry a fresh `updated`: the changes query lists
+                    # them all, so the walk stops at page 1 and the poll stays within 3 requests.
+                    break
                 url = page.next_url or page.prev_archive_url
                 if ahead is not None:  # the parsed link is authoritative: make sure it loads
                     self._read_ahead(feed, state, url, ahead)
@@ -394,6 +400,16 @@ class FeedSyncer:
             if ahead is not None:
                 await ahead.cancel()
         return title, cache
+
+    def _changes_will_ask(self, feed: FeedConfig, state: FeedState, since: datetime | None) -> bool:
+        """Whether this poll's changes query will run (known to be offered and not off)."""
+        offered = state.changes_base is not None or feed.changes_url is not None
+        return (
+            since is not None
+            and offered
+            and feed.changes != "off"
+            and not is_off(state.changes_off_until, self.clock())
+        )
 
     async def _ask_changes(
         self,
@@ -439,8 +455,10 @@ class FeedSyncer:
             changed = await self._commit(
                 feed, state, loaded.page, loaded.result, title, False, crawl_seen, listed, True
             )
+            # Entries this poll already took from page 1 are news too: keep following.
+            news = changed.any or any(e.entry_id in report.changed_ids for e in loaded.page.entries)
             report.add(changed, len(loaded.page.entries))
-            if not changed.any:
+            if not news:
                 break  # the rest was updated earlier still, and has been seen
             url = loaded.page.next_url
         else:

@@ -289,3 +289,18 @@ async def test_a_failed_changes_query_resumes_from_the_same_instant(tmp_path: Pa
         row = app.store.known_entries(state.id, [edited])[edited]
         assert row.title == "Edited long after"
         assert app.store.feed_state("f").changes_since is None
+
+
+async def test_new_posts_and_a_deep_edit_in_one_poll_of_at_most_three_requests(
+    tmp_path: Path,
+) -> None:
+    feed = BloggerFeed(515)
+    async with synced_app(tmp_path, feed) as (app, clock):
+        edited = deep_edit(feed, 17)
+        added = [feed.add_entry(f"Post {i}") for i in range(30)]  # more than a page
+        clock.now += timedelta(minutes=15)
+        (report,) = await poll(app)
+        assert report.created == 30 and report.updated == 1 and not report.full
+        assert len(feed.log) <= 3, [r.path for r in feed.log]
+        live = app.store.live_entries(app.store.feed_state("f").id)
+        assert set(added) <= set(live) and live[edited].title == "Edited long after"
