@@ -7,12 +7,16 @@ process boundary does not matter, a subprocess where it does (signals, locks, a 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import pty
+import re
 import signal
 import sqlite3
+import struct
 import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -207,9 +211,12 @@ async def test_ctrl_c_in_a_first_sync_reads_as_interrupted(tmp_path: Path) -> No
     feed = BloggerFeed(120)
     feed.set_delay(600, page=3)  # pages 1 and 2 commit, page 3 hangs until Ctrl-C
     async with serve_feed(feed) as server:
-        config = write_config(tmp_path, feeds=[{"name": "f", "url": server.url}])
-        # On a terminal: the progress bar is drawn, then cleared by the interrupt.
+        # "down" fails at once: its log line comes while f's bar is shown.
+        down = {"name": "down", "url": "http://127.0.0.1:9/feed"}
+        config = write_config(tmp_path, feeds=[{"name": "f", "url": server.url}, down])
+        # On an 80-column terminal: the progress bar is drawn, then cleared by the interrupt.
         master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
         proc = await start_syncd(config, "sync", stderr=slave)
         os.close(slave)
         screen = b""
@@ -233,12 +240,21 @@ async def test_ctrl_c_in_a_first_sync_reads_as_interrupted(tmp_path: Path) -> No
     after_bar = text[text.rindex("50/120") :]
     assert "\x1b[2K" in after_bar  # the bar's line erased
     assert after_bar.rstrip().endswith("syncd: interrupted")
+    # The log line (JSON: stdout is not a terminal) is whole, on a line of its own, unwrapped
+    # although it is wider than the terminal.
+    (logged,) = [
+        json.loads(line[line.index("{") :])
+        for line in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text).replace("\r", "\n").split("\n")
+        if "feed sync failed" in line
+    ]
+    assert logged["feed"] == "down"
 
     status = await syncd(config, "status", "--json")
-    (f,) = json.loads(status.stdout)["feeds"]
+    f, _ = json.loads(status.stdout)["feeds"]
     assert f["last_outcome"] == "interrupted" and f["crawl_incomplete"] is True
     status = await syncd(config, "status")
     assert "  f: interrupted at -, 50 entries" in status.stdout
+    assert "  down: error at " in status.stdout
 
 
 async def test_ctrl_c_without_a_terminal_exits_130(tmp_path: Path) -> None:

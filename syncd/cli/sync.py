@@ -5,9 +5,11 @@ is interrupted (Ctrl-C: exit 130)."""
 from __future__ import annotations
 
 import asyncio
+import io
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TextIO
 
 import click
 from rich.console import Console
@@ -19,6 +21,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.text import Text
 
 from syncd.app import build_app
 from syncd.cli.common import Ctx, pass_ctx
@@ -66,11 +69,13 @@ def _progress_on_terminal() -> Iterator[RichProgress | None]:
 
 
 class RichProgress:
-    """A bar per feed: entries walked out of openSearch:totalResults (a spinner-less count when
-    the feed does not say). While it is shown, anything written to stderr (log lines) prints
-    above it; it is removed from the screen when the sync ends, however it ends."""
+    """A bar per feed: entries walked out of openSearch:totalResults (a count when the feed does
+    not say). While it is shown, whole lines written to `sys.stderr` (log lines) print above it,
+    unwrapped (a JSON log line stays one line); it is erased when the sync ends, however it ends.
+    """
 
     def __init__(self, console: Console) -> None:
+        self._console = console
         self._bars = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -78,20 +83,48 @@ class RichProgress:
             TimeElapsedColumn(),
             console=console,
             transient=True,
-            redirect_stderr=True,
+            redirect_stderr=False,  # rich's own proxy wraps long lines at the terminal width
             redirect_stdout=False,
         )
         self._tasks: dict[str, TaskID] = {}
+        self._stderr: TextIO | None = None
+        self._partial = ""
 
     def __enter__(self) -> RichProgress:
         self._bars.start()
+        self._stderr, sys.stderr = sys.stderr, _LinesAbove(self)
         return self
 
     def __exit__(self, *_exc: object) -> None:
+        if self._stderr is not None:
+            sys.stderr, self._stderr = self._stderr, None
         self._bars.stop()
+        if self._partial:
+            sys.stderr.write(self._partial)
+            self._partial = ""
+
+    def print_lines(self, text: str) -> None:
+        """Print whole lines above the bars; keep a trailing partial line for later."""
+        *lines, self._partial = (self._partial + text).split("\n")
+        for line in lines:
+            self._console.print(Text.from_ansi(line), soft_wrap=True)
 
     def page(self, feed: str, entries: int, total: int | None) -> None:
         task = self._tasks.get(feed)
         if task is None:
             task = self._tasks[feed] = self._bars.add_task(feed, total=total)
         self._bars.update(task, completed=entries, total=total)
+
+
+class _LinesAbove(io.TextIOBase):
+    """`sys.stderr` while the bars are shown: what is written goes above them."""
+
+    def __init__(self, progress: RichProgress) -> None:
+        self._progress = progress
+
+    def write(self, text: str) -> int:
+        self._progress.print_lines(text)
+        return len(text)
+
+    def isatty(self) -> bool:
+        return True
