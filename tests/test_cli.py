@@ -254,7 +254,7 @@ async def test_ctrl_c_in_a_first_sync_reads_as_interrupted(tmp_path: Path) -> No
     assert f["last_outcome"] == "interrupted" and f["crawl_incomplete"] is True
     status = await syncd(config, "status")
     assert "  f: interrupted at -, 50 entries" in status.stdout
-    assert "  down: error at " in status.stdout
+    assert "  down: connect at " in status.stdout
 
 
 async def test_ctrl_c_without_a_terminal_exits_130(tmp_path: Path) -> None:

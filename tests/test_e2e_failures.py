@@ -165,7 +165,7 @@ async def test_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert result.code == 2
     assert result.stderr.strip().splitlines() == [
         f"syncd: config error: {config}: feeds[0].interval: '5x' is not a duration"
-        " (use e.g. 30s, 15m, 2h, 1d)"
+        ' (use e.g. 30s, 15m, 2h, 1d) or "auto"'
     ]
 
 
