@@ -1,7 +1,10 @@
-# Everything a fresh machine needs: Python 3.11 and pip. Targets create .venv themselves.
+# Everything a fresh machine needs: Python 3.11 and pip. Targets create their venv themselves:
+# .venv (an editable syncd plus the test tools) for development, .venv-run (syncd installed as a
+# user would, `pip install .`, with its runtime dependencies only) for `make run`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+RUN_VENV := .venv-run
 CONFIG ?= config/syncd.toml
 
 .PHONY: run test lint typecheck pytest bench clean
@@ -12,9 +15,14 @@ $(BIN)/syncd: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $@
 
-run: $(BIN)/syncd
-	mkdir -p var
-	$(BIN)/syncd --config $(CONFIG) run
+$(RUN_VENV)/bin/syncd: pyproject.toml $(shell find syncd -name '*.py')
+	test -d $(RUN_VENV) || $(PYTHON) -m venv $(RUN_VENV)
+	$(RUN_VENV)/bin/pip install --quiet --upgrade pip
+	$(RUN_VENV)/bin/pip install --quiet .
+	@touch $@
+
+run: $(RUN_VENV)/bin/syncd
+	$(RUN_VENV)/bin/syncd --config $(CONFIG) run
 
 lint: $(BIN)/syncd
 	$(BIN)/ruff check syncd tests bench
@@ -37,4 +45,4 @@ bench: $(BIN)/syncd
 	$(BIN)/python bench/deliveries.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(RUN_VENV) var .pytest_cache .mypy_cache .ruff_cache

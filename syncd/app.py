@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import random
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -17,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 
 from syncd.config import Config, FeedConfig, SinkConfig
+from syncd.daemonlock import DaemonLock
 from syncd.delivery import BoundSink, Dispatcher, OwnerLock, SinkReport
 from syncd.errors import ConfigError, SyncdError
 from syncd.fetch import Fetcher, FetchLimits, create_feed_session, user_agent
@@ -248,13 +250,17 @@ async def _bind_sinks(stack: AsyncExitStack, config: Config, clock: Clock) -> li
 
 
 def _create_sinks(config: Config, context: SinkContext) -> list[tuple[SinkConfig, Sink]]:
-    """Every configured sink, built through a fresh registry. Building opens nothing."""
+    """Every configured sink, built through a fresh registry from the options the config loader
+    validated. Building opens nothing; a webhook reads its secret here."""
     registry = default_registry()
     built: list[tuple[SinkConfig, Sink]] = []
     for sc in config.sinks:
-        # The loader resolved secrets and durations; the raw table carries the type's own keys.
-        options = {**sc.options, "secrets": sc.secrets, "timeout_s": sc.timeout_s}
-        built.append((sc, registry.create(sc.type, name=sc.name, options=options, context=context)))
+        own = dataclasses.replace(context, timeout_s=sc.timeout_s)
+        try:
+            sink = registry.create(sc.type, name=sc.name, options=sc.options, context=own)
+        except ConfigError as e:
+            raise ConfigError(str(e), path=config.source) from None
+        built.append((sc, sink))
     return built
 
 
@@ -263,11 +269,7 @@ async def validate_sinks(config: Config) -> None:
     type, a bad command) without opening the store, a file or a connection."""
     async with session_for_webhooks() as session:
         context = SinkContext(webhook_session=session, base_dir=config.base_dir)
-        try:
-            built = _create_sinks(config, context)
-        except ConfigError as e:
-            raise ConfigError(str(e), path=config.source) from None
-        for _, sink in built:
+        for _, sink in _create_sinks(config, context):
             await sink.aclose()
 
 
@@ -311,11 +313,17 @@ async def build_app(
     rng: random.Random | None = None,
     progress: Progress | None = None,
     metrics: Metrics | None = None,
+    exclusive: bool = False,
 ) -> AsyncIterator[App]:
     """Everything syncd needs for one command, opened in order and closed in reverse.
-    With `metrics`, the fetcher, parser, syncer and dispatcher report to it."""
+    With `metrics`, the fetcher, parser, syncer and dispatcher report to it. `exclusive` (the
+    daemon): refuse to start if another daemon holds this store."""
     rng = rng or random.Random()
     async with AsyncExitStack() as stack:
+        if exclusive:
+            lock = DaemonLock.for_store(config.store.path)
+            lock.acquire()
+            stack.callback(lock.release)
         store = Store.open(config.store.path)
         stack.callback(store.close)
         fc = config.fetch

@@ -1,25 +1,56 @@
-"""Load and validate syncd's TOML configuration into frozen dataclasses.
+"""Load and validate syncd's TOML configuration into typed, frozen objects.
 
-Every problem is a ConfigError naming the file and the key path (`feeds[2].interval: "5x" is not a
-duration`). This module reads files (the config and secret files) and the environment, and nothing
-else: it opens no database and no network connection.
+The file is validated with pydantic models: strictly (an unknown key is an error, with a "did you
+mean" when a known key is close), completely (every error of the file is reported at once, one
+line each, naming the file and the key path: `feeds[2].interval: '5x' is not a duration`), and
+once. A `[[sinks]]` table is checked against the common sink keys plus its type's own options
+model (`syncd.sinks.options.SinkOptions`), which the sink factory later receives as is.
+
+Relative paths (the store, sink files, secret files) are taken from the config file's directory.
+This module reads the config file and nothing else: no secret (a webhook's secret and the HTTP
+token are read by whoever needs them, with $CREDENTIALS_DIRECTORY expanded then), no database,
+no network, no environment.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, TypeVar, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    create_model,
+)
 
 from syncd.errors import ConfigError
+from syncd.sinks import SinkRegistry, default_registry, options_model_of
+from syncd.sinks.options import (
+    HttpUrlText,
+    NonEmptyText,
+    SinkOptions,
+    credential_path,
+    resolve_path,
+)
+from syncd.validation import ConfigErrors, did_you_mean, key_path, readable_errors
 
 DEFAULT_RETRY_SCHEDULE = ("5s", "5m", "30m", "2h", "5h", "10h", "14h", "20h", "24h")
+EventType = Literal["entry.created", "entry.updated", "entry.deleted"]
 EVENT_TYPES = frozenset({"entry.created", "entry.updated", "entry.deleted"})
+IgnorableField = Literal[
+    "title", "content", "summary", "links", "authors", "categories", "published"
+]
 IGNORABLE_FIELDS = frozenset(
     {"title", "content", "summary", "links", "authors", "categories", "published"}
 )
@@ -41,6 +72,187 @@ def parse_duration(value: object) -> float:
         if m:
             return float(m.group(1)) * _UNIT_S[m.group(2)]
     raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 15m, 2h, 1d)")
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": _DURATION.pattern},
+                {"type": "number", "minimum": 0},
+            ],
+            "description": 'A duration: "250ms", "30s", "15m", "2h", "1d" or seconds.',
+        }
+    ),
+]
+Positive = Annotated[int, Field(ge=1)]
+
+
+def _duration_or_auto(value: object) -> object:
+    if value == "auto":
+        return value
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise ValueError(
+            f'{value!r} is not a duration (use e.g. 30s, 15m, 2h, 1d) or "auto"'
+        ) from None
+
+
+# A feed's poll interval: a duration, or "auto" (from the feed's observed entry frequency).
+Interval = Annotated[
+    float | Literal["auto"],
+    BeforeValidator(_duration_or_auto),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": _DURATION.pattern},
+                {"type": "number", "minimum": 0},
+                {"const": "auto"},
+            ],
+            "description": 'A duration ("15m", "2h", seconds) or "auto".',
+        }
+    ),
+]
+
+
+# --- the file's tables, as validated -----------------------------------------------------------
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class StoreTable(_Table):
+    path: NonEmptyText = "var/syncd.db"
+
+
+class FetchTable(_Table):
+    timeout: Duration = 30.0
+    max_body_bytes: Positive = 20_000_000
+    per_host_rate: Annotated[float, Field(ge=0.001)] = 1.0
+    concurrency: Positive = 64
+    allow_private_networks: bool = False
+    max_redirects: Annotated[int, Field(ge=0)] = 5
+    parse_workers: Positive = 2
+    contact_url: HttpUrlText | None = None  # named in the User-Agent
+
+
+Changes = Literal["auto", "off"]
+
+
+def _changes_template(url: str) -> str:
+    if "{updated_min}" not in url:
+        raise ValueError(f"{url!r} lacks the {{updated_min}} placeholder")
+    return url
+
+
+ChangesUrl = Annotated[HttpUrlText, AfterValidator(_changes_template)]
+
+
+class DefaultsTable(_Table):
+    interval: Interval = 900.0
+    min_interval: Duration = 300.0  # bounds of the auto interval and of what publishers ask
+    max_interval: Duration = 86400.0
+    max_backoff: Duration = 86400.0  # errors back off up to this, and are probed at it
+    expect_update_within: Duration | None = None  # silent longer: flagged stale in status
+    max_pages: Positive = 100
+    full_sync_every: Duration = 86400.0
+    ignore_fields: list[IgnorableField] = []
+    changes: Changes = "auto"  # the GData changes query: when the feed offers it, or never
+
+
+def _listen(value: str) -> str:
+    if value:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:8787)")
+    return value
+
+
+def _networks(value: list[str]) -> list[str]:
+    for n in value:
+        try:
+            ipaddress.ip_network(n, strict=False)
+        except ValueError:
+            raise ValueError(f"{n!r} is not an IP network") from None
+    return value
+
+
+class HttpTable(_Table):
+    listen: Annotated[str, AfterValidator(_listen)] = "127.0.0.1:8787"  # "": no server
+    allowed_networks: Annotated[list[str], AfterValidator(_networks)] = [
+        "127.0.0.0/8",
+        "::1/128",
+    ]
+    token_file: NonEmptyText | None = None
+    per_feed_metrics: Annotated[int, Field(ge=0)] = 1000
+
+
+class FeedTable(_Table):
+    name: NonEmptyText
+    url: HttpUrlText
+    # None: the [defaults] value.
+    interval: Interval | None = None
+    min_interval: Duration | None = None
+    max_interval: Duration | None = None
+    max_backoff: Duration | None = None
+    expect_update_within: Duration | None = None
+    max_pages: Positive | None = None
+    full_sync_every: Duration | None = None
+    ignore_fields: list[IgnorableField] | None = None
+    changes: Changes | None = None
+    changes_url: ChangesUrl | None = None  # a changes-query URL template with {updated_min}
+
+
+class SinkTable(_Table):
+    """The keys every `[[sinks]]` table has, whatever its type."""
+
+    name: NonEmptyText
+    type: NonEmptyText
+    initial: Literal["deliver", "skip"] | None = None  # None: the type's default
+    events: list[EventType] = ["entry.created", "entry.updated", "entry.deleted"]
+    feeds: list[str] | None = None  # None: every feed
+    timeout: Duration = 15.0
+    retry_schedule: Annotated[list[Duration], Field(min_length=1)] = [
+        parse_duration(d) for d in DEFAULT_RETRY_SCHEDULE
+    ]
+    max_in_flight: Positive = 4
+
+
+class _PluginSinkTable(SinkTable):
+    """A sink of a type without an options model: its own keys pass through unchecked."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+
+class ConfigFile(_Table):
+    """The whole file. `sinks` is validated table by table (each against its type's model)."""
+
+    store: StoreTable = StoreTable()
+    fetch: FetchTable = FetchTable()
+    defaults: DefaultsTable = DefaultsTable()
+    feeds: list[FeedTable] = []
+    sinks: list[dict[str, Any]] = []
+    http: HttpTable = HttpTable()
+
+
+@cache
+def _sink_model(kind: str, options: type[SinkOptions]) -> type[SinkTable]:
+    """The common sink keys plus one type's options, strict: one model for the whole table."""
+    bases: Any = (SinkTable, options)
+    only_this_type: Any = Literal[kind]  # the schema's discriminator
+    model: type[SinkTable] = create_model(
+        f"{options.__name__.removesuffix('Options')}SinkTable",
+        __base__=bases,
+        type=(only_this_type, ...),
+    )
+    return model
+
+
+# --- what the rest of syncd uses ---------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -66,13 +278,25 @@ class HttpConfig:
 
     listen: str = "127.0.0.1:8787"
     allowed_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
-    token_file: Path | None = None  # a bearer token for everything but /healthz and /readyz
+    # A bearer token for everything but /healthz and /readyz: the file as written (it may name
+    # $CREDENTIALS_DIRECTORY), read by the daemon only (`token_path`).
+    token_file: str | None = None
     per_feed_metrics: int = 1000  # per-feed metric labels only while there are fewer feeds
+    base_dir: Path | None = None  # where a relative token_file is
 
     @property
     def host_port(self) -> tuple[str, int]:
         host, _, port = self.listen.rpartition(":")
         return host.strip("[]"), int(port)
+
+    def token_path(self, environ: Mapping[str, str]) -> Path | None:
+        """The token file's path, $CREDENTIALS_DIRECTORY expanded (ConfigError if unset)."""
+        if self.token_file is None:
+            return None
+        try:
+            return credential_path(self.token_file, self.base_dir, environ)
+        except ConfigError as e:
+            raise ConfigError(str(e), key="http.token_file") from None
 
 
 @dataclass(frozen=True)
@@ -102,8 +326,11 @@ class SinkConfig:
     timeout_s: float
     retry_schedule_s: tuple[float, ...]
     max_in_flight: int
-    secrets: tuple[str, ...] = field(default=(), repr=False)
-    options: Mapping[str, Any] = field(default_factory=dict, repr=False)  # the raw table
+    # The type's validated options (a SinkOptions; a mapping for a plugin without a model),
+    # handed to the sink factory as they are.
+    options: Any = field(default_factory=dict, repr=False)
+    # The table as written, for `sink_fingerprint` (secrets are left out there).
+    table: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def wants(self, event_type: str, feed_name: str, initial: bool) -> bool:
         """Whether an event of this type, feed and initial-ness is to be delivered here."""
@@ -112,6 +339,10 @@ class SinkConfig:
         if self.feeds is not None and feed_name not in self.feeds:
             return False
         return not (initial and self.initial == "skip")
+
+    def target(self) -> str:
+        """Where its events go, in a few words."""
+        return self.options.target() if isinstance(self.options, SinkOptions) else "(plugin)"
 
 
 @dataclass(frozen=True)
@@ -131,371 +362,222 @@ class Config:
         known = ", ".join(f.name for f in self.feeds) or "none"
         raise ConfigError(f"no feed named {name_or_url!r} (configured: {known})")
 
+    def sink(self, name: str) -> SinkConfig:
+        for s in self.sinks:
+            if s.name == name:
+                return s
+        known = ", ".join(s.name for s in self.sinks) or "none"
+        raise ConfigError(f"no sink named {name!r} (configured: {known})")
 
-class _Reader:
-    """Typed access to one TOML table, producing ConfigErrors with the full key path."""
 
-    def __init__(self, table: Mapping[str, Any], where: str, source: str) -> None:
-        self.table = table
-        self.where = where
-        self.source = source
-        self.seen: set[str] = set()
+# --- validation --------------------------------------------------------------------------------
 
-    def err(self, key: str, message: str) -> ConfigError:
-        path = f"{self.where}.{key}" if self.where else key
-        return ConfigError(message, path=self.source, key=path)
 
-    def raw(self, key: str, default: Any) -> Any:
-        self.seen.add(key)
-        return self.table.get(key, default)
-
-    def string(self, key: str, default: str | None = None) -> str:
-        v = self.raw(key, default)
-        if v is None:
-            raise self.err(key, "is required")
-        if not isinstance(v, str) or not v.strip():
-            raise self.err(key, f"{v!r} is not a non-empty string")
-        return v
-
-    def optional_string(self, key: str) -> str | None:
-        v = self.raw(key, None)
-        if v is None:
-            return None
-        if not isinstance(v, str):
-            raise self.err(key, f"{v!r} is not a string")
-        return v
-
-    def boolean(self, key: str, default: bool) -> bool:
-        v = self.raw(key, default)
-        if not isinstance(v, bool):
-            raise self.err(key, f"{v!r} is not true or false")
-        return v
-
-    def number(self, key: str, default: float, *, minimum: float = 0.0) -> float:
-        v = self.raw(key, default)
-        if isinstance(v, bool) or not isinstance(v, int | float) or v < minimum:
-            raise self.err(key, f"{v!r} is not a number >= {minimum:g}")
-        return float(v)
-
-    def integer(self, key: str, default: int, *, minimum: int = 1) -> int:
-        v = self.raw(key, default)
-        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-            raise self.err(key, f"{v!r} is not a whole number >= {minimum}")
-        return v
-
-    def duration(self, key: str, default: object) -> float:
-        v = self.raw(key, default)
+def _sink(
+    where: tuple[int | str, ...],
+    table: object,
+    source: str,
+    registry: SinkRegistry,
+    errors: list[ConfigError],
+) -> SinkConfig | None:
+    if not isinstance(table, dict):
+        errors.append(ConfigError("must be a table", path=source, key=key_path(where)))
+        return None
+    kind = table.get("type")
+    model: type[SinkTable] = SinkTable
+    options_model: type[SinkOptions] | None = None
+    if isinstance(kind, str) and kind:
         try:
-            return parse_duration(v)
-        except ValueError as e:
-            raise self.err(key, str(e)) from None
-
-    def string_list(self, key: str, default: list[str] | None) -> list[str] | None:
-        v = self.raw(key, default)
-        if v is None:
+            factory = registry.factory_for(kind)
+        except ConfigError as e:
+            hint = did_you_mean(kind, list(registry.known_types()))
+            errors.append(ConfigError(f"{e}{hint}", path=source, key=key_path((*where, "type"))))
             return None
-        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-            raise self.err(key, f"{v!r} is not a list of strings")
-        return list(v)
-
-    def check_unknown(self, known_extra: frozenset[str] = frozenset()) -> None:
-        unknown = set(self.table) - self.seen - known_extra
-        if unknown:
-            key = sorted(unknown)[0]
-            raise self.err(key, "is not a known setting")
-
-
-def _url(r: _Reader, key: str) -> str:
-    url = r.string(key)
-    if not re.match(r"^https?://[^/\s]+", url):
-        raise r.err(key, f"{url!r} is not an http(s) URL")
-    return url
-
-
-def _feed_defaults(r: _Reader) -> dict[str, Any]:
-    return {
-        "interval": r.raw("interval", "15m"),
-        "max_pages": r.raw("max_pages", 100),
-        "full_sync_every": r.raw("full_sync_every", "24h"),
-        "ignore_fields": r.raw("ignore_fields", []),
-        "changes": r.raw("changes", "auto"),
-        "min_interval": r.raw("min_interval", "5m"),
-        "max_interval": r.raw("max_interval", "24h"),
-        "max_backoff": r.raw("max_backoff", "24h"),
-        "expect_update_within": r.raw("expect_update_within", None),
-    }
+        options_model = options_model_of(factory)
+        model = _sink_model(kind, options_model) if options_model else _PluginSinkTable
+    parsed = _validate(model, table, source, where, errors)
+    if parsed is None:
+        return None
+    if options_model is not None:
+        options: Any = parsed  # the combined model is-a options_model
+        default_initial = options_model.initial_default
+    else:
+        options = {**(parsed.model_extra or {}), "timeout_s": parsed.timeout}
+        default_initial = "deliver"
+    return SinkConfig(
+        name=parsed.name,
+        type=parsed.type,
+        initial=parsed.initial or default_initial,
+        events=frozenset(parsed.events),
+        feeds=frozenset(parsed.feeds) if parsed.feeds is not None else None,
+        timeout_s=parsed.timeout,
+        retry_schedule_s=tuple(parsed.retry_schedule),
+        max_in_flight=parsed.max_in_flight,
+        options=options,
+        table=dict(table),
+    )
 
 
-def _interval(r: _Reader, default: object) -> tuple[float | None, bool]:
-    """`interval`: a duration, or "auto" (None seconds)."""
-    if r.raw("interval", default) == "auto":
-        return None, True
-    return r.duration("interval", default), False
+def _feed(
+    i: int, f: FeedTable, d: DefaultsTable, source: str, errors: list[ConfigError]
+) -> FeedConfig | None:
+    """A feed with the [defaults] filled in, or None with its problem added to `errors`."""
 
+    def pick(own: Any, default: Any) -> Any:
+        return default if own is None else own
 
-def _optional_duration(r: _Reader, key: str, default: object) -> float | None:
-    return None if r.raw(key, default) is None else r.duration(key, default)
-
-
-def _feed(r: _Reader, defaults: Mapping[str, Any]) -> FeedConfig:
-    ignore = r.string_list("ignore_fields", defaults["ignore_fields"]) or []
-    bad = sorted(set(ignore) - IGNORABLE_FIELDS)
-    if bad:
-        raise r.err("ignore_fields", f"{bad[0]!r} is not one of {sorted(IGNORABLE_FIELDS)}")
-    interval_s, auto = _interval(r, defaults["interval"])
-    min_interval = r.duration("min_interval", defaults["min_interval"])
-    max_interval = r.duration("max_interval", defaults["max_interval"])
+    interval = pick(f.interval, d.interval)
+    min_interval: float = pick(f.min_interval, d.min_interval)
+    max_interval: float = pick(f.max_interval, d.max_interval)
     if max_interval < min_interval:
-        raise r.err("max_interval", f"{max_interval:g}s is shorter than min_interval")
-    feed = FeedConfig(
-        name=r.string("name"),
-        url=_url(r, "url"),
-        interval_s=min_interval if interval_s is None else interval_s,
-        interval_auto=auto,
+        errors.append(
+            ConfigError(
+                f"{max_interval:g}s is shorter than min_interval",
+                path=source,
+                key=f"feeds[{i}].max_interval",
+            )
+        )
+        return None
+    return FeedConfig(
+        name=f.name,
+        url=f.url,
+        interval_s=min_interval if interval == "auto" else interval,
+        interval_auto=interval == "auto",
         min_interval_s=min_interval,
         max_interval_s=max_interval,
-        max_backoff_s=r.duration("max_backoff", defaults["max_backoff"]),
-        expect_update_within_s=_optional_duration(
-            r, "expect_update_within", defaults["expect_update_within"]
-        ),
-        max_pages=r.integer("max_pages", defaults["max_pages"]),
-        full_sync_every_s=r.duration("full_sync_every", defaults["full_sync_every"]),
-        ignore_fields=frozenset(ignore),
-        changes=_choice(r, "changes", defaults["changes"], ("auto", "off")),
-        changes_url=_changes_url(r),
+        max_backoff_s=pick(f.max_backoff, d.max_backoff),
+        expect_update_within_s=pick(f.expect_update_within, d.expect_update_within),
+        max_pages=pick(f.max_pages, d.max_pages),
+        full_sync_every_s=pick(f.full_sync_every, d.full_sync_every),
+        ignore_fields=frozenset(pick(f.ignore_fields, d.ignore_fields)),
+        changes=pick(f.changes, d.changes),
+        changes_url=f.changes_url,
     )
-    r.check_unknown()
-    return feed
 
 
-def _choice(r: _Reader, key: str, default: str, allowed: tuple[str, ...]) -> str:
-    value = r.string(key, default)
-    if value not in allowed:
-        raise r.err(key, f"{value!r} is not one of {', '.join(repr(a) for a in allowed)}")
-    return value
+M = TypeVar("M", bound=BaseModel)
 
 
-def _changes_url(r: _Reader) -> str | None:
-    if r.raw("changes_url", None) is None:
+def _validate(
+    model: type[M],
+    table: object,
+    source: str,
+    where: tuple[int | str, ...],
+    errors: list[ConfigError],
+) -> M | None:
+    """`table` validated as `model`, or None with its problems added to `errors`."""
+    if not isinstance(table, dict):
+        errors.append(ConfigError("must be a table", path=source, key=key_path(where)))
         return None
-    url = _url(r, "changes_url")
-    if "{updated_min}" not in url:
-        raise r.err("changes_url", f"{url!r} lacks the {{updated_min}} placeholder")
-    return url
+    try:
+        return model.model_validate(table)
+    except ValidationError as exc:
+        errors.extend(readable_errors(exc, source, model, where))
+        return None
 
 
-def _secrets(r: _Reader, environ: Mapping[str, str], base: Path) -> tuple[str, ...]:
-    """Secrets from `secret`/`secrets` inline, `secret_file`, or `secret_env`."""
-    found: list[str] = []
-    inline = r.raw("secret", None)
-    if inline is not None:
-        found.append(r.string("secret"))
-    many = r.string_list("secrets", None)
-    if many:
-        found.extend(many)
-    secret_file = r.optional_string("secret_file")
-    if secret_file:
-        p = _secret_path(r, "secret_file", environ, base)
-        try:
-            found.extend(line.strip() for line in p.read_text().splitlines() if line.strip())
-        except OSError as e:
-            raise r.err("secret_file", f"cannot read {str(p)!r}: {e.strerror}") from None
-    env_name = r.optional_string("secret_env")
-    if env_name:
-        if env_name not in environ:
-            raise r.err("secret_env", f"environment variable {env_name} is not set")
-        found.append(environ[env_name].strip())
-    for s in found:
-        if not s.startswith("whsec_"):
-            raise r.err("secret", 'a webhook secret must be "whsec_" followed by base64')
-    return tuple(found)
-
-
-def _secret_path(r: _Reader, key: str, environ: Mapping[str, str], base: Path) -> Path:
-    """A secret file's path. `$CREDENTIALS_DIRECTORY` (or `${...}`) in it is the directory
-    where systemd put the unit's credentials (LoadCredential=); it is not set outside systemd."""
-    value = r.string(key)
-    for form in ("${CREDENTIALS_DIRECTORY}", "$CREDENTIALS_DIRECTORY"):
-        if form in value:
-            creds = environ.get("CREDENTIALS_DIRECTORY")
-            if not creds:
-                raise r.err(
-                    key,
-                    "uses $CREDENTIALS_DIRECTORY, which is not set (systemd sets it"
-                    " for a unit with LoadCredential=)",
-                )
-            value = value.replace(form, creds)
-    p = Path(value)
-    return p if p.is_absolute() else base / p
-
-
-def _http(r: _Reader, environ: Mapping[str, str], base: Path) -> HttpConfig:
-    listen = r.raw("listen", HttpConfig.listen)
-    if not isinstance(listen, str):
-        raise r.err("listen", f"{listen!r} is not a string")
-    if listen:
-        host, sep, port = listen.rpartition(":")
-        if not sep or not host or not port.isdigit() or int(port) > 65535:
-            raise r.err("listen", f"{listen!r} is not host:port (e.g. 127.0.0.1:8787)")
-    networks = r.string_list("allowed_networks", list(HttpConfig.allowed_networks)) or []
-    for n in networks:
-        try:
-            ipaddress.ip_network(n, strict=False)
-        except ValueError:
-            raise r.err("allowed_networks", f"{n!r} is not an IP network") from None
-    token_file = _secret_path(r, "token_file", environ, base) if r.raw("token_file", None) else None
-    http = HttpConfig(
-        listen=listen,
-        allowed_networks=tuple(networks),
-        token_file=token_file,
-        per_feed_metrics=r.integer("per_feed_metrics", HttpConfig.per_feed_metrics, minimum=0),
-    )
-    r.check_unknown()
-    return http
-
-
-def _sink(r: _Reader, environ: Mapping[str, str], base: Path) -> SinkConfig:
-    name = r.string("name")
-    kind = r.string("type")
-    default_initial = "skip" if kind == "webhook" else "deliver"
-    initial = r.string("initial", default_initial)
-    if initial not in ("deliver", "skip"):
-        raise r.err("initial", f'{initial!r} is not "deliver" or "skip"')
-    events = r.string_list("events", sorted(EVENT_TYPES)) or []
-    bad = sorted(set(events) - EVENT_TYPES)
-    if bad:
-        raise r.err("events", f"{bad[0]!r} is not one of {sorted(EVENT_TYPES)}")
-    feeds = r.string_list("feeds", None)
-    schedule_raw = r.raw("retry_schedule", list(DEFAULT_RETRY_SCHEDULE))
-    if not isinstance(schedule_raw, list) or not schedule_raw:
-        raise r.err("retry_schedule", "is not a non-empty list of durations")
-    schedule: list[float] = []
-    for i, item in enumerate(schedule_raw):
-        try:
-            schedule.append(parse_duration(item))
-        except ValueError as e:
-            raise r.err(f"retry_schedule[{i}]", str(e)) from None
-    secrets = _secrets(r, environ, base) if kind == "webhook" else ()
-    if kind == "webhook":
-        _url(r, "url")
-        if not secrets:
-            raise r.err("secret_file", "a webhook sink needs a secret (secret_file, secret_env)")
-    if kind == "file":
-        r.string("path")
-    sink = SinkConfig(
-        name=name,
-        type=kind,
-        initial=initial,
-        events=frozenset(events),
-        feeds=frozenset(feeds) if feeds is not None else None,
-        timeout_s=r.duration("timeout", "15s"),
-        retry_schedule_s=tuple(schedule),
-        max_in_flight=r.integer("max_in_flight", 4),
-        secrets=secrets,
-        options=dict(r.table),
-    )
-    # Sink types own their remaining keys (url, path, fsync, …); the registry validates them.
-    return sink
+def _tables(
+    data: Mapping[str, Any], key: str, source: str, errors: list[ConfigError]
+) -> list[tuple[tuple[int | str, ...], Any]]:
+    items = data.get(key, [])
+    if not isinstance(items, list):
+        errors.append(ConfigError(f"must be an array of tables ([[{key}]])", path=source, key=key))
+        return []
+    return [((key, i), t) for i, t in enumerate(items)]
 
 
 def parse_config(
-    data: Mapping[str, Any], *, source: str, environ: Mapping[str, str], base: Path
+    data: Mapping[str, Any],
+    *,
+    source: str,
+    base: Path,
+    registry: SinkRegistry | None = None,
 ) -> Config:
-    """Validate an already-decoded TOML document. `base` resolves relative paths."""
-    top = _Reader(data, "", source)
-    store_r = _Reader(_table(top, "store"), "store", source)
-    store_path = Path(store_r.string("path", "var/syncd.db"))
-    store_r.check_unknown()
-
-    fr = _Reader(_table(top, "fetch"), "fetch", source)
-    fetch = FetchConfig(
-        timeout_s=fr.duration("timeout", "30s"),
-        max_body_bytes=fr.integer("max_body_bytes", 20_000_000),
-        per_host_rate=fr.number("per_host_rate", 1.0, minimum=0.001),
-        concurrency=fr.integer("concurrency", 64),
-        allow_private_networks=fr.boolean("allow_private_networks", False),
-        max_redirects=fr.integer("max_redirects", 5, minimum=0),
-        parse_workers=fr.integer("parse_workers", 2),
-        contact_url=_url(fr, "contact_url") if fr.raw("contact_url", None) is not None else None,
-    )
-    fr.check_unknown()
-
-    dr = _Reader(_table(top, "defaults"), "defaults", source)
-    defaults = _feed_defaults(dr)
-    _interval(dr, defaults["interval"])
-    for key in ("full_sync_every", "min_interval", "max_interval", "max_backoff"):
-        dr.duration(key, defaults[key])
-    _optional_duration(dr, "expect_update_within", defaults["expect_update_within"])
-    dr.integer("max_pages", defaults["max_pages"])
-    _choice(dr, "changes", defaults["changes"], ("auto", "off"))
-    dr.check_unknown()
-
-    feeds_raw = top.raw("feeds", [])
-    if not isinstance(feeds_raw, list):
-        raise top.err("feeds", "must be an array of tables ([[feeds]])")
+    """Validate an already-decoded TOML document; raise ConfigErrors listing every problem.
+    `base` resolves relative paths."""
+    registry = registry or default_registry()
+    errors: list[ConfigError] = []
+    for key in data:
+        if key not in ConfigFile.model_fields:
+            hint = did_you_mean(key, list(ConfigFile.model_fields))
+            errors.append(ConfigError(f"is not a known setting{hint}", path=source, key=key))
+    store = _validate(StoreTable, data.get("store", {}), source, ("store",), errors)
+    fc = _validate(FetchTable, data.get("fetch", {}), source, ("fetch",), errors)
+    d = _validate(DefaultsTable, data.get("defaults", {}), source, ("defaults",), errors)
+    http = _validate(HttpTable, data.get("http", {}), source, ("http",), errors)
+    d = d or DefaultsTable()
+    feed_tables = [
+        _validate(FeedTable, t, source, where, errors)
+        for where, t in _tables(data, "feeds", source, errors)
+    ]
+    feeds_ok = all(f is not None for f in feed_tables)
+    sinks = [
+        _sink(where, t, source, registry, errors)
+        for where, t in _tables(data, "sinks", source, errors)
+    ]
     feeds = tuple(
-        _feed(_Reader(_as_table(top, f"feeds[{i}]", t), f"feeds[{i}]", source), defaults)
-        for i, t in enumerate(feeds_raw)
+        feed
+        for i, f in enumerate(feed_tables)
+        if f is not None and (feed := _feed(i, f, d, source, errors)) is not None
     )
-    _unique(top, "feeds", [f.name for f in feeds], [f.url for f in feeds])
-
-    sinks_raw = top.raw("sinks", [])
-    if not isinstance(sinks_raw, list):
-        raise top.err("sinks", "must be an array of tables ([[sinks]])")
-    sinks = tuple(
-        _sink(_Reader(_as_table(top, f"sinks[{i}]", t), f"sinks[{i}]", source), environ, base)
-        for i, t in enumerate(sinks_raw)
-    )
-    _unique(top, "sinks", [s.name for s in sinks], [])
+    _unique(errors, source, "feeds", "name", [f.name if f else None for f in feed_tables])
+    _unique(errors, source, "feeds", "url", [f.url if f else None for f in feed_tables])
+    _unique(errors, source, "sinks", "name", [s.name if s else None for s in sinks])
     names = {f.name for f in feeds}
     for i, s in enumerate(sinks):
-        for f in sorted((s.feeds or frozenset()) - names):
-            raise ConfigError(
-                f"{f!r} is not a configured feed", path=source, key=f"sinks[{i}].feeds"
+        if s is None or s.feeds is None or not feeds_ok:
+            continue
+        for name in sorted(s.feeds - names):
+            errors.append(
+                ConfigError(
+                    f"{name!r} is not a configured feed", path=source, key=f"sinks[{i}].feeds"
+                )
             )
-    http = _http(_Reader(_table(top, "http"), "http", source), environ, base)
-    top.check_unknown()
-    if not store_path.is_absolute():
-        store_path = base / store_path
+    if errors or store is None or fc is None or http is None:
+        raise ConfigErrors(errors)
     return Config(
         source=source,
         base_dir=base,
-        store=StoreConfig(store_path),
-        fetch=fetch,
+        store=StoreConfig(resolve_path(store.path, base)),
+        fetch=FetchConfig(
+            timeout_s=fc.timeout,
+            max_body_bytes=fc.max_body_bytes,
+            per_host_rate=fc.per_host_rate,
+            concurrency=fc.concurrency,
+            allow_private_networks=fc.allow_private_networks,
+            max_redirects=fc.max_redirects,
+            parse_workers=fc.parse_workers,
+            contact_url=fc.contact_url,
+        ),
         feeds=feeds,
-        sinks=sinks,
-        http=http,
+        sinks=tuple(s for s in sinks if s is not None),
+        http=HttpConfig(
+            listen=http.listen,
+            allowed_networks=tuple(http.allowed_networks),
+            token_file=http.token_file,
+            per_feed_metrics=http.per_feed_metrics,
+            base_dir=base,
+        ),
     )
 
 
-def _table(r: _Reader, key: str) -> Mapping[str, Any]:
-    v = r.raw(key, {})
-    if not isinstance(v, dict):
-        raise r.err(key, "must be a table")
-    return v
+def _unique(
+    errors: list[ConfigError], source: str, table: str, label: str, values: list[str | None]
+) -> None:
+    seen: set[str] = set()
+    for i, v in enumerate(values):
+        if v is None:
+            continue
+        if v in seen:
+            errors.append(
+                ConfigError(f"duplicate {label} {v!r}", path=source, key=f"{table}[{i}].{label}")
+            )
+        seen.add(v)
 
 
-def _as_table(r: _Reader, where: str, v: object) -> Mapping[str, Any]:
-    if not isinstance(v, dict):
-        raise ConfigError("must be a table", path=r.source, key=where)
-    return v
-
-
-def _unique(r: _Reader, key: str, names: list[str], urls: list[str]) -> None:
-    for label, values in (("name", names), ("url", urls)):
-        seen: set[str] = set()
-        for i, v in enumerate(values):
-            if v in seen:
-                raise ConfigError(
-                    f"duplicate {label} {v!r}", path=r.source, key=f"{key}[{i}].{label}"
-                )
-            seen.add(v)
-
-
-def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
-    """Read and validate the TOML file at `path`. Relative paths are taken from the working
-    directory, as an operator running `syncd` from the project directory expects."""
-    env = os.environ if environ is None else environ
+def load_config(path: Path, *, registry: SinkRegistry | None = None) -> Config:
+    """Read and validate the TOML file at `path`. Relative paths in it are taken from the file's
+    own directory, so the same file means the same thing from any working directory."""
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -504,4 +586,20 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"not valid TOML: {e}", path=str(path)) from None
-    return parse_config(data, source=str(path), environ=env, base=Path.cwd())
+    return parse_config(data, source=str(path), base=path.absolute().parent, registry=registry)
+
+
+def config_schema(registry: SinkRegistry | None = None) -> dict[str, Any]:
+    """A JSON Schema (draft 2020-12) of the config file, sinks of every typed type included."""
+    registry = registry or default_registry()
+    models = tuple(_sink_model(k, m) for k, m in registry.builtin_models().items())
+    sink_union: Any = Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007
+    schema_model = create_model(
+        "SyncdConfig",
+        __base__=ConfigFile,
+        sinks=(list[sink_union], []),
+    )
+    schema: dict[str, Any] = schema_model.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "syncd configuration"
+    return schema

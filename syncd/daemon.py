@@ -61,7 +61,7 @@ async def run_daemon(
         loop.add_signal_handler(sig, on_stop, sig)
     loop.add_signal_handler(signal.SIGHUP, reload.set)
     try:
-        await _serve(config, notifier, stop, Reloads(reload, load))
+        await _serve(config, notifier, stop, Reloads(reload, load), env)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
@@ -75,11 +75,17 @@ class Reloads:
     load: Callable[[], Config] | None  # None: SIGHUP only says that reloading is not possible
 
 
-async def _serve(config: Config, notifier: Notifier, stop: asyncio.Event, reloads: Reloads) -> None:
-    token = read_token(config.http, config.source)
+async def _serve(
+    config: Config,
+    notifier: Notifier,
+    stop: asyncio.Event,
+    reloads: Reloads,
+    env: Mapping[str, str],
+) -> None:
+    token = read_token(config.http, config.source, env)
     metrics = Metrics(per_feed_limit=config.http.per_feed_metrics)
     monitor = LoopMonitor()
-    async with build_app(config, metrics=metrics) as app, _tasks() as start:
+    async with build_app(config, metrics=metrics, exclusive=True) as app, _tasks() as start:
 
         def overview() -> Overview:
             return take(app.store, app.clock(), [s.name for s in app.config.sinks])
@@ -120,19 +126,22 @@ def _start_server(http: HttpConfig, services: Services, token: str | None) -> We
     return WebServer(build_web_app(services, Access.of(http.allowed_networks, token)), host, port)
 
 
-def read_token(http: HttpConfig, source: str) -> str | None:
+def read_token(http: HttpConfig, source: str, env: Mapping[str, str]) -> str | None:
     """The bearer token from `http.token_file`; one ConfigError line if it cannot be read."""
-    if http.token_file is None:
+    try:
+        path = http.token_path(env)
+    except ConfigError as e:
+        raise ConfigError(str(e).removeprefix(f"{e.key}: "), path=source, key=e.key) from None
+    if path is None:
         return None
     try:
-        token = http.token_file.read_text().strip()
+        token = path.read_text().strip()
     except OSError as e:
-        where = str(http.token_file)
         raise ConfigError(
-            f"cannot read {where!r}: {e.strerror}", path=source, key="http.token_file"
+            f"cannot read {str(path)!r}: {e.strerror}", path=source, key="http.token_file"
         ) from None
     if not token:
-        raise ConfigError(f"{str(http.token_file)!r} is empty", path=source, key="http.token_file")
+        raise ConfigError(f"{str(path)!r} is empty", path=source, key="http.token_file")
     return token
 
 

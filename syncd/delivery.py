@@ -100,7 +100,7 @@ class SinkReport:
 def sink_fingerprint(config: SinkConfig) -> str:
     """A digest of a sink's configuration (secrets left out): a 410-disabled sink whose config
     changed since (a new URL, say) is enabled again on the next start."""
-    options = {k: v for k, v in config.options.items() if k not in ("secret", "secrets")}
+    options = {k: v for k, v in config.table.items() if k not in ("secret", "secrets")}
     blob = json.dumps({"type": config.type, "options": options}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -14,6 +14,17 @@ import sys
 import structlog
 
 
+class _CurrentStderr:
+    """Whatever `sys.stderr` is at the time of each write: a live progress display swaps it for
+    a proxy that prints log lines above the bar instead of through it."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(*, verbose: bool = False, json_output: bool | None = None) -> None:
     use_json = not sys.stdout.isatty() if json_output is None else json_output
     processors: list[structlog.typing.Processor] = [
@@ -32,6 +43,6 @@ def configure_logging(*, verbose: bool = False, json_output: bool | None = None)
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.DEBUG if verbose else logging.INFO
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )

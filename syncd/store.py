@@ -152,16 +152,55 @@ class Store:
 
     @classmethod
     def open(cls, path: Path) -> Store:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000)
-        db = Database(conn)
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        db.enable_wal()
-        # NORMAL is durable across process crashes in WAL mode; only an OS crash can lose the
-        # last transactions, never corrupt the file.
-        db.execute("PRAGMA synchronous = NORMAL")
-        db.execute("PRAGMA foreign_keys = ON")
-        migrations.apply(db)
+        """The store at `path` for reading and writing, created (with its directory) and
+        migrated as needed. Every failure is a StoreError naming the path."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000)
+        except FileExistsError:  # mkdir's word for "a file is in the way"
+            raise StoreError(
+                f"cannot open database {str(path)!r}: {str(path.parent)!r} is not a directory"
+            ) from None
+        except (OSError, sqlite3.Error) as e:
+            raise _open_error(path, e) from e
+        try:
+            db = Database(conn)
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            db.enable_wal()
+            # NORMAL is durable across process crashes in WAL mode; only an OS crash can lose the
+            # last transactions, never corrupt the file.
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("PRAGMA foreign_keys = ON")
+            migrations.apply(db)
+        except sqlite3.Error as e:
+            conn.close()
+            raise _open_error(path, e) from e
+        return cls(db, path)
+
+    @classmethod
+    def open_existing(cls, path: Path) -> Store:
+        """The store at `path` read-only, for commands that only look: never creates a file or
+        a directory, never migrates, and a write through it fails. A missing or not yet
+        migrated database is a StoreError naming the path."""
+        if not path.is_file():
+            raise StoreError(
+                f"no database at {str(path)!r} (check [store] path, or run `syncd sync` first)"
+            )
+        try:
+            conn = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000
+            )
+            db = Database(conn)
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            pending = migrations.pending(db)
+        except sqlite3.Error as e:
+            raise _open_error(path, e) from e
+        if pending:
+            conn.close()
+            raise StoreError(
+                f"database {str(path)!r} predates this syncd ({len(pending)} migrations pending);"
+                " `syncd sync` or `syncd run` upgrades it"
+            )
         return cls(db, path)
 
     def close(self) -> None:
@@ -185,7 +224,7 @@ class Store:
             # StoreError for the callers, who record it and back off.
             if conn.in_transaction:
                 conn.rollback()
-            raise StoreError(f"database error: {e}") from e
+            raise StoreError(f"database error in {str(self.path)!r}: {e}") from e
 
     def rows(
         self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
@@ -195,7 +234,7 @@ class Store:
             cols = [c[0] for c in cur.description]
             return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
         except sqlite3.Error as e:
-            raise StoreError(f"database error: {e}") from e
+            raise StoreError(f"database error in {str(self.path)!r}: {e}") from e
 
     # ---------------------------------------------------------------- feeds
 
@@ -664,7 +703,7 @@ class Store:
             """SELECT f.name, f.url, f.title, f.last_fetch_at, f.last_outcome, f.last_error,
                f.next_due_at, f.consecutive_errors, f.last_full_sync_at, f.first_synced_at,
                f.next_due_reason, f.changes_base, f.changes_off_until, f.changes_error,
-               f.full_crawl_reason, f.total_results, f.publisher_interval_why,
+               f.full_crawl_reason, f.total_results, f.publisher_interval_why, f.crawl_incomplete,
                (SELECT MAX(e.updated) FROM entries e WHERE e.feed_id = f.id
                   AND e.deleted_at IS NULL) AS newest_updated,
                (SELECT COUNT(*) FROM entries e WHERE e.feed_id = f.id AND e.deleted_at IS NULL)
@@ -702,6 +741,11 @@ class Store:
                LEFT JOIN sinks s ON s.name = names.name""",
             (json.dumps(list(sinks)),),
         )
+
+
+def _open_error(path: Path, e: OSError | sqlite3.Error) -> StoreError:
+    reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+    return StoreError(f"cannot open database {str(path)!r}: {reason}")
 
 
 def query_readonly(

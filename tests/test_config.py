@@ -1,13 +1,17 @@
-"""Config validation: good configs load; each mistake names the file and key path."""
+"""Config validation: good configs load; each mistake names the file and key path, every mistake
+of a file is reported at once, unknown keys anywhere (sinks included) are refused with a "did you
+mean", relative paths are the config file's, and secrets are read only when a sink is built."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from syncd.config import load_config, parse_config, parse_duration
+from syncd.config import config_schema, load_config, parse_config, parse_duration
 from syncd.errors import ConfigError
+from syncd.validation import ConfigErrors
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -49,6 +53,33 @@ def test_durations(value: object, seconds: float) -> None:
         ),
         ('[fetch]\nper_host_rate="fast"', "fetch.per_host_rate: 'fast' is not a number"),
         ("[fetch]\nspeed=1", "fetch.speed: is not a known setting"),
+        ("[fetch]\ntimout=1", "fetch.timout: is not a known setting (did you mean 'timeout'?)"),
+        (
+            '[[sinks]]\nname="f"\ntype="file"\npath="x"\nevnets=["entry.created"]',
+            "sinks[0].evnets: is not a known setting (did you mean 'events'?)",
+        ),
+        (
+            '[[sinks]]\nname="f"\ntype="file"\npath="x"\nintial="deliver"',
+            "sinks[0].intial: is not a known setting (did you mean 'initial'?)",
+        ),
+        (
+            '[[sinks]]\nname="f"\ntype="file"\npath="x"\nmax_inflight=1',
+            "sinks[0].max_inflight: is not a known setting (did you mean 'max_in_flight'?)",
+        ),
+        (
+            '[[sinks]]\nname="h"\ntype="webhook"\nurl="http://h/"\nsecret_env="X"\nsecrte="y"',
+            "sinks[0].secrte: is not a known setting (did you mean 'secret'?)",
+        ),
+        (
+            '[[sinks]]\nname="e"\ntype="exec"\ncommand=["x"]\ncwdd="y"',
+            "sinks[0].cwdd: is not a known setting (did you mean 'cwd'?)",
+        ),
+        (
+            '[[sinks]]\nname="f"\ntype="fiel"\npath="x"',
+            "sinks[0].type: unknown sink type 'fiel'; known types: exec, file, webhook"
+            " (did you mean 'file'?)",
+        ),
+        ('[[sinks]]\nname="f"\ntype="file"\npath="x"\nfsync="yes"', "sinks[0].fsync: 'yes' is not"),
         (
             '[[sinks]]\nname="h"\ntype="webhook"\nurl="http://127.0.0.1:9/"',
             "sinks[0].secret_file: a webhook sink needs a secret",
@@ -63,7 +94,7 @@ def test_durations(value: object, seconds: float) -> None:
         ),
         (
             '[[sinks]]\nname="f"\ntype="file"\npath="x"\nevents=["entry.gone"]',
-            "sinks[0].events: 'entry.gone' is not one of",
+            "sinks[0].events[0]: 'entry.gone' is not one of",
         ),
         (
             '[[sinks]]\nname="f"\ntype="file"\npath="x"\nretry_schedule=["5s","soon"]',
@@ -71,11 +102,11 @@ def test_durations(value: object, seconds: float) -> None:
         ),
         (
             '[[feeds]]\nname="a"\nurl="http://x/"\nignore_fields=["colour"]',
-            "feeds[0].ignore_fields: 'colour' is not one of",
+            "feeds[0].ignore_fields[0]: 'colour' is not one of",
         ),
         (
             '[[feeds]]\nname="a"\nurl="http://x/"\nchanges="sometimes"',
-            "feeds[0].changes: 'sometimes' is not one of 'auto', 'off'",
+            "feeds[0].changes: 'sometimes' is not one of 'auto' or 'off'",
         ),
         ('[defaults]\nchanges="never"', "defaults.changes: 'never' is not one of"),
         (
@@ -88,52 +119,64 @@ def test_durations(value: object, seconds: float) -> None:
 def test_errors_name_file_and_key(tmp_path: Path, body: str, message: str) -> None:
     path = write(tmp_path, body)
     with pytest.raises(ConfigError) as info:
-        load_config(path, environ={})
+        load_config(path)
     assert str(path) in str(info.value)
     assert message in str(info.value)
 
 
-def test_webhook_secret_sources(tmp_path: Path) -> None:
-    secret_file = tmp_path / "hook-secret"
-    secret_file.write_text(SECRET + "\n")
+def test_every_error_of_a_file_at_once(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[fetch]\ntimout="3s"\n'
+        '[[feeds]]\nname="a"\nurl="ftp://x/"\n'
+        '[[sinks]]\nname="f"\ntype="file"\npath="x"\nevnets=["entry.created"]\n'
+        '[[sinks]]\nname="g"\ntype="file"\n',
+    )
+    with pytest.raises(ConfigErrors) as info:
+        load_config(path)
+    lines = str(info.value).splitlines()
+    assert lines == [
+        f"{path}: fetch.timout: is not a known setting (did you mean 'timeout'?)",
+        f"{path}: feeds[0].url: 'ftp://x/' is not an http(s) URL",
+        f"{path}: sinks[0].evnets: is not a known setting (did you mean 'events'?)",
+        f"{path}: sinks[1].path: is required",
+    ]
+
+
+def test_relative_paths_are_the_config_files(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "etc").mkdir()
+    path = tmp_path / "etc" / "syncd.toml"
+    path.write_text('[store]\npath = "db/syncd.db"\n')
+    monkeypatch.chdir("/")
+    assert load_config(Path(os.path.relpath(path))).store.path == tmp_path / "etc/db/syncd.db"
+
+
+def test_secrets_are_not_read_when_loading(tmp_path: Path) -> None:
+    # A read-only command loads the config without the service's credential or environment.
     cfg = parse_config(
         {
             "sinks": [
-                {
-                    "name": "a",
-                    "type": "webhook",
-                    "url": "http://127.0.0.1:1/",
-                    "secret_file": str(secret_file),
-                },
-                {
-                    "name": "b",
-                    "type": "webhook",
-                    "url": "http://127.0.0.1:1/",
-                    "secret_env": "HOOK",
-                },
+                {"name": "a", "type": "webhook", "url": "http://h/", "secret_file": "missing"},
+                {"name": "b", "type": "webhook", "url": "http://h/", "secret_env": "UNSET"},
             ]
         },
         source="t.toml",
-        environ={"HOOK": SECRET},
         base=tmp_path,
     )
-    assert [s.secrets for s in cfg.sinks] == [(SECRET,), (SECRET,)]
+    assert [s.name for s in cfg.sinks] == ["a", "b"]
     assert all(s.initial == "skip" for s in cfg.sinks)  # webhooks skip the backfill by default
-    assert SECRET not in repr(cfg)
 
 
-def test_missing_secret_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"sinks\[0\]\.secret_file: cannot read"):
-        parse_config(
-            {
-                "sinks": [
-                    {"name": "a", "type": "webhook", "url": "http://h/", "secret_file": "nope"}
-                ]
-            },
-            source="t.toml",
-            environ={},
-            base=tmp_path,
-        )
+def test_schema_describes_every_table_and_sink_type() -> None:
+    schema = config_schema()
+    assert schema["additionalProperties"] is False
+    assert set(schema["properties"]) == {"store", "fetch", "defaults", "feeds", "sinks", "http"}
+    sink_items = schema["properties"]["sinks"]["items"]
+    kinds = {ref["$ref"].rsplit("/", 1)[-1] for ref in sink_items["oneOf"]}
+    assert kinds == {"ExecSinkTable", "FileSinkTable", "WebhookSinkTable"}
+    webhook = schema["$defs"]["WebhookSinkTable"]
+    assert webhook["additionalProperties"] is False
+    assert {"url", "secret_file", "events", "max_in_flight"} <= set(webhook["properties"])
 
 
 def test_sink_routing_policy() -> None:
@@ -152,7 +195,6 @@ def test_sink_routing_policy() -> None:
             ],
         },
         source="t.toml",
-        environ={},
         base=Path("/"),
     )
     f, w = cfg.sinks
@@ -169,6 +211,6 @@ def test_changes_query_settings(tmp_path: Path) -> None:
         '[[feeds]]\nname="b"\nurl="http://y/"\nchanges="auto"\n'
         'changes_url="http://y/c?min={updated_min}"\n'
     )
-    a, b = load_config(write(tmp_path, body), environ={}).feeds
+    a, b = load_config(write(tmp_path, body)).feeds
     assert a.changes == "off" and a.changes_url is None
     assert b.changes == "auto" and b.changes_url == "http://y/c?min={updated_min}"

@@ -165,7 +165,7 @@ async def test_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert result.code == 2
     assert result.stderr.strip().splitlines() == [
         f"syncd: config error: {config}: feeds[0].interval: '5x' is not a duration"
-        " (use e.g. 30s, 15m, 2h, 1d)"
+        ' (use e.g. 30s, 15m, 2h, 1d) or "auto"'
     ]
 
 
@@ -178,7 +178,7 @@ async def test_bad_sink_option_is_caught_by_check_config(tmp_path: Path) -> None
     result = await syncd(config, "check-config")
     assert result.code == 2
     (line,) = result.stderr.strip().splitlines()
-    assert str(config) in line and "sinks['queue'].type" in line
+    assert str(config) in line and "sinks[1].type: unknown sink type 'kafka'" in line
     assert "unknown sink type 'kafka'; known types: exec, file, webhook" in line
     assert not (tmp_path / "syncd.db").exists()  # checking opened no store
 

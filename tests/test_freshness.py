@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from syncd.app import App, build_app
-from syncd.cli import _freshness_notes
+from syncd.cli.status import freshness_notes
 from syncd.config import load_config
 from syncd.sync import SyncReport
 from tests.conftest import write_config
@@ -124,7 +124,7 @@ async def test_a_refused_changes_query_is_turned_off_and_polling_continues(
         assert "400" in (state.changes_error or "")
         (summary,) = app.store.feed_summaries()
         assert summary["changes_error"] == state.changes_error
-        assert any(n.startswith("changes query off until") for n in _freshness_notes(summary))
+        assert any(n.startswith("changes query off until") for n in freshness_notes(summary))
 
         feed.reset_log()
         new = feed.add_entry("Still polled")

@@ -1,13 +1,15 @@
 """`syncd sync` progress: the syncer reports entries walked against openSearch:totalResults,
-and the terminal renderer draws one self-overwriting line from it."""
+and the terminal renderer draws a bar per feed from it, gone from the screen when it ends."""
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
 
+from rich.console import Console
+
 from syncd.app import build_app
-from syncd.cli import TtyProgress
+from syncd.cli.sync import RichProgress
 from syncd.config import load_config
 from tests.conftest import write_config
 from tests.support.feedserver import BloggerFeed, serve_feed
@@ -34,11 +36,17 @@ async def test_progress_follows_the_crawl(tmp_path: Path) -> None:
     assert recorder.calls[len(first) :][-1][1] == 120
 
 
-def test_tty_line_overwrites_itself() -> None:
+def test_bars_show_each_feed_and_clear_at_the_end() -> None:
     out = io.StringIO()
-    bar = TtyProgress(out)
-    bar.page("research", 25, 515)
-    bar.page("other", 3, None)
-    drawn = out.getvalue().split("\r")
-    assert drawn[0] == "\x1b[Ksyncing: research 25/515 (4%)"
-    assert drawn[1] == "\x1b[Ksyncing: research 25/515 (4%), other 3"
+    console = Console(file=out, force_terminal=True, width=100, color_system=None)
+    with RichProgress(console) as bars:
+        bars.page("research", 25, 515)
+        bars.page("other", 3, None)
+        console.print("a log line")
+        drawn = out.getvalue()
+        assert "research" in drawn and "25/515" in drawn
+        assert "other" in drawn
+    final = out.getvalue()
+    assert "a log line" in final
+    # Transient: the last thing written erases the bars (cursor up + erase line).
+    assert final.rstrip("\n").endswith("\x1b[2K") or "\x1b[2K" in final[-40:]

@@ -7,7 +7,6 @@ import os
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Mapping
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +64,7 @@ async def test_builtin_file_sink_resolves_relative_to_base_dir(registry, tmp_pat
     sink = registry.create(
         "file",
         name="archive",
-        options={"type": "file", "path": "var/events.jsonl", "fsync": True, "initial": "deliver"},
+        options={"path": "var/events.jsonl", "fsync": True},
         context=SinkContext(base_dir=tmp_path),
     )
     assert isinstance(sink, FileSink)
@@ -82,14 +81,8 @@ async def test_builtin_webhook_sink_uses_the_shared_session(registry, session) -
     sink = registry.create(
         "webhook",
         name="hook",
-        options={
-            "url": "http://127.0.0.1:9000/hook",
-            "secret": secret(),
-            "secrets": [secret()],
-            "timeout": timedelta(seconds=3),
-            "events": ["entry.created"],
-        },
-        context=SinkContext(webhook_session=session),
+        options={"url": "http://127.0.0.1:9000/hook", "secret": secret(), "secrets": [secret()]},
+        context=SinkContext(webhook_session=session, timeout_s=3),
     )
     assert isinstance(sink, WebhookSink)
     assert sink.name == "hook"
@@ -98,28 +91,38 @@ async def test_builtin_webhook_sink_uses_the_shared_session(registry, session) -
     assert not session.closed
 
 
-async def test_resolved_values_merged_over_the_raw_table(registry, session) -> None:
-    # What the composition root passes: the raw [[sinks]] table plus the loader's resolved values.
-    inline, from_file = secret(), secret()
-    raw = {"type": "webhook", "url": "http://127.0.0.1:9/", "secret": inline, "timeout": "15s"}
-    options = {**raw, "secrets": (inline, from_file), "timeout_s": 2.5}
+async def test_webhook_secrets_are_read_when_built(registry, session, tmp_path: Path) -> None:
+    inline, from_file, from_env = secret(), secret(), secret()
+    (tmp_path / "hook-secret").write_text(f"{from_file}\n{inline}\n")
+    options = {"url": "http://h/", "secret": inline, "secret_file": "hook-secret"}
+    context = SinkContext(webhook_session=session, base_dir=tmp_path, environ={"S": from_env})
+    sink = registry.create("webhook", name="hook", options=options, context=context)
+    assert "secrets=<2 redacted>" in repr(sink)  # the repeated inline one counts once
     sink = registry.create(
-        "webhook", name="hook", options=options, context=SinkContext(webhook_session=session)
+        "webhook", name="hook", options={**options, "secret_env": "S"}, context=context
     )
-    assert "secrets=<2 redacted>" in repr(sink) and "timeout_s=2.5" in repr(sink)
+    assert "secrets=<3 redacted>" in repr(sink)
+    with pytest.raises(ConfigError) as info:
+        registry.create(
+            "webhook",
+            name="hook",
+            options={"url": "http://h/", "secret_env": "S"},
+            context=SinkContext(webhook_session=session, environ={}),
+        )
+    assert str(info.value) == "sinks['hook'].secret_env: environment variable S is not set"
 
 
 @pytest.mark.parametrize(
     ("options", "key", "message"),
     [
-        ({"secret": "whsec_AAAA"}, "url", "needs a url"),
-        ({"url": "ftp://x/", "secret": "whsec_AAAA"}, "url", "absolute http(s) URL"),
-        ({"url": "http://x/"}, "secrets", "at least one secret"),
-        ({"url": "http://x/", "secret": "plain"}, "secrets", "must start with 'whsec_'"),
-        ({"url": "http://x/", "secrets": "whsec_AAAA"}, "secrets", "list of strings"),
-        ({"url": "http://x/", "secrets": 3}, "secrets", "list of strings"),
-        ({"url": "http://x/", "secret": "whsec_AAAA", "timeout": "15s"}, "timeout", "number"),
-        ({"url": "http://x/", "secret": "whsec_AAAA", "timeout_s": 0}, "timeout_s", "> 0"),
+        ({"secret": "whsec_AAAA"}, "url", "is required"),
+        ({"url": "ftp://x/", "secret": "whsec_AAAA"}, "url", "is not an http(s) URL"),
+        ({"url": "http://x/"}, "secret_file", "needs a secret"),
+        ({"url": "http://x/", "secret": "plain"}, "secret", 'must be "whsec_"'),
+        ({"url": "http://x/", "secrets": "whsec_AAAA"}, "secrets", "is not a list"),
+        ({"url": "http://x/", "secrets": 3}, "secrets", "is not a list"),
+        ({"url": "http://x/", "secret": "whsec_AAAA", "secrte": 3}, "secrte", "'secret'"),
+        ({"url": "http://x/", "secret_file": "/nonexistent"}, "secret_file", "cannot read"),
     ],
 )
 async def test_webhook_option_errors_name_the_sink_and_key(

@@ -190,8 +190,8 @@ async def test_the_registry_builds_exec_sinks(registry, tmp_path: Path) -> None:
     sink = registry.create(
         "exec",
         name="run",
-        options={"command": " ".join(argv), "cwd": "work", "env": {"A": "b"}, "timeout_s": 5},
-        context=SinkContext(base_dir=tmp_path),
+        options={"command": " ".join(argv), "cwd": "work", "env": {"A": "b"}},
+        context=SinkContext(base_dir=tmp_path, timeout_s=5),
     )
     assert isinstance(sink, ExecSink) and "timeout_s=5" in repr(sink)
     assert (await sink.send(make_event())).ok
@@ -201,12 +201,12 @@ async def test_the_registry_builds_exec_sinks(registry, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("options", "key", "message"),
     [
-        ({}, "command", "needs a command"),
+        ({}, "command", "is required"),
         ({"command": []}, "command", "non-empty list"),
-        ({"command": 3}, "command", "list of strings or a string"),
+        ({"command": 3}, "command", "3 is not a list or not a string"),
         ({"command": "echo 'unclosed"}, "command", "cannot split"),
-        ({"command": ["x"], "env": {"A": 1}}, "env", "table of strings"),
-        ({"command": ["x"], "timeout_s": 0}, "timeout_s", "> 0"),
+        ({"command": ["x"], "env": {"A": 1}}, "env.A", "1 is not a string"),
+        ({"command": ["x"], "cmd": "y"}, "cmd", "is not a known setting"),
     ],
 )
 def test_exec_option_errors_name_the_sink_and_key(registry, options, key, message) -> None:

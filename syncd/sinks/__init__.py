@@ -6,28 +6,41 @@ the `syncd.sinks` entry-point group, e.g. in their pyproject.toml::
     [project.entry-points."syncd.sinks"]
     nats = "syncd_nats:create_sink"
 
+A factory is any callable `(*, name, options, context) -> Sink`. A type that wants its keys
+checked like the built-ins' (unknown keys rejected with a "did you mean", every error at once,
+listed by `syncd config-schema`) exposes a `TypedSinkFactory`: a `SinkOptions` model plus a build
+function; the config loader validates the table against that model once and the factory receives
+the validated instance. A plain callable receives the table's own keys as a mapping, plus
+`timeout_s`, unchecked.
+
 Entry points are only read when a type is not already known, and only the one asked for is
 imported, so a broken third-party plugin cannot stop syncd from using the built-in sinks. There
 is no process-wide table: the composition root builds a registry (`default_registry()`), and
 `SinkRegistry.register` extends that one instance.
 
-This module maps names to factories and reads the few options each built-in needs. It does not
-parse the config file, resolve secret files or parse duration strings (the config loader hands
-factories a resolved table), and it never opens a connection or a file itself.
+This module maps names to factories. It does not parse the config file or duration strings, and
+it never opens a connection or a file itself (a webhook's secret file is read when it is built).
 """
 
 from __future__ import annotations
 
-import math
+import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from pydantic import ValidationError
 
 from syncd.errors import ConfigError
 from syncd.sinks.base import BatchSink, Sink
+from syncd.sinks.exec import ExecOptions, ExecSink
+from syncd.sinks.file import FileOptions, FileSink
+from syncd.sinks.options import SinkOptions
+from syncd.sinks.webhook import WebhookOptions, WebhookSink
+from syncd.validation import ConfigErrors, readable_errors
 
 if TYPE_CHECKING:
     import aiohttp
@@ -38,32 +51,73 @@ __all__ = [
     "Sink",
     "SinkContext",
     "SinkFactory",
+    "SinkOptions",
     "SinkRegistry",
+    "TypedSinkFactory",
     "builtin_sink_factories",
     "default_registry",
+    "options_model_of",
 ]
 
 ENTRY_POINT_GROUP = "syncd.sinks"
 
+Opts = TypeVar("Opts", bound=SinkOptions)
+
 
 @dataclass(frozen=True, slots=True)
 class SinkContext:
-    """Shared resources the composition root hands to every sink factory.
+    """What the composition root hands to a sink factory.
 
     `webhook_session` is the aiohttp session for webhook deliveries (see
     `syncd.sinks.webhook.session_for_webhooks`); sinks borrow it, the root closes it. `base_dir`
-    resolves relative file paths (None: the working directory). `clock` returns aware UTC "now".
+    resolves relative paths (the config file's directory; None: the working directory). `clock`
+    returns aware UTC "now". `timeout_s` is this sink's attempt timeout (the common `timeout`
+    key). `environ` is where secrets named by environment variable are looked up (None: the
+    process environment).
     """
 
     webhook_session: aiohttp.ClientSession | None = None
     base_dir: Path | None = None
     clock: Callable[[], datetime] | None = None
+    timeout_s: float = 15.0
+    environ: Mapping[str, str] | None = field(default=None, repr=False)
 
 
 class SinkFactory(Protocol):
-    """Builds one sink from its config table. Raises ConfigError for bad options."""
+    """Builds one sink from its options. Raises ConfigError for bad options."""
 
-    def __call__(self, *, name: str, options: Mapping[str, Any], context: SinkContext) -> Sink: ...
+    def __call__(self, *, name: str, options: Any, context: SinkContext) -> Sink: ...
+
+
+@dataclass(frozen=True)
+class TypedSinkFactory(Generic[Opts]):
+    """A sink type with typed options: `options_model` validates the table (at config load),
+    `build` makes the sink from the validated instance. Called with a plain mapping instead (a
+    test, a plugin's own code), it validates that mapping first."""
+
+    options_model: type[Opts]
+    build: Callable[[str, Opts, SinkContext], Sink]
+
+    def __call__(self, *, name: str, options: Any, context: SinkContext) -> Sink:
+        if not isinstance(options, self.options_model):
+            try:
+                options = self.options_model.model_validate(dict(options))
+            except ValidationError as exc:
+                errors = readable_errors(exc, None, self.options_model)
+                raise ConfigErrors(
+                    [ConfigError(_bare(e), key=_key(name, e.key or "options")) for e in errors]
+                ) from None
+        try:
+            return self.build(name, options, context)
+        except ConfigError as exc:
+            # The sink names the offending option in `key` (and never echoes a secret); say
+            # which sink.
+            raise ConfigError(_bare(exc), key=_key(name, exc.key or "options")) from None
+
+
+def options_model_of(factory: SinkFactory) -> type[SinkOptions] | None:
+    """The options model of a typed sink type; None for a plain factory (its keys unchecked)."""
+    return factory.options_model if isinstance(factory, TypedSinkFactory) else None
 
 
 class SinkRegistry:
@@ -92,6 +146,11 @@ class SinkRegistry:
         """Every type name that would resolve: registered ones and installed entry points."""
         return tuple(sorted(set(self._factories) | {ep.name for ep in self._entry_points()}))
 
+    def builtin_models(self) -> dict[str, type[SinkOptions]]:
+        """The options model of every registered (not entry-point) typed sink type."""
+        models = {name: options_model_of(f) for name, f in self._factories.items()}
+        return {name: m for name, m in sorted(models.items()) if m is not None}
+
     def factory_for(self, type_name: str) -> SinkFactory:
         """The factory for `type_name`, loading its entry point on first use."""
         factory = self._factories.get(type_name)
@@ -105,10 +164,8 @@ class SinkRegistry:
         known = ", ".join(self.known_types()) or "(none)"
         raise ConfigError(f"unknown sink type {type_name!r}; known types: {known}")
 
-    def create(
-        self, type_name: str, *, name: str, options: Mapping[str, Any], context: SinkContext
-    ) -> Sink:
-        """Build the sink called `name` of type `type_name` from its config table."""
+    def create(self, type_name: str, *, name: str, options: Any, context: SinkContext) -> Sink:
+        """Build the sink called `name` of type `type_name` from its (validated) options."""
         try:
             factory = self.factory_for(type_name)
         except ConfigError as exc:
@@ -135,113 +192,55 @@ def _load_entry_point(ep: EntryPoint) -> SinkFactory:
     return factory
 
 
-# --- built-in factories -------------------------------------------------------------------------
-# The sink modules are imported inside the factories so that `import syncd.sinks` stays cheap and
-# free of import cycles (the modules import syncd.sinks.base).
-
-
 def _key(name: str, option: str) -> str:
     return f"sinks[{name!r}].{option}"
 
 
-def _seconds(name: str, options: Mapping[str, Any], default: float) -> float:
-    # `timeout_s` (resolved by the config loader) wins over a raw `timeout`, which may still be the
-    # unparsed duration string of the TOML table.
-    for option in ("timeout_s", "timeout"):
-        value = options.get(option)
-        if value is None:
-            continue
-        if isinstance(value, timedelta):
-            value = value.total_seconds()
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(
-                f"expected seconds as a number (got {type(value).__name__})",
-                key=_key(name, option),
-            )
-        if not (math.isfinite(value) and value > 0):
-            raise ConfigError(f"must be > 0 seconds (got {value})", key=_key(name, option))
-        return float(value)
-    return default
+def _bare(error: ConfigError) -> str:
+    """The message of a ConfigError without its "key: " prefix."""
+    return str(error).removeprefix(f"{error.key}: ")
 
 
-def _webhook_factory(*, name: str, options: Mapping[str, Any], context: SinkContext) -> Sink:
-    from syncd.sinks.webhook import WebhookSink
+# --- built-in types -----------------------------------------------------------------------------
+# Each sink module owns its options model; this only wires model and constructor together.
 
-    url = options.get("url")
-    if not isinstance(url, str) or not url:
-        raise ConfigError("a webhook sink needs a url", key=_key(name, "url"))
-    # `secrets` (the loader's resolved list: inline, secret_file, env; several during a key
-    # rotation) and/or an inline `secret`. Every distinct one signs each request; duplicates are
-    # dropped, since a caller may merge resolved secrets over a raw table that still has `secret`.
-    secrets: list[str] = []
-    many = options.get("secrets", ())
-    if not isinstance(many, list | tuple) or not all(isinstance(s, str) for s in many):
-        raise ConfigError("must be a list of strings", key=_key(name, "secrets"))
-    secrets.extend(many)
-    one = options.get("secret")
-    if one is not None:
-        if not isinstance(one, str):
-            raise ConfigError("must be a string", key=_key(name, "secret"))
-        secrets.append(one)
-    secrets = list(dict.fromkeys(secrets))
+
+def _webhook(name: str, options: WebhookOptions, context: SinkContext) -> Sink:
     if context.webhook_session is None:
         raise ValueError("webhook sinks need SinkContext.webhook_session")
-    timeout_s = _seconds(name, options, 15.0)
-    try:
-        return WebhookSink(
-            name, url, secrets, timeout_s, session=context.webhook_session, clock=context.clock
-        )
-    except ConfigError as exc:
-        # The sink names the offending option in `key` (and never echoes a secret); say which sink.
-        option = exc.key or "url"
-        raise ConfigError(str(exc).removeprefix(f"{option}: "), key=_key(name, option)) from None
+    environ = os.environ if context.environ is None else context.environ
+    secrets = options.resolve_secrets(context.base_dir, environ)
+    return WebhookSink(
+        name,
+        options.url,
+        secrets,
+        context.timeout_s,
+        session=context.webhook_session,
+        clock=context.clock,
+    )
 
 
-def _file_factory(*, name: str, options: Mapping[str, Any], context: SinkContext) -> Sink:
-    from syncd.sinks.file import FileSink
-
-    raw = options.get("path")
-    if not isinstance(raw, str | Path) or not str(raw):
-        raise ConfigError("a file sink needs a path", key=_key(name, "path"))
-    path = Path(raw).expanduser()
-    if not path.is_absolute() and context.base_dir is not None:
-        path = context.base_dir / path
-    fsync = options.get("fsync", False)
-    if not isinstance(fsync, bool):
-        raise ConfigError("must be true or false", key=_key(name, "fsync"))
-    return FileSink(name, path, fsync=fsync)
+def _file(name: str, options: FileOptions, context: SinkContext) -> Sink:
+    return FileSink(name, options.resolved_path(context.base_dir), fsync=options.fsync)
 
 
-def _exec_factory(*, name: str, options: Mapping[str, Any], context: SinkContext) -> Sink:
-    from syncd.sinks.exec import ExecSink, parse_command
-
-    if "command" not in options:
-        raise ConfigError("an exec sink needs a command", key=_key(name, "command"))
-    env = options.get("env", {})
-    if not isinstance(env, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) and "\0" not in v for k, v in env.items()
-    ):
-        raise ConfigError("must be a table of strings", key=_key(name, "env"))
-    cwd_raw = options.get("cwd")
-    cwd: Path | None = None
-    if cwd_raw is not None:
-        if not isinstance(cwd_raw, str | Path) or not str(cwd_raw):
-            raise ConfigError("must be a directory path", key=_key(name, "cwd"))
-        cwd = Path(cwd_raw).expanduser()
-        if not cwd.is_absolute() and context.base_dir is not None:
-            cwd = context.base_dir / cwd
-    timeout_s = _seconds(name, options, 15.0)
-    try:
-        argv = parse_command(options["command"])
-        return ExecSink(name, argv, timeout_s, env=env, cwd=cwd)
-    except ConfigError as exc:
-        option = exc.key or "command"
-        raise ConfigError(str(exc).removeprefix(f"{option}: "), key=_key(name, option)) from None
+def _exec(name: str, options: ExecOptions, context: SinkContext) -> Sink:
+    return ExecSink(
+        name,
+        options.argv(),
+        context.timeout_s,
+        env=options.env,
+        cwd=options.resolved_cwd(context.base_dir),
+    )
 
 
 def builtin_sink_factories() -> dict[str, SinkFactory]:
     """The built-in types, as a fresh mapping."""
-    return {"webhook": _webhook_factory, "file": _file_factory, "exec": _exec_factory}
+    return {
+        "webhook": TypedSinkFactory(WebhookOptions, _webhook),
+        "file": TypedSinkFactory(FileOptions, _file),
+        "exec": TypedSinkFactory(ExecOptions, _exec),
+    }
 
 
 def default_registry() -> SinkRegistry:

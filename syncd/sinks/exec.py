@@ -28,13 +28,52 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, field_validator
+
 from syncd.errors import ConfigError
 from syncd.model import OutboundEvent, SendOutcome
+from syncd.sinks.options import NonEmptyText, SinkOptions, resolve_path
 
-__all__ = ["ExecSink", "event_environment", "parse_command"]
+__all__ = ["ExecOptions", "ExecSink", "event_environment", "parse_command"]
 
 _STDERR_TAIL = 500  # bytes of the command's stderr kept for the error message
 _READ_CHUNK = 64 * 1024
+
+
+class ExecOptions(SinkOptions):
+    """An exec sink's keys: the command (an argv list, or one string split shell-style), extra
+    environment variables, and the working directory (relative to the config file's)."""
+
+    command: list[str] | NonEmptyText
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: NonEmptyText | None = None
+
+    @field_validator("command")
+    @classmethod
+    def _splittable(cls, value: list[str] | str) -> list[str] | str:
+        try:
+            argv = parse_command(value)
+        except ConfigError as e:
+            raise ValueError(str(e).removeprefix("command: ")) from None
+        if not argv or not all(argv):
+            raise ValueError("must be a non-empty list of non-empty strings")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _no_nul(cls, value: dict[str, str]) -> dict[str, str]:
+        if any("\0" in v for v in value.values()):
+            raise ValueError("an environment value must not contain a NUL character")
+        return value
+
+    def argv(self) -> list[str]:
+        return parse_command(self.command)
+
+    def target(self) -> str:
+        return " ".join(self.argv())
+
+    def resolved_cwd(self, base_dir: Path | None) -> Path | None:
+        return None if self.cwd is None else resolve_path(self.cwd, base_dir)
 
 
 def event_environment(sink: str, event: OutboundEvent) -> dict[str, str]:

@@ -151,4 +151,5 @@ def sink_config(
         retry_schedule_s=tuple(schedule),
         max_in_flight=max_in_flight,
         options=options or {},
+        table=options or {},
     )

@@ -1,0 +1,141 @@
+"""What every command shares: the invocation's state (`Ctx`), the global options, which are
+accepted before or after the subcommand (`syncd status --config x.toml`), the `--json` option,
+and the two ways to open the store: `reading` (read-only, never creates anything) and `changing`
+(writes to an existing store, never creates one).
+
+Loading the config happens here, once per invocation. No business logic lives here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from syncd.cli.errors import UsageFailure
+from syncd.config import Config, SinkConfig, load_config
+from syncd.errors import ConfigError, StoreError
+from syncd.logs import configure_logging
+from syncd.store import Store
+
+__all__ = [
+    "Ctx",
+    "accept_global_options",
+    "changing",
+    "configured_sink",
+    "global_params",
+    "json_option",
+    "pass_ctx",
+    "reading",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_CONFIG = "config/syncd.toml"
+
+
+@dataclass
+class Ctx:
+    """One invocation: where the config is and how loud to be. Filled in by the global options
+    wherever they appear; the config is loaded on first use, after all options are parsed, so
+    `--help` and usage errors never read it."""
+
+    config_path: Path | None = None  # None: $SYNCD_CONFIG, else DEFAULT_CONFIG
+    verbose: bool = False
+    _config: Config | None = field(default=None, repr=False)
+
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = self.reload()
+        return self._config
+
+    def reload(self) -> Config:
+        """The config file read and validated again (the daemon's SIGHUP)."""
+        path = self.config_path or Path(os.environ.get("SYNCD_CONFIG") or DEFAULT_CONFIG)
+        return load_config(path)
+
+
+pass_ctx = click.make_pass_decorator(Ctx, ensure=True)
+
+
+def _set_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        ctx.ensure_object(Ctx).config_path = value
+
+
+def _set_verbose(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.ensure_object(Ctx).verbose = True
+        configure_logging(verbose=True)
+
+
+def global_params() -> list[click.Parameter]:
+    """Fresh --config and --verbose options (a click parameter belongs to one command)."""
+    return [
+        click.Option(
+            ["--config"],
+            type=click.Path(path_type=Path, dir_okay=False),
+            default=None,
+            expose_value=False,
+            callback=_set_config,
+            help=f"Configuration file (TOML). [default: $SYNCD_CONFIG or {DEFAULT_CONFIG}]",
+        ),
+        click.Option(
+            ["--verbose", "-v"],
+            is_flag=True,
+            expose_value=False,
+            callback=_set_verbose,
+            help="Debug logging and tracebacks on errors.",
+        ),
+    ]
+
+
+def accept_global_options(command: click.Command) -> None:
+    """Let every subcommand of `command` take --config and --verbose after its name too."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            sub.params.extend(global_params())
+            accept_global_options(sub)
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(f)
+
+
+@contextmanager
+def reading(config: Config) -> Iterator[Store]:
+    """The store, read-only: a missing database is an error naming its path, not a new file."""
+    store = Store.open_existing(config.store.path)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@contextmanager
+def changing(config: Config) -> Iterator[Store]:
+    """The store for an operator's change (enable a sink, recover deliveries): it must exist
+    already, since there is nothing to change in a new one."""
+    if not config.store.path.is_file():
+        raise StoreError(
+            f"no database at {str(config.store.path)!r}"
+            " (check [store] path, or run `syncd sync` first)"
+        )
+    store = Store.open(config.store.path)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def configured_sink(config: Config, name: str) -> SinkConfig:
+    """The sink called `name`; a usage error (exit 2) listing the configured ones if none is."""
+    try:
+        return config.sink(name)
+    except ConfigError as e:
+        raise UsageFailure(str(e)) from None

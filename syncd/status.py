@@ -1,0 +1,90 @@
+"""What `syncd status` reports, as plain data: per configured feed its last crawl, per sink its
+delivery counts and state. The CLI prints it (or its JSON); other views can serve the same data.
+
+Reads the store only; it never writes, and it needs no secret.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from syncd.config import Config
+from syncd.schedule import is_stale
+from syncd.store import Store
+from syncd.timestamps import from_text
+
+__all__ = ["DELIVERY_STATES", "feed_outcome", "sink_status", "status_report"]
+
+DELIVERY_STATES = ("pending", "failed", "dead", "delivered")
+
+
+def feed_outcome(summary: dict[str, Any]) -> str:
+    """A feed's last outcome in words. A crawl that committed pages and never finished (Ctrl-C,
+    a crash) reads as interrupted, not as a missing outcome."""
+    outcome = summary.get("last_outcome")
+    if summary.get("crawl_incomplete"):
+        return f"{outcome}, then interrupted" if outcome else "interrupted"
+    return str(outcome) if outcome else "never synced"
+
+
+def status_report(config: Config, store: Store, now: datetime) -> dict[str, Any]:
+    """Every configured feed (a feed never synced too) and every sink, as `status --json`."""
+    feeds = {f["name"]: f for f in store.feed_summaries()}
+    out = []
+    for f in config.feeds:
+        known = f.name in feeds
+        row = dict(feeds.get(f.name) or {"name": f.name, "url": f.url})
+        row["last_outcome"] = feed_outcome(row)
+        row["crawl_incomplete"] = bool(row.get("crawl_incomplete"))
+        if known:
+            newest = from_text(row.get("newest_updated"))
+            row["stale"] = is_stale(newest, f.expect_update_within_s, now)
+        out.append(row)
+    return {"feeds": out, "sinks": sink_status(config, store, now)}
+
+
+def sink_status(config: Config, store: Store, now: datetime) -> list[dict[str, Any]]:
+    """Per configured sink: its delivery counts and whether it is enabled, paused or disabled;
+    then any sink no longer configured that still has deliveries waiting."""
+    counts = store.outbox.sink_summaries()
+    out = []
+    for s in config.sinks:
+        row = store.outbox.sink_row(s.name)
+        paused = row.paused_until is not None and row.paused_until > now
+        out.append(
+            {
+                "name": s.name,
+                "type": s.type,
+                "disabled": row.disabled_at is not None,
+                "disabled_at": _iso(row.disabled_at),
+                "disabled_reason": row.disabled_reason,
+                "paused_until": _iso(row.paused_until) if paused else None,
+                "pause_reason": row.pause_reason if paused else None,
+                **{k: counts.get(s.name, {}).get(k, 0) for k in DELIVERY_STATES},
+            }
+        )
+    # A sink removed from the config keeps its queue in the store: show it, so that nothing
+    # waits unseen (add it back to deliver, or it stays as history).
+    configured = {s.name for s in config.sinks}
+    for name in sorted(set(counts) - configured):
+        waiting = {k: counts[name].get(k, 0) for k in DELIVERY_STATES}
+        if waiting["pending"] or waiting["failed"]:
+            out.append(
+                {
+                    "name": name,
+                    "type": "not configured",
+                    "disabled": False,
+                    "disabled_at": None,
+                    "disabled_reason": None,
+                    "paused_until": None,
+                    "pause_reason": None,
+                    "unconfigured": True,
+                    **waiting,
+                }
+            )
+    return out
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return dt.isoformat() if dt is not None else None
