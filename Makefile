@@ -43,6 +43,7 @@ bench: $(BIN)/syncd
 	$(BIN)/python bench/parse_paths.py $(if $(FP_CORPUS),--corpus $(FP_CORPUS))
 	$(BIN)/python bench/backfill.py
 	$(BIN)/python bench/deliveries.py
+	$(BIN)/python bench/freshness.py
 
 clean:
 	rm -rf $(VENV) $(RUN_VENV) var .pytest_cache .mypy_cache .ruff_cache
