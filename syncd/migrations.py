@@ -11,6 +11,8 @@ from typing import Any
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from syncd import search
+
 migrations = Migrations("syncd")
 
 
@@ -282,3 +284,38 @@ def m007_publisher_cadence(db: Database) -> None:
     kept from its last parsed first page: 304 polls do not parse, yet the floor still holds."""
     db.execute("ALTER TABLE feeds ADD COLUMN publisher_interval_s REAL")
     db.execute("ALTER TABLE feeds ADD COLUMN publisher_interval_why TEXT")
+
+
+@migrations()
+def m008_search_text_and_views(db: Database) -> None:
+    """Search text, not markup (issue 11): the sqlite-utils index of raw HTML (`entries_fts`,
+    whose rowids VACUUM may renumber) gives way to `entries_search`, holding the stripped text of
+    live entries only, keyed by `entries_search_keys`; the store maintains it in its write
+    transactions (syncd.search). Views: `live_entries` (not deleted), `changes` (events with
+    their entries, newest first)."""
+    for trigger in ("entries_ai", "entries_ad", "entries_au"):
+        db.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+    db.execute("DROP TABLE IF EXISTS entries_fts")
+    for statement in search.CREATE_SQL:
+        db.execute(statement)
+    search.rebuild(db.conn)
+    db.execute(
+        """
+        CREATE VIEW live_entries AS
+        SELECT f.name AS feed, e.*
+        FROM entries e JOIN feeds f ON f.id = e.feed_id
+        WHERE e.deleted_at IS NULL
+        """
+    )
+    db.execute(
+        """
+        CREATE VIEW changes AS
+        SELECT ev.seq, ev.id AS event_id, ev.type, ev.created_at, ev.initial,
+               f.name AS feed, ev.entry_id, e.title, e.link, e.published, e.updated,
+               e.deleted_at, e.deleted_reason
+        FROM events ev
+        JOIN feeds f ON f.id = ev.feed_id
+        LEFT JOIN entries e ON e.feed_id = ev.feed_id AND e.entry_id = ev.entry_id
+        ORDER BY ev.seq DESC
+        """
+    )

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from syncd import search
 from syncd.diff import DEFAULT_HASH_ONLY_CAP
 from syncd.errors import StoreError
 from syncd.migrations import migrations
@@ -611,6 +612,7 @@ class Store:
                 " WHERE feed_id = ? AND entry_id = ?",
                 (to_text(now), deletion.reason, feed_id, deletion.entry.entry_id),
             )
+            search.unindex_entry(conn, feed_id, deletion.entry.entry_id)
         return seqs
 
     def _write_entry(
@@ -661,6 +663,14 @@ class Store:
                :authors, :categories, :summary, :content, :content_hash)""",
             {**values, "event_id": event_id, "now": now_s},
         )
+        before = change.previous
+        if (
+            before is None
+            or before.deleted_at is not None
+            or (before.title, before.summary, before.content) != (e.title, e.summary, e.content)
+        ):
+            # Only changed text is re-tokenised: a hash-only update keeps its index row.
+            search.index_entry(conn, feed_id, e.entry_id, e.title, e.summary, e.content)
 
     def _insert_event(
         self,

@@ -1,0 +1,179 @@
+"""The full-text index of live entries: keeping it in step, and searching it.
+
+`entries_search` is an FTS5 table holding the *text* of each live entry (title, summary,
+content; markup stripped by `syncd.plaintext`), its rowid taken from `entries_search_keys`, which
+gives every (feed_id, entry_id) a stable integer (entries' own rowid may change on VACUUM).
+The store calls `index_entry`/`unindex_entry` inside its write transactions, so the index
+changes with the entry or not at all; `search` runs on any connection, read-only ones included.
+This module decides nothing about feeds or events.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from syncd.config import parse_duration
+from syncd.errors import StoreError, SyncdError
+from syncd.plaintext import html_to_text
+from syncd.timestamps import parse_timestamp, to_text
+
+# Chosen on the 515-post backfill (docs/design.md, "Search"): porter stems English words
+# ("deploying" finds "deployed") at the same index size; unicode61 underneath folds case and
+# diacritics for every script.
+TOKENIZER = "porter unicode61 remove_diacritics 2"
+# bm25 column weights (title, summary, content): a word in the title says more about what a post
+# is about than the same word somewhere in its body.
+WEIGHTS = (10.0, 2.0, 1.0)
+MARK = ("[", "]")  # snippet highlight markers: readable in a terminal and in JSON alike
+
+CREATE_SQL = (
+    "CREATE TABLE entries_search_keys (id INTEGER PRIMARY KEY, feed_id INTEGER NOT NULL,"
+    " entry_id TEXT NOT NULL, UNIQUE (feed_id, entry_id))",
+    f"CREATE VIRTUAL TABLE entries_search USING fts5(title, summary, content,"
+    f" tokenize = '{TOKENIZER}')",
+)
+
+
+class SearchQueryError(SyncdError):
+    """The query is not valid FTS5 syntax."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    feed: str
+    entry_id: str
+    title: str | None
+    link: str | None
+    published: str | None
+    updated: str | None
+    snippet: str
+    rank: float  # bm25: lower is better
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "feed": self.feed,
+            "entry_id": self.entry_id,
+            "title": self.title,
+            "link": self.link,
+            "published": self.published,
+            "updated": self.updated,
+            "snippet": self.snippet,
+            "rank": round(self.rank, 4),
+        }
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """An instant from an ISO date or time ("2024-05-01", "2024-05-01T12:00:00Z"), or a duration
+    back from `now` ("36h", "7d"). ValueError with a readable message otherwise."""
+    stamp = parse_timestamp(text)
+    if stamp is not None:
+        return stamp
+    try:
+        return now - timedelta(seconds=parse_duration(text))
+    except ValueError:
+        raise ValueError(f"{text!r} is neither a date/time nor a duration like 7d") from None
+
+
+def _key(conn: sqlite3.Connection, feed_id: int, entry_id: str) -> int:
+    conn.execute(
+        "INSERT OR IGNORE INTO entries_search_keys (feed_id, entry_id) VALUES (?, ?)",
+        (feed_id, entry_id),
+    )
+    row = conn.execute(
+        "SELECT id FROM entries_search_keys WHERE feed_id = ? AND entry_id = ?",
+        (feed_id, entry_id),
+    ).fetchone()
+    return int(row[0])
+
+
+def index_entry(
+    conn: sqlite3.Connection,
+    feed_id: int,
+    entry_id: str,
+    title: str | None,
+    summary: str | None,
+    content: str | None,
+) -> None:
+    """(Re)index a live entry's text, replacing what the index held for it."""
+    key = _key(conn, feed_id, entry_id)
+    conn.execute("DELETE FROM entries_search WHERE rowid = ?", (key,))
+    conn.execute(
+        "INSERT INTO entries_search (rowid, title, summary, content) VALUES (?, ?, ?, ?)",
+        (key, html_to_text(title), html_to_text(summary), html_to_text(content)),
+    )
+
+
+def unindex_entry(conn: sqlite3.Connection, feed_id: int, entry_id: str) -> None:
+    """A deleted entry leaves the index (its key stays, for when it comes back)."""
+    conn.execute(
+        "DELETE FROM entries_search WHERE rowid = (SELECT id FROM entries_search_keys"
+        " WHERE feed_id = ? AND entry_id = ?)",
+        (feed_id, entry_id),
+    )
+
+
+def rebuild(conn: sqlite3.Connection) -> int:
+    """Index every live entry afresh; how many. Runs inside the caller's transaction."""
+    conn.execute("DELETE FROM entries_search")
+    rows = conn.execute(
+        "SELECT feed_id, entry_id, title, summary, content FROM entries WHERE deleted_at IS NULL"
+    ).fetchall()
+    for feed_id, entry_id, title, summary, content in rows:
+        index_entry(conn, feed_id, entry_id, title, summary, content)
+    return len(rows)
+
+
+def search(
+    conn: sqlite3.Connection,
+    query: str,
+    *,
+    feed: str | None = None,
+    since: datetime | None = None,
+    limit: int = 20,
+    snippet_tokens: int = 16,
+) -> list[Hit]:
+    """Live entries matching the FTS5 `query`, best first (bm25, title weighted over body).
+    `since` keeps entries published (or, lacking a date, first seen) at or after it."""
+    where = ["entries_search MATCH :q", "e.deleted_at IS NULL"]
+    params: dict[str, Any] = {"q": query, "limit": limit, "n": snippet_tokens}
+    if feed is not None:
+        where.append("f.name = :feed")
+        params["feed"] = feed
+    if since is not None:
+        where.append("COALESCE(e.published, e.first_seen) >= :since")
+        params["since"] = to_text(since)
+    weights = ", ".join(str(w) for w in WEIGHTS)
+    sql = f"""
+        SELECT f.name, e.entry_id, e.title, e.link, e.published, e.updated,
+               snippet(entries_search, -1, :open, :close, '…', :n) AS snippet,
+               bm25(entries_search, {weights}) AS rank
+        FROM entries_search
+        JOIN entries_search_keys k ON k.id = entries_search.rowid
+        JOIN entries e ON e.feed_id = k.feed_id AND e.entry_id = k.entry_id
+        JOIN feeds f ON f.id = e.feed_id
+        WHERE {" AND ".join(where)}
+        ORDER BY rank, e.published DESC
+        LIMIT :limit"""
+    params["open"], params["close"] = MARK
+    check_query(query)
+    try:
+        rows = conn.execute(sql, params).fetchall()
+    except sqlite3.Error as e:
+        raise StoreError(f"database error: {e}") from None
+    return [Hit(*row) for row in rows]
+
+
+def check_query(query: str) -> None:
+    """SearchQueryError if `query` is not valid FTS5 syntax for the index's columns: tried on
+    an empty in-memory table of the same shape, so no store error passes for a syntax error."""
+    probe = sqlite3.connect(":memory:")
+    try:
+        probe.execute(CREATE_SQL[1].replace("entries_search", "probe"))
+        probe.execute("SELECT rowid FROM probe WHERE probe MATCH ?", (query,)).fetchall()
+    except sqlite3.OperationalError as e:
+        raise SearchQueryError(f"bad search query {query!r}: {e}") from None
+    finally:
+        probe.close()

@@ -1,0 +1,147 @@
+"""Full-text search: the index holds text, not markup, follows every create, edit, delete and
+restore made by the real `syncd sync`, is rebuilt by its migration, and the views."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlite_utils import Database
+
+from syncd import search
+from syncd.migrations import migrations
+from syncd.plaintext import html_to_text
+from syncd.store import Store
+from tests.conftest import db_rows, syncd, write_config
+from tests.support.feedserver import BloggerFeed, serve_feed
+
+
+def test_text_not_markup() -> None:
+    html = (
+        '<p>Caf&eacute; <a href="https://x.test/">tab<b>les</b></a></p><p>next</p>'
+        "<script>hiddenscript()</script><style>.hiddenstyle{}</style><!-- hiddencomment -->end"
+        '<img src="a.png" alt="a tortoise">'
+    )
+    assert html_to_text(html) == "Café tables next end a tortoise"
+    assert html_to_text("AT&amp;T &lt;b&gt;") == "AT&T <b>"
+    assert html_to_text("Plain  title\n") == "Plain title"
+    assert html_to_text(None) == ""
+    assert html_to_text("<noscript><b>gone</b></noscript>kept") == "kept"
+
+
+def hits(db: Path, query: str, **kw: object) -> list[str]:
+    conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
+    try:
+        return [h.title or "" for h in search.search(conn, query, **kw)]  # type: ignore[arg-type]
+    finally:
+        conn.close()
+
+
+async def test_index_follows_create_edit_delete_restore(tmp_path: Path) -> None:
+    feed = BloggerFeed(3)
+    async with serve_feed(feed) as server:
+        config = write_config(tmp_path, feeds=[{"name": "blog", "url": server.url}])
+        db = tmp_path / "syncd.db"
+        post = feed.add_entry(
+            "Tortoise news",
+            content='<p>The <a href="https://x.test/">quokka</a> &amp; the ta&shy;pir'
+            "<script>zebrascript()</script></p>",
+        )
+        assert (await syncd(config, "sync")).code == 0
+        assert hits(db, "quokka") == ["Tortoise news"]
+        assert hits(db, "href") == []  # markup is not indexed
+        assert hits(db, "zebrascript") == []  # nor scripts
+        assert hits(db, '"x.test"') == []  # nor attribute values
+        assert hits(db, "tortoises") == ["Tortoise news"]  # porter: stems match
+
+        feed.edit_entry(post, content="<p>Now about a <em>wombat</em></p>")
+        assert (await syncd(config, "sync")).code == 0
+        assert hits(db, "quokka") == []
+        assert hits(db, "wombat") == ["Tortoise news"]
+
+        feed.delete_entry(post)
+        assert (await syncd(config, "sync", "--full")).code == 0
+        assert db_rows(db, "SELECT deleted_at IS NOT NULL FROM entries WHERE entry_id = ?", (post,))
+        assert hits(db, "wombat") == []  # a deleted entry leaves the index
+        assert db_rows(db, "SELECT COUNT(*) FROM live_entries") == [(3,)]
+
+        feed.restore_entry(post)
+        assert (await syncd(config, "sync", "--full")).code == 0
+        assert hits(db, "wombat") == ["Tortoise news"]
+        assert db_rows(db, "SELECT COUNT(*) FROM live_entries") == [(4,)]
+        # One index row per live entry, whatever happened before.
+        assert db_rows(db, "SELECT COUNT(*) FROM entries_search") == [(4,)]
+        changes = db_rows(db, "SELECT seq, type, feed, entry_id FROM changes LIMIT 3")
+        assert [c[1] for c in changes] == ["entry.created", "entry.deleted", "entry.updated"]
+        assert [c[0] for c in changes] == sorted((c[0] for c in changes), reverse=True)
+        assert all(c[2] == "blog" and c[3] == post for c in changes)
+
+
+def test_ranking_filters_and_syntax_errors(tmp_path: Path) -> None:
+    db = tmp_path / "syncd.db"
+    Store.open(db).close()
+    conn = sqlite3.connect(db)
+    conn.execute("INSERT INTO feeds (id, name, url, created_at) VALUES (1, 'a', 'u', 'x')")
+    conn.execute("INSERT INTO feeds (id, name, url, created_at) VALUES (2, 'b', 'v', 'x')")
+    rows = [
+        (1, "body", "Something else", "<p>walrus walrus walrus here</p>", "2024-01-01T00:00:00Z"),
+        (1, "title", "The walrus", "<p>a short note</p>", "2023-01-01T00:00:00Z"),
+        (2, "other", "Walrus elsewhere", "<p>text</p>", "2024-06-01T00:00:00Z"),
+    ]
+    for feed_id, entry_id, title, content, published in rows:
+        conn.execute(
+            "INSERT INTO entries (feed_id, entry_id, title, content, published, content_hash)"
+            " VALUES (?, ?, ?, ?, ?, 'h')",
+            (feed_id, entry_id, title, content, published),
+        )
+        search.index_entry(conn, feed_id, entry_id, title, None, content)
+    conn.commit()
+    found = search.search(conn, "walrus")
+    assert next(h.entry_id for h in found) != "body"  # a title match outranks body repetitions
+    assert {h.entry_id for h in found} == {"body", "title", "other"}
+    assert next(h.entry_id for h in search.search(conn, "walrus", feed="a")) == "title"
+    assert {h.entry_id for h in search.search(conn, "walrus", feed="b")} == {"other"}
+    since = search.search(
+        conn, "walrus", feed="a", since=search.parse_since("2023-06-01", datetime.now(UTC))
+    )
+    assert [h.entry_id for h in since] == ["body"]
+    assert search.search(conn, "short")[0].snippet == "a [short] note"
+    assert len(search.search(conn, "walrus", limit=1)) == 1
+    assert search.parse_since("2d", datetime(2024, 1, 3, tzinfo=UTC)) == datetime(
+        2024, 1, 1, tzinfo=UTC
+    )
+    with pytest.raises(ValueError, match="neither"):
+        search.parse_since("yesterday", datetime.now(UTC))
+    for bad in ('"unterminated', "AND walrus", "nosuchcolumn:walrus", "walrus)"):
+        with pytest.raises(search.SearchQueryError, match="bad search query"):
+            search.search(conn, bad)
+    conn.close()
+
+
+def test_migration_rebuilds_the_index_from_markup(tmp_path: Path) -> None:
+    """A store from before the migration, its index full of HTML: reopened, it holds text, and
+    deleted entries are left out."""
+    path = tmp_path / "syncd.db"
+    old = Database(sqlite3.connect(path))
+    migrations.apply(old, stop_before="m008_search_text_and_views")
+    old.execute("INSERT INTO feeds (id, name, url, created_at) VALUES (1, 'a', 'u', 'x')")
+    for entry_id, content, deleted in (
+        ("live", '<p><a href="https://x.test">narwhal</a></p>', None),
+        ("gone", "<p>narwhal and okapi</p>", "2024-01-01T00:00:00Z"),
+    ):
+        old.execute(
+            "INSERT INTO entries (feed_id, entry_id, title, content, content_hash, deleted_at)"
+            " VALUES (1, ?, 'T', ?, 'h', ?)",
+            (entry_id, content, deleted),
+        )
+    old.conn.commit()
+    assert old.execute("SELECT COUNT(*) FROM entries_fts WHERE entries_fts MATCH 'href'").fetchone()
+    old.close()
+
+    Store.open(path).close()
+    assert hits(path, "narwhal") == ["T"]
+    assert hits(path, "href") == []
+    assert hits(path, "okapi") == []
+    assert db_rows(path, "SELECT name FROM sqlite_master WHERE name = 'entries_fts'") == []
