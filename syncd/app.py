@@ -25,6 +25,7 @@ from syncd.fetch import Fetcher, FetchLimits, create_feed_session, user_agent
 from syncd.metrics import Metrics, ObservedFetcher, ObservedParser
 from syncd.model import EventDraft
 from syncd.parsepool import ParserPool
+from syncd.pull import Bell
 from syncd.schedule import spread_first_poll
 from syncd.sinks import Sink, SinkContext, default_registry
 from syncd.sinks.file import FileSink
@@ -64,6 +65,12 @@ class App:
     _halt: asyncio.Event = field(default_factory=asyncio.Event)
     _delivering: asyncio.Task[None] | None = None
     _stop: asyncio.Event | None = None
+    bell: Bell = field(default_factory=Bell)
+
+    def committed(self) -> None:
+        """Events were committed: wake the sinks, and the pull API's waiting readers."""
+        self.dispatcher.notify()
+        self.bell.ring()
 
     def skip_reason(self, feed: FeedConfig, now: datetime) -> str | None:
         """Why a feed must not be fetched now even on request: the publisher asked us to wait."""
@@ -87,7 +94,7 @@ class App:
             async with limit:
                 report = await self.syncer.sync(feed, full=full)
             if report.seqs:
-                self.dispatcher.notify()
+                self.committed()
             return report
 
         results = await asyncio.gather(*(one(f) for f in feeds))
@@ -165,7 +172,7 @@ class App:
             if not report.recorded:
                 held[feed.name] = self.clock() + timedelta(seconds=UNRECORDED_HOLD_S)
             if report.seqs:
-                self.dispatcher.notify()
+                self.committed()
             return report
 
         seen: Config | None = None

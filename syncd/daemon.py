@@ -29,6 +29,7 @@ from syncd.health import Health, LoopMonitor
 from syncd.metrics import Metrics
 from syncd.notify import Notifier
 from syncd.overview import Overview, take
+from syncd.pull import Reader
 from syncd.web.server import Access, WebServer, build_web_app
 from syncd.web.services import Services
 
@@ -93,7 +94,10 @@ async def _serve(
         metrics.read_store(overview)
         health = Health(config.store.path, monitor, store_open=True, scheduled=app.scheduled)
         start(monitor.run())
-        server = _start_server(config.http, Services(health, metrics, overview), token)
+        services = Services(
+            health, metrics, overview, reader=Reader(config.store.path), bell=app.bell
+        )
+        server = _start_server(config.http, services, token)
         address = await server.start() if server is not None else None
         try:
             log.info(

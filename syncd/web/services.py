@@ -1,4 +1,4 @@
-"""What the HTTP handlers may use: the daemon's health, metrics and store snapshot. Handlers
+"""What the HTTP handlers may use: the daemon's health, metrics, store snapshot and reader. Handlers
 reach them through the application (`request.app[SERVICES]`), never through globals."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from aiohttp import web
 from syncd.health import Health
 from syncd.metrics import Metrics
 from syncd.overview import Overview
+from syncd.pull import Bell, Reader
 
 
 @dataclass
@@ -18,6 +19,8 @@ class Services:
     health: Health
     metrics: Metrics
     overview: Callable[[], Overview]
+    reader: Reader | None = None  # the pull API's store reads (syncd.web.api)
+    bell: Bell | None = None  # rung when events were committed: wakes long-polls and streams
 
 
 SERVICES = web.AppKey("syncd.services", Services)

@@ -1,0 +1,213 @@
+"""The pull API under /api: events after a cursor (plain, long-poll, Server-Sent Events), entries
+and one entry with its versions, and the OpenAPI document describing them.
+
+Handlers validate parameters, read through `syncd.pull.Reader` on a worker thread and answer
+JSON; every error is `{"error": <one line>, "code": <stable word>}`. Access control is the
+server's (syncd.web.server); this module reads nothing but the store, and writes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, NoReturn, TypeVar
+
+from aiohttp import web
+
+from syncd.config import parse_duration
+from syncd.errors import StoreError
+from syncd.pull import EVENT_TYPES, Bell, EntryQuery, EventPage, Reader
+from syncd.search import SearchQueryError, parse_since
+from syncd.web.openapi import DOCUMENT
+from syncd.web.services import SERVICES
+
+routes = web.RouteTableDef()
+
+MAX_LIMIT = 1000
+MAX_WAIT_S = 120.0
+# A writer in another process (`syncd sync` beside the daemon) rings no bell here; a waiting
+# request looks at the store this often anyway. The daemon's own commits wake it at once.
+RECHECK_S = 5.0
+KEEPALIVE_S = 15.0  # an SSE comment this often keeps proxies from closing an idle stream
+
+T = TypeVar("T")
+
+
+class ApiError(web.HTTPException):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status_code = status
+        super().__init__(
+            text=json.dumps({"error": message, "code": code}), content_type="application/json"
+        )
+
+
+def bad(name: str, message: str) -> NoReturn:
+    raise ApiError(400, "bad_parameter", f"{name}: {message}")
+
+
+def _int(q: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = q.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        bad(name, f"{raw!r} is not an integer")
+    if not low <= value <= high:
+        bad(name, f"{value} is not between {low} and {high}")
+    return value
+
+
+def _bool(q: Mapping[str, str], name: str) -> bool:
+    raw = q.get(name, "false").lower()
+    if raw not in ("true", "false", "1", "0", ""):
+        bad(name, f"{raw!r} is not true or false")
+    return raw in ("true", "1")
+
+
+def _wait(q: Mapping[str, str]) -> float:
+    raw = q.get("wait")
+    if raw is None or raw == "":
+        return 0.0
+    try:
+        seconds = parse_duration(raw)
+    except ValueError as e:
+        bad("wait", str(e))
+    if seconds > MAX_WAIT_S:
+        bad("wait", f"{raw!r} is longer than {MAX_WAIT_S:.0f}s")
+    return seconds
+
+
+async def _read(fn: Callable[..., T], *args: Any) -> T:
+    try:
+        return await asyncio.to_thread(fn, *args)
+    except SearchQueryError as e:
+        raise ApiError(400, "bad_query", str(e)) from None
+    except StoreError as e:
+        raise ApiError(503, "store_unavailable", str(e)) from None
+
+
+def _reader(request: web.Request) -> tuple[Reader, Bell]:
+    services = request.app[SERVICES]
+    if services.reader is None or services.bell is None:
+        raise ApiError(503, "not_available", "this server has no store to read")
+    return services.reader, services.bell
+
+
+async def _filters(request: web.Request, reader: Reader) -> tuple[str | None, str | None]:
+    q = request.query
+    feed = q.get("feed") or None
+    kind = q.get("type") or None
+    if kind is not None and kind not in EVENT_TYPES:
+        bad("type", f"{kind!r} is not one of {', '.join(EVENT_TYPES)}")
+    if feed is not None and not await _read(reader.feed_exists, feed):
+        raise ApiError(404, "unknown_feed", f"feed: no feed named {feed!r}")
+    return feed, kind
+
+
+async def _ring_or_timeout(ticket: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(ticket.wait(), seconds)
+
+
+@routes.get("/api/events")
+async def events(request: web.Request) -> web.Response:
+    reader, bell = _reader(request)
+    q = request.query
+    after = _int(q, "after", 0, 0, 2**63 - 1)
+    limit = _int(q, "limit", 100, 1, MAX_LIMIT)
+    wait_s = _wait(q)
+    feed, kind = await _filters(request, reader)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while True:
+        ticket = bell.ticket()  # before reading: a commit in between still wakes us
+        page: EventPage = await _read(reader.events, after, limit, feed, kind)
+        remaining = deadline - loop.time()
+        if page.events or remaining <= 0:
+            return web.json_response({"events": page.events, "next": page.next})
+        after = page.next  # non-matching events need not be read again
+        await _ring_or_timeout(ticket, min(remaining, RECHECK_S))
+
+
+@routes.get("/api/events/stream")
+async def stream(request: web.Request) -> web.StreamResponse:
+    reader, bell = _reader(request)
+    resume = request.headers.get("Last-Event-ID")
+    if resume is not None:
+        try:
+            after = int(resume)
+        except ValueError:
+            bad("Last-Event-ID", f"{resume!r} is not an event seq")
+    else:
+        after = _int(request.query, "after", 0, 0, 2**63 - 1)
+    feed, kind = await _filters(request, reader)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    while True:
+        ticket = bell.ticket()
+        page = await _read(reader.events, after, MAX_LIMIT, feed, kind)
+        for envelope in page.events:
+            data = json.dumps(envelope, ensure_ascii=False, separators=(",", ":"))
+            frame = f"id: {envelope['data']['seq']}\nevent: {envelope['type']}\ndata: {data}\n\n"
+            await response.write(frame.encode())
+        after = page.next
+        if not page.events:
+            waited = asyncio.get_running_loop().time()
+            await _ring_or_timeout(ticket, RECHECK_S)
+            if asyncio.get_running_loop().time() - waited >= RECHECK_S:
+                await response.write(b": keepalive\n\n")
+
+
+@routes.get("/api/entries")
+async def entries(request: web.Request) -> web.Response:
+    reader, _ = _reader(request)
+    q = request.query
+    since = None
+    if q.get("since"):
+        try:
+            since = parse_since(q["since"], datetime.now(UTC))
+        except ValueError as e:
+            bad("since", str(e))
+    query = EntryQuery(
+        feed=q.get("feed") or None,
+        q=q.get("q") or None,
+        since=since,
+        include_deleted=_bool(q, "include_deleted"),
+        limit=_int(q, "limit", 50, 1, MAX_LIMIT),
+        offset=_int(q, "offset", 0, 0, 2**31),
+    )
+    if query.feed is not None and not await _read(reader.feed_exists, query.feed):
+        raise ApiError(404, "unknown_feed", f"feed: no feed named {query.feed!r}")
+    found = await _read(reader.entries, query)
+    return web.json_response({"entries": found})
+
+
+@routes.get("/api/entries/{id:.+}")
+async def entry(request: web.Request) -> web.Response:
+    reader, _ = _reader(request)
+    entry_id = request.match_info["id"]
+    feed = request.query.get("feed") or None
+    found = await _read(reader.entry, entry_id, feed)
+    if not found:
+        raise ApiError(404, "unknown_entry", f"no entry {entry_id!r}")
+    if len(found) > 1:
+        feeds = ", ".join(e["feed"] for e in found)
+        raise ApiError(
+            409, "ambiguous_entry", f"{entry_id!r} is in several feeds ({feeds}): pass feed="
+        )
+    return web.json_response(found[0])
+
+
+@routes.get("/api/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(DOCUMENT)
