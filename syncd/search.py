@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from syncd.config import parse_duration
@@ -177,3 +178,22 @@ def check_query(query: str) -> None:
         raise SearchQueryError(f"bad search query {query!r}: {e}") from None
     finally:
         probe.close()
+
+
+def search_store(
+    path: Path,
+    query: str,
+    *,
+    feed: str | None = None,
+    since: datetime | None = None,
+    limit: int = 20,
+) -> list[Hit]:
+    """`search` on the store at `path`, opened read-only: a missing store is an error, never a
+    new file."""
+    if not path.exists():
+        raise StoreError(f"no database at {str(path)!r} (run `syncd sync` first)")
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return search(conn, query, feed=feed, since=since, limit=limit)
+    finally:
+        conn.close()
