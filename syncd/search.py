@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from syncd.config import parse_duration
 from syncd.errors import StoreError, SyncdError
 from syncd.plaintext import html_to_text
-from syncd.timestamps import parse_timestamp, to_text
+from syncd.timestamps import to_text
 
 # Chosen on the 515-post backfill (docs/design.md, "Search"): porter stems English words
 # ("deploying" finds "deployed") at the same index size; unicode61 underneath folds case and
@@ -64,18 +63,6 @@ class Hit:
             "snippet": self.snippet,
             "rank": round(self.rank, 4),
         }
-
-
-def parse_since(text: str, now: datetime) -> datetime:
-    """An instant from an ISO date or time ("2024-05-01", "2024-05-01T12:00:00Z"), or a duration
-    back from `now` ("36h", "7d"). ValueError with a readable message otherwise."""
-    stamp = parse_timestamp(text)
-    if stamp is not None:
-        return stamp
-    try:
-        return now - timedelta(seconds=parse_duration(text))
-    except ValueError:
-        raise ValueError(f"{text!r} is neither a date/time nor a duration like 7d") from None
 
 
 def _key(conn: sqlite3.Connection, feed_id: int, entry_id: str) -> int:

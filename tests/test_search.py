@@ -3,6 +3,7 @@ restore made by the real `syncd sync`, is rebuilt by its migration, and the view
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +14,7 @@ from sqlite_utils import Database
 from syncd import search
 from syncd.migrations import migrations
 from syncd.plaintext import html_to_text
+from syncd.since import parse_since
 from syncd.store import Store
 from tests.conftest import db_rows, syncd, write_config
 from tests.support.feedserver import BloggerFeed, serve_feed
@@ -104,16 +106,14 @@ def test_ranking_filters_and_syntax_errors(tmp_path: Path) -> None:
     assert next(h.entry_id for h in search.search(conn, "walrus", feed="a")) == "title"
     assert {h.entry_id for h in search.search(conn, "walrus", feed="b")} == {"other"}
     since = search.search(
-        conn, "walrus", feed="a", since=search.parse_since("2023-06-01", datetime.now(UTC))
+        conn, "walrus", feed="a", since=parse_since("2023-06-01", datetime.now(UTC))
     )
     assert [h.entry_id for h in since] == ["body"]
     assert search.search(conn, "short")[0].snippet == "a [short] note"
     assert len(search.search(conn, "walrus", limit=1)) == 1
-    assert search.parse_since("2d", datetime(2024, 1, 3, tzinfo=UTC)) == datetime(
-        2024, 1, 1, tzinfo=UTC
-    )
-    with pytest.raises(ValueError, match="neither"):
-        search.parse_since("yesterday", datetime.now(UTC))
+    assert parse_since("2d", datetime(2024, 1, 3, tzinfo=UTC)) == datetime(2024, 1, 1, tzinfo=UTC)
+    with pytest.raises(ValueError, match="neither a duration"):
+        parse_since("yesterday", datetime.now(UTC))
     for bad in ('"unterminated', "AND walrus", "nosuchcolumn:walrus", "walrus)"):
         with pytest.raises(search.SearchQueryError, match="bad search query"):
             search.search(conn, bad)
@@ -145,3 +145,27 @@ def test_migration_rebuilds_the_index_from_markup(tmp_path: Path) -> None:
     assert hits(path, "href") == []
     assert hits(path, "okapi") == []
     assert db_rows(path, "SELECT name FROM sqlite_master WHERE name = 'entries_fts'") == []
+
+
+async def test_search_command(tmp_path: Path) -> None:
+    feed = BloggerFeed(3)
+    async with serve_feed(feed) as server:
+        config = write_config(tmp_path, feeds=[{"name": "blog", "url": server.url}])
+        feed.add_entry("Pangolin field notes", content="<p>The <b>pangolin</b> sleeps.</p>")
+        assert (await syncd(config, "sync")).code == 0
+    found = await syncd(config, "search", "pangolin")
+    assert found.code == 0, found.stderr
+    lines = found.stdout.splitlines()
+    assert lines[0].endswith("blog  Pangolin field notes")
+    assert lines[1].strip() == "[Pangolin] field notes"  # the title matches best
+    as_json = await syncd(config, "search", "sleeps", "--json", "--feed", "blog", "--limit", "5")
+    hits = json.loads(as_json.stdout)
+    assert [h["title"] for h in hits] == ["Pangolin field notes"]
+    assert hits[0]["snippet"] == "The pangolin [sleeps]."
+    none = await syncd(config, "search", "sleeps", "--since", "1d", "--feed", "other")
+    assert none.code == 0 and none.stdout == ""
+    bad = await syncd(config, "search", '"unterminated')
+    assert bad.code == 2
+    assert bad.stderr.strip().count("\n") == 0 and "bad search query" in bad.stderr
+    bad_since = await syncd(config, "search", "x", "--since", "soon")
+    assert bad_since.code == 2 and "--since" in bad_since.stderr

@@ -15,6 +15,7 @@ from syncd.cli.daemon import run
 from syncd.cli.deliveries import deliveries
 from syncd.cli.errors import reported
 from syncd.cli.query import query
+from syncd.cli.search import search
 from syncd.cli.sinks import sinks
 from syncd.cli.status import status
 from syncd.cli.sync import sync
@@ -43,6 +44,6 @@ def main(click_ctx: click.Context) -> None:
     configure_logging(verbose=ctx.verbose)
 
 
-for _command in (run, sync, status, query, check_config, config_schema, deliveries, sinks):
+for _command in (run, sync, status, query, search, check_config, config_schema, deliveries, sinks):
     main.add_command(_command)
 accept_global_options(main)

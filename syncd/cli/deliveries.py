@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from datetime import datetime, timedelta
 from typing import Any
 
 import click
@@ -20,23 +19,10 @@ from syncd.app import build_dispatcher, system_clock
 from syncd.cli.common import Ctx, changing, configured_sink, json_option, pass_ctx, reading
 from syncd.cli.errors import CliError, UsageFailure
 from syncd.cli.output import echo_json, short, short_time, table
-from syncd.config import parse_duration
+from syncd.since import parse_since
 from syncd.status import DELIVERY_STATES
-from syncd.timestamps import parse_timestamp
 
-__all__ = ["deliveries", "parse_since"]
-
-
-def parse_since(text: str, now: datetime) -> datetime:
-    """`--since`: a duration ago ("90m", "2d") or an ISO-8601 instant or date (UTC if no zone)."""
-    try:
-        return now - timedelta(seconds=parse_duration(text))
-    except ValueError:
-        pass
-    when = parse_timestamp(text)
-    if when is None:
-        raise ValueError(f"{text!r} is neither a duration (2h, 3d) nor a date (2026-11-28T07:00Z)")
-    return when
+__all__ = ["deliveries"]
 
 
 @click.group()

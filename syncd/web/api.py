@@ -20,7 +20,8 @@ from aiohttp import web
 from syncd.config import parse_duration
 from syncd.errors import StoreError
 from syncd.pull import EVENT_TYPES, Bell, EntryQuery, EventPage, Reader
-from syncd.search import SearchQueryError, parse_since
+from syncd.search import SearchQueryError
+from syncd.since import parse_since
 from syncd.web.openapi import DOCUMENT
 from syncd.web.services import SERVICES
 
