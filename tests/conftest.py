@@ -106,9 +106,20 @@ def db_rows(db: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, .
 
 
 def jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every line of a finished JSON Lines file; a torn line fails the test."""
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def jsonl_so_far(path: Path) -> list[dict[str, Any]]:
+    """The whole lines of a JSON Lines file a running daemon may be writing right now: a last
+    line without its newline is still being written, not torn, and is left for the next look."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    whole = text[: text.rfind("\n") + 1]
+    return [json.loads(line) for line in whole.splitlines()]
 
 
 # The delivery tests' store and webhook session.

@@ -10,7 +10,7 @@ import json
 import signal
 from pathlib import Path
 
-from tests.conftest import file_sink, jsonl, webhook_sink, write_config
+from tests.conftest import file_sink, jsonl, jsonl_so_far, webhook_sink, write_config
 from tests.support.feedserver import BloggerFeed, serve_feed
 from tests.support.process import start_syncd
 from tests.support.receiver import ReceiverServer
@@ -40,13 +40,13 @@ async def test_sighup_adds_a_feed_and_a_sink_drops_a_sink_and_keeps_a_bad_config
             )
         try:
             assert (await listener.until("READY"))["READY"] == "1"
-            await wait_until(lambda: len(jsonl(tmp_path / "two.jsonl")) == 5)
+            await wait_until(lambda: len(jsonl_so_far(tmp_path / "two.jsonl")) == 5)
 
             # The receiver is down: a new entry's delivery to the hook waits.
             receiver.receiver.set_default(500)
             waiting_id = feed_a.add_entry("Waiting for the hook")
             await receiver.receiver.wait_for_requests(1, timeout=30)
-            await wait_until(lambda: len(jsonl(tmp_path / "two.jsonl")) == 6)
+            await wait_until(lambda: len(jsonl_so_far(tmp_path / "two.jsonl")) == 6)
 
             # Reload: feed b and sink three added, sink two dropped, the hook changed.
             write_config(tmp_path, feeds=[fa, fb], sinks=[one, three, {**hook, "timeout": "5s"}])
@@ -54,8 +54,9 @@ async def test_sighup_adds_a_feed_and_a_sink_drops_a_sink_and_keeps_a_bad_config
             reloading = await listener.until("RELOADING")
             assert int(reloading["MONOTONIC_USEC"]) > 0
             assert (await listener.until("READY"))["READY"] == "1"
-            await wait_until(lambda: len(jsonl(tmp_path / "three.jsonl")) == 7)  # b's backfill
-            await wait_until(lambda: len(jsonl(tmp_path / "one.jsonl")) == 6 + 7)
+            # b's backfill.
+            await wait_until(lambda: len(jsonl_so_far(tmp_path / "three.jsonl")) == 7)
+            await wait_until(lambda: len(jsonl_so_far(tmp_path / "one.jsonl")) == 6 + 7)
 
             # The waiting delivery went nowhere: the receiver is back, and it arrives.
             receiver.receiver.set_default(200)
@@ -69,8 +70,8 @@ async def test_sighup_adds_a_feed_and_a_sink_drops_a_sink_and_keeps_a_bad_config
             await listener.until("RELOADING")
             await listener.until("READY")
             feed_b.add_entry("After the refused reload")
-            await wait_until(lambda: len(jsonl(tmp_path / "three.jsonl")) == 8)
-            await wait_until(lambda: len(jsonl(tmp_path / "one.jsonl")) == 6 + 8)
+            await wait_until(lambda: len(jsonl_so_far(tmp_path / "three.jsonl")) == 8)
+            await wait_until(lambda: len(jsonl_so_far(tmp_path / "one.jsonl")) == 6 + 8)
 
             proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(proc.wait(), 30)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import db_rows, file_sink, jsonl, webhook_sink, write_config
+from tests.conftest import db_rows, file_sink, jsonl_so_far, webhook_sink, write_config
 from tests.support.feedserver import BloggerFeed, serve_feed
 from tests.support.process import start_syncd
 from tests.support.receiver import ReceiverServer
@@ -38,13 +38,14 @@ async def test_run_polls_delivers_and_stops_gracefully(
         proc = await start_syncd(config, "run")
         try:
             archive = tmp_path / "archive.jsonl"
-            await wait_until(lambda: len(jsonl(archive)) == 30)  # the backfill, file sink only
+            # The backfill, file sink only.
+            await wait_until(lambda: len(jsonl_so_far(archive)) == 30)
             assert receiver.receiver.requests == []
             new_id = feed.add_entry("Published while the daemon runs")
             events = await receiver.wait_for(1, timeout=20)
             assert events[0]["data"]["entry"]["id"] == new_id
             assert events[0]["type"] == "entry.created"
-            await wait_until(lambda: len(jsonl(archive)) == 31)
+            await wait_until(lambda: len(jsonl_so_far(archive)) == 31)
             proc.send_signal(sig)
             _, err = await asyncio.wait_for(proc.communicate(), 20)
         finally:
