@@ -76,7 +76,7 @@ def test_durations(value: object, seconds: float) -> None:
         ),
         (
             '[[sinks]]\nname="f"\ntype="fiel"\npath="x"',
-            "sinks[0].type: unknown sink type 'fiel'; known types: exec, file, webhook"
+            "sinks[0].type: unknown sink type 'fiel'; known types: exec, file, nats, redis, webhook"
             " (did you mean 'file'?)",
         ),
         ('[[sinks]]\nname="f"\ntype="file"\npath="x"\nfsync="yes"', "sinks[0].fsync: 'yes' is not"),

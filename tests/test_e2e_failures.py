@@ -179,7 +179,7 @@ async def test_bad_sink_option_is_caught_by_check_config(tmp_path: Path) -> None
     assert result.code == 2
     (line,) = result.stderr.strip().splitlines()
     assert str(config) in line and "sinks[1].type: unknown sink type 'kafka'" in line
-    assert "unknown sink type 'kafka'; known types: exec, file, webhook" in line
+    assert "unknown sink type 'kafka'; known types: exec, file, nats, redis, webhook" in line
     assert not (tmp_path / "syncd.db").exists()  # checking opened no store
 
 
