@@ -18,6 +18,7 @@ $(BIN)/syncd: pyproject.toml
 $(RUN_VENV)/bin/syncd: pyproject.toml $(shell find syncd -name '*.py')
 	test -d $(RUN_VENV) || $(PYTHON) -m venv $(RUN_VENV)
 	$(RUN_VENV)/bin/pip install --quiet --upgrade pip
+	rm -rf build  # setuptools reuses build/lib, which would ship a module deleted since
 	$(RUN_VENV)/bin/pip install --quiet .
 	@touch $@
 
