@@ -135,9 +135,9 @@ DOCUMENT: dict[str, Any] = {
                     _TYPE,
                     _param(
                         "wait",
-                        {"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|m)?$"},
-                        "long-poll: hold the request up to this long (e.g. 30s, at most "
-                        "120s) until an event arrives",
+                        {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?(ms|s|m|h|d)?$"},
+                        "long-poll: hold the request up to this long (e.g. 30s; longer than "
+                        "120s is cut to 120s) until an event arrives",
                     ),
                 ],
                 "responses": {"200": _json("EventPage", "events and the next cursor"), **_ERRORS},
