@@ -127,6 +127,10 @@ class _Table(BaseModel):
 
 class StoreTable(_Table):
     path: NonEmptyText = "var/syncd.db"
+    # Retention (`syncd prune`); unset keeps everything of that kind.
+    keep_versions: Positive | None = None  # newest versions kept per entry
+    keep_events: Duration | None = None  # events older than this, every sink done with them
+    keep_deliveries: Duration | None = None  # delivered deliveries older than this
 
 
 class FetchTable(_Table):
@@ -258,6 +262,9 @@ def _sink_model(kind: str, options: type[SinkOptions]) -> type[SinkTable]:
 @dataclass(frozen=True)
 class StoreConfig:
     path: Path
+    keep_versions: int | None = None
+    keep_events_s: float | None = None
+    keep_deliveries_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -538,7 +545,12 @@ def parse_config(
     return Config(
         source=source,
         base_dir=base,
-        store=StoreConfig(resolve_path(store.path, base)),
+        store=StoreConfig(
+            resolve_path(store.path, base),
+            store.keep_versions,
+            store.keep_events,
+            store.keep_deliveries,
+        ),
         fetch=FetchConfig(
             timeout_s=fc.timeout,
             max_body_bytes=fc.max_body_bytes,

@@ -319,3 +319,13 @@ def m008_search_text_and_views(db: Database) -> None:
         ORDER BY ev.seq DESC
         """
     )
+
+
+@migrations()
+def m009_prune_state(db: Database) -> None:
+    """Retention (issue 11): the newest event seq `syncd prune` deleted (events go as a prefix of
+    seq), so a pull cursor behind it is told to restart there instead of skipping silently."""
+    db.execute(
+        "CREATE TABLE prune_state (id INTEGER PRIMARY KEY CHECK (id = 1),"
+        " events_pruned_through INTEGER NOT NULL DEFAULT 0)"
+    )

@@ -23,11 +23,22 @@ from pathlib import Path
 from typing import Any
 
 from syncd import search
-from syncd.errors import StoreError
+from syncd.errors import StoreError, SyncdError
+from syncd.prune import pruned_through
 from syncd.store import BUSY_TIMEOUT_MS
 from syncd.timestamps import to_text
 
 EVENT_TYPES = ("entry.created", "entry.updated", "entry.deleted")
+
+
+class CursorGone(SyncdError):
+    """The cursor is behind events that were pruned: the reader must restart from a later one."""
+
+    def __init__(self, restart_from: int) -> None:
+        super().__init__(
+            f"events up to seq {restart_from} were pruned: restart from {restart_from}"
+        )
+        self.restart_from = restart_from
 
 
 class Bell:
@@ -106,6 +117,9 @@ class Reader:
         if type is not None:
             where.append("ev.type = :type")
         with self._snapshot() as conn:
+            floor = pruned_through(conn)
+            if after < floor:
+                raise CursorGone(floor)
             rows = conn.execute(
                 f"SELECT ev.seq, ev.payload FROM events ev WHERE {' AND '.join(where)}"
                 " ORDER BY ev.seq LIMIT :limit",

@@ -14,6 +14,7 @@ from syncd.cli.configcmd import check_config, config_schema
 from syncd.cli.daemon import run
 from syncd.cli.deliveries import deliveries
 from syncd.cli.errors import reported
+from syncd.cli.prune import prune_command
 from syncd.cli.query import query
 from syncd.cli.search import search
 from syncd.cli.sinks import sinks
@@ -44,6 +45,17 @@ def main(click_ctx: click.Context) -> None:
     configure_logging(verbose=ctx.verbose)
 
 
-for _command in (run, sync, status, query, search, check_config, config_schema, deliveries, sinks):
+for _command in (
+    run,
+    sync,
+    status,
+    query,
+    search,
+    prune_command,
+    check_config,
+    config_schema,
+    deliveries,
+    sinks,
+):
     main.add_command(_command)
 accept_global_options(main)

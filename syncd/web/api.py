@@ -20,7 +20,7 @@ from aiohttp import web
 
 from syncd.config import parse_duration
 from syncd.errors import StoreError
-from syncd.pull import EVENT_TYPES, Bell, EntryQuery, EventPage, Reader
+from syncd.pull import EVENT_TYPES, Bell, CursorGone, EntryQuery, EventPage, Reader
 from syncd.search import SearchQueryError
 from syncd.since import parse_since
 from syncd.web.openapi import DOCUMENT
@@ -41,11 +41,10 @@ WAIT_PATTERN = re.compile(r"[0-9]+(\.[0-9]+)?(ms|s|m|h|d)?")  # the OpenAPI docu
 
 
 class ApiError(web.HTTPException):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, **extra: object) -> None:
         self.status_code = status
-        super().__init__(
-            text=json.dumps({"error": message, "code": code}), content_type="application/json"
-        )
+        body = {"error": message, "code": code, **extra}
+        super().__init__(text=json.dumps(body), content_type="application/json")
 
 
 def bad(name: str, message: str) -> NoReturn:
@@ -86,6 +85,8 @@ async def _read(fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(fn, *args)
     except SearchQueryError as e:
         raise ApiError(400, "bad_query", str(e)) from None
+    except CursorGone as e:
+        raise ApiError(410, "cursor_gone", str(e), restart_from=e.restart_from) from None
     except StoreError as e:
         raise ApiError(503, "store_unavailable", str(e)) from None
 
@@ -145,6 +146,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     else:
         after = _int(request.query, "after", 0, 0, 2**63 - 1)
     feed, kind = await _filters(request, reader)
+    await _read(reader.events, after, 1, feed, kind)  # a pruned cursor: 410 before streaming
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",

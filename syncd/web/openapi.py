@@ -32,6 +32,10 @@ _ERRORS = {
     "401": _json("Error", "a bearer token is required"),
     "403": _json("Error", "the client address is not allowed, or the API needs a token"),
     "404": _json("Error", "unknown feed or entry (code: unknown_feed, unknown_entry)"),
+    "410": _json(
+        "Error",
+        "the cursor is behind pruned events (code: cursor_gone): restart from `restart_from`",
+    ),
     "503": _json("Error", "the store cannot be read (code: store_unavailable)"),
 }
 
@@ -76,7 +80,11 @@ DOCUMENT: dict[str, Any] = {
             "Error": {
                 "type": "object",
                 "required": ["error", "code"],
-                "properties": {"error": {"type": "string"}, "code": {"type": "string"}},
+                "properties": {
+                    "error": {"type": "string"},
+                    "code": {"type": "string"},
+                    "restart_from": {"type": "integer"},
+                },
             },
             "Envelope": {
                 "type": "object",

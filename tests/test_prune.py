@@ -1,0 +1,123 @@
+"""Retention on a real store: versions beyond keep_versions, events (a prefix of seq, only those
+every sink is done with, older than keep_events), delivered deliveries past keep_deliveries;
+`--dry-run` counts without deleting; a pull cursor behind the pruned prefix is told where to
+restart, never skipped silently."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from syncd.model import ChangeKind, EventDraft
+from syncd.prune import Policy, prune
+from syncd.pull import CursorGone, Reader
+from syncd.store import Store
+from syncd.timestamps import to_text
+from tests.conftest import syncd, write_config
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def fill(store: Store) -> list[int]:
+    """Six events (seq 1-6) ten days old, each with a delivery to `hook`; all delivered but
+    seq 4, still pending. Entry e0 has four versions."""
+    feed_id = store.ensure_feed("blog", "http://blog.test/feed", NOW).id
+    old = NOW - timedelta(days=10)
+    seqs = []
+    with store.write() as conn:
+        for i in range(6):
+            draft = EventDraft(f"evt_{i}", ChangeKind.UPDATED, old, "e0", False, {})
+            seq = store._insert_event(conn, feed_id, draft, ("hook",), old)
+            assert seq is not None
+            seqs.append(seq)
+            conn.execute(
+                "INSERT INTO entry_versions (feed_id, entry_id, event_id, recorded_at, title)"
+                " VALUES (?, 'e0', ?, ?, ?)",
+                (feed_id, draft.id, to_text(old), f"v{i}"),
+            )
+        conn.execute(
+            "UPDATE deliveries SET state = 'delivered', delivered_at = ? WHERE event_seq != 4",
+            (to_text(old),),
+        )
+        delivery = conn.execute("SELECT id FROM deliveries WHERE event_seq = 1").fetchone()[0]
+        conn.execute(
+            "INSERT INTO delivery_attempts (delivery_id, attempted_at, status, result)"
+            " VALUES (?, ?, 200, 'delivered')",
+            (delivery, to_text(old)),
+        )
+    return seqs
+
+
+def count(db: Path, table: str) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_prune_counts_then_deletes_a_done_prefix(tmp_path: Path) -> None:
+    db = tmp_path / "syncd.db"
+    store = Store.open(db)
+    fill(store)
+    policy = Policy(keep_versions=2, keep_events_s=86400.0 * 7, keep_deliveries_s=86400.0)
+    dry = prune(store, policy, NOW, dry_run=True)
+    # Events 1-3 are done and old; 4 is pending, so 5 and 6 wait behind it (a prefix only).
+    assert (dry.events, dry.deliveries, dry.attempts, dry.versions) == (3, 5, 1, 4)
+    assert dry.events_through == 3
+    assert (count(db, "events"), count(db, "deliveries"), count(db, "entry_versions")) == (6, 6, 6)
+    assert Reader(db).events(0, 10).next == 6  # a dry run moves no cursor floor
+
+    done = prune(store, policy, NOW, dry_run=False)
+    assert done == dry
+    assert count(db, "events") == 3 and count(db, "delivery_attempts") == 0
+    # Delivered deliveries of kept events go too (older than keep_deliveries); the pending stays.
+    assert count(db, "deliveries") == 1
+    conn = sqlite3.connect(db)
+    titles = [r[0] for r in conn.execute("SELECT title FROM entry_versions ORDER BY id")]
+    conn.close()
+    assert titles == ["v4", "v5"]  # the newest two
+
+    reader = Reader(db)
+    with pytest.raises(CursorGone) as gone:
+        reader.events(0, 10)
+    assert gone.value.restart_from == 3
+    assert [e["data"]["seq"] for e in reader.events(3, 10).events] == [4, 5, 6]
+    # Nothing more to let go: a second prune changes nothing and keeps the floor.
+    again = prune(store, policy, NOW, dry_run=False)
+    assert (again.events, again.versions, again.events_through) == (0, 0, 3)
+    store.close()
+
+
+def test_nothing_is_pruned_without_a_policy(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "syncd.db")
+    fill(store)
+    report = prune(store, Policy(), NOW, dry_run=False)
+    assert (report.events, report.deliveries, report.versions, report.events_through) == (
+        0, 0, 0, 0,
+    )  # fmt: skip
+    store.close()
+
+
+async def test_prune_command(tmp_path: Path) -> None:
+    config = write_config(tmp_path, feeds=[{"name": "blog", "url": "http://blog.test/feed"}])
+    config.write_text(
+        config.read_text().replace(
+            "[store]\n", '[store]\nkeep_versions = 1\nkeep_events = "7d"\n', 1
+        )
+    )
+    store = Store.open(tmp_path / "syncd.db")
+    fill(store)
+    store.close()
+    dry = await syncd(config, "prune", "--dry-run", "--json")
+    assert dry.code == 0, dry.stderr
+    assert json.loads(dry.stdout)["events"] == 3
+    assert count(tmp_path / "syncd.db", "events") == 6
+    real = await syncd(config, "prune")
+    assert real.code == 0, real.stderr
+    assert "3 events" in real.stdout and "5 versions" in real.stdout
+    assert count(tmp_path / "syncd.db", "events") == 3
