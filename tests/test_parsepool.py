@@ -235,8 +235,16 @@ async def test_a_broken_pool_still_stops_its_surviving_workers() -> None:
         await asyncio.gather(*(parse(pool, body) for _ in range(4)))
         victim, survivor = worker_pids(pool)
         os.kill(victim, signal.SIGKILL)
-        with pytest.raises(ParseError, match="worker died"):
-            await parse(pool, body)
+        # A page sent before the executor notices the death may still be parsed by the survivor.
+        for _ in range(100):
+            try:
+                await parse(pool, body)
+            except ParseError as exc:
+                assert "worker died" in str(exc)
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the pool never noticed its dead worker")
         assert len((await parse(pool, body)).entries) == 25
         for _ in range(100):
             if not is_running(survivor):
