@@ -628,7 +628,8 @@ def _opensearch_int(feed: Any, namespaces: Mapping[str, str], local: str) -> int
 
 
 def _digits(text: str | None) -> int | None:
-    return int(text.strip()) if text is not None and text.strip().isdigit() else None
+    # isdecimal, not isdigit: "²" is a digit that int() refuses.
+    return int(text.strip()) if text is not None and text.strip().isdecimal() else None
 
 
 _SY_NS: Final = ("http://purl.org/rss/1.0/modules/syndication/",)

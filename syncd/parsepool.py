@@ -2,7 +2,8 @@
 
 Most feeds are well-formed Atom or RSS, which `syncd.parse.parse_page_fast` (lxml) reads in a few
 milliseconds: that runs here, in the daemon's process, where a process hop would cost as much as
-the parse (DESIGN §8; docs/design.md, "Where pages are parsed"). It is bounded like the rest of the
+the parse (DESIGN §8; docs/design.md, "Where pages are parsed"); a body over a megabyte takes it
+in a thread, so the event loop keeps its turns. It is bounded like the rest of the
 process: bodies are capped by the fetcher, no entity is ever expanded, libxml2 keeps its default
 limits (no text node over 10 MB, no nesting over 256 levels; larger documents are declined).
 
@@ -21,6 +22,7 @@ process that runs an event loop and threads copies their locks in whatever state
 from __future__ import annotations
 
 import asyncio
+import functools
 import multiprocessing
 import os
 import resource
@@ -37,9 +39,10 @@ from syncd.errors import ParseError
 from syncd.model import ParsedPage
 from syncd.parse import DEFAULT_MAX_ENTRIES, parse_page, parse_page_fast, parse_page_feedparser
 
-__all__ = ["DEFAULT_MEMORY_LIMIT_BYTES", "ParserPool"]
+__all__ = ["DEFAULT_MEMORY_LIMIT_BYTES", "INLINE_PARSE_BYTES", "ParserPool"]
 
 DEFAULT_MEMORY_LIMIT_BYTES: Final = 1 << 30  # 1 GiB of address space per worker
+INLINE_PARSE_BYTES: Final = 1 << 20  # larger bodies take the fast path in a thread
 
 StartMethod = Literal["forkserver", "spawn"]
 
@@ -109,13 +112,18 @@ class ParserPool:
         if not self._running:
             raise RuntimeError("ParserPool.parse called outside 'async with'")
         if self._fast_in_process:
-            page = parse_page_fast(
+            fast = functools.partial(
+                parse_page_fast,
                 body,
                 url=url,
                 headers=headers,
                 ignore_fields=ignore_fields,
                 max_entries=self._max_entries,
             )
+            # A typical page parses in a few milliseconds: on the loop, cheaper than a thread
+            # hop. A big one would hold the loop for longer, so it runs in a thread, which lets
+            # the loop take its turns between the walk's GIL switches.
+            page = fast() if len(body) <= INLINE_PARSE_BYTES else await asyncio.to_thread(fast)
             if isinstance(page, ParsedPage):
                 return page
         executor = self._executor

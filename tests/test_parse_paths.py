@@ -150,6 +150,21 @@ def test_feedparser_tables_are_mirrored_exactly() -> None:
     }
 
 
+@pytest.mark.parametrize(("text", "expected"), [("²", None), ("٣", 3), (" 42 ", 42)])
+def test_a_number_int_cannot_read_is_no_number_on_either_path(
+    text: str, expected: int | None
+) -> None:
+    body = (
+        '<feed xmlns="http://www.w3.org/2005/Atom" '
+        'xmlns:openSearch="http://a9.com/-/spec/opensearchrss/1.0/">'
+        f"<openSearch:totalResults>{text}</openSearch:totalResults></feed>"
+    ).encode()
+    fast = parse_page_fast(body, url="u", headers={})
+    assert isinstance(fast, ParsedPage)
+    assert fast.total_results == expected
+    assert fast == parse_page_feedparser(body, url="u", headers={})
+
+
 # --- same bytes, same result ---------------------------------------------------------------------
 
 
