@@ -30,6 +30,7 @@ from syncd.metrics import Metrics
 from syncd.notify import Notifier
 from syncd.overview import Overview, take
 from syncd.pull import Reader
+from syncd.status import status_report
 from syncd.web.server import Access, WebServer, build_web_app
 from syncd.web.services import Services
 
@@ -94,8 +95,20 @@ async def _serve(
         metrics.read_store(overview)
         health = Health(config.store.path, monitor, store_open=True, scheduled=app.scheduled)
         start(monitor.run())
+        summary = functools.partial(_summary, app, overview)
+
+        def status() -> dict[str, Any]:
+            return status_report(app.config, app.store, app.clock())
+
         services = Services(
-            health, metrics, overview, reader=Reader(config.store.path), bell=app.bell
+            health,
+            metrics,
+            overview,
+            status,
+            app.store.latest_events,
+            summary,
+            reader=Reader(config.store.path),
+            bell=app.bell,
         )
         server = _start_server(config.http, services, token)
         address = await server.start() if server is not None else None
@@ -110,10 +123,9 @@ async def _serve(
                 http=f"http://{address}" if address else "off",
                 systemd=notifier.enabled,
             )
-            notifier.ready(_summary(app, overview))
+            notifier.ready(summary())
             if notifier.watchdog_s is not None:
                 start(_watchdog(notifier, notifier.watchdog_s))
-            summary = functools.partial(_summary, app, overview)
             if notifier.enabled:
                 start(_report_status(notifier, summary))
             start(_reload_on_request(app, reloads, notifier, summary))

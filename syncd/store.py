@@ -726,6 +726,18 @@ class Store:
             {"cap": hash_only_cap},
         )
 
+    def latest_events(self, feed: str | None, limit: int) -> list[dict[str, Any]]:
+        """The newest events, of one feed or all: seq, id, type, feed, entry id, title, link."""
+        return self.rows(
+            """SELECT e.seq, e.id, e.type, f.name AS feed, e.entry_id, e.created_at,
+                      json_extract(e.payload, '$.data.entry.title') AS title,
+                      json_extract(e.payload, '$.data.entry.link') AS link
+               FROM events e JOIN feeds f ON f.id = e.feed_id
+               WHERE :feed IS NULL OR f.name = :feed
+               ORDER BY e.seq DESC LIMIT :limit""",
+            {"feed": feed, "limit": limit},
+        )
+
     def schedule_rows(self) -> list[dict[str, Any]]:
         """Per feed, what the operator surfaces (metrics, health, status page) judge it by."""
         return self.rows(

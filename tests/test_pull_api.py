@@ -56,6 +56,9 @@ async def served(tmp_path: Path) -> AsyncIterator[Api]:
         Health(db, LoopMonitor(), store_open=True, scheduled=asyncio.Event()),
         Metrics(),
         lambda: take(store, datetime.now(UTC), []),
+        status=lambda: {"feeds": [], "sinks": []},
+        events=store.latest_events,
+        summary=lambda: "",
         reader=Reader(db),
         bell=bell,
     )

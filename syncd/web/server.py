@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from syncd.errors import SyncdError
-from syncd.web import api, probes
+from syncd.web import api, probes, status_page
 from syncd.web.services import SERVICES, Services
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
@@ -97,6 +97,7 @@ def build_web_app(services: Services, access: Access) -> web.Application:
     app[SERVICES] = services
     app.add_routes(probes.routes)
     app.add_routes(api.routes)
+    app.add_routes(status_page.routes)
     return app
 
 

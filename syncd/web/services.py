@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -19,6 +20,9 @@ class Services:
     health: Health
     metrics: Metrics
     overview: Callable[[], Overview]
+    status: Callable[[], dict[str, Any]]  # what `syncd status --json` prints
+    events: Callable[[str | None, int], list[dict[str, Any]]]  # (feed or all, how many)
+    summary: Callable[[], str]  # the one line systemd's STATUS= shows
     reader: Reader | None = None  # the pull API's store reads (syncd.web.api)
     bell: Bell | None = None  # rung when events were committed: wakes long-polls and streams
 
