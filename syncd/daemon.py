@@ -95,7 +95,12 @@ async def _serve(
         health = Health(config.store.path, monitor, store_open=True, scheduled=app.scheduled)
         start(monitor.run())
         services = Services(
-            health, metrics, overview, reader=Reader(config.store.path), bell=app.bell
+            health,
+            metrics,
+            overview,
+            reader=Reader(config.store.path),
+            bell=app.bell,
+            websub=app.websub,
         )
         server = _start_server(config.http, services, token)
         address = await server.start() if server is not None else None

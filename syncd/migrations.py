@@ -319,3 +319,30 @@ def m008_search_text_and_views(db: Database) -> None:
         ORDER BY ev.seq DESC
         """
     )
+
+
+@migrations()
+def m009_websub_subscriptions(db: Database) -> None:
+    """WebSub subscriptions (issue 10), one row per callback: `id` is the unguessable path segment
+    of the callback URL; `state` is subscribing, active, denied, failed, unsubscribing or
+    unsubscribed; `secret` signs the hub's pushes (NULL: none was sent)."""
+    db.execute(
+        """
+        CREATE TABLE websub_subscriptions (
+            id TEXT PRIMARY KEY,
+            feed_id INTEGER NOT NULL REFERENCES feeds(id),
+            hub TEXT NOT NULL,
+            topic TEXT NOT NULL,
+            secret TEXT,
+            state TEXT NOT NULL,
+            reason TEXT,
+            lease_seconds INTEGER,
+            requested_at TEXT NOT NULL,
+            expires_at TEXT,
+            last_push_at TEXT,
+            pushes INTEGER NOT NULL DEFAULT 0,
+            rejected INTEGER NOT NULL DEFAULT 0
+        )
+        """
+    )
+    db.execute("CREATE INDEX websub_subscriptions_feed ON websub_subscriptions(feed_id)")

@@ -12,6 +12,7 @@ from syncd.health import Health
 from syncd.metrics import Metrics
 from syncd.overview import Overview
 from syncd.pull import Bell, Reader
+from syncd.subscriber import Subscriber
 
 
 @dataclass
@@ -21,6 +22,7 @@ class Services:
     overview: Callable[[], Overview]
     reader: Reader | None = None  # the pull API's store reads (syncd.web.api)
     bell: Bell | None = None  # rung when events were committed: wakes long-polls and streams
+    websub: Subscriber | None = None  # the WebSub callback routes' (syncd.web.websub)
 
 
 SERVICES = web.AppKey("syncd.services", Services)
