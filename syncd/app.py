@@ -31,6 +31,7 @@ from syncd.sinks import Sink, SinkContext, default_registry
 from syncd.sinks.file import FileSink
 from syncd.sinks.webhook import session_for_webhooks
 from syncd.store import Store
+from syncd.subscriber import Subscriber
 from syncd.sync import FeedSyncer, PageFetcher, PageParser, Progress, SyncReport
 from syncd.throttle import HostThrottle
 
@@ -66,6 +67,7 @@ class App:
     _delivering: asyncio.Task[None] | None = None
     _stop: asyncio.Event | None = None
     bell: Bell = field(default_factory=Bell)
+    websub: Subscriber | None = None  # the WebSub subscriber (the daemon's callback routes)
 
     def committed(self) -> None:
         """Events were committed: wake the sinks, and the pull API's waiting readers."""
@@ -173,6 +175,11 @@ class App:
                 held[feed.name] = self.clock() + timedelta(seconds=UNRECORDED_HOLD_S)
             if report.seqs:
                 self.committed()
+            if self.websub is not None:
+                try:
+                    self.websub.noticed(feed, report.websub)
+                except SyncdError as e:
+                    log.error("websub subscription not recorded", feed=feed.name, error=str(e))
             return report
 
         seen: Config | None = None
@@ -388,4 +395,13 @@ async def build_app(
             sinks=sinks,
             new_dispatcher=new_dispatcher,
         )
+        app.websub = Subscriber(
+            store=store,
+            syncer=syncer,
+            session=session,
+            clock=clock,
+            config=lambda: app.config if app is not None else config,
+            committed=app.committed,
+        )
+        stack.push_async_callback(app.websub.aclose)
         yield app

@@ -209,6 +209,14 @@ class FeedTable(_Table):
     ignore_fields: list[IgnorableField] | None = None
     changes: Changes | None = None
     changes_url: ChangesUrl | None = None  # a changes-query URL template with {updated_min}
+    websub: bool | None = None  # None: [websub] enabled
+
+
+class WebSubTable(_Table):
+    enabled: bool = True  # subscribe to the hubs feeds advertise (needs public_url)
+    public_url: HttpUrlText | None = None  # the daemon's HTTP server as hubs reach it
+    lease: Duration = 864_000.0  # the hub.lease_seconds asked for (10 days)
+    allow_insecure_hubs: bool = False  # subscribe (and send a secret) to http:// hubs
 
 
 class SinkTable(_Table):
@@ -241,6 +249,7 @@ class ConfigFile(_Table):
     feeds: list[FeedTable] = []
     sinks: list[dict[str, Any]] = []
     http: HttpTable = HttpTable()
+    websub: WebSubTable = WebSubTable()
 
 
 @cache
@@ -307,6 +316,20 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class WebSubConfig:
+    """WebSub subscribing (issue 10). Without `public_url` nothing is subscribed."""
+
+    enabled: bool = True
+    public_url: str | None = None
+    lease_s: float = 864_000.0
+    allow_insecure_hubs: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.enabled and self.public_url is not None
+
+
+@dataclass(frozen=True)
 class FeedConfig:
     name: str
     url: str
@@ -321,6 +344,7 @@ class FeedConfig:
     max_interval_s: float = 86400.0
     max_backoff_s: float = 86400.0  # errors back off up to this, and are probed at it
     expect_update_within_s: float | None = None  # silent longer: flagged stale in status
+    websub: bool = True  # subscribe to the hub it advertises ([websub] enabled per feed)
 
 
 @dataclass(frozen=True)
@@ -361,6 +385,7 @@ class Config:
     feeds: tuple[FeedConfig, ...]
     sinks: tuple[SinkConfig, ...]
     http: HttpConfig = HttpConfig()
+    websub: WebSubConfig = WebSubConfig()
 
     def feed(self, name_or_url: str) -> FeedConfig:
         for f in self.feeds:
@@ -426,7 +451,12 @@ def _sink(
 
 
 def _feed(
-    i: int, f: FeedTable, d: DefaultsTable, source: str, errors: list[ConfigError]
+    i: int,
+    f: FeedTable,
+    d: DefaultsTable,
+    source: str,
+    errors: list[ConfigError],
+    websub: bool = True,
 ) -> FeedConfig | None:
     """A feed with the [defaults] filled in, or None with its problem added to `errors`."""
 
@@ -459,6 +489,7 @@ def _feed(
         ignore_fields=frozenset(pick(f.ignore_fields, d.ignore_fields)),
         changes=pick(f.changes, d.changes),
         changes_url=f.changes_url,
+        websub=pick(f.websub, websub),
     )
 
 
@@ -512,7 +543,9 @@ def parse_config(
     fc = _validate(FetchTable, data.get("fetch", {}), source, ("fetch",), errors)
     d = _validate(DefaultsTable, data.get("defaults", {}), source, ("defaults",), errors)
     http = _validate(HttpTable, data.get("http", {}), source, ("http",), errors)
+    ws = _validate(WebSubTable, data.get("websub", {}), source, ("websub",), errors)
     d = d or DefaultsTable()
+    ws = ws or WebSubTable()
     feed_tables = [
         _validate(FeedTable, t, source, where, errors)
         for where, t in _tables(data, "feeds", source, errors)
@@ -525,7 +558,7 @@ def parse_config(
     feeds = tuple(
         feed
         for i, f in enumerate(feed_tables)
-        if f is not None and (feed := _feed(i, f, d, source, errors)) is not None
+        if f is not None and (feed := _feed(i, f, d, source, errors, ws.enabled)) is not None
     )
     _unique(errors, source, "feeds", "name", [f.name if f else None for f in feed_tables])
     _unique(errors, source, "feeds", "url", [f.url if f else None for f in feed_tables])
@@ -569,6 +602,12 @@ def parse_config(
             token_file=http.token_file,
             per_feed_metrics=http.per_feed_metrics,
             base_dir=base,
+        ),
+        websub=WebSubConfig(
+            enabled=ws.enabled,
+            public_url=ws.public_url.rstrip("/") if ws.public_url else None,
+            lease_s=ws.lease,
+            allow_insecure_hubs=ws.allow_insecure_hubs,
         ),
     )
 

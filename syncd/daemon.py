@@ -109,6 +109,7 @@ async def _serve(
             summary,
             reader=Reader(config.store.path),
             bell=app.bell,
+            websub=app.websub,
         )
         server = _start_server(config.http, services, token)
         address = await server.start() if server is not None else None

@@ -329,3 +329,30 @@ def m009_prune_state(db: Database) -> None:
         "CREATE TABLE prune_state (id INTEGER PRIMARY KEY CHECK (id = 1),"
         " events_pruned_through INTEGER NOT NULL DEFAULT 0)"
     )
+
+
+@migrations()
+def m010_websub_subscriptions(db: Database) -> None:
+    """WebSub subscriptions (issue 10), one row per callback: `id` is the unguessable path segment
+    of the callback URL; `state` is subscribing, active, denied, failed, unsubscribing or
+    unsubscribed; `secret` signs the hub's pushes (NULL: none was sent)."""
+    db.execute(
+        """
+        CREATE TABLE websub_subscriptions (
+            id TEXT PRIMARY KEY,
+            feed_id INTEGER NOT NULL REFERENCES feeds(id),
+            hub TEXT NOT NULL,
+            topic TEXT NOT NULL,
+            secret TEXT,
+            state TEXT NOT NULL,
+            reason TEXT,
+            lease_seconds INTEGER,
+            requested_at TEXT NOT NULL,
+            expires_at TEXT,
+            last_push_at TEXT,
+            pushes INTEGER NOT NULL DEFAULT 0,
+            rejected INTEGER NOT NULL DEFAULT 0
+        )
+        """
+    )
+    db.execute("CREATE INDEX websub_subscriptions_feed ON websub_subscriptions(feed_id)")

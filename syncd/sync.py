@@ -64,6 +64,7 @@ from syncd.schedule import (
     publisher_cadence,
 )
 from syncd.store import ChangesOutcome, CrawlOutcome, FeedState, PageState, Store
+from syncd.websub import Discovery, discover
 
 log = structlog.get_logger("syncd.sync")
 
@@ -169,6 +170,7 @@ class SyncReport:
     changes_pages: int = 0  # requests the changes query made (not counted in `pages`)
     changes_base: str | None = None  # where the feed answers the changes query, if it does
     changes: ChangesOutcome | None = None  # what to record about the changes query
+    websub: Discovery | None = None  # the hub page 1 advertised, when it was fetched whole
     ms: float = 0.0
     seqs: list[int] = field(default_factory=list)
 
@@ -336,6 +338,8 @@ class FeedSyncer:
                     cache = cache_lifetime(loaded.result.headers, self.clock())
                     report.move = self._observe_move(state, url, loaded)
                     if loaded.page is not None:
+                        result = loaded.result
+                        report.websub = discover(result.headers, result.body, result.final_url)
                         report.changes_base = detect_base(loaded.page, loaded.result.final_url)
                         report.publisher = _publisher_of(loaded.page)
                 if loaded.page is None:
@@ -400,6 +404,32 @@ class FeedSyncer:
             if ahead is not None:
                 await ahead.cancel()
         return title, cache
+
+    async def apply_push(
+        self, feed: FeedConfig, body: bytes, headers: Mapping[str, str], page_key: str
+    ) -> PageChanges:
+        """A document a WebSub hub pushed, parsed, diffed and committed like a fetched page, as a
+        partial one: hubs send only new or changed entries, so it proves no absence and is no
+        step of a crawl. `page_key` names it in the pages table. Raises ParseError/SyncdError."""
+        state = self.store.ensure_feed(feed.name, feed.url, self.clock())
+        page = await self.parser.parse(
+            body, url=feed.url, headers=headers, ignore_fields=feed.ignore_fields
+        )
+        result = FetchResult(
+            url=page_key,
+            final_url=feed.url,
+            status=200,
+            body=b"",
+            headers=dict(headers),
+            etag=None,
+            last_modified=None,
+            body_hash=None,
+            elapsed_ms=0.0,
+        )
+        title = page.feed_title or state.title
+        return await self._commit(
+            feed, state, page, result, title, state.first_synced_at is None, {}, set(), True
+        )
 
     def _changes_will_ask(self, feed: FeedConfig, state: FeedState, since: datetime | None) -> bool:
         """Whether this poll's changes query will run (known to be offered and not off)."""

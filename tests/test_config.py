@@ -170,7 +170,15 @@ def test_secrets_are_not_read_when_loading(tmp_path: Path) -> None:
 def test_schema_describes_every_table_and_sink_type() -> None:
     schema = config_schema()
     assert schema["additionalProperties"] is False
-    assert set(schema["properties"]) == {"store", "fetch", "defaults", "feeds", "sinks", "http"}
+    assert set(schema["properties"]) == {
+        "store",
+        "fetch",
+        "defaults",
+        "feeds",
+        "sinks",
+        "http",
+        "websub",
+    }
     sink_items = schema["properties"]["sinks"]["items"]
     kinds = {ref["$ref"].rsplit("/", 1)[-1] for ref in sink_items["oneOf"]}
     assert kinds == {"ExecSinkTable", "FileSinkTable", "WebhookSinkTable"}
@@ -214,3 +222,30 @@ def test_changes_query_settings(tmp_path: Path) -> None:
     a, b = load_config(write(tmp_path, body)).feeds
     assert a.changes == "off" and a.changes_url is None
     assert b.changes == "auto" and b.changes_url == "http://y/c?min={updated_min}"
+
+
+def test_websub_table(tmp_path: Path) -> None:
+    cfg = parse_config(
+        {
+            "websub": {"public_url": "https://syncd.example.org/", "lease": "2d"},
+            "feeds": [
+                {"name": "a", "url": "http://h/a"},
+                {"name": "b", "url": "http://h/b", "websub": False},
+            ],
+        },
+        source="t.toml",
+        base=tmp_path,
+    )
+    assert cfg.websub.public_url == "https://syncd.example.org"
+    assert cfg.websub.lease_s == 172800.0 and cfg.websub.active
+    assert [f.websub for f in cfg.feeds] == [True, False]
+    with pytest.raises(ConfigErrors) as e:
+        parse_config(
+            {"websub": {"public_url": "ftp://x", "alow_insecure_hubs": True}},
+            source="t.toml",
+            base=tmp_path,
+        )
+    text = str(e.value)
+    assert "websub.public_url: 'ftp://x' is not an http(s) URL" in text
+    assert "websub.alow_insecure_hubs: is not a known setting" in text
+    assert "did you mean 'allow_insecure_hubs'" in text

@@ -129,8 +129,9 @@ def test_generated_documents_agree_or_are_declined() -> None:
         outcomes[reason or "(read by the fast path)"] += 1
 
     check()
-    # A generator (or a fast path) that declined everything would compare nothing.
-    assert outcomes["(read by the fast path)"] >= 200, dict(outcomes)
+    # A generator (or a fast path) that declined everything would compare nothing. About a quarter
+    # of the documents are read by the fast path; the bound leaves room for the draw's randomness.
+    assert outcomes["(read by the fast path)"] >= 100, dict(outcomes)
 
 
 def test_feedparser_tables_are_mirrored_exactly() -> None:

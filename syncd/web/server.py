@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from syncd.errors import SyncdError
-from syncd.web import api, probes, status_page
+from syncd.web import api, probes, status_page, websub
 from syncd.web.services import SERVICES, Services
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
@@ -78,7 +78,8 @@ def build_web_app(services: Services, access: Access) -> web.Application:
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path not in PUBLIC_PATHS:
+        # WebSub callbacks come from hubs anywhere: the unguessable id is their capability.
+        if request.path not in PUBLIC_PATHS and not request.path.startswith(websub.PREFIX):
             refused = access.refusal(request)
             if refused is not None:
                 return refused
@@ -98,6 +99,7 @@ def build_web_app(services: Services, access: Access) -> web.Application:
     app.add_routes(probes.routes)
     app.add_routes(api.routes)
     app.add_routes(status_page.routes)
+    app.add_routes(websub.routes)
     return app
 
 

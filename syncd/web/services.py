@@ -13,6 +13,7 @@ from syncd.health import Health
 from syncd.metrics import Metrics
 from syncd.overview import Overview
 from syncd.pull import Bell, Reader
+from syncd.subscriber import Subscriber
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Services:
     summary: Callable[[], str]  # the one line systemd's STATUS= shows
     reader: Reader | None = None  # the pull API's store reads (syncd.web.api)
     bell: Bell | None = None  # rung when events were committed: wakes long-polls and streams
+    websub: Subscriber | None = None  # the WebSub callback routes' (syncd.web.websub)
 
 
 SERVICES = web.AppKey("syncd.services", Services)

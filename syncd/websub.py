@@ -1,0 +1,114 @@
+"""WebSub (W3C Recommendation) decisions for the subscriber: hub and self discovery, the
+`X-Hub-Signature` check, and fresh capability ids and secrets.
+
+Pure: reads no store, makes no request, takes `now` where time matters. Discovery looks at the
+response headers first and then at the head of the raw document only (feed-level links come
+before the first entry), so it costs nothing on the parse path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+# The hashes a hub may sign with (the spec's list; the Google hub still uses sha1).
+SIGNATURE_METHODS = {
+    "sha1": hashlib.sha1,
+    "sha256": hashlib.sha256,
+    "sha384": hashlib.sha384,
+    "sha512": hashlib.sha512,
+}
+HEAD_BYTES = 65_536  # the part of a document where feed-level <link>s are looked for
+
+_LINK_VALUE = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]+)*)")
+_REL_PARAM = re.compile(r"""rel\s*=\s*(?:"([^"]*)"|([^\s;,"]+))""", re.I)
+_ELEMENT = re.compile(rb"<(?:atom10:|atom:)?link\b([^>]*)/?>", re.I)
+_ENTRY = re.compile(rb"<(?:atom:)?(?:entry|item)\b", re.I)
+_ATTR = re.compile(rb"""([\w:-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """Where a feed says it is published: its hub, and the topic URL to subscribe to."""
+
+    hub: str
+    topic: str
+
+
+def _rels(value: str) -> set[str]:
+    m = _REL_PARAM.search(value)
+    return set((m.group(1) or m.group(2) or "").lower().split()) if m else set()
+
+
+def _from_link_header(header: str, base: str) -> tuple[str | None, str | None]:
+    hub = self_url = None
+    for m in _LINK_VALUE.finditer(header):
+        rels = _rels(m.group(2))
+        if "hub" in rels and hub is None:
+            hub = urljoin(base, m.group(1).strip())
+        if "self" in rels and self_url is None:
+            self_url = urljoin(base, m.group(1).strip())
+    return hub, self_url
+
+
+def _from_document(body: bytes, base: str) -> tuple[str | None, str | None]:
+    head = body[:HEAD_BYTES]
+    first_entry = _ENTRY.search(head)
+    if first_entry is not None:
+        head = head[: first_entry.start()]  # an entry's own links are not the feed's
+    hub = self_url = None
+    for m in _ELEMENT.finditer(head):
+        attrs = {
+            a.group(1).lower(): (a.group(2) if a.group(2) is not None else a.group(3) or b"")
+            for a in _ATTR.finditer(m.group(1))
+        }
+        rels = set(attrs.get(b"rel", b"").decode("utf-8", "replace").lower().split())
+        href = attrs.get(b"href", b"").decode("utf-8", "replace").strip()
+        if not href:
+            continue
+        if "hub" in rels and hub is None:
+            hub = urljoin(base, href)
+        if "self" in rels and self_url is None:
+            self_url = urljoin(base, href)
+    return hub, self_url
+
+
+def discover(headers: Mapping[str, str], body: bytes, url: str) -> Discovery | None:
+    """The hub and topic of a feed response (`url`: its final URL): the `Link` header first,
+    then the document's atom:link elements; the topic defaults to `url` without a self link.
+    None when no http(s) hub is advertised."""
+    hub, self_url = _from_link_header(headers.get("link", ""), url)
+    if hub is None or self_url is None:
+        doc_hub, doc_self = _from_document(body, url)
+        hub, self_url = hub or doc_hub, self_url or doc_self
+    if hub is None or urlsplit(hub).scheme not in ("http", "https"):
+        return None
+    return Discovery(hub=hub, topic=self_url or url)
+
+
+def signature_ok(secret: str, header: str | None, body: bytes) -> bool:
+    """Whether `X-Hub-Signature: method=hex` is the HMAC of `body` under `secret`, by a known
+    method, compared in constant time."""
+    if not header or "=" not in header:
+        return False
+    method, _, given = header.partition("=")
+    digest = SIGNATURE_METHODS.get(method.strip().lower())
+    if digest is None:
+        return False
+    expected = hmac.new(secret.encode(), body, digest).hexdigest()
+    return hmac.compare_digest(expected, given.strip().lower())
+
+
+def new_callback_id() -> str:
+    """An unguessable path segment: the callback URL is the subscription's capability."""
+    return secrets.token_urlsafe(32)
+
+
+def new_secret() -> str:
+    """A random hub.secret: 64 characters, well under the spec's 200 bytes."""
+    return secrets.token_hex(32)
