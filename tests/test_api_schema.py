@@ -61,6 +61,9 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             Health(db, LoopMonitor(), store_open=True, scheduled=asyncio.Event()),
             Metrics(),
             lambda: take(store, datetime.now(UTC), []),
+            status=lambda: {"feeds": [], "sinks": []},
+            events=store.latest_events,
+            summary=lambda: "",
             reader=Reader(db),
             bell=Bell(),
         )
