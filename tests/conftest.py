@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sqlite3
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,18 @@ from syncd.store import Store
 from tests.support.feedserver import BloggerFeed, FeedServer, serve_feed
 from tests.support.process import start_syncd
 from tests.support.receiver import TEST_SECRET, ReceiverServer, serve_receiver
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _ctrl_c_reaches_children() -> Iterator[None]:
+    """The signal tests play a user's Ctrl-C. A shell starts a background job (`make test &`) with
+    SIGINT ignored, and an ignored signal stays ignored across exec, so every syncd under test would
+    shrug it off. A handled signal is reset to its default at exec: handle it here."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture
