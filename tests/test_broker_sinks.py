@@ -17,6 +17,7 @@ import pytest
 from nats.js import JetStreamContext
 from redis.asyncio import Redis
 
+from syncd.config import load_config
 from syncd.delivery import BoundSink, Dispatcher
 from syncd.errors import ConfigError
 from syncd.model import OutboundEvent
@@ -320,11 +321,13 @@ async def test_nats_broker_killed_mid_stream_loses_nothing(
     assert figures["lost"] == 0 and figures["undelivered"] == 0 and failed > 0
 
 
+@pytest.mark.parametrize("window", [86400.0, 0.0], ids=["dedupe", "no-dedupe"])
 async def test_redis_broker_killed_mid_stream_loses_nothing(
-    store, redis_broker: BrokerProcess, capsys
+    store, redis_broker: BrokerProcess, capsys, window: float
 ) -> None:
+    """Without the marker (window 0) a repeat may land; it is the same event, same bytes."""
     url = f"redis://127.0.0.1:{redis_broker.port}/0"
-    sink = RedisSink("q", url, "events", timeout_s=5)
+    sink = RedisSink("q", url, "events", timeout_s=5, dedupe_window_s=window)
     try:
         passes, failed = await kill_and_restart(store, sink, redis_broker, kill_after=EVENTS // 3)
     finally:
@@ -336,10 +339,27 @@ async def test_redis_broker_killed_mid_stream_loses_nothing(
         await client.aclose()
     received = [(f[b"id"].decode(), f[b"body"]) for _, f in entries]
     figures = verdict(store, "q", received)
-    report("redis", figures, passes, failed, capsys)
+    report(f"redis window={window:g}", figures, passes, failed, capsys)
     assert figures["lost"] == 0 and figures["undelivered"] == 0 and failed > 0
 
 
 def report(kind: str, figures: dict[str, int], passes: int, failed: int, capsys) -> None:
     with capsys.disabled():
         print(f"\n{kind} kill/restart: {figures}, failed attempts {failed}, passes {passes}")
+
+
+def test_the_config_file_checks_broker_keys_like_built_in_ones(tmp_path: Path) -> None:
+    path = tmp_path / "syncd.toml"
+    sinks = (
+        '[[sinks]]\nname="bus"\ntype="nats"\nstream="S"\nsubject="x.{feed}"\n'
+        '[[sinks]]\nname="q"\ntype="redis"\nstream="s"\nmaxlen=5\ndedupe_window="2h"\n'
+    )
+    path.write_text(sinks)
+    config = load_config(path)
+    bus, q = config.sinks
+    assert (bus.type, bus.options.stream, bus.options.subject) == ("nats", "S", "x.{feed}")
+    assert (q.type, q.options.maxlen, q.options.dedupe_window) == ("redis", 5, 7200.0)
+    path.write_text(sinks.replace("maxlen=5", "maxlne=5"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "sinks[1].maxlne: is not a known setting (did you mean 'maxlen'?)" in str(info.value)
