@@ -18,16 +18,12 @@ from hypothesis import HealthCheck, settings
 from schemathesis.generation.case import Case
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from syncd.health import Health, LoopMonitor
-from syncd.metrics import Metrics
 from syncd.model import ChangeKind, EventDraft
-from syncd.overview import take
-from syncd.pull import Bell, Reader
+from syncd.pull import Bell
 from syncd.store import Store
 from syncd.web import api
 from syncd.web.openapi import DOCUMENT
-from syncd.web.server import Access, WebServer, build_web_app
-from syncd.web.services import Services
+from tests.support.webapp import api_server
 
 schema = schemathesis.openapi.from_dict(DOCUMENT).exclude(path="/api/events/stream")
 
@@ -57,18 +53,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     async def serve() -> None:
         store = Store.open(db)
         _fill(store)
-        services = Services(
-            Health(db, LoopMonitor(), store_open=True, scheduled=asyncio.Event()),
-            Metrics(),
-            lambda: take(store, datetime.now(UTC), []),
-            status=lambda: {"feeds": [], "sinks": []},
-            events=store.latest_events,
-            summary=lambda: "",
-            reader=Reader(db),
-            bell=Bell(),
-        )
-        access = Access.of(["127.0.0.0/8"], None)
-        server = WebServer(build_web_app(services, access), "127.0.0.1", 0)
+        server = api_server(db, store, Bell())
         address.append(await server.start())
         halt = asyncio.Event()
         stop.append((asyncio.get_running_loop(), halt))

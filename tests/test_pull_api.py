@@ -19,15 +19,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from syncd.health import Health, LoopMonitor
-from syncd.metrics import Metrics
 from syncd.model import ChangeKind, EventDraft
-from syncd.overview import take
-from syncd.pull import Bell, Reader
+from syncd.pull import Bell
 from syncd.store import Store
 from syncd.web import api
-from syncd.web.server import Access, WebServer, build_web_app
-from syncd.web.services import Services
+from tests.support.webapp import api_server
 
 FEEDS = ("alpha", "beta")
 
@@ -52,17 +48,7 @@ async def served(tmp_path: Path) -> AsyncIterator[Api]:
     for name in FEEDS:
         store.ensure_feed(name, f"http://{name}.test/feed", now)
     bell = Bell()
-    services = Services(
-        Health(db, LoopMonitor(), store_open=True, scheduled=asyncio.Event()),
-        Metrics(),
-        lambda: take(store, datetime.now(UTC), []),
-        status=lambda: {"feeds": [], "sinks": []},
-        events=store.latest_events,
-        summary=lambda: "",
-        reader=Reader(db),
-        bell=bell,
-    )
-    server = WebServer(build_web_app(services, Access.of(["127.0.0.0/8"], None)), "127.0.0.1", 0)
+    server = api_server(db, store, bell)
     address = await server.start()
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=200)) as session:
