@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
+import signal
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -82,7 +84,11 @@ async def chromium_page(
     executable: str, *, width: int = 390, height: int = 844
 ) -> AsyncIterator[Page]:
     """A tab in a fresh headless Chromium with a phone-sized, touch, 3x screen."""
-    with tempfile.TemporaryDirectory(prefix="syncd-chromium-") as profile:
+    # Chromium's helper processes (crashpad, zygote) may still be writing to the profile for a
+    # moment after the browser process is gone: a leftover temporary file must not fail a test.
+    with tempfile.TemporaryDirectory(
+        prefix="syncd-chromium-", ignore_cleanup_errors=True
+    ) as profile:
         proc = await asyncio.create_subprocess_exec(
             executable,
             *FLAGS,
@@ -91,6 +97,7 @@ async def chromium_page(
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,  # its own group, so the teardown reaches every helper
         )
         try:
             port = await _devtools_port(Path(profile) / "DevToolsActivePort")
@@ -111,13 +118,18 @@ async def chromium_page(
                     )
                     yield page
         finally:
-            if proc.returncode is None:
-                proc.terminate()
-                try:
-                    await asyncio.wait_for(proc.wait(), 10)
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
+            await _stop_group(proc)
+
+
+async def _stop_group(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM the browser's whole process group, SIGKILL it after 10 s, and reap the browser."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(proc.wait(), 10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    await proc.wait()
 
 
 async def _devtools_port(path: Path) -> int:
