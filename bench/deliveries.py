@@ -34,18 +34,18 @@ from syncd.delivery import BoundSink, Dispatcher  # noqa: E402
 from syncd.model import OutboundEvent  # noqa: E402
 from syncd.sinks.file import FileSink  # noqa: E402
 from syncd.sinks.webhook import WebhookSink, session_for_webhooks  # noqa: E402
-from syncd.store import Store  # noqa: E402
+from syncd.storage.sqlite import SqliteStore  # noqa: E402
 from tests.support.outbox import seed_events, sink_config  # noqa: E402
 from tests.support.receiver import TEST_SECRET, spawn_receiver  # noqa: E402
 
 
-def seeded_store(directory: Path, events: int, sink: str) -> Store:
-    store = Store.open(directory / "bench.db")
+def seeded_store(directory: Path, events: int, sink: str) -> SqliteStore:
+    store = SqliteStore.open(directory / "bench.db")
     seed_events(store, events, sinks=[sink], now=datetime.now(UTC))
     return store
 
 
-def outbound(store: Store) -> list[OutboundEvent]:
+def outbound(store: SqliteStore) -> list[OutboundEvent]:
     return [
         OutboundEvent(r["id"], r["seq"], r["type"], str(r["payload"]).encode())
         for r in store.rows("SELECT id, seq, type, payload FROM events ORDER BY seq")
@@ -106,7 +106,7 @@ async def syncd_file(events: int, breakdown: dict[str, float] | None = None) -> 
     with tempfile.TemporaryDirectory() as tmp:
         store = seeded_store(Path(tmp), events, "archive")
         if breakdown is not None:
-            write = store.write
+            write = store.db.write
 
             @contextlib.contextmanager
             def timed_write() -> Iterator[sqlite3.Connection]:
@@ -118,7 +118,7 @@ async def syncd_file(events: int, breakdown: dict[str, float] | None = None) -> 
                     spent = time.perf_counter() - started
                     breakdown["store"] = breakdown.get("store", 0.0) + spent
 
-            store.write = timed_write  # type: ignore[method-assign]
+            store.db.write = timed_write  # type: ignore[method-assign]
         sink = FileSink("archive", Path(tmp) / "events.jsonl", fsync=True)
         dispatcher = Dispatcher(
             store=store,

@@ -30,7 +30,8 @@ from syncd.schedule import spread_first_poll
 from syncd.sinks import Sink, SinkContext, default_registry
 from syncd.sinks.file import FileSink
 from syncd.sinks.webhook import session_for_webhooks
-from syncd.store import Store
+from syncd.storage import Store
+from syncd.storage.sqlite import SqliteStore
 from syncd.subscriber import Subscriber
 from syncd.sync import FeedSyncer, PageFetcher, PageParser, Progress, SyncReport
 from syncd.throttle import HostThrottle
@@ -48,6 +49,18 @@ DispatcherFactory = Callable[[list[BoundSink]], Dispatcher]
 
 def system_clock() -> datetime:
     return datetime.now(UTC)
+
+
+def open_store(config: Config) -> Store:
+    """The configured store for reading and writing, created and migrated as needed. The one
+    place that picks a storage backend."""
+    return SqliteStore.open(config.store.path)
+
+
+def open_store_readonly(config: Config) -> Store:
+    """The configured store for commands that only look: never created, never migrated, and a
+    write through it fails. A missing or outdated store is a StoreError saying so."""
+    return SqliteStore.open_existing(config.store.path)
 
 
 @dataclass
@@ -307,7 +320,7 @@ async def build_dispatcher(
 ) -> AsyncIterator[Dispatcher]:
     """The store and the sinks only: for commands that deliver without syncing feeds."""
     async with AsyncExitStack() as stack:
-        store = Store.open(config.store.path)
+        store = open_store(config)
         stack.callback(store.close)
         sinks = await _bind_sinks(stack, config, clock)
         yield Dispatcher(store=store, sinks=sinks, clock=clock, rng=rng or random.Random())
@@ -338,7 +351,7 @@ async def build_app(
             lock = DaemonLock.for_store(config.store.path)
             lock.acquire()
             stack.callback(lock.release)
-        store = Store.open(config.store.path)
+        store = open_store(config)
         stack.callback(store.close)
         fc = config.fetch
         limits = FetchLimits(

@@ -29,7 +29,6 @@ from syncd.health import Health, LoopMonitor
 from syncd.metrics import Metrics
 from syncd.notify import Notifier
 from syncd.overview import Overview, take
-from syncd.pull import Reader
 from syncd.status import status_report
 from syncd.web.server import Access, WebServer, build_web_app
 from syncd.web.services import Services
@@ -93,7 +92,7 @@ async def _serve(
             return take(app.store, app.clock(), [s.name for s in app.config.sinks])
 
         metrics.read_store(overview)
-        health = Health(config.store.path, monitor, store_open=True, scheduled=app.scheduled)
+        health = Health(app.store.probe, monitor, store_open=True, scheduled=app.scheduled)
         start(monitor.run())
         summary = functools.partial(_summary, app, overview)
 
@@ -107,7 +106,7 @@ async def _serve(
             status,
             app.store.latest_events,
             summary,
-            reader=Reader(config.store.path),
+            reader=app.store.reads(),
             bell=app.bell,
             websub=app.websub,
         )

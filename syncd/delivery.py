@@ -42,10 +42,10 @@ import structlog
 from syncd.config import SinkConfig
 from syncd.errors import SyncdError
 from syncd.model import DeliveryState, SendOutcome
-from syncd.outbox import AttemptRecord, Claim, DueDelivery
 from syncd.retry import Health, SinkHealth, next_attempt_at, receiver_unavailable
 from syncd.sinks.base import BatchSink, Sink
-from syncd.store import Store
+from syncd.storage import Store
+from syncd.storage.values import AttemptRecord, Claim, DueDelivery
 
 __all__ = [
     "BATCH_SIZE",

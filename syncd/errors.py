@@ -75,3 +75,17 @@ class ParseError(SyncdError):
 
 class StoreError(SyncdError):
     """The store refused an operation (e.g. a write through the read-only query path)."""
+
+
+class CursorGone(SyncdError):
+    """The cursor is behind events that were pruned: the reader must restart from a later one."""
+
+    def __init__(self, restart_from: int) -> None:
+        super().__init__(
+            f"events up to seq {restart_from} were pruned: restart from {restart_from}"
+        )
+        self.restart_from = restart_from
+
+
+class SearchQueryError(SyncdError):
+    """The search query is not valid syntax for the store's full-text index."""

@@ -1,19 +1,18 @@
 """Is the daemon healthy, is it ready: the checks behind /healthz and /readyz.
 
 Healthy means the event loop keeps its beat (a monitor task measures how late it wakes) and the
-store answers a write transaction. The store probe uses its own short-lived connection in a
-thread, so a locked or unwritable database makes the answer "unhealthy" within a second instead
-of stalling the event loop for the store's busy timeout. Ready means the store is open and the
-scheduler has looked at the due feeds once. This module judges; it serves nothing.
+store answers a write transaction. The store probe (`Store.probe`) uses its own short-lived
+connection in a thread, so a locked or unwritable database makes the answer "unhealthy" within a
+second instead of stalling the event loop for the store's busy timeout. Ready means the store is
+open and the scheduler has looked at the due feeds once. This module judges; it serves nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 LOOP_BEAT_S = 0.25  # how often the monitor wakes
 LOOP_LAG_LIMIT_S = 5.0  # a loop this late (blocked, starved) is not healthy
@@ -42,26 +41,6 @@ class LoopMonitor:
         return None
 
 
-def probe_store(path: Path, timeout_s: float = STORE_PROBE_TIMEOUT_S) -> str | None:
-    """None if the database at `path` can be read and can start a write; else why not.
-    Blocking: call it in a thread."""
-    if not path.exists():
-        return f"store {path} does not exist"
-    try:
-        conn = sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True, timeout=timeout_s)
-    except sqlite3.Error as e:
-        return f"store {path}: {e}"
-    try:
-        conn.execute("SELECT COUNT(*) FROM feeds").fetchone()
-        conn.execute("BEGIN IMMEDIATE")  # takes the write lock, as every store write does
-        conn.execute("ROLLBACK")
-    except sqlite3.Error as e:
-        return f"store {path} not writable: {e}"
-    finally:
-        conn.close()
-    return None
-
-
 @dataclass
 class HealthReport:
     ok: bool
@@ -69,16 +48,19 @@ class HealthReport:
     loop_lag_s: float = 0.0
 
 
+StoreProbe = Callable[[float], "str | None"]  # Store.probe: why the store is not usable, or None
+
+
 @dataclass
 class Health:
-    store_path: Path
+    probe: StoreProbe
     monitor: LoopMonitor
     store_open: bool = False
     scheduled: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def check(self) -> HealthReport:
         reasons = [r for r in (self.monitor.problem(),) if r]
-        problem = await asyncio.to_thread(probe_store, self.store_path)
+        problem = await asyncio.to_thread(self.probe, STORE_PROBE_TIMEOUT_S)
         if problem:
             reasons.append(problem)
         return HealthReport(ok=not reasons, reasons=reasons, loop_lag_s=self.monitor.lag_s)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from syncd.store import Store
+from syncd.storage import Store
 from syncd.timestamps import from_text
 
 SUCCESS_OUTCOMES = ("ok", "not_modified")

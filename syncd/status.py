@@ -11,7 +11,7 @@ from typing import Any
 
 from syncd.config import Config
 from syncd.schedule import is_stale
-from syncd.store import Store
+from syncd.storage import Store
 from syncd.timestamps import from_text
 
 __all__ = ["DELIVERY_STATES", "feed_outcome", "sink_status", "status_report"]

@@ -1,7 +1,7 @@
 """The WebSub subscriber (issue 10): asks hubs for subscriptions, answers their intent
 verifications, and takes their content distributions into the store.
 
-Subscriptions live in the `websub_subscriptions` table, one row per callback; the callback URL
+Subscriptions live in the store (`Store.websub`), one per callback; the callback URL
 `<[websub] public_url>/websub/<id>` is the capability, and a random secret per subscription signs
 the pushes. A pushed document goes through the syncer's own parse ─► diff ─► commit path, as a
 partial page. This module decides nothing about schedules and serves no HTTP itself: the routes
@@ -14,7 +14,6 @@ import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -22,7 +21,9 @@ import structlog
 
 from syncd.config import Config, FeedConfig
 from syncd.errors import SyncdError
-from syncd.store import Store
+from syncd.storage import Store
+from syncd.storage.protocol import SubscriptionCounter
+from syncd.storage.values import Subscription
 from syncd.sync import FeedSyncer
 from syncd.timestamps import to_text
 from syncd.websub import Discovery, new_callback_id, new_secret, signature_ok
@@ -40,16 +41,6 @@ class Answer:
 
     status: int
     body: str = ""
-
-
-@dataclass(frozen=True)
-class Subscription:
-    id: str
-    feed_name: str
-    hub: str
-    topic: str
-    secret: str | None
-    state: str
 
 
 class Subscriber:
@@ -86,28 +77,18 @@ class Subscriber:
             )
             return
         state = self.store.ensure_feed(feed.name, feed.url, self.clock())
-        rows = self.store.rows(
-            "SELECT state FROM websub_subscriptions WHERE feed_id = ? AND hub = ? AND topic = ?"
-            " AND state IN ('subscribing', 'active', 'denied')",
-            (state.id, found.hub, found.topic),
-        )
-        if rows:
+        if self.store.websub.subscription_known(state.id, found.hub, found.topic):
             return  # live, or refused by this hub: not asked again in every poll
         sub_id, secret = new_callback_id(), new_secret()
-        with self.store.write() as conn:
-            conn.execute(
-                "INSERT INTO websub_subscriptions (id, feed_id, hub, topic, secret, state,"
-                " lease_seconds, requested_at) VALUES (?, ?, ?, ?, ?, 'subscribing', ?, ?)",
-                (
-                    sub_id,
-                    state.id,
-                    found.hub,
-                    found.topic,
-                    secret,
-                    int(ws.lease_s),
-                    to_text(self.clock()),
-                ),
-            )
+        self.store.websub.add_subscription(
+            sub_id,
+            feed_id=state.id,
+            hub=found.hub,
+            topic=found.topic,
+            secret=secret,
+            lease_s=int(ws.lease_s),
+            now=self.clock(),
+        )
         task = asyncio.create_task(self._ask_hub(feed.name, sub_id, found, secret, "subscribe"))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -146,20 +127,10 @@ class Subscriber:
     # ------------------------------------------------------------------ the callback
 
     def _find(self, sub_id: str) -> Subscription | None:
-        rows = self.store.rows(
-            "SELECT s.id, f.name AS feed_name, s.hub, s.topic, s.secret, s.state"
-            " FROM websub_subscriptions s JOIN feeds f ON f.id = s.feed_id WHERE s.id = ?",
-            (sub_id,),
-        )
-        return Subscription(**rows[0]) if rows else None
+        return self.store.websub.subscription(sub_id)
 
-    def _set(self, sub_id: str, **values: Any) -> None:
-        marks = ", ".join(f"{k} = ?" for k in values)
-        with self.store.write() as conn:
-            conn.execute(
-                f"UPDATE websub_subscriptions SET {marks} WHERE id = ?",
-                (*values.values(), sub_id),
-            )
+    def _set(self, sub_id: str, **values: str | int | None) -> None:
+        self.store.websub.update_subscription(sub_id, values)
 
     def verify(self, sub_id: str, query: Mapping[str, str]) -> Answer:
         """A hub's intent verification (or denial) for callback `sub_id`."""
@@ -222,14 +193,8 @@ class Subscriber:
         )
         return Answer(202)
 
-    def _bump(self, sub_id: str, column: str) -> None:
-        extra = ", last_push_at = ?" if column == "pushes" else ""
-        params: tuple[Any, ...] = (to_text(self.clock()),) if extra else ()
-        with self.store.write() as conn:
-            conn.execute(
-                f"UPDATE websub_subscriptions SET {column} = {column} + 1{extra} WHERE id = ?",
-                (*params, sub_id),
-            )
+    def _bump(self, sub_id: str, counter: SubscriptionCounter) -> None:
+        self.store.websub.count_push(sub_id, counter, self.clock())
 
     async def aclose(self) -> None:
         for task in self._tasks:

@@ -63,7 +63,17 @@ from syncd.schedule import (
     page_shortfall,
     publisher_cadence,
 )
-from syncd.store import ChangesOutcome, CrawlOutcome, FeedState, PageState, Store
+from syncd.storage import Store
+from syncd.storage.values import (
+    ChangesOutcome,
+    CrawlOutcome,
+    EntryDeletion,
+    EntryWrite,
+    FeedState,
+    PageCommit,
+    PageState,
+    PresenceCommit,
+)
 from syncd.websub import Discovery, discover
 
 log = structlog.get_logger("syncd.sync")
@@ -609,22 +619,38 @@ class FeedSyncer:
                 if d.entry.entry_id not in already
             )
         now = self.clock()
-        drafts = [build_event(c, ref, initial=initial, now=now) for c in decided.changes]
-        drafts += [build_deletion_event(d, ref, initial=initial, now=now) for d in deletions]
-        seqs = self.store.commit_page(
+        writes = []
+        for c in decided.changes:
+            event = build_event(c, ref, initial=initial, now=now)
+            writes.append(EntryWrite(c, event, tuple(self.router(feed.name, event))))
+        writes += [EntryWrite(c, None) for c in decided.silent]  # no event: past the cap
+        commit = PageCommit(
             feed_id=state.id,
             result=result,
             page=page,
             next_url=page.next_url or page.prev_archive_url,
-            changes=decided.changes,
-            silent=decided.silent,
-            deletions=deletions,
-            events=drafts,
-            routes={d.id: self.router(feed.name, d) for d in drafts},
             now=now,
+            writes=tuple(writes),
+            deletions=self._deletions(feed, ref, deletions, initial, now),
             partial=partial,
         )
+        seqs = self.store.commit_page(commit)
         return PageChanges(decided.changes, decided.silent, deletions, seqs)
+
+    def _deletions(
+        self,
+        feed: FeedConfig,
+        ref: FeedRef,
+        deletions: Sequence[Deletion],
+        initial: bool,
+        now: datetime,
+    ) -> tuple[EntryDeletion, ...]:
+        """Each deletion with its event and the sinks that want it."""
+        out = []
+        for d in deletions:
+            event = build_deletion_event(d, ref, initial=initial, now=now)
+            out.append(EntryDeletion(d, event, tuple(self.router(feed.name, event))))
+        return tuple(out)
 
     def _count_absences(
         self,
@@ -643,17 +669,14 @@ class FeedSyncer:
         )
         ref = FeedRef(feed.name, feed.url, title)
         now = self.clock()
-        drafts = [
-            build_deletion_event(d, ref, initial=initial, now=now) for d in decision.deletions
-        ]
-        seqs = self.store.commit_crawl_presence(
-            feed_id=state.id,
-            seen=listed,
-            missing=decision.missing,
-            deletions=decision.deletions,
-            events=drafts,
-            routes={d.id: self.router(feed.name, d) for d in drafts},
-            now=now,
+        seqs = self.store.commit_presence(
+            PresenceCommit(
+                feed_id=state.id,
+                now=now,
+                seen=frozenset(listed),
+                missing=tuple(decision.missing),
+                deletions=self._deletions(feed, ref, decision.deletions, initial, now),
+            )
         )
         report.seqs.extend(seqs)
         report.deleted += len(decision.deletions)

@@ -16,7 +16,8 @@ import aiohttp
 import pytest
 
 from syncd.sinks.webhook import session_for_webhooks
-from syncd.store import Store
+from syncd.storage import Store
+from syncd.storage.sqlite import SqliteStore
 from tests.support.feedserver import BloggerFeed, FeedServer, serve_feed
 from tests.support.process import start_syncd
 from tests.support.receiver import TEST_SECRET, ReceiverServer, serve_receiver
@@ -135,10 +136,16 @@ def jsonl_so_far(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in whole.splitlines()]
 
 
+def sqlite_store(store: Store) -> SqliteStore:
+    """The app's store as the SQLite backend, for tests that look at its file or connection."""
+    assert isinstance(store, SqliteStore)
+    return store
+
+
 # The delivery tests' store and webhook session.
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store.open(tmp_path / "syncd.db")
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    s = SqliteStore.open(tmp_path / "syncd.db")
     yield s
     s.close()
 

@@ -20,7 +20,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from syncd.model import ChangeKind, EventDraft
 from syncd.pull import Bell
-from syncd.store import Store
+from syncd.storage.sqlite import SqliteStore, events
 from syncd.web import api
 from syncd.web.openapi import DOCUMENT
 from tests.support.webapp import api_server
@@ -28,13 +28,13 @@ from tests.support.webapp import api_server
 schema = schemathesis.openapi.from_dict(DOCUMENT).exclude(path="/api/events/stream")
 
 
-def _fill(store: Store) -> None:
+def _fill(store: SqliteStore) -> None:
     now = datetime.now(UTC)
     feed_id = store.ensure_feed("blog", "http://blog.test/feed", now).id
     with store.write() as conn:
         for i, kind in enumerate(ChangeKind):
             draft = EventDraft(f"evt_{i}", kind, now, f"e{i}", False, {"feed": {"name": "blog"}})
-            store._insert_event(conn, feed_id, draft, (), now)
+            events.insert(conn, feed_id, draft, now)
             conn.execute(
                 "INSERT INTO entries (feed_id, entry_id, title, content, content_hash, revision)"
                 " VALUES (?, ?, ?, '<p>walrus</p>', 'h', 1)",
@@ -51,7 +51,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     done = threading.Event()
 
     async def serve() -> None:
-        store = Store.open(db)
+        store = SqliteStore.open(db)
         _fill(store)
         server = api_server(db, store, Bell())
         address.append(await server.start())

@@ -24,7 +24,7 @@ from syncd.model import OutboundEvent
 from syncd.sinks import Sink, SinkContext, default_registry
 from syncd.sinks.nats_stream import NatsSink, render_subject, subject_token
 from syncd.sinks.redis_stream import RedisSink, dedupe_key
-from syncd.store import Store
+from syncd.storage.sqlite import SqliteStore
 from tests.support.brokers import (
     NATS_URL,
     REDIS_URL,
@@ -212,7 +212,7 @@ EVENTS = 400
 
 
 async def kill_and_restart(
-    store: Store, sink: Sink, broker: BrokerProcess, *, kill_after: int
+    store: SqliteStore, sink: Sink, broker: BrokerProcess, *, kill_after: int
 ) -> tuple[int, int]:
     """Deliver EVENTS events through the real dispatcher; SIGKILL the broker once `kill_after`
     are recorded delivered, restart it, and go on until all are delivered. Returns (passes,
@@ -249,7 +249,7 @@ async def kill_and_restart(
     return passes, failed
 
 
-def verdict(store: Store, sink: str, received: list[tuple[str, bytes]]) -> dict[str, int]:
+def verdict(store: SqliteStore, sink: str, received: list[tuple[str, bytes]]) -> dict[str, int]:
     expected = {
         r["event_id"]: r["payload"]
         for r in store.rows("SELECT id AS event_id, payload FROM events")

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from syncd.store import Store
+from syncd.storage.sqlite import SqliteStore
 from tests.conftest import webhook_sink, write_config
 from tests.support.feedserver import BloggerFeed, serve_feed
 from tests.support.ordering import arrival_of, order_violations
@@ -177,7 +177,7 @@ async def test_sigkill_during_delivery_keeps_per_entry_order(tmp_path: Path) -> 
     killed run left unrecorded before anything that comes after it."""
     rng = random.Random(SEED + 1)
     db = tmp_path / "syncd.db"
-    store = Store.open(db)
+    store = SqliteStore.open(db)
     seqs = seed_events(
         store, ORDER_EVENTS, sinks=["hook"], now=datetime.now(UTC), entries=ORDER_ENTRIES
     )

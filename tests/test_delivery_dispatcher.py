@@ -26,7 +26,7 @@ from syncd.retry import REJECTIONS_BEFORE_PAUSE
 from syncd.sinks.base import Sink
 from syncd.sinks.file import FileSink
 from syncd.sinks.webhook import WebhookSink
-from syncd.store import Store
+from syncd.storage.sqlite import SqliteStore
 from tests.support.outbox import (
     FakeClock,
     attempts_of,
@@ -52,7 +52,7 @@ def webhook(
     return BoundSink(sink, cfg)
 
 
-def dispatcher(store: Store, sinks: Sequence[BoundSink], clock: Any, **kw: Any) -> Dispatcher:
+def dispatcher(store: SqliteStore, sinks: Sequence[BoundSink], clock: Any, **kw: Any) -> Dispatcher:
     return Dispatcher(store=store, sinks=sinks, clock=clock, rng=random.Random(7), **kw)
 
 
@@ -63,7 +63,7 @@ def signature_valid(req: ReceivedRequest, secret: str = TEST_SECRET) -> bool:
     return expected in req.headers["webhook-signature"].split(" ")
 
 
-def payload(store: Store, seq: int) -> bytes:
+def payload(store: SqliteStore, seq: int) -> bytes:
     return str(
         store.rows("SELECT payload FROM events WHERE seq = ?", (seq,))[0]["payload"]
     ).encode()

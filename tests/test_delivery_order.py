@@ -20,7 +20,7 @@ import pytest
 from syncd.delivery import BoundSink, Dispatcher, OwnerLock
 from syncd.sinks.file import FileSink
 from syncd.sinks.webhook import WebhookSink
-from syncd.store import Store
+from syncd.storage.sqlite import SqliteStore
 from tests.support.ordering import (
     Arrival,
     OrderingReceiver,
@@ -33,7 +33,7 @@ from tests.support.receiver import TEST_SECRET, serve_receiver
 
 
 def dispatcher(
-    store: Store,
+    store: SqliteStore,
     url: str,
     session: aiohttp.ClientSession,
     clock: Any,

@@ -14,7 +14,7 @@ from syncd.app import App, build_app
 from syncd.cli.status import freshness_notes
 from syncd.config import load_config
 from syncd.sync import SyncReport
-from tests.conftest import write_config
+from tests.conftest import sqlite_store, write_config
 from tests.support.feedserver import BloggerFeed, RequestRecord, serve_feed
 from tests.support.outbox import FakeClock
 
@@ -201,7 +201,9 @@ async def test_changes_off_and_a_template_url(tmp_path: Path) -> None:
 
 
 def deletion_reasons(app: App) -> dict[str, str]:
-    rows = app.store.rows("SELECT entry_id, deleted_reason FROM entries WHERE deleted_at NOT NULL")
+    rows = sqlite_store(app.store).rows(
+        "SELECT entry_id, deleted_reason FROM entries WHERE deleted_at NOT NULL"
+    )
     return {r["entry_id"]: r["deleted_reason"] for r in rows}
 
 

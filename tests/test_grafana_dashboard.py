@@ -14,14 +14,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from syncd.metrics import Metrics
 from syncd.model import DeliveryState
 from syncd.overview import take
-from syncd.store import Store
+from syncd.storage.sqlite import SqliteStore
 from syncd.sync import SyncReport
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "contrib" / "grafana" / "syncd-dashboard.json"
 
 
 def exported_series(tmp_path: Path) -> set[str]:
-    store = Store.open(tmp_path / "syncd.db")
+    store = SqliteStore.open(tmp_path / "syncd.db")
     try:
         now = datetime.now(UTC)
         store.ensure_feed("blog", "http://127.0.0.1:1/feed", now)
@@ -53,7 +53,7 @@ def test_every_dashboard_query_names_an_exported_series(tmp_path: Path) -> None:
 
 
 def test_metrics_values_from_the_observers(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "syncd.db")
+    store = SqliteStore.open(tmp_path / "syncd.db")
     try:
         now = datetime.now(UTC)
         store.ensure_feed("blog", "http://127.0.0.1:1/feed", now)

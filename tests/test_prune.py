@@ -12,17 +12,18 @@ from pathlib import Path
 
 import pytest
 
+from syncd.errors import CursorGone
 from syncd.model import ChangeKind, EventDraft
-from syncd.prune import Policy, prune
-from syncd.pull import CursorGone, Reader
-from syncd.store import Store
+from syncd.storage.sqlite import SqliteStore, events, outbox
+from syncd.storage.sqlite.reader import SqliteReads
+from syncd.storage.values import Policy
 from syncd.timestamps import to_text
 from tests.conftest import syncd, write_config
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
 
-def fill(store: Store) -> list[int]:
+def fill(store: SqliteStore) -> list[int]:
     """Six events (seq 1-6) ten days old, each with a delivery to `hook`; all delivered but
     seq 4, still pending. Entry e0 has four versions."""
     feed_id = store.ensure_feed("blog", "http://blog.test/feed", NOW).id
@@ -31,8 +32,9 @@ def fill(store: Store) -> list[int]:
     with store.write() as conn:
         for i in range(6):
             draft = EventDraft(f"evt_{i}", ChangeKind.UPDATED, old, "e0", False, {})
-            seq = store._insert_event(conn, feed_id, draft, ("hook",), old)
+            seq = events.insert(conn, feed_id, draft, old)
             assert seq is not None
+            outbox.enqueue(conn, seq, ("hook",), old)
             seqs.append(seq)
             conn.execute(
                 "INSERT INTO entry_versions (feed_id, entry_id, event_id, recorded_at, title)"
@@ -62,17 +64,17 @@ def count(db: Path, table: str) -> int:
 
 def test_prune_counts_then_deletes_a_done_prefix(tmp_path: Path) -> None:
     db = tmp_path / "syncd.db"
-    store = Store.open(db)
+    store = SqliteStore.open(db)
     fill(store)
     policy = Policy(keep_versions=2, keep_events_s=86400.0 * 7, keep_deliveries_s=86400.0)
-    dry = prune(store, policy, NOW, dry_run=True)
+    dry = store.prune(policy, NOW, dry_run=True)
     # Events 1-3 are done and old; 4 is pending, so 5 and 6 wait behind it (a prefix only).
     assert (dry.events, dry.deliveries, dry.attempts, dry.versions) == (3, 5, 1, 4)
     assert dry.events_through == 3
     assert (count(db, "events"), count(db, "deliveries"), count(db, "entry_versions")) == (6, 6, 6)
-    assert Reader(db).events(0, 10).next == 6  # a dry run moves no cursor floor
+    assert SqliteReads(db).events(0, 10).next == 6  # a dry run moves no cursor floor
 
-    done = prune(store, policy, NOW, dry_run=False)
+    done = store.prune(policy, NOW, dry_run=False)
     assert done == dry
     assert count(db, "events") == 3 and count(db, "delivery_attempts") == 0
     # Delivered deliveries of kept events go too (older than keep_deliveries); the pending stays.
@@ -82,21 +84,21 @@ def test_prune_counts_then_deletes_a_done_prefix(tmp_path: Path) -> None:
     conn.close()
     assert titles == ["v4", "v5"]  # the newest two
 
-    reader = Reader(db)
+    reader = SqliteReads(db)
     with pytest.raises(CursorGone) as gone:
         reader.events(0, 10)
     assert gone.value.restart_from == 3
     assert [e["data"]["seq"] for e in reader.events(3, 10).events] == [4, 5, 6]
     # Nothing more to let go: a second prune changes nothing and keeps the floor.
-    again = prune(store, policy, NOW, dry_run=False)
+    again = store.prune(policy, NOW, dry_run=False)
     assert (again.events, again.versions, again.events_through) == (0, 0, 3)
     store.close()
 
 
 def test_nothing_is_pruned_without_a_policy(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "syncd.db")
+    store = SqliteStore.open(tmp_path / "syncd.db")
     fill(store)
-    report = prune(store, Policy(), NOW, dry_run=False)
+    report = store.prune(Policy(), NOW, dry_run=False)
     assert (report.events, report.deliveries, report.versions, report.events_through) == (
         0, 0, 0, 0,
     )  # fmt: skip
@@ -110,7 +112,7 @@ async def test_prune_command(tmp_path: Path) -> None:
             "[store]\n", '[store]\nkeep_versions = 1\nkeep_events = "7d"\n', 1
         )
     )
-    store = Store.open(tmp_path / "syncd.db")
+    store = SqliteStore.open(tmp_path / "syncd.db")
     fill(store)
     store.close()
     dry = await syncd(config, "prune", "--dry-run", "--json")

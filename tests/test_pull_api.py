@@ -21,7 +21,7 @@ import pytest
 
 from syncd.model import ChangeKind, EventDraft
 from syncd.pull import Bell
-from syncd.store import Store
+from syncd.storage.sqlite import SqliteStore, events
 from syncd.web import api
 from tests.support.webapp import api_server
 
@@ -43,7 +43,7 @@ class Api:
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[Api]:
     db = tmp_path / "syncd.db"
-    store = Store.open(db)
+    store = SqliteStore.open(db)
     now = datetime.now(UTC)
     for name in FEEDS:
         store.ensure_feed(name, f"http://{name}.test/feed", now)
@@ -62,7 +62,7 @@ def commit_events(db: Path, count: int, per_tx: int, ring: Any, seed: int) -> No
     """The writer: `count` events in transactions of 1..per_tx, through the store's own insert,
     with pauses so that readers interleave. Runs in a thread with its own store connection."""
     rng = random.Random(seed)
-    store = Store.open(db)
+    store = SqliteStore.open(db)
     try:
         ids = {name: store.feed_state(name).id for name in FEEDS}
         made = 0
@@ -80,7 +80,7 @@ def commit_events(db: Path, count: int, per_tx: int, ring: Any, seed: int) -> No
                         initial=False,
                         data={"feed": {"name": feed}},
                     )
-                    store._insert_event(conn, ids[feed], draft, (), now)
+                    events.insert(conn, ids[feed], draft, now)
                     made += 1
             ring()
             if rng.random() < 0.5:

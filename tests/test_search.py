@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
-from syncd import search
-from syncd.migrations import migrations
+from syncd.errors import SearchQueryError
 from syncd.plaintext import html_to_text
 from syncd.since import parse_since
-from syncd.store import Store
+from syncd.storage.sqlite import SqliteStore, search
+from syncd.storage.sqlite.migrations import migrations
+from syncd.storage.values import SearchQuery
 from tests.conftest import db_rows, syncd, write_config
 from tests.support.feedserver import BloggerFeed, serve_feed
 
@@ -36,7 +37,7 @@ def test_text_not_markup() -> None:
 def hits(db: Path, query: str, **kw: object) -> list[str]:
     conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
     try:
-        return [h.title or "" for h in search.search(conn, query, **kw)]  # type: ignore[arg-type]
+        return [h.title or "" for h in search.search(conn, SearchQuery(query, **kw))]  # type: ignore[arg-type]
     finally:
         conn.close()
 
@@ -83,7 +84,7 @@ async def test_index_follows_create_edit_delete_restore(tmp_path: Path) -> None:
 
 def test_ranking_filters_and_syntax_errors(tmp_path: Path) -> None:
     db = tmp_path / "syncd.db"
-    Store.open(db).close()
+    SqliteStore.open(db).close()
     conn = sqlite3.connect(db)
     conn.execute("INSERT INTO feeds (id, name, url, created_at) VALUES (1, 'a', 'u', 'x')")
     conn.execute("INSERT INTO feeds (id, name, url, created_at) VALUES (2, 'b', 'v', 'x')")
@@ -100,23 +101,23 @@ def test_ranking_filters_and_syntax_errors(tmp_path: Path) -> None:
         )
         search.index_entry(conn, feed_id, entry_id, title, None, content)
     conn.commit()
-    found = search.search(conn, "walrus")
+    found = search.search(conn, SearchQuery("walrus"))
     assert next(h.entry_id for h in found) != "body"  # a title match outranks body repetitions
     assert {h.entry_id for h in found} == {"body", "title", "other"}
-    assert next(h.entry_id for h in search.search(conn, "walrus", feed="a")) == "title"
-    assert {h.entry_id for h in search.search(conn, "walrus", feed="b")} == {"other"}
+    assert next(h.entry_id for h in search.search(conn, SearchQuery("walrus", feed="a"))) == "title"
+    assert {h.entry_id for h in search.search(conn, SearchQuery("walrus", feed="b"))} == {"other"}
     since = search.search(
-        conn, "walrus", feed="a", since=parse_since("2023-06-01", datetime.now(UTC))
+        conn, SearchQuery("walrus", feed="a", since=parse_since("2023-06-01", datetime.now(UTC)))
     )
     assert [h.entry_id for h in since] == ["body"]
-    assert search.search(conn, "short")[0].snippet == "a [short] note"
-    assert len(search.search(conn, "walrus", limit=1)) == 1
+    assert search.search(conn, SearchQuery("short"))[0].snippet == "a [short] note"
+    assert len(search.search(conn, SearchQuery("walrus", limit=1))) == 1
     assert parse_since("2d", datetime(2024, 1, 3, tzinfo=UTC)) == datetime(2024, 1, 1, tzinfo=UTC)
     with pytest.raises(ValueError, match="neither a duration"):
         parse_since("yesterday", datetime.now(UTC))
     for bad in ('"unterminated', "AND walrus", "nosuchcolumn:walrus", "walrus)"):
-        with pytest.raises(search.SearchQueryError, match="bad search query"):
-            search.search(conn, bad)
+        with pytest.raises(SearchQueryError, match="bad search query"):
+            search.search(conn, SearchQuery(bad))
     conn.close()
 
 
@@ -140,7 +141,7 @@ def test_migration_rebuilds_the_index_from_markup(tmp_path: Path) -> None:
     assert old.execute("SELECT COUNT(*) FROM entries_fts WHERE entries_fts MATCH 'href'").fetchone()
     old.close()
 
-    Store.open(path).close()
+    SqliteStore.open(path).close()
     assert hits(path, "narwhal") == ["T"]
     assert hits(path, "href") == []
     assert hits(path, "okapi") == []

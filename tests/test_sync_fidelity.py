@@ -15,7 +15,7 @@ from typing import Any
 
 from syncd.app import App, build_app
 from syncd.config import load_config
-from tests.conftest import db_rows, write_config
+from tests.conftest import db_rows, sqlite_store, write_config
 from tests.support.documents import serve_documents
 from tests.support.feedserver import BloggerFeed, serve_feed
 
@@ -45,7 +45,9 @@ async def sync(app: App, *, full: bool = False) -> tuple[int, int, int]:
 
 
 def events(app: App) -> list[tuple[str, str]]:
-    return [(r[0], r[1]) for r in db_rows(app.store.path, "SELECT type, entry_id FROM events")]
+    return [
+        (r[0], r[1]) for r in db_rows(app.config.store.path, "SELECT type, entry_id FROM events")
+    ]
 
 
 async def test_deletion_needs_two_complete_full_crawls_and_shifts_are_silent(
@@ -70,7 +72,9 @@ async def test_deletion_needs_two_complete_full_crawls_and_shifts_are_silent(
         assert await sync(app, full=True) == (1, 0, 0)
         assert events(app)[-1] == ("entry.created", victim)
         assert len(events(app)) == 122
-        payload = db_rows(app.store.path, "SELECT payload FROM events WHERE type='entry.deleted'")
+        payload = db_rows(
+            app.config.store.path, "SELECT payload FROM events WHERE type='entry.deleted'"
+        )
         assert '"reason":"absent-from-complete-crawls"' in payload[0][0]
 
 
@@ -248,7 +252,7 @@ async def test_hash_only_updates_are_capped_and_visible(tmp_path: Path) -> None:
         assert updates == [1, 1, 1, 1, 1, 0, 0, 0]  # capped after 5 in a row
         (row,) = app.store.feed_summaries()
         assert row["hash_only_capped"] == 1
-        stored = db_rows(app.store.path, "SELECT content FROM entries")
+        stored = db_rows(app.config.store.path, "SELECT content FROM entries")
         assert stored == [("The time is 8",)]  # the store still follows the feed
         # A real edit (updated moves) is announced again and lifts the cap.
         docs["/feed"] = doc(9).replace(b"2024-01-01T00:00:00Z", b"2024-01-02T00:00:00Z")
@@ -295,7 +299,7 @@ async def test_an_interrupted_poll_resumes_past_its_committed_pages(tmp_path: Pa
         # Page 1 now answers 304; a plain incremental poll would stop there and miss 5 posts.
         (resumed,) = await app.sync_feeds(app.config.feeds, full=False, force=True)
         assert resumed.completed and resumed.full and resumed.created == 5
-        stored = {r[0] for r in db_rows(app.store.path, "SELECT entry_id FROM entries")}
+        stored = {r[0] for r in db_rows(app.config.store.path, "SELECT entry_id FROM entries")}
         assert set(new) <= stored
         # Once complete, polls are incremental again.
         (after,) = await app.sync_feeds(app.config.feeds, full=False, force=True)
@@ -320,7 +324,7 @@ async def test_a_database_failure_is_recorded_and_backed_off(tmp_path: Path) -> 
     feed = BloggerFeed(30)
     async with serve_feed(feed) as server, app_for(tmp_path, server.url) as app:
         # Another connection makes every entry insert fail, as a full disk would.
-        other = sqlite3.connect(app.store.path)
+        other = sqlite3.connect(app.config.store.path)
         other.execute(
             "CREATE TRIGGER refuse BEFORE INSERT ON entries"
             " BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END"
@@ -331,7 +335,7 @@ async def test_a_database_failure_is_recorded_and_backed_off(tmp_path: Path) -> 
         state = app.store.feed_state("f")
         assert state.consecutive_errors == 1
         assert state.next_due_at is not None and state.next_due_at > app.clock()
-        assert db_rows(app.store.path, "SELECT COUNT(*) FROM events") == [(0,)]
+        assert db_rows(app.config.store.path, "SELECT COUNT(*) FROM events") == [(0,)]
         other.execute("DROP TRIGGER refuse")
         other.commit()
         other.close()
@@ -369,8 +373,8 @@ async def test_a_locked_store_fails_the_feed_without_aborting_the_others(tmp_pat
 
     feed = BloggerFeed(30)
     async with serve_feed(feed) as server, app_for(tmp_path, server.url) as app:
-        app.store.db.conn.execute("PRAGMA busy_timeout = 50")
-        other = sqlite3.connect(app.store.path)
+        sqlite_store(app.store).db.conn.execute("PRAGMA busy_timeout = 50")
+        other = sqlite3.connect(app.config.store.path)
         other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
         try:
             (r,) = await app.sync_feeds(app.config.feeds, full=False, force=True)

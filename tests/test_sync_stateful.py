@@ -166,13 +166,13 @@ class FeedSync(RuleBasedStateMachine):
         assert self.app is not None
         return [
             json.loads(r[0])
-            for r in db_rows(self.app.store.path, "SELECT payload FROM events ORDER BY seq")
+            for r in db_rows(self.app.config.store.path, "SELECT payload FROM events ORDER BY seq")
         ]
 
     def check_after_full(self) -> None:
         assert self.app is not None
         truth = self.truth()
-        db = self.app.store.path
+        db = self.app.config.store.path
         stored = {
             r[0]: ((r[1], r[2]), r[3])
             for r in db_rows(db, "SELECT entry_id, updated, content_hash, deleted_at FROM entries")

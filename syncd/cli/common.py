@@ -17,11 +17,12 @@ from typing import Any, TypeVar
 
 import click
 
+from syncd.app import open_store, open_store_readonly
 from syncd.cli.errors import UsageFailure
 from syncd.config import Config, SinkConfig, load_config
 from syncd.errors import ConfigError, StoreError
 from syncd.logs import configure_logging
-from syncd.store import Store
+from syncd.storage import Store
 
 __all__ = [
     "Ctx",
@@ -110,7 +111,7 @@ def json_option(f: F) -> F:
 @contextmanager
 def reading(config: Config) -> Iterator[Store]:
     """The store, read-only: a missing database is an error naming its path, not a new file."""
-    store = Store.open_existing(config.store.path)
+    store = open_store_readonly(config)
     try:
         yield store
     finally:
@@ -126,7 +127,7 @@ def changing(config: Config) -> Iterator[Store]:
             f"no database at {str(config.store.path)!r}"
             " (check [store] path, or run `syncd sync` first)"
         )
-    store = Store.open(config.store.path)
+    store = open_store(config)
     try:
         yield store
     finally:

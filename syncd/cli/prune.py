@@ -8,7 +8,7 @@ import click
 from syncd.app import system_clock
 from syncd.cli.common import Ctx, changing, json_option, pass_ctx
 from syncd.cli.output import echo_json
-from syncd.prune import Policy, prune
+from syncd.storage.values import Policy
 
 __all__ = ["prune_command"]
 
@@ -24,7 +24,7 @@ def prune_command(ctx: Ctx, dry_run: bool, as_json: bool) -> None:
     sc = config.store
     policy = Policy(sc.keep_versions, sc.keep_events_s, sc.keep_deliveries_s)
     with changing(config) as store:
-        report = prune(store, policy, system_clock(), dry_run=dry_run)
+        report = store.prune(policy, system_clock(), dry_run=dry_run)
     if as_json:
         echo_json({**report.as_dict(), "dry_run": dry_run})
         return

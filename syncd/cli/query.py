@@ -8,9 +8,8 @@ import sys
 
 import click
 
-from syncd.cli.common import Ctx, pass_ctx
+from syncd.cli.common import Ctx, pass_ctx, reading
 from syncd.cli.output import table
-from syncd.store import query_readonly
 
 __all__ = ["query"]
 
@@ -27,7 +26,8 @@ __all__ = ["query"]
 @pass_ctx
 def query(ctx: Ctx, sql: str, fmt: str) -> None:
     """Run read-only SQL over the store (the database is opened read-only)."""
-    cols, rows = query_readonly(ctx.config().store.path, sql)
+    with reading(ctx.config()) as store:
+        cols, rows = store.query_readonly(sql)
     if fmt == "json":
         click.echo(json.dumps([dict(zip(cols, r, strict=True)) for r in rows], indent=2))
     elif fmt == "csv":

@@ -6,11 +6,12 @@ from datetime import UTC, datetime
 
 import click
 
-from syncd.cli.common import Ctx, json_option, pass_ctx
+from syncd.cli.common import Ctx, json_option, pass_ctx, reading
 from syncd.cli.errors import UsageFailure
 from syncd.cli.output import echo_json, short_time
-from syncd.search import SearchQueryError, search_store
+from syncd.errors import SearchQueryError
 from syncd.since import parse_since
+from syncd.storage.values import SearchQuery
 
 __all__ = ["search"]
 
@@ -38,7 +39,8 @@ def search(
         except ValueError as e:
             raise UsageFailure(f"--since: {e}") from None
     try:
-        hits = search_store(ctx.config().store.path, query, feed=feed, since=since_dt, limit=limit)
+        with reading(ctx.config()) as store:
+            hits = store.search(SearchQuery(query, feed=feed, since=since_dt, limit=limit))
     except SearchQueryError as e:
         raise UsageFailure(str(e)) from None
     if as_json:

@@ -1,7 +1,7 @@
 """The pull API under /api: events after a cursor (plain, long-poll, Server-Sent Events), entries
 and one entry with its versions, and the OpenAPI document describing them.
 
-Handlers validate parameters, read through `syncd.pull.Reader` on a worker thread and answer
+Handlers validate parameters, read through the store's `Reads` on a worker thread and answer
 JSON; every error is `{"error": <one line>, "code": <stable word>}`. Access control is the
 server's (syncd.web.server); this module reads nothing but the store, and writes nothing.
 """
@@ -19,10 +19,11 @@ from typing import Any, NoReturn, TypeVar
 from aiohttp import web
 
 from syncd.config import parse_duration
-from syncd.errors import StoreError
-from syncd.pull import EVENT_TYPES, Bell, CursorGone, EntryQuery, EventPage, Reader
-from syncd.search import SearchQueryError
+from syncd.errors import CursorGone, SearchQueryError, StoreError
+from syncd.pull import EVENT_TYPES, Bell
 from syncd.since import parse_since
+from syncd.storage import Reads
+from syncd.storage.values import EntryQuery, EventPage
 from syncd.web.openapi import DOCUMENT
 from syncd.web.services import SERVICES
 
@@ -91,14 +92,14 @@ async def _read(fn: Callable[..., T], *args: Any) -> T:
         raise ApiError(503, "store_unavailable", str(e)) from None
 
 
-def _reader(request: web.Request) -> tuple[Reader, Bell]:
+def _reader(request: web.Request) -> tuple[Reads, Bell]:
     services = request.app[SERVICES]
     if services.reader is None or services.bell is None:
         raise ApiError(503, "not_available", "this server has no store to read")
     return services.reader, services.bell
 
 
-async def _filters(request: web.Request, reader: Reader) -> tuple[str | None, str | None]:
+async def _filters(request: web.Request, reader: Reads) -> tuple[str | None, str | None]:
     q = request.query
     feed = q.get("feed") or None
     kind = q.get("type")

@@ -12,7 +12,8 @@ from aiohttp import web
 from syncd.health import Health
 from syncd.metrics import Metrics
 from syncd.overview import Overview
-from syncd.pull import Bell, Reader
+from syncd.pull import Bell
+from syncd.storage import Reads
 from syncd.subscriber import Subscriber
 
 
@@ -24,7 +25,7 @@ class Services:
     status: Callable[[], dict[str, Any]]  # what `syncd status --json` prints
     events: Callable[[str | None, int], list[dict[str, Any]]]  # (feed or all, how many)
     summary: Callable[[], str]  # the one line systemd's STATUS= shows
-    reader: Reader | None = None  # the pull API's store reads (syncd.web.api)
+    reader: Reads | None = None  # the pull API's store reads (syncd.web.api)
     bell: Bell | None = None  # rung when events were committed: wakes long-polls and streams
     websub: Subscriber | None = None  # the WebSub callback routes' (syncd.web.websub)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from syncd.config import EVENT_TYPES, SinkConfig
 from syncd.retry import DEFAULT_SCHEDULE_S
-from syncd.store import Store
+from syncd.storage.sqlite import SqliteStore
 from syncd.timestamps import format_timestamp
 
 
@@ -58,7 +58,7 @@ def envelope(event_id: str, kind: str, seq: int, feed: str, entry: int) -> dict[
 
 
 def seed_events(
-    store: Store,
+    store: SqliteStore,
     count: int,
     *,
     sinks: Sequence[str],
@@ -113,7 +113,7 @@ def seed_events(
     return seqs
 
 
-def deliveries_of(store: Store, sink: str) -> list[dict[str, Any]]:
+def deliveries_of(store: SqliteStore, sink: str) -> list[dict[str, Any]]:
     return store.rows(
         "SELECT d.*, e.id AS event_id FROM deliveries d JOIN events e ON e.seq = d.event_seq"
         " WHERE d.sink = ? ORDER BY d.event_seq",
@@ -121,7 +121,7 @@ def deliveries_of(store: Store, sink: str) -> list[dict[str, Any]]:
     )
 
 
-def attempts_of(store: Store, delivery_id: int) -> list[dict[str, Any]]:
+def attempts_of(store: SqliteStore, delivery_id: int) -> list[dict[str, Any]]:
     return store.rows(
         "SELECT * FROM delivery_attempts WHERE delivery_id = ? ORDER BY id", (delivery_id,)
     )

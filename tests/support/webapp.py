@@ -10,22 +10,22 @@ from pathlib import Path
 from syncd.health import Health, LoopMonitor
 from syncd.metrics import Metrics
 from syncd.overview import take
-from syncd.pull import Bell, Reader
-from syncd.store import Store
+from syncd.pull import Bell
+from syncd.storage.sqlite import SqliteStore
 from syncd.web.server import Access, WebServer, build_web_app
 from syncd.web.services import Services
 
 
-def api_server(db: Path, store: Store, bell: Bell) -> WebServer:
+def api_server(db: Path, store: SqliteStore, bell: Bell) -> WebServer:
     """A loopback WebServer (port 0) serving the web app for `store` at `db`."""
     services = Services(
-        Health(db, LoopMonitor(), store_open=True, scheduled=asyncio.Event()),
+        Health(store.probe, LoopMonitor(), store_open=True, scheduled=asyncio.Event()),
         Metrics(),
         lambda: take(store, datetime.now(UTC), []),
         status=lambda: {"feeds": [], "sinks": []},
         events=store.latest_events,
         summary=lambda: "",
-        reader=Reader(db),
+        reader=store.reads(),
         bell=bell,
     )
     return WebServer(build_web_app(services, Access.of(["127.0.0.0/8"], None)), "127.0.0.1", 0)

@@ -11,7 +11,7 @@ from typing import Any
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-from syncd import search
+from syncd.storage.sqlite import search
 
 migrations = Migrations("syncd")
 

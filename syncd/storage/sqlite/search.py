@@ -3,21 +3,19 @@
 `entries_search` is an FTS5 table holding the *text* of each live entry (title, summary,
 content; markup stripped by `syncd.plaintext`), its rowid taken from `entries_search_keys`, which
 gives every (feed_id, entry_id) a stable integer (entries' own rowid may change on VACUUM).
-The store calls `index_entry`/`unindex_entry` inside its write transactions, so the index
-changes with the entry or not at all; `search` runs on any connection, read-only ones included.
-This module decides nothing about feeds or events.
+The entries module calls `index_entry`/`unindex_entry` inside its write transactions, so the
+index changes with the entry or not at all; `search` runs on any connection, read-only ones
+included. The only writer of those two tables; decides nothing about feeds or events.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from syncd.errors import StoreError, SyncdError
+from syncd.errors import SearchQueryError, StoreError
 from syncd.plaintext import html_to_text
+from syncd.storage.values import Hit, SearchQuery
 from syncd.timestamps import to_text
 
 # Chosen on the 515-post backfill (docs/design.md, "Search"): porter stems English words
@@ -35,34 +33,6 @@ CREATE_SQL = (
     f"CREATE VIRTUAL TABLE entries_search USING fts5(title, summary, content,"
     f" tokenize = '{TOKENIZER}')",
 )
-
-
-class SearchQueryError(SyncdError):
-    """The query is not valid FTS5 syntax."""
-
-
-@dataclass(frozen=True, slots=True)
-class Hit:
-    feed: str
-    entry_id: str
-    title: str | None
-    link: str | None
-    published: str | None
-    updated: str | None
-    snippet: str
-    rank: float  # bm25: lower is better
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "feed": self.feed,
-            "entry_id": self.entry_id,
-            "title": self.title,
-            "link": self.link,
-            "published": self.published,
-            "updated": self.updated,
-            "snippet": self.snippet,
-            "rank": round(self.rank, 4),
-        }
 
 
 def _key(conn: sqlite3.Connection, feed_id: int, entry_id: str) -> int:
@@ -114,25 +84,17 @@ def rebuild(conn: sqlite3.Connection) -> int:
     return len(rows)
 
 
-def search(
-    conn: sqlite3.Connection,
-    query: str,
-    *,
-    feed: str | None = None,
-    since: datetime | None = None,
-    limit: int = 20,
-    snippet_tokens: int = 16,
-) -> list[Hit]:
+def search(conn: sqlite3.Connection, query: SearchQuery) -> list[Hit]:
     """Live entries matching the FTS5 `query`, best first (bm25, title weighted over body).
     `since` keeps entries published (or, lacking a date, first seen) at or after it."""
     where = ["entries_search MATCH :q", "e.deleted_at IS NULL"]
-    params: dict[str, Any] = {"q": query, "limit": limit, "n": snippet_tokens}
-    if feed is not None:
+    params: dict[str, Any] = {"q": query.q, "limit": query.limit, "n": query.snippet_tokens}
+    if query.feed is not None:
         where.append("f.name = :feed")
-        params["feed"] = feed
-    if since is not None:
+        params["feed"] = query.feed
+    if query.since is not None:
         where.append("COALESCE(e.published, e.first_seen) >= :since")
-        params["since"] = to_text(since)
+        params["since"] = to_text(query.since)
     weights = ", ".join(str(w) for w in WEIGHTS)
     sql = f"""
         SELECT f.name, e.entry_id, e.title, e.link, e.published, e.updated,
@@ -146,7 +108,7 @@ def search(
         ORDER BY rank, e.published DESC
         LIMIT :limit"""
     params["open"], params["close"] = MARK
-    check_query(query)
+    check_query(query.q)
     try:
         rows = conn.execute(sql, params).fetchall()
     except sqlite3.Error as e:
@@ -165,22 +127,3 @@ def check_query(query: str) -> None:
         raise SearchQueryError(f"bad search query {query!r}: {e}") from None
     finally:
         probe.close()
-
-
-def search_store(
-    path: Path,
-    query: str,
-    *,
-    feed: str | None = None,
-    since: datetime | None = None,
-    limit: int = 20,
-) -> list[Hit]:
-    """`search` on the store at `path`, opened read-only: a missing store is an error, never a
-    new file."""
-    if not path.exists():
-        raise StoreError(f"no database at {str(path)!r} (run `syncd sync` first)")
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        return search(conn, query, feed=feed, since=since, limit=limit)
-    finally:
-        conn.close()

@@ -1,12 +1,11 @@
-"""The outbox side of the store: claiming due deliveries, recording attempts, sink state, and the
-operator's requeue commands (recover, replay, enable).
+"""The outbox (`deliveries`, `delivery_attempts`, `sinks`): the only module that writes those
+tables. Deliveries are created here (`enqueue`, called inside the page commit's transaction, and
+`replay`), claimed, recorded, requeued by operators, and pruned (`prune`).
 
-Events and their delivery rows are *created* by `Store.commit_page`, in the page's transaction;
-this module reads them back for the dispatcher and records what each attempt did. It shares the
-store's single writer connection and transaction helper. It decides nothing: when to retry, when
-to pause and what an outcome means are the dispatcher's and `syncd.retry`'s; every method here is
-one short transaction (`exchange` bundles a sink's records, released leases and next claim into
-one), so a crash between any two leaves a consistent outbox.
+It decides nothing: when to retry, when to pause and what an outcome means are the dispatcher's
+and `syncd.retry`'s; every method here is one short transaction (`exchange` bundles a sink's
+records, released leases and next claim into one), so a crash between any two leaves a
+consistent outbox.
 
 A claimed delivery is *leased* (`leased_until`) rather than marked: another dispatcher (a second
 process, later a second worker on a shared database) skips it while the lease runs, and if this
@@ -21,25 +20,23 @@ import itertools
 import json
 import sqlite3
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from syncd.model import DeliveryState, OutboundEvent, SendOutcome
+from syncd.model import DeliveryState, OutboundEvent
+from syncd.storage.sqlite.db import Db, marks
+from syncd.storage.values import (
+    AttemptInfo,
+    AttemptRecord,
+    Claim,
+    DeliveryInfo,
+    DueDelivery,
+    ReplayCounts,
+    SinkRow,
+)
 from syncd.timestamps import from_text, to_text
 
-if TYPE_CHECKING:
-    from syncd.store import Store
-
-__all__ = [
-    "AttemptInfo",
-    "AttemptRecord",
-    "DeliveryInfo",
-    "DueDelivery",
-    "Outbox",
-    "ReplayCounts",
-    "SinkRow",
-]
+__all__ = ["SqliteOutbox", "enqueue", "prune", "queue_figures"]
 
 _QUEUED = "('pending', 'failed')"  # written identically everywhere: the partial index matches it
 
@@ -50,101 +47,6 @@ _NO_EARLIER_OF_ENTRY = f"""NOT EXISTS (
     SELECT 1 FROM events p CROSS JOIN deliveries q
     WHERE p.feed_id = e.feed_id AND p.entry_id = e.entry_id AND p.seq < e.seq
       AND q.event_seq = p.seq AND q.sink = d.sink AND q.state IN {_QUEUED})"""
-
-
-def _marks(values: Collection[object]) -> str:
-    return ",".join("?" * len(values))
-
-
-@dataclass(frozen=True, slots=True)
-class DueDelivery:
-    id: int
-    attempts: int
-    event: OutboundEvent
-    sink: str = ""
-    leased_until: datetime | None = None  # the lease this process holds on it, if any
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptRecord:
-    """What to write for a finished attempt: the deliveries it covered and what became of them
-    (several: a batch that succeeded as a whole). `next_attempt_at=None` on a failure means dead.
-    """
-
-    delivery_ids: tuple[int, ...]
-    outcome: SendOutcome
-    next_attempt_at: datetime | None
-    attempted_at: datetime
-
-    @property
-    def state(self) -> DeliveryState:
-        if self.outcome.ok:
-            return DeliveryState.DELIVERED
-        return DeliveryState.DEAD if self.next_attempt_at is None else DeliveryState.FAILED
-
-
-@dataclass(frozen=True)
-class Claim:
-    """What to lease: up to `limit` deliveries of `sink` claimable at `now` (see `claim_due`)."""
-
-    sink: str
-    now: datetime
-    limit: int
-    lease_until: datetime
-    probe: bool = False
-    strict: bool = False
-
-
-@dataclass(frozen=True)
-class SinkRow:
-    """A sink's persisted state (`sinks` table); defaults when it has no row yet."""
-
-    name: str
-    disabled_at: datetime | None = None
-    disabled_reason: str | None = None
-    config_hash: str | None = None  # the sink's config when a 410 disabled it
-    paused_until: datetime | None = None
-    pause_level: int = 0
-    pause_reason: str | None = None
-    resume_requested_at: str | None = None  # bumped by operator commands; daemons watch it
-
-
-@dataclass(frozen=True)
-class DeliveryInfo:
-    """One delivery as operators see it (`syncd deliveries list`)."""
-
-    id: int
-    sink: str
-    event_seq: int
-    event_id: str
-    event_type: str
-    state: str
-    attempts: int
-    created_at: str | None
-    next_attempt_at: str | None
-    last_attempt_at: str | None
-    last_status: int | None
-    last_error: str | None
-    delivered_at: str | None
-
-
-@dataclass(frozen=True)
-class AttemptInfo:
-    """One row of the delivery log."""
-
-    id: int
-    delivery_id: int
-    attempted_at: str
-    result: str | None
-    status: int | None
-    latency_ms: float | None
-    error: str | None
-
-
-@dataclass(frozen=True)
-class ReplayCounts:
-    created: int  # events the sink had no delivery for (filtered out, skipped initially, …)
-    requeued: int  # existing deliveries, delivered or not, queued again
 
 
 _DELIVERY_COLUMNS = """d.id, d.sink, d.event_seq, e.id AS event_id, e.type AS event_type, d.state,
@@ -245,9 +147,58 @@ def _record(conn: sqlite3.Connection, records: Sequence[AttemptRecord]) -> None:
         conn.executemany(f"INSERT INTO {_LOG_COLUMNS} VALUES (?, ?, ?, ?, ?, ?)", logs)
 
 
-class Outbox:
-    def __init__(self, store: Store) -> None:
-        self.store = store
+def enqueue(conn: sqlite3.Connection, seq: int, sinks: Sequence[str], now: datetime) -> None:
+    """A pending delivery of event `seq` to each of `sinks`, due `now` (in the commit's
+    transaction)."""
+    now_s = to_text(now)
+    conn.executemany(
+        "INSERT INTO deliveries (event_seq, sink, state, attempts, created_at, next_attempt_at)"
+        " VALUES (?, ?, 'pending', 0, ?, ?)",
+        [(seq, sink, now_s, now_s) for sink in sinks],
+    )
+
+
+def prune(
+    conn: sqlite3.Connection, upto: int, delivered_before: datetime | None, *, dry_run: bool
+) -> tuple[int, int]:
+    """Deliveries of events up to seq `upto`, and delivered ones older than `delivered_before`,
+    with their attempts: (deliveries, attempts) counted, and deleted unless `dry_run`."""
+    doomed = """SELECT id FROM deliveries WHERE event_seq <= :upto
+                OR (:cutoff IS NOT NULL AND state = 'delivered' AND delivered_at < :cutoff)"""
+    params = {"upto": upto, "cutoff": to_text(delivered_before)}
+    deliveries = conn.execute(f"SELECT COUNT(*) FROM ({doomed})", params).fetchone()[0]
+    attempts = conn.execute(
+        f"SELECT COUNT(*) FROM delivery_attempts WHERE delivery_id IN ({doomed})", params
+    ).fetchone()[0]
+    if not dry_run:
+        conn.execute(f"DELETE FROM delivery_attempts WHERE delivery_id IN ({doomed})", params)
+        conn.execute(f"DELETE FROM deliveries WHERE id IN ({doomed})", params)
+    return int(deliveries), int(attempts)
+
+
+def queue_figures(db: Db, sinks: Sequence[str]) -> list[dict[str, Any]]:
+    """For each of `sinks` and each other sink with deliveries waiting: the waiting ones
+    (`pending`), the creation time of the oldest (`oldest`), the dead ones (`dead`), and
+    its pause and disabled marks."""
+    # Every read is an index search (idx_deliveries_queue's WHERE, and (sink, state, ...)
+    # for the dead): none reads the delivered history, however long it grows.
+    return db.rows(
+        """WITH q AS (SELECT sink, COUNT(*) AS pending, MIN(created_at) AS oldest
+                      FROM deliveries WHERE state IN ('pending', 'failed') GROUP BY sink),
+                names(name) AS (SELECT value FROM json_each(?) UNION SELECT sink FROM q)
+           SELECT names.name, COALESCE(q.pending, 0) AS pending, q.oldest,
+                  (SELECT COUNT(*) FROM deliveries d
+                   WHERE d.sink = names.name AND d.state = 'dead') AS dead,
+                  s.paused_until, s.disabled_at
+           FROM names LEFT JOIN q ON q.sink = names.name
+           LEFT JOIN sinks s ON s.name = names.name""",
+        (json.dumps(list(sinks)),),
+    )
+
+
+class SqliteOutbox:
+    def __init__(self, db: Db) -> None:
+        self.db = db
 
     # ------------------------------------------------------------------ the dispatcher's side
 
@@ -285,7 +236,7 @@ class Outbox:
             # the syncer's page commits need.
             sql, params = _claim_query(claim)
             if not any(
-                r["free"] for r in self.store.rows(f"SELECT free FROM ({sql}) LIMIT 1", params)
+                r["free"] for r in self.db.rows(f"SELECT free FROM ({sql}) LIMIT 1", params)
             ):
                 return []
         return self.exchange(claim=claim)
@@ -302,7 +253,7 @@ class Outbox:
         unblocked). Returns what it leased."""
         if not records and not release and (claim is None or claim.limit <= 0):
             return []
-        with self.store.write() as conn:
+        with self.db.write() as conn:
             _record(conn, records)
             _release(conn, release)
             return _claim(conn, claim) if claim is not None and claim.limit > 0 else []
@@ -313,14 +264,14 @@ class Outbox:
 
     def reclaim_leases(self) -> int:
         """Drop every lease. Only for a dispatcher that knows no other one is alive."""
-        with self.store.write() as conn:
+        with self.db.write() as conn:
             return conn.execute(
                 "UPDATE deliveries SET leased_until = NULL WHERE leased_until IS NOT NULL"
             ).rowcount
 
     def next_due_at(self, sink: str) -> datetime | None:
         """When the earliest queued delivery of `sink` becomes claimable (its lease included)."""
-        rows = self.store.rows(
+        rows = self.db.rows(
             f"""SELECT MIN(CASE WHEN leased_until > next_attempt_at THEN leased_until
                                 ELSE next_attempt_at END) AS t
                 FROM deliveries WHERE sink = ? AND state IN {_QUEUED}""",
@@ -339,7 +290,7 @@ class Outbox:
     # ------------------------------------------------------------------ sink state
 
     def sink_row(self, name: str) -> SinkRow:
-        rows = self.store.rows("SELECT * FROM sinks WHERE name = ?", (name,))
+        rows = self.db.rows("SELECT * FROM sinks WHERE name = ?", (name,))
         if not rows:
             return SinkRow(name)
         r = rows[0]
@@ -359,11 +310,11 @@ class Outbox:
     ) -> None:
         """Write a sink's row; with `due_now`, also make its waiting deliveries due then."""
         cols = ", ".join(["name", *values])
-        marks = ", ".join("?" * (len(values) + 1))
+        places = ", ".join("?" * (len(values) + 1))
         updates = ", ".join(f"{c} = excluded.{c}" for c in values)
-        with self.store.write() as conn:
+        with self.db.write() as conn:
             conn.execute(
-                f"INSERT INTO sinks ({cols}) VALUES ({marks})"
+                f"INSERT INTO sinks ({cols}) VALUES ({places})"
                 f" ON CONFLICT(name) DO UPDATE SET {updates}",
                 [name, *values.values()],
             )
@@ -421,7 +372,7 @@ class Outbox:
 
     def sink_summaries(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
-        for r in self.store.rows(
+        for r in self.db.rows(
             "SELECT sink, state, COUNT(*) AS n FROM deliveries GROUP BY sink, state"
         ):
             out.setdefault(r["sink"], {})[r["state"]] = r["n"]
@@ -444,7 +395,7 @@ class Outbox:
             where.append("d.sink = ?")
             params.append(sink)
         if states:
-            where.append(f"d.state IN ({_marks(states)})")
+            where.append(f"d.state IN ({marks(states)})")
             params.extend(states)
         if event:
             where.append("e.id LIKE ? ESCAPE '\\'")
@@ -457,10 +408,10 @@ class Outbox:
         if limit:
             sql += " LIMIT ?"
             params.append(limit)
-        return [DeliveryInfo(**r) for r in self.store.rows(sql, params)]
+        return [DeliveryInfo(**r) for r in self.db.rows(sql, params)]
 
     def delivery(self, delivery_id: int) -> DeliveryInfo | None:
-        rows = self.store.rows(
+        rows = self.db.rows(
             f"SELECT {_DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq"
             " WHERE d.id = ?",
             (delivery_id,),
@@ -470,7 +421,7 @@ class Outbox:
     def attempts(self, delivery_id: int) -> list[AttemptInfo]:
         return [
             AttemptInfo(**r)
-            for r in self.store.rows(
+            for r in self.db.rows(
                 "SELECT id, delivery_id, attempted_at, result, status, latency_ms, error"
                 " FROM delivery_attempts WHERE delivery_id = ? ORDER BY id",
                 (delivery_id,),
@@ -479,7 +430,7 @@ class Outbox:
 
     def load(self, delivery_id: int) -> DueDelivery | None:
         """A delivery and its event in any state, to be sent again on request."""
-        rows = self.store.rows(
+        rows = self.db.rows(
             """SELECT d.id, d.sink, d.attempts, e.id AS event_id, e.seq, e.type, e.payload
                FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.id = ?""",
             (delivery_id,),
@@ -500,7 +451,7 @@ class Outbox:
         if since is not None:
             sql += " AND created_at >= ?"
             params.append(to_text(since))
-        with self.store.write() as conn:
+        with self.db.write() as conn:
             count = conn.execute(sql, params).rowcount
         self.request_resume(sink, now)
         return count
@@ -527,14 +478,14 @@ class Outbox:
             cond.append("e.seq <= ?")
             params.append(to_seq)
         if types is not None:
-            cond.append(f"e.type IN ({_marks(types)})")
+            cond.append(f"e.type IN ({marks(types)})")
             params.extend(sorted(types))
         if feeds is not None:
-            cond.append(f"e.feed_id IN (SELECT id FROM feeds WHERE name IN ({_marks(feeds)}))")
+            cond.append(f"e.feed_id IN (SELECT id FROM feeds WHERE name IN ({marks(feeds)}))")
             params.extend(sorted(feeds))
         events = f"SELECT e.seq FROM events e WHERE {' AND '.join(cond)}"
         now_s = to_text(now)
-        with self.store.write() as conn:
+        with self.db.write() as conn:
             requeued = conn.execute(
                 f"""UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?,
                     leased_until = NULL WHERE sink = ? AND event_seq IN ({events})""",

@@ -1,0 +1,214 @@
+"""Entries and their versions (`entries`, `entry_versions`): the only writer of both, keeping the
+search index in step (syncd.storage.sqlite.search) in the same transaction. Functions take the
+caller's transaction; they decide nothing about what changed (the diff did).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from syncd.model import Change, Deletion, Link, Person, StoredEntry
+from syncd.storage.sqlite import search
+from syncd.storage.sqlite.db import Db, dump, marks, ms
+from syncd.timestamps import from_text, to_text
+
+_COLUMNS = (
+    "entry_id, updated, content_hash, title, link, published, authors, categories, summary,"
+    " content, deleted_at, hash_only_updates, revision, base_url, missing_crawls"
+)
+
+
+def person_dict(p: Person) -> dict[str, str | None]:
+    return {"name": p.name, "email": p.email, "uri": p.uri}
+
+
+def link_dict(link: Link) -> dict[str, str | None]:
+    return {
+        "href": link.href,
+        "rel": link.rel,
+        "type": link.type,
+        "title": link.title,
+        "length": link.length,
+    }
+
+
+def _stored(r: Mapping[str, Any]) -> StoredEntry:
+    return StoredEntry(
+        entry_id=r["entry_id"],
+        updated=from_text(r["updated"]),
+        content_hash=r["content_hash"],
+        title=r["title"],
+        link=r["link"],
+        published=from_text(r["published"]),
+        authors=tuple(Person(**p) for p in json.loads(r["authors"] or "[]")),
+        categories=tuple(json.loads(r["categories"] or "[]")),
+        summary=r["summary"],
+        content=r["content"],
+        deleted_at=from_text(r["deleted_at"]),
+        hash_only_updates=r["hash_only_updates"] or 0,
+        revision=r["revision"] or 0,
+        base_url=r["base_url"],
+        missing_crawls=r["missing_crawls"] or 0,
+    )
+
+
+# ---------------------------------------------------------------- reads
+
+
+def known(db: Db, feed_id: int, entry_ids: Iterable[str]) -> dict[str, StoredEntry]:
+    ids = list(dict.fromkeys(entry_ids))
+    found: dict[str, StoredEntry] = {}
+    # Chunks stay under SQLite's host-parameter limit for any page size.
+    for i in range(0, len(ids), 500):
+        chunk = ids[i : i + 500]
+        for r in db.rows(
+            f"SELECT {_COLUMNS} FROM entries WHERE feed_id = ? AND entry_id IN ({marks(chunk)})",
+            [feed_id, *chunk],
+        ):
+            found[r["entry_id"]] = _stored(r)
+    return found
+
+
+def live(db: Db, feed_id: int) -> dict[str, StoredEntry]:
+    """Every entry of the feed that is not deleted."""
+    return {
+        r["entry_id"]: _stored(r)
+        for r in db.rows(
+            f"SELECT {_COLUMNS} FROM entries WHERE feed_id = ? AND deleted_at IS NULL", (feed_id,)
+        )
+    }
+
+
+def recent(db: Db, feed_id: int, since: datetime) -> int:
+    """Live entries published since `since` (for `interval = "auto"`)."""
+    rows = db.rows(
+        "SELECT COUNT(*) AS n FROM entries WHERE feed_id = ? AND deleted_at IS NULL"
+        " AND COALESCE(published, updated) >= ?",
+        (feed_id, ms(since)),
+    )
+    return int(rows[0]["n"])
+
+
+def newest_updated(db: Db, feed_id: int) -> datetime | None:
+    """The newest `updated` of the feed's entries. Text order is instant order except within
+    one second (fraction lengths differ), so the newest few are compared exactly."""
+    rows = db.rows(
+        "SELECT updated FROM entries WHERE feed_id = ? AND updated IS NOT NULL"
+        " ORDER BY updated DESC LIMIT 16",
+        (feed_id,),
+    )
+    stamps = [t for t in (from_text(r["updated"]) for r in rows) if t is not None]
+    return max(stamps, default=None)
+
+
+# ---------------------------------------------------------------- writes (caller's transaction)
+
+
+def write(
+    conn: sqlite3.Connection, feed_id: int, change: Change, event_id: str | None, now_s: str | None
+) -> None:
+    """Store the entry as `change` has it, and a version row naming the event it raised."""
+    e = change.entry
+    hash_only = (
+        (change.previous.hash_only_updates + 1) if change.hash_only and change.previous else 0
+    )
+    values = {
+        "feed_id": feed_id,
+        "entry_id": e.entry_id,
+        "id_source": e.id_source,
+        "title": e.title,
+        "link": e.link,
+        "published": to_text(e.published),
+        "updated": to_text(e.updated),
+        "authors": dump([person_dict(p) for p in e.authors]),
+        "categories": dump(list(e.categories)),
+        "summary": e.summary,
+        "content": e.content,
+        "links": dump([link_dict(link) for link in e.links]),
+        "base_url": e.base_url,
+        "content_hash": e.content_hash,
+        "hash_only_updates": hash_only,
+        "first_seen": now_s,
+        "last_seen": now_s,
+    }
+    cols = ", ".join(values)
+    places = ", ".join(f":{c}" for c in values)
+    keep = {"feed_id", "entry_id", "first_seen"}
+    updates = ", ".join(f"{c} = excluded.{c}" for c in values if c not in keep)
+    conn.execute(
+        f"INSERT INTO entries ({cols}, revision) VALUES ({places}, 1)"
+        f" ON CONFLICT(feed_id, entry_id) DO UPDATE SET {updates}, deleted_at = NULL,"
+        " deleted_reason = NULL, missing_crawls = 0, revision = revision + 1",
+        values,
+    )
+    conn.execute(
+        """INSERT INTO entry_versions (feed_id, entry_id, event_id, recorded_at, title, link,
+           published, updated, authors, categories, summary, content, content_hash)
+           VALUES (:feed_id, :entry_id, :event_id, :now, :title, :link, :published, :updated,
+           :authors, :categories, :summary, :content, :content_hash)""",
+        {**values, "event_id": event_id, "now": now_s},
+    )
+    before = change.previous
+    if (
+        before is None
+        or before.deleted_at is not None
+        or (before.title, before.summary, before.content) != (e.title, e.summary, e.content)
+    ):
+        # Only changed text is re-tokenised: a hash-only update keeps its index row.
+        search.index_entry(conn, feed_id, e.entry_id, e.title, e.summary, e.content)
+
+
+def seen(
+    conn: sqlite3.Connection, feed_id: int, entry_ids: Sequence[str], now_s: str | None
+) -> None:
+    """Listed again, unchanged: seen now, present in this crawl."""
+    conn.executemany(
+        "UPDATE entries SET last_seen = ?, missing_crawls = 0 WHERE feed_id = ? AND entry_id = ?",
+        [(now_s, feed_id, i) for i in entry_ids],
+    )
+
+
+def count_presence(
+    conn: sqlite3.Connection, feed_id: int, listed: Collection[str], missing: Sequence[str]
+) -> None:
+    """A complete full crawl: reset the absence count of what it listed, count one more absence
+    for `missing`."""
+    conn.executemany(
+        "UPDATE entries SET missing_crawls = 0 WHERE feed_id = ? AND entry_id = ?"
+        " AND missing_crawls != 0",
+        [(feed_id, i) for i in listed],
+    )
+    conn.executemany(
+        "UPDATE entries SET missing_crawls = missing_crawls + 1"
+        " WHERE feed_id = ? AND entry_id = ? AND deleted_at IS NULL",
+        [(feed_id, i) for i in missing],
+    )
+
+
+def delete(conn: sqlite3.Connection, feed_id: int, deletion: Deletion, now: datetime) -> None:
+    # The row stays (users query history); deleted_at marks it, revision moves on.
+    conn.execute(
+        "UPDATE entries SET deleted_at = ?, deleted_reason = ?, revision = revision + 1"
+        " WHERE feed_id = ? AND entry_id = ?",
+        (to_text(now), deletion.reason, feed_id, deletion.entry.entry_id),
+    )
+    search.unindex_entry(conn, feed_id, deletion.entry.entry_id)
+
+
+_OLD_VERSIONS = """SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY feed_id, entry_id
+                   ORDER BY id DESC) AS newer FROM entry_versions) WHERE newer > :keep"""
+
+
+def prune_versions(conn: sqlite3.Connection, keep: int | None, *, dry_run: bool) -> int:
+    """Versions beyond the newest `keep` of each entry: counted, and deleted unless `dry_run`."""
+    if keep is None:
+        return 0
+    params = {"keep": keep}
+    count = int(conn.execute(f"SELECT COUNT(*) FROM ({_OLD_VERSIONS})", params).fetchone()[0])
+    if not dry_run:
+        conn.execute(f"DELETE FROM entry_versions WHERE id IN ({_OLD_VERSIONS})", params)
+    return count

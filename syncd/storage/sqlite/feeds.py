@@ -1,0 +1,273 @@
+"""Feeds and their pages (`feeds`, `pages`): the only writer of both. A feed's row holds its
+schedule and crawl history, a page's row its validators and what it listed. Decides nothing: the
+schedule and the outcome come from the pure modules; functions here record them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime
+from typing import Any
+
+from syncd.errors import StoreError
+from syncd.model import FetchResult, ParsedPage, Validators
+from syncd.storage.sqlite.db import Db, dump, ms
+from syncd.storage.values import CrawlOutcome, FeedState, PageState
+from syncd.timestamps import from_text, to_text
+
+
+def ensure(db: Db, name: str, url: str, now: datetime) -> FeedState:
+    """The feed's row, created on first sight. The configured URL wins over a stored one."""
+    with db.write() as conn:
+        conn.execute(
+            "INSERT INTO feeds (name, url, created_at, consecutive_errors) VALUES (?, ?, ?, 0)"
+            # A new configured URL is the operator's word: it replaces any adopted move.
+            " ON CONFLICT(name) DO UPDATE SET url = excluded.url, adopted_url = NULL,"
+            " moved_to = NULL, moved_seen = 0 WHERE url != excluded.url",
+            (name, url, to_text(now)),
+        )
+    return state(db, name)
+
+
+def state(db: Db, name: str) -> FeedState:
+    rows = db.rows("SELECT * FROM feeds WHERE name = ?", (name,))
+    if not rows:
+        raise StoreError(f"feed {name!r} is not in the store")
+    r = rows[0]
+    return FeedState(
+        id=r["id"],
+        name=r["name"],
+        url=r["url"],
+        title=r["title"],
+        first_synced_at=from_text(r["first_synced_at"]),
+        last_fetch_at=from_text(r["last_fetch_at"]),
+        last_outcome=r["last_outcome"],
+        last_error=r["last_error"],
+        consecutive_errors=r["consecutive_errors"] or 0,
+        next_due_at=from_text(r["next_due_at"]),
+        last_full_sync_at=from_text(r["last_full_sync_at"]),
+        retry_after_until=from_text(r["retry_after_until"]),
+        gone_at=from_text(r["gone_at"]),
+        crawl_incomplete=bool(r["crawl_incomplete"]),
+        adopted_url=r["adopted_url"],
+        moved_to=r["moved_to"],
+        moved_seen=r["moved_seen"] or 0,
+        changes_base=r["changes_base"],
+        changes_off_until=from_text(r["changes_off_until"]),
+        changes_error=r["changes_error"],
+        changes_since=from_text(r["changes_since"]),
+        total_results=r["total_results"],
+        page1_shortfall=r["page1_shortfall"],
+        full_crawl_reason=r["full_crawl_reason"],
+        publisher_interval_s=r["publisher_interval_s"],
+        publisher_interval_why=r["publisher_interval_why"],
+    )
+
+
+def reschedule(db: Db, feed_id: int, at: datetime, reason: str) -> None:
+    with db.write() as conn:
+        conn.execute(
+            "UPDATE feeds SET next_due_at = ?, next_due_reason = ? WHERE id = ?",
+            (ms(at), reason, feed_id),
+        )
+
+
+def due(db: Db, now: datetime) -> list[str]:
+    """Names of feeds whose next poll is due, that are not gone (410), most overdue first."""
+    return [
+        r["name"]
+        for r in db.rows(
+            "SELECT name FROM feeds WHERE gone_at IS NULL"
+            " AND (next_due_at IS NULL OR next_due_at <= ?)"
+            " ORDER BY next_due_at IS NOT NULL, next_due_at",
+            (ms(now),),
+        )
+    ]
+
+
+def finish_crawl(db: Db, feed_id: int, now: datetime, outcome: CrawlOutcome) -> None:
+    move = outcome.move
+    adopt = move is not None and move.adopt
+    with db.write() as conn:
+        conn.execute(
+            """UPDATE feeds SET last_fetch_at = ?, last_outcome = ?, last_error = ?,
+               consecutive_errors = ?, next_due_at = ?, retry_after_until = ?,
+               title = COALESCE(?, title),
+               first_synced_at = CASE WHEN ? THEN COALESCE(first_synced_at, ?)
+                                 ELSE first_synced_at END,
+               last_full_sync_at = CASE WHEN ? THEN ? ELSE last_full_sync_at END,
+               gone_at = CASE WHEN ? = 'gone' THEN COALESCE(gone_at, ?) ELSE NULL END,
+               crawl_incomplete = CASE WHEN ? THEN 0 ELSE crawl_incomplete END,
+               adopted_url = CASE WHEN ? THEN ? ELSE adopted_url END,
+               moved_to = CASE WHEN ? THEN ? ELSE moved_to END,
+               moved_seen = CASE WHEN ? THEN ? ELSE moved_seen END,
+               next_due_reason = ?,
+               full_crawl_reason = CASE WHEN ? THEN NULL ELSE full_crawl_reason END
+               WHERE id = ?""",
+            (
+                to_text(now),
+                outcome.outcome,
+                outcome.error,
+                outcome.consecutive_errors,
+                ms(outcome.next_due_at),
+                ms(outcome.retry_after_until),
+                outcome.title,
+                outcome.completed,
+                to_text(now),
+                outcome.full and outcome.completed,
+                to_text(now),
+                outcome.outcome,
+                to_text(now),
+                outcome.completed,
+                adopt,
+                move.moved_to if move else None,
+                move is not None,
+                None if adopt or move is None else move.moved_to,
+                move is not None,
+                0 if adopt or move is None else move.seen,
+                outcome.next_due_reason,
+                outcome.full and outcome.completed,
+                feed_id,
+            ),
+        )
+        if outcome.full_crawl_reason is not None:
+            conn.execute(
+                "UPDATE feeds SET full_crawl_reason = ? WHERE id = ?",
+                (outcome.full_crawl_reason, feed_id),
+            )
+        if outcome.publisher is not None:
+            conn.execute(
+                "UPDATE feeds SET publisher_interval_s = ?, publisher_interval_why = ?"
+                " WHERE id = ?",
+                (*outcome.publisher, feed_id),
+            )
+        if outcome.counted is not None:
+            conn.execute(
+                "UPDATE feeds SET total_results = ?, page1_shortfall = ? WHERE id = ?",
+                (*outcome.counted, feed_id),
+            )
+        changes = outcome.changes
+        if changes is not None:
+            conn.execute(
+                "UPDATE feeds SET changes_base = ?, changes_since = ?, changes_off_until = ?,"
+                " changes_error = ? WHERE id = ?",
+                (
+                    changes.base,
+                    ms(changes.since),
+                    ms(changes.off_until),
+                    changes.error,
+                    feed_id,
+                ),
+            )
+        if outcome.full and outcome.completed:
+            # A complete walk saw every entry: the changes query starts afresh from it.
+            conn.execute("UPDATE feeds SET changes_since = NULL WHERE id = ?", (feed_id,))
+        if changes is not None and changes.keep_pages is not None:
+            # Each changes query has its own URL (its instant moves): keep only the latest.
+            marks = ",".join("?" * len(changes.keep_pages))
+            conn.execute(
+                f"DELETE FROM pages WHERE feed_id = ? AND partial = 1 AND url NOT IN ({marks})",
+                (feed_id, *changes.keep_pages),
+            )
+
+
+def page_state(db: Db, feed_id: int, url: str) -> PageState | None:
+    rows = db.rows(
+        "SELECT etag, last_modified, body_hash, next_url, entry_ids, archive, total_results"
+        " FROM pages"
+        " WHERE feed_id = ? AND url = ?",
+        (feed_id, url),
+    )
+    if not rows:
+        return None
+    r = rows[0]
+    return PageState(
+        Validators(r["etag"], r["last_modified"], r["body_hash"]),
+        r["next_url"],
+        tuple(json.loads(r["entry_ids"] or "[]")),
+        bool(r["archive"]),
+        r["total_results"],
+    )
+
+
+def record_unchanged_page(db: Db, feed_id: int, result: FetchResult, now: datetime) -> None:
+    """A 304 or an identical body: refresh validators (a 304 may carry new ones)."""
+    with db.write() as conn:
+        conn.execute(
+            "UPDATE pages SET fetched_at = ?, etag = COALESCE(?, etag),"
+            " last_modified = COALESCE(?, last_modified) WHERE feed_id = ? AND url = ?",
+            (to_text(now), result.etag, result.last_modified, feed_id, result.url),
+        )
+
+
+def write_page(
+    conn: sqlite3.Connection,
+    feed_id: int,
+    result: FetchResult,
+    page: ParsedPage,
+    next_url: str | None,
+    now: datetime,
+    *,
+    partial: bool,
+) -> None:
+    """The page's row as this parse left it (the commit's transaction). A crawl's page marks the
+    crawl incomplete until it completes: the next poll must walk past this page (a 304)."""
+    if not partial:
+        conn.execute("UPDATE feeds SET crawl_incomplete = 1 WHERE id = ?", (feed_id,))
+    conn.execute(
+        """INSERT INTO pages (feed_id, url, etag, last_modified, body_hash, next_url,
+           entry_count, fetched_at, entry_ids, archive, prev_archive_url, partial,
+           total_results)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT(feed_id, url) DO UPDATE SET etag = excluded.etag,
+           last_modified = excluded.last_modified, body_hash = excluded.body_hash,
+           next_url = excluded.next_url, entry_count = excluded.entry_count,
+           fetched_at = excluded.fetched_at, entry_ids = excluded.entry_ids,
+           archive = excluded.archive, prev_archive_url = excluded.prev_archive_url,
+           partial = excluded.partial, total_results = excluded.total_results""",
+        (
+            feed_id,
+            result.url,
+            result.etag,
+            result.last_modified,
+            result.body_hash,
+            next_url,
+            len(page.entries),
+            to_text(now),
+            dump(list(dict.fromkeys(e.entry_id for e in page.entries))),
+            int(page.archive and not page.malformed and not partial),
+            page.prev_archive_url,
+            int(partial),
+            page.total_results,
+        ),
+    )
+
+
+def summaries(db: Db, hash_only_cap: int) -> list[dict[str, Any]]:
+    """Per feed: its row, live entries, entries whose hash-only updates reached the cap (now
+    stored silently), and entries one complete crawl did not list (deleted at the next)."""
+    return db.rows(
+        """SELECT f.name, f.url, f.title, f.last_fetch_at, f.last_outcome, f.last_error,
+           f.next_due_at, f.consecutive_errors, f.last_full_sync_at, f.first_synced_at,
+           f.next_due_reason, f.changes_base, f.changes_off_until, f.changes_error,
+           f.full_crawl_reason, f.total_results, f.publisher_interval_why, f.crawl_incomplete,
+           (SELECT MAX(e.updated) FROM entries e WHERE e.feed_id = f.id
+              AND e.deleted_at IS NULL) AS newest_updated,
+           (SELECT COUNT(*) FROM entries e WHERE e.feed_id = f.id AND e.deleted_at IS NULL)
+             AS entries,
+           (SELECT COUNT(*) FROM entries e WHERE e.feed_id = f.id AND e.deleted_at IS NULL
+              AND e.hash_only_updates >= :cap) AS hash_only_capped,
+           (SELECT COUNT(*) FROM entries e WHERE e.feed_id = f.id AND e.deleted_at IS NULL
+              AND e.missing_crawls > 0) AS missing_once
+           FROM feeds f ORDER BY f.name""",
+        {"cap": hash_only_cap},
+    )
+
+
+def schedule_rows(db: Db) -> list[dict[str, Any]]:
+    """Per feed, what the operator surfaces (metrics, health, status page) judge it by."""
+    return db.rows(
+        "SELECT name, last_fetch_at, last_outcome, consecutive_errors, next_due_at, gone_at"
+        " FROM feeds ORDER BY name"
+    )

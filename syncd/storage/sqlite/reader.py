@@ -1,0 +1,122 @@
+"""The pull API's reads on SQLite. Every read opens its own read-only connection inside one read
+transaction (WAL readers see a snapshot and never block the writer), so a worker thread may call
+them while the store's owner writes. `events` is a cursor read: see syncd.storage.sqlite.events
+for why `seq` order is commit order here. This module writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from syncd.errors import CursorGone, StoreError
+from syncd.storage.sqlite import events, search
+from syncd.storage.sqlite.db import readonly_connection
+from syncd.storage.sqlite.prune import pruned_through
+from syncd.storage.values import EntryQuery, EventPage
+from syncd.timestamps import to_text
+
+_ENTRY_FIELDS = (
+    "f.name AS feed, e.entry_id, e.title, e.link, e.published, e.updated, e.authors,"
+    " e.categories, e.summary, e.content, e.links, e.first_seen, e.last_seen, e.deleted_at,"
+    " e.deleted_reason, e.revision"
+)
+_JSON_FIELDS = ("authors", "categories", "links")
+
+
+def _entry(row: dict[str, Any]) -> dict[str, Any]:
+    for key in _JSON_FIELDS:
+        if key in row:
+            row[key] = json.loads(row[key] or "[]")
+    return row
+
+
+class SqliteReads:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection inside one read transaction (one consistent snapshot)."""
+        if not self.path.exists():
+            raise StoreError(f"no database at {str(self.path)!r}")
+        conn = readonly_connection(self.path)
+        conn.row_factory = sqlite3.Row
+        try:
+            conn.execute("BEGIN")
+            yield conn
+        except sqlite3.Error as e:
+            raise StoreError(f"database error: {e}") from None
+        finally:
+            conn.close()
+
+    def events(
+        self, after: int, limit: int, feed: str | None = None, type: str | None = None
+    ) -> EventPage:
+        with self._snapshot() as conn:
+            floor = pruned_through(conn)
+            if after < floor:
+                raise CursorGone(floor)
+            found, nxt = events.after(conn, after, limit, feed, type)
+        return EventPage(found, nxt)
+
+    def feed_exists(self, name: str) -> bool:
+        with self._snapshot() as conn:
+            return (
+                conn.execute("SELECT 1 FROM feeds WHERE name = ?", (name,)).fetchone() is not None
+            )
+
+    def entries(self, query: EntryQuery) -> list[dict[str, Any]]:
+        where = ["1"]
+        params: dict[str, Any] = {"limit": query.limit, "offset": query.offset}
+        if query.q is not None:
+            search.check_query(query.q)
+            where.append(
+                "(e.feed_id, e.entry_id) IN (SELECT k.feed_id, k.entry_id FROM entries_search"
+                " JOIN entries_search_keys k ON k.id = entries_search.rowid"
+                " WHERE entries_search MATCH :q)"
+            )
+            params["q"] = query.q
+        if query.feed is not None:
+            where.append("f.name = :feed")
+            params["feed"] = query.feed
+        if query.since is not None:
+            where.append("COALESCE(e.published, e.first_seen) >= :since")
+            params["since"] = to_text(query.since)
+        if not query.include_deleted:
+            where.append("e.deleted_at IS NULL")
+        with self._snapshot() as conn:
+            rows = conn.execute(
+                f"SELECT {_ENTRY_FIELDS} FROM entries e JOIN feeds f ON f.id = e.feed_id"
+                f" WHERE {' AND '.join(where)}"
+                " ORDER BY COALESCE(e.published, e.first_seen) DESC, e.entry_id"
+                " LIMIT :limit OFFSET :offset",
+                params,
+            ).fetchall()
+        return [_entry(dict(r)) for r in rows]
+
+    def entry(self, entry_id: str, feed: str | None) -> list[dict[str, Any]]:
+        """The entry in every feed that has it (or in `feed`), each with its versions, oldest
+        first."""
+        with self._snapshot() as conn:
+            rows = conn.execute(
+                f"SELECT e.feed_id, {_ENTRY_FIELDS} FROM entries e JOIN feeds f"
+                " ON f.id = e.feed_id WHERE e.entry_id = ? AND (? IS NULL OR f.name = ?)",
+                (entry_id, feed, feed),
+            ).fetchall()
+            found = []
+            for r in rows:
+                entry = _entry(dict(r))
+                versions = conn.execute(
+                    "SELECT id, event_id, recorded_at, title, link, published, updated, authors,"
+                    " categories, summary, content, content_hash FROM entry_versions"
+                    " WHERE feed_id = ? AND entry_id = ? ORDER BY id",
+                    (entry.pop("feed_id"), entry_id),
+                ).fetchall()
+                entry["versions"] = [_entry(dict(v)) for v in versions]
+                found.append(entry)
+        return found

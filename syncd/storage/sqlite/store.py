@@ -1,0 +1,227 @@
+"""`SqliteStore`: the `Store` protocol over one SQLite file, composed of the per-table modules
+(feeds, entries, events, outbox, websub, prune). One writer connection in WAL mode; every write
+is one `BEGIN IMMEDIATE` transaction, so a page's entries, versions, events and deliveries land
+together or not at all. It decides nothing: it records what the pure modules decided.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from syncd.diff import DEFAULT_HASH_ONLY_CAP
+from syncd.errors import StoreError
+from syncd.model import FetchResult, StoredEntry
+from syncd.storage.sqlite import entries, events, feeds, outbox, prune, search
+from syncd.storage.sqlite.db import Db, Params, readonly_connection
+from syncd.storage.sqlite.outbox import SqliteOutbox
+from syncd.storage.sqlite.reader import SqliteReads
+from syncd.storage.sqlite.websub import SqliteWebSub
+from syncd.storage.values import (
+    CrawlOutcome,
+    EntryDeletion,
+    FeedState,
+    Hit,
+    PageCommit,
+    PageState,
+    Policy,
+    PresenceCommit,
+    PruneReport,
+    SearchQuery,
+)
+from syncd.timestamps import to_text
+
+
+class SqliteStore:
+    """The writer's handle on the database file. Not thread-safe; one per process."""
+
+    def __init__(self, db: Db) -> None:
+        self.db = db
+        self._outbox = SqliteOutbox(db)
+        self._websub = SqliteWebSub(db)
+
+    @classmethod
+    def open(cls, path: Path) -> SqliteStore:
+        """The store at `path` for reading and writing, created (with its directory) and
+        migrated as needed."""
+        return cls(Db.open(path))
+
+    @classmethod
+    def open_existing(cls, path: Path) -> SqliteStore:
+        """The store at `path`, read-only: never created, never migrated; writes fail."""
+        return cls(Db.open_existing(path))
+
+    @property
+    def path(self) -> Path:
+        return self.db.path
+
+    @property
+    def location(self) -> str:
+        return str(self.db.path)
+
+    @property
+    def outbox(self) -> SqliteOutbox:
+        return self._outbox
+
+    @property
+    def websub(self) -> SqliteWebSub:
+        return self._websub
+
+    def close(self) -> None:
+        self.db.close()
+
+    # SQL access for tests and benchmarks of this backend; syncd itself never calls these.
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        with self.db.write() as conn:
+            yield conn
+
+    def rows(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
+        return self.db.rows(sql, params)
+
+    # ---------------------------------------------------------------- feeds and pages
+
+    def ensure_feed(self, name: str, url: str, now: datetime) -> FeedState:
+        return feeds.ensure(self.db, name, url, now)
+
+    def feed_state(self, name: str) -> FeedState:
+        return feeds.state(self.db, name)
+
+    def reschedule(self, feed_id: int, at: datetime, reason: str) -> None:
+        feeds.reschedule(self.db, feed_id, at, reason)
+
+    def due_feeds(self, now: datetime) -> list[str]:
+        return feeds.due(self.db, now)
+
+    def finish_crawl(self, feed_id: int, now: datetime, outcome: CrawlOutcome) -> None:
+        feeds.finish_crawl(self.db, feed_id, now, outcome)
+
+    def page_state(self, feed_id: int, url: str) -> PageState | None:
+        return feeds.page_state(self.db, feed_id, url)
+
+    def record_unchanged_page(self, feed_id: int, result: FetchResult, now: datetime) -> None:
+        feeds.record_unchanged_page(self.db, feed_id, result, now)
+
+    # ---------------------------------------------------------------- entries
+
+    def known_entries(self, feed_id: int, entry_ids: Iterable[str]) -> dict[str, StoredEntry]:
+        return entries.known(self.db, feed_id, entry_ids)
+
+    def live_entries(self, feed_id: int) -> dict[str, StoredEntry]:
+        return entries.live(self.db, feed_id)
+
+    def recent_entries(self, feed_id: int, since: datetime) -> int:
+        return entries.recent(self.db, feed_id, since)
+
+    def newest_updated(self, feed_id: int) -> datetime | None:
+        return entries.newest_updated(self.db, feed_id)
+
+    # ---------------------------------------------------------------- commits
+
+    def commit_page(self, commit: PageCommit) -> list[int]:
+        """Write one parsed page in one transaction; return the seqs of the events it created
+        (an event whose id exists already creates nothing, its entry is still written)."""
+        feed_id, now = commit.feed_id, commit.now
+        now_s = to_text(now)
+        seqs: list[int] = []
+        with self.db.write() as conn:
+            feeds.write_page(
+                conn, feed_id, commit.result, commit.page, commit.next_url, now,
+                partial=commit.partial,
+            )  # fmt: skip
+            for w in commit.writes:
+                if w.event is not None:
+                    seq = events.insert(conn, feed_id, w.event, now)
+                    if seq is not None:
+                        outbox.enqueue(conn, seq, w.sinks, now)
+                        seqs.append(seq)
+                entries.write(conn, feed_id, w.change, w.event.id if w.event else None, now_s)
+            written = {w.change.entry.entry_id for w in commit.writes}
+            entries.seen(
+                conn,
+                feed_id,
+                [e.entry_id for e in commit.page.entries if e.entry_id not in written],
+                now_s,
+            )
+            seqs += _delete(conn, feed_id, commit.deletions, now)
+        return seqs
+
+    def commit_presence(self, commit: PresenceCommit) -> list[int]:
+        """After a complete full crawl: absence counts and the deletions they condemn, in one
+        transaction; the seqs of the events it created."""
+        with self.db.write() as conn:
+            entries.count_presence(conn, commit.feed_id, commit.seen, commit.missing)
+            return _delete(conn, commit.feed_id, commit.deletions, commit.now)
+
+    # ---------------------------------------------------------------- the operator's views
+
+    def feed_summaries(self, hash_only_cap: int = DEFAULT_HASH_ONLY_CAP) -> list[dict[str, Any]]:
+        return feeds.summaries(self.db, hash_only_cap)
+
+    def latest_events(self, feed: str | None, limit: int) -> list[dict[str, Any]]:
+        return events.latest(self.db, feed, limit)
+
+    def schedule_rows(self) -> list[dict[str, Any]]:
+        return feeds.schedule_rows(self.db)
+
+    def queue_figures(self, sinks: Sequence[str]) -> list[dict[str, Any]]:
+        return outbox.queue_figures(self.db, sinks)
+
+    def search(self, query: SearchQuery) -> list[Hit]:
+        return search.search(self.db.conn, query)
+
+    def query_readonly(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run SQL on a read-only connection of its own: a write statement fails, changing
+        nothing."""
+        conn = readonly_connection(self.db.path)
+        try:
+            cur = conn.execute(sql)
+            cols = [c[0] for c in cur.description] if cur.description else []
+            return cols, cur.fetchall()
+        except sqlite3.Error as e:
+            raise StoreError(f"query failed: {e}") from None
+        finally:
+            conn.close()
+
+    # ---------------------------------------------------------------- retention, reads, health
+
+    def prune(self, policy: Policy, now: datetime, *, dry_run: bool) -> PruneReport:
+        return prune.prune(self.db, policy, now, dry_run=dry_run)
+
+    def reads(self) -> SqliteReads:
+        return SqliteReads(self.db.path)
+
+    def probe(self, timeout_s: float) -> str | None:
+        path = self.db.path
+        if not path.exists():
+            return f"store {path} does not exist"
+        try:
+            conn = sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True, timeout=timeout_s)
+        except sqlite3.Error as e:
+            return f"store {path}: {e}"
+        try:
+            conn.execute("SELECT COUNT(*) FROM feeds").fetchone()
+            conn.execute("BEGIN IMMEDIATE")  # takes the write lock, as every store write does
+            conn.execute("ROLLBACK")
+        except sqlite3.Error as e:
+            return f"store {path} not writable: {e}"
+        finally:
+            conn.close()
+        return None
+
+
+def _delete(
+    conn: sqlite3.Connection, feed_id: int, deletions: Sequence[EntryDeletion], now: datetime
+) -> list[int]:
+    seqs: list[int] = []
+    for d in deletions:
+        seq = events.insert(conn, feed_id, d.event, now)
+        if seq is not None:
+            outbox.enqueue(conn, seq, d.sinks, now)
+            seqs.append(seq)
+        entries.delete(conn, feed_id, d.deletion, now)
+    return seqs

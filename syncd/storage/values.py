@@ -1,0 +1,330 @@
+"""The values that cross the store's interface: what callers hand it to write (a `PageCommit` of
+`EntryWrite`s and `EntryDeletion`s, a `CrawlOutcome`, an `AttemptRecord`, …) and what it hands
+back (`FeedState`, `DueDelivery`, `EventPage`, …). Plain frozen data, the same for every backend;
+no I/O and no SQL here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from syncd.model import (
+    Change,
+    Deletion,
+    DeliveryState,
+    EventDraft,
+    FetchResult,
+    OutboundEvent,
+    ParsedPage,
+    SendOutcome,
+    Validators,
+)
+from syncd.moves import MoveState
+
+# ---------------------------------------------------------------- feeds and pages
+
+
+@dataclass(frozen=True)
+class FeedState:
+    """A feed's row: what the scheduler and the syncer need to know about its history."""
+
+    id: int
+    name: str
+    url: str
+    title: str | None
+    first_synced_at: datetime | None
+    last_fetch_at: datetime | None
+    last_outcome: str | None
+    last_error: str | None
+    consecutive_errors: int
+    next_due_at: datetime | None
+    last_full_sync_at: datetime | None
+    retry_after_until: datetime | None
+    gone_at: datetime | None
+    crawl_incomplete: bool = False  # a crawl committed pages and has not completed since
+    adopted_url: str | None = None  # where the feed moved for good (301/308, stable)
+    moved_to: str | None = None  # a permanent-redirect target not yet stable
+    moved_seen: int = 0
+    changes_base: str | None = None  # where the feed answers the changes query (detected)
+    changes_off_until: datetime | None = None  # a refused changes query is not asked till then
+    changes_error: str | None = None  # why the changes query was turned off
+    changes_since: datetime | None = None  # an unfinished changes query resumes from here
+    total_results: int | None = None  # openSearch:totalResults page 1 last stated
+    page1_shortfall: int | None = None  # entries page 1 lacked for its stated page size
+    full_crawl_reason: str | None = None  # set: the next poll walks the whole chain
+    publisher_interval_s: float | None = None  # the feed's stated cadence (ttl, sy:*)
+    publisher_interval_why: str | None = None
+
+
+@dataclass(frozen=True)
+class PageState:
+    validators: Validators
+    next_url: str | None  # where the walk continues: rel="next", else rel="prev-archive"
+    entry_ids: tuple[str, ...]  # the ids the page listed when last parsed
+    archive: bool  # an RFC 5005 archive document: immutable, never fetched again
+    total_results: int | None = None  # openSearch:totalResults the page stated when parsed
+
+
+@dataclass(frozen=True)
+class ChangesOutcome:
+    """What a poll learnt about a feed's changes query, recorded with its outcome."""
+
+    base: str | None  # where the feed answers it (None: it does not)
+    since: datetime | None  # pinned: the next query resumes here (None: from the store's newest)
+    off_until: datetime | None = None
+    error: str | None = None
+    keep_pages: tuple[str, ...] | None = None  # changes-page URLs to keep (None: keep all)
+
+
+@dataclass(frozen=True)
+class CrawlOutcome:
+    """How a crawl ended, as recorded on the feed row."""
+
+    outcome: str  # ok | not_modified | error | gone | throttled
+    error: str | None
+    next_due_at: datetime
+    consecutive_errors: int
+    full: bool  # a full crawl that completed
+    completed: bool  # reached the end of the chain (or max_pages) without error
+    retry_after_until: datetime | None = None
+    title: str | None = None
+    move: MoveState | None = None  # None: the first page was not fetched, keep what is known
+    changes: ChangesOutcome | None = None  # None: the poll did not touch the changes query
+    next_due_reason: str | None = None
+    counted: tuple[int | None, int | None] | None = None  # page 1's (total, shortfall), if parsed
+    full_crawl_reason: str | None = None  # ask for a full crawl at the next poll
+    publisher: tuple[float | None, str | None] | None = None  # page 1's stated cadence, if parsed
+
+
+# ---------------------------------------------------------------- what a commit writes
+
+
+@dataclass(frozen=True, slots=True)
+class EntryWrite:
+    """One entry to store, with the event it raises (None: stored silently, a hash-only update
+    past the cap) and the sinks that want that event."""
+
+    change: Change
+    event: EventDraft | None
+    sinks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EntryDeletion:
+    """One entry to mark deleted, with its event and the sinks that want it."""
+
+    deletion: Deletion
+    event: EventDraft
+    sinks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PageCommit:
+    """Everything one parsed page writes, in one transaction: the page's row, each entry with its
+    event and deliveries, and the deletions it proves. Events get their `seq` in this order:
+    `writes` first, then `deletions`. A `partial` page (a changes query's, a WebSub push) is no
+    step of a crawl: it does not mark the crawl incomplete and proves no archive."""
+
+    feed_id: int
+    result: FetchResult
+    page: ParsedPage
+    next_url: str | None
+    now: datetime
+    writes: tuple[EntryWrite, ...] = ()
+    deletions: tuple[EntryDeletion, ...] = ()
+    partial: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceCommit:
+    """After a complete full crawl: the entries it listed (`seen`), those it missed once more
+    (`missing`) and the deletions the evidence condemns, in one transaction."""
+
+    feed_id: int
+    now: datetime
+    seen: frozenset[str] = frozenset()
+    missing: tuple[str, ...] = ()
+    deletions: tuple[EntryDeletion, ...] = ()
+
+
+# ---------------------------------------------------------------- the outbox
+
+
+@dataclass(frozen=True, slots=True)
+class DueDelivery:
+    id: int
+    attempts: int
+    event: OutboundEvent
+    sink: str = ""
+    leased_until: datetime | None = None  # the lease this process holds on it, if any
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """What to write for a finished attempt: the deliveries it covered and what became of them
+    (several: a batch that succeeded as a whole). `next_attempt_at=None` on a failure means dead.
+    """
+
+    delivery_ids: tuple[int, ...]
+    outcome: SendOutcome
+    next_attempt_at: datetime | None
+    attempted_at: datetime
+
+    @property
+    def state(self) -> DeliveryState:
+        if self.outcome.ok:
+            return DeliveryState.DELIVERED
+        return DeliveryState.DEAD if self.next_attempt_at is None else DeliveryState.FAILED
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What to lease: up to `limit` deliveries of `sink` claimable at `now` (see `claim_due`)."""
+
+    sink: str
+    now: datetime
+    limit: int
+    lease_until: datetime
+    probe: bool = False
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class SinkRow:
+    """A sink's persisted state; defaults when it has no row yet."""
+
+    name: str
+    disabled_at: datetime | None = None
+    disabled_reason: str | None = None
+    config_hash: str | None = None  # the sink's config when a 410 disabled it
+    paused_until: datetime | None = None
+    pause_level: int = 0
+    pause_reason: str | None = None
+    resume_requested_at: str | None = None  # bumped by operator commands; daemons watch it
+
+
+@dataclass(frozen=True)
+class DeliveryInfo:
+    """One delivery as operators see it (`syncd deliveries list`)."""
+
+    id: int
+    sink: str
+    event_seq: int
+    event_id: str
+    event_type: str
+    state: str
+    attempts: int
+    created_at: str | None
+    next_attempt_at: str | None
+    last_attempt_at: str | None
+    last_status: int | None
+    last_error: str | None
+    delivered_at: str | None
+
+
+@dataclass(frozen=True)
+class AttemptInfo:
+    """One row of the delivery log."""
+
+    id: int
+    delivery_id: int
+    attempted_at: str
+    result: str | None
+    status: int | None
+    latency_ms: float | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class ReplayCounts:
+    created: int  # events the sink had no delivery for (filtered out, skipped initially, …)
+    requeued: int  # existing deliveries, delivered or not, queued again
+
+
+# ---------------------------------------------------------------- websub
+
+
+@dataclass(frozen=True)
+class Subscription:
+    id: str
+    feed_name: str
+    hub: str
+    topic: str
+    secret: str | None
+    state: str
+
+
+# ---------------------------------------------------------------- retention
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    keep_versions: int | None = None  # newest versions kept per entry; None: all
+    keep_events_s: float | None = None  # events older than this may go; None: all kept
+    keep_deliveries_s: float | None = None  # delivered deliveries older than this may go
+
+
+@dataclass(frozen=True, slots=True)
+class PruneReport:
+    versions: int
+    events: int
+    deliveries: int
+    attempts: int
+    events_through: int  # events up to this seq are gone (0: none ever were)
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- reads
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    events: list[dict[str, Any]]  # the envelopes, exactly as sinks receive them
+    next: int  # pass as `after` to continue
+
+
+@dataclass(frozen=True, slots=True)
+class EntryQuery:
+    feed: str | None = None
+    q: str | None = None
+    since: datetime | None = None
+    include_deleted: bool = False
+    limit: int = 50
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    q: str
+    feed: str | None = None
+    since: datetime | None = None
+    limit: int = 20
+    snippet_tokens: int = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    feed: str
+    entry_id: str
+    title: str | None
+    link: str | None
+    published: str | None
+    updated: str | None
+    snippet: str
+    rank: float  # lower is better
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "feed": self.feed,
+            "entry_id": self.entry_id,
+            "title": self.title,
+            "link": self.link,
+            "published": self.published,
+            "updated": self.updated,
+            "snippet": self.snippet,
+            "rank": round(self.rank, 4),
+        }
