@@ -6,8 +6,12 @@ line each, naming the file and the key path: `feeds[2].interval: '5x' is not a d
 once. A `[[sinks]]` table is checked against the common sink keys plus its type's own options
 model (`syncd.sinks.options.SinkOptions`), which the sink factory later receives as is.
 
-Relative paths (the store, sink files, secret files) are taken from the config file's directory.
-This module reads the config file and nothing else: no secret (a webhook's secret and the HTTP
+`[[feeds_from]]` tables name OPML subscription lists (`syncd.opml`), read here too: their feeds
+join the `[[feeds]]` ones (which win a clash), their folders becoming tags.
+
+Relative paths (the store, OPML lists, sink files, secret files) are taken from the config
+file's directory. This module reads the config file and the OPML lists it names, nothing else:
+no secret (a webhook's secret and the HTTP
 token are read by whoever needs them, with $CREDENTIALS_DIRECTORY expanded then), no database,
 no network, no environment.
 """
@@ -17,7 +21,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -35,6 +39,7 @@ from pydantic import (
 )
 
 from syncd.errors import ConfigError
+from syncd.opml import OpmlError, OpmlFeed, derive_name, name_with_suffix, read_opml
 from syncd.sinks import SinkRegistry, default_registry, options_model_of
 from syncd.sinks.options import (
     HttpUrlText,
@@ -145,6 +150,7 @@ class FetchTable(_Table):
 
 
 Changes = Literal["auto", "off"]
+FeedSource = Literal["toml", "opml"]
 
 
 def _changes_template(url: str) -> str:
@@ -195,10 +201,10 @@ class HttpTable(_Table):
     per_feed_metrics: Annotated[int, Field(ge=0)] = 1000
 
 
-class FeedTable(_Table):
-    name: NonEmptyText
-    url: HttpUrlText
-    # None: the [defaults] value.
+class FeedOptions(_Table):
+    """What a feed may set for itself; None: the [defaults] value. Shared by `[[feeds]]` and
+    `[[feeds_from]]` (where it applies to every feed the list brings)."""
+
     interval: Interval | None = None
     min_interval: Duration | None = None
     max_interval: Duration | None = None
@@ -208,8 +214,21 @@ class FeedTable(_Table):
     full_sync_every: Duration | None = None
     ignore_fields: list[IgnorableField] | None = None
     changes: Changes | None = None
-    changes_url: ChangesUrl | None = None  # a changes-query URL template with {updated_min}
     websub: bool | None = None  # None: [websub] enabled
+    tags: list[NonEmptyText] = []  # labels for selecting feeds (`--tag`) and OPML folders
+
+
+class FeedTable(FeedOptions):
+    name: NonEmptyText
+    url: HttpUrlText
+    changes_url: ChangesUrl | None = None  # a changes-query URL template with {updated_min}
+
+
+class FeedsFromTable(FeedOptions):
+    """`[[feeds_from]]`: the feeds an OPML subscription list names (path relative to the config
+    file), each with these options; its folders and categories become the feeds' tags."""
+
+    opml: NonEmptyText
 
 
 class WebSubTable(_Table):
@@ -247,6 +266,7 @@ class ConfigFile(_Table):
     fetch: FetchTable = FetchTable()
     defaults: DefaultsTable = DefaultsTable()
     feeds: list[FeedTable] = []
+    feeds_from: list[FeedsFromTable] = []
     sinks: list[dict[str, Any]] = []
     http: HttpTable = HttpTable()
     websub: WebSubTable = WebSubTable()
@@ -345,6 +365,10 @@ class FeedConfig:
     max_backoff_s: float = 86400.0  # errors back off up to this, and are probed at it
     expect_update_within_s: float | None = None  # silent longer: flagged stale in status
     websub: bool = True  # subscribe to the hub it advertises ([websub] enabled per feed)
+    tags: tuple[str, ...] = ()  # sorted, distinct
+    source: FeedSource = "toml"  # where it is configured: [[feeds]], or an OPML list
+    opml: Path | None = None  # that OPML file
+    opml_title: str | None = None  # the title its outline gives (OPML export falls back to it)
 
 
 @dataclass(frozen=True)
@@ -386,6 +410,9 @@ class Config:
     sinks: tuple[SinkConfig, ...]
     http: HttpConfig = HttpConfig()
     websub: WebSubConfig = WebSubConfig()
+    # What the operator should know though nothing is wrong enough to refuse the file (an OPML
+    # outline that a [[feeds]] table overrides): logged by every command that loads it.
+    notes: tuple[str, ...] = ()
 
     def feed(self, name_or_url: str) -> FeedConfig:
         for f in self.feeds:
@@ -393,6 +420,18 @@ class Config:
                 return f
         known = ", ".join(f.name for f in self.feeds) or "none"
         raise ConfigError(f"no feed named {name_or_url!r} (configured: {known})")
+
+    def tagged(self, tags: Sequence[str]) -> tuple[FeedConfig, ...]:
+        """The feeds carrying any of `tags` (every feed when none is given); an unknown tag is
+        a ConfigError listing the known ones."""
+        known = {t for f in self.feeds for t in f.tags}
+        for t in tags:
+            if t not in known:
+                listed = ", ".join(sorted(known)) or "none"
+                raise ConfigError(f"no feed is tagged {t!r} (tags: {listed})")
+        if not tags:
+            return self.feeds
+        return tuple(f for f in self.feeds if set(tags) & set(f.tags))
 
     def sink(self, name: str) -> SinkConfig:
         for s in self.sinks:
@@ -451,14 +490,16 @@ def _sink(
 
 
 def _feed(
-    i: int,
+    where: str,
     f: FeedTable,
     d: DefaultsTable,
     source: str,
     errors: list[ConfigError],
     websub: bool = True,
+    opml: tuple[Path, str | None] | None = None,
 ) -> FeedConfig | None:
-    """A feed with the [defaults] filled in, or None with its problem added to `errors`."""
+    """A feed with the [defaults] filled in, or None with its problem added to `errors`.
+    `where` is its table's key path (`feeds[2]`, `feeds_from[0]`)."""
 
     def pick(own: Any, default: Any) -> Any:
         return default if own is None else own
@@ -471,7 +512,7 @@ def _feed(
             ConfigError(
                 f"{max_interval:g}s is shorter than min_interval",
                 path=source,
-                key=f"feeds[{i}].max_interval",
+                key=f"{where}.max_interval",
             )
         )
         return None
@@ -490,7 +531,69 @@ def _feed(
         changes=pick(f.changes, d.changes),
         changes_url=f.changes_url,
         websub=pick(f.websub, websub),
+        tags=tuple(sorted(set(f.tags))),
+        source="toml" if opml is None else "opml",
+        opml=opml[0] if opml else None,
+        opml_title=opml[1] if opml else None,
     )
+
+
+def _opml_lists(
+    tables: list[tuple[int, FeedsFromTable]],
+    base: Path,
+    explicit: list[FeedTable],
+) -> tuple[list[tuple[str, FeedTable, tuple[Path, str | None]]], list[str], list[ConfigError]]:
+    """The feeds the `[[feeds_from]]` lists name, as feed tables (each list's options applied),
+    with their key path and file; notes about outlines a `[[feeds]]` table overrides; errors.
+
+    Names: an outline's `syncd:name`, else one derived from its title or URL. Names that clash
+    (two outlines, or an outline and a [[feeds]] table, whose names are the same) get a suffix
+    from the outline's URL, so the result does not depend on the order of the outlines."""
+    errors: list[ConfigError] = []
+    notes: list[str] = []
+    by_url = {f.url: f.name for f in explicit}
+    found: dict[str, tuple[int, FeedsFromTable, Path, OpmlFeed]] = {}
+    for j, table in tables:
+        path = resolve_path(table.opml, base)
+        try:
+            listed = read_opml(path.read_bytes())
+        except OSError as e:
+            problem = f"cannot read OPML file: {e.strerror}"
+            errors.append(ConfigError(f"{problem} (feeds_from[{j}].opml)", path=str(path)))
+            continue
+        except OpmlError as e:
+            errors.append(ConfigError(f"not a usable OPML list: {e}", path=str(path)))
+            continue
+        for feed in listed:
+            if feed.url in by_url:
+                notes.append(
+                    f"{path}: line {feed.line}: {feed.url} is configured by [[feeds]] as"
+                    f" {by_url[feed.url]!r}; that table wins over the OPML outline"
+                )
+            elif feed.url not in found:  # the first list that names a URL gives its options
+                found[feed.url] = (j, table, path, feed)
+    wanted = {url: f.name or derive_name(f.title, url) for url, (_, _, _, f) in found.items()}
+    explicit_names = {f.name for f in explicit}
+    counts: dict[str, int] = {}
+    for name in wanted.values():
+        counts[name] = counts.get(name, 0) + 1
+    out: list[tuple[str, FeedTable, tuple[Path, str | None]]] = []
+    for url, (j, table, path, feed) in found.items():
+        name = wanted[url]
+        if name in explicit_names:
+            renamed = name_with_suffix(name, url)
+            notes.append(
+                f"{path}: line {feed.line}: the name {name!r} belongs to a [[feeds]] table;"
+                f" this outline's feed ({url}) is {renamed!r}"
+            )
+            name = renamed
+        elif counts[name] > 1:
+            name = name_with_suffix(name, url)
+        options = table.model_dump(exclude={"opml", "tags"}, exclude_unset=True)
+        tags = sorted({*table.tags, *feed.tags})
+        feed_table = FeedTable.model_construct(name=name, url=url, tags=tags, **options)
+        out.append((f"feeds_from[{j}]", feed_table, (path, feed.title)))
+    return out, notes, errors
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -555,10 +658,23 @@ def parse_config(
         _sink(where, t, source, registry, errors)
         for where, t in _tables(data, "sinks", source, errors)
     ]
+    from_tables = [
+        (where[1], t)
+        for where, raw in _tables(data, "feeds_from", source, errors)
+        if (t := _validate(FeedsFromTable, raw, source, where, errors)) is not None
+        and isinstance(where[1], int)
+    ]
+    listed, notes, opml_errors = _opml_lists(
+        from_tables, base, [f for f in feed_tables if f is not None]
+    )
+    errors += opml_errors
     feeds = tuple(
         feed
-        for i, f in enumerate(feed_tables)
-        if f is not None and (feed := _feed(i, f, d, source, errors, ws.enabled)) is not None
+        for where, f, opml in [
+            *((f"feeds[{i}]", f, None) for i, f in enumerate(feed_tables) if f is not None),
+            *listed,
+        ]
+        if (feed := _feed(where, f, d, source, errors, ws.enabled, opml)) is not None
     )
     _unique(errors, source, "feeds", "name", [f.name if f else None for f in feed_tables])
     _unique(errors, source, "feeds", "url", [f.url if f else None for f in feed_tables])
@@ -609,6 +725,7 @@ def parse_config(
             lease_s=ws.lease,
             allow_insecure_hubs=ws.allow_insecure_hubs,
         ),
+        notes=tuple(notes),
     )
 
 

@@ -1,20 +1,22 @@
-"""What `syncd status` reports, as plain data: per configured feed its last crawl, per sink its
-delivery counts and state. The CLI prints it (or its JSON); other views can serve the same data.
+"""What `syncd status` and `syncd feeds list` report, as plain data: per configured feed its
+last crawl (and how it is configured), per sink its delivery counts and state. The CLI prints
+it (or its JSON); other views can serve the same data.
 
 Reads the store only; it never writes, and it needs no secret.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from syncd.config import Config
+from syncd.config import Config, FeedConfig
 from syncd.schedule import is_stale
 from syncd.storage import Store
 from syncd.timestamps import from_text
 
-__all__ = ["DELIVERY_STATES", "feed_outcome", "sink_status", "status_report"]
+__all__ = ["DELIVERY_STATES", "feed_list", "feed_outcome", "sink_status", "status_report"]
 
 DELIVERY_STATES = ("pending", "failed", "dead", "delivered")
 
@@ -28,20 +30,49 @@ def feed_outcome(summary: dict[str, Any]) -> str:
     return str(outcome) if outcome else "never synced"
 
 
-def status_report(config: Config, store: Store, now: datetime) -> dict[str, Any]:
-    """Every configured feed (a feed never synced too) and every sink, as `status --json`."""
-    feeds = {f["name"]: f for f in store.feed_summaries()}
+def status_report(
+    config: Config, store: Store, now: datetime, feeds: Sequence[FeedConfig] | None = None
+) -> dict[str, Any]:
+    """Every configured feed (a feed never synced too; only `feeds` when given) and every sink,
+    as `status --json`."""
+    known = {f["name"]: f for f in store.feed_summaries()}
     out = []
-    for f in config.feeds:
-        known = f.name in feeds
-        row = dict(feeds.get(f.name) or {"name": f.name, "url": f.url})
+    for f in config.feeds if feeds is None else feeds:
+        row = dict(known.get(f.name) or {"name": f.name, "url": f.url})
         row["last_outcome"] = feed_outcome(row)
         row["crawl_incomplete"] = bool(row.get("crawl_incomplete"))
-        if known:
+        row["tags"] = list(f.tags)
+        if f.name in known:
             newest = from_text(row.get("newest_updated"))
             row["stale"] = is_stale(newest, f.expect_update_within_s, now)
         out.append(row)
     return {"feeds": out, "sinks": sink_status(config, store, now)}
+
+
+def feed_list(feeds: Sequence[FeedConfig], store: Store | None) -> list[dict[str, Any]]:
+    """`syncd feeds list`: each feed as configured (URL, tags, interval, where it is configured)
+    with its last sync as the store knows it (`store` None: no database yet)."""
+    known = {f["name"]: f for f in store.feed_summaries()} if store is not None else {}
+    out = []
+    for f in feeds:
+        state = known.get(f.name, {})
+        out.append(
+            {
+                "name": f.name,
+                "url": f.url,
+                "title": state.get("title") or f.opml_title,
+                "tags": list(f.tags),
+                "interval": "auto" if f.interval_auto else f.interval_s,
+                "source": f.source,
+                "opml": str(f.opml) if f.opml is not None else None,
+                "last_outcome": feed_outcome(state),
+                "last_fetch_at": state.get("last_fetch_at"),
+                "last_error": state.get("last_error"),
+                "next_due_at": state.get("next_due_at"),
+                "entries": state.get("entries", 0),
+            }
+        )
+    return out
 
 
 def sink_status(config: Config, store: Store, now: datetime) -> list[dict[str, Any]]:

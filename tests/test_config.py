@@ -175,6 +175,7 @@ def test_schema_describes_every_table_and_sink_type() -> None:
         "fetch",
         "defaults",
         "feeds",
+        "feeds_from",
         "sinks",
         "http",
         "websub",

@@ -14,6 +14,7 @@ from syncd.cli.configcmd import check_config, config_schema
 from syncd.cli.daemon import run
 from syncd.cli.deliveries import deliveries
 from syncd.cli.errors import reported
+from syncd.cli.feeds import feeds
 from syncd.cli.prune import prune_command
 from syncd.cli.query import query
 from syncd.cli.search import search
@@ -56,6 +57,7 @@ for _command in (
     config_schema,
     deliveries,
     sinks,
+    feeds,
 ):
     main.add_command(_command)
 accept_global_options(main)

@@ -1,7 +1,7 @@
 """What every command shares: the invocation's state (`Ctx`), the global options, which are
-accepted before or after the subcommand (`syncd status --config x.toml`), the `--json` option,
-and the two ways to open the store: `reading` (read-only, never creates anything) and `changing`
-(writes to an existing store, never creates one).
+accepted before or after the subcommand (`syncd status --config x.toml`), the `--json` and
+`--tag` options, and the two ways to open the store: `reading` (read-only, never creates
+anything) and `changing` (writes to an existing store, never creates one).
 
 Loading the config happens here, once per invocation. No business logic lives here.
 """
@@ -9,17 +9,18 @@ Loading the config happens here, once per invocation. No business logic lives he
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import structlog
 
 from syncd.app import open_store, open_store_readonly
 from syncd.cli.errors import UsageFailure
-from syncd.config import Config, SinkConfig, load_config
+from syncd.config import Config, FeedConfig, SinkConfig, load_config
 from syncd.errors import ConfigError, StoreError
 from syncd.logs import configure_logging
 from syncd.storage import Store
@@ -33,9 +34,12 @@ __all__ = [
     "json_option",
     "pass_ctx",
     "reading",
+    "reading_if_present",
+    "tag_option",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = structlog.get_logger("syncd.cli")
 
 DEFAULT_CONFIG = "config/syncd.toml"
 
@@ -56,9 +60,21 @@ class Ctx:
         return self._config
 
     def reload(self) -> Config:
-        """The config file read and validated again (the daemon's SIGHUP)."""
+        """The config file read and validated again (the daemon's SIGHUP), its notes logged
+        (an OPML outline a [[feeds]] table overrides)."""
         path = self.config_path or Path(os.environ.get("SYNCD_CONFIG") or DEFAULT_CONFIG)
-        return load_config(path)
+        config = load_config(path)
+        for note in config.notes:
+            log.warning("config note", note=note)
+        return config
+
+    def feeds(self, tags: Sequence[str]) -> tuple[FeedConfig, ...]:
+        """The configured feeds carrying any of `tags` (all of them without a tag); an unknown
+        tag is a usage error listing the known ones."""
+        try:
+            return self.config().tagged(tags)
+        except ConfigError as e:
+            raise UsageFailure(str(e)) from None
 
 
 pass_ctx = click.make_pass_decorator(Ctx, ensure=True)
@@ -108,6 +124,17 @@ def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(f)
 
 
+def tag_option(f: F) -> F:
+    """`--tag T` (repeatable): only the feeds with one of these tags."""
+    return click.option(
+        "--tag",
+        "tags",
+        multiple=True,
+        metavar="TAG",
+        help="Only feeds with this tag (repeat for any of several).",
+    )(f)
+
+
 @contextmanager
 def reading(config: Config) -> Iterator[Store]:
     """The store, read-only: a missing database is an error naming its path, not a new file."""
@@ -116,6 +143,16 @@ def reading(config: Config) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+@contextmanager
+def reading_if_present(config: Config) -> Iterator[Store | None]:
+    """The store read-only, or None when there is no database yet (nothing synced so far)."""
+    if not config.store.path.is_file():
+        yield None
+        return
+    with reading(config) as store:
+        yield store
 
 
 @contextmanager

@@ -41,6 +41,8 @@ def check_config(ctx: Ctx) -> None:
             + ", full crawl every"
             f" {f.full_sync_every_s:g}s, at most {f.max_pages} pages,"
             f" changes query {f.changes_url or f.changes}, back-off up to {f.max_backoff_s:g}s"
+            + (f", tags {', '.join(f.tags)}" if f.tags else "")
+            + (f" (from {f.opml})" if f.opml else "")
         )
     for s in config.sinks:
         click.echo(

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from syncd.app import system_clock
-from syncd.cli.common import Ctx, json_option, pass_ctx, reading
+from syncd.cli.common import Ctx, json_option, pass_ctx, reading, tag_option
 from syncd.cli.output import echo_json, short, short_time
 from syncd.status import status_report
 
@@ -17,13 +17,15 @@ __all__ = ["describe_sink_state", "freshness_notes", "status"]
 
 
 @click.command()
+@tag_option
 @json_option
 @pass_ctx
-def status(ctx: Ctx, as_json: bool) -> None:
+def status(ctx: Ctx, tags: tuple[str, ...], as_json: bool) -> None:
     """Per feed: last fetch, outcome, next due, entries, errors. Per sink: delivery states."""
     config = ctx.config()
+    feeds = ctx.feeds(tags)
     with reading(config) as store:
-        data = status_report(config, store, system_clock())
+        data = status_report(config, store, system_clock(), feeds)
     if as_json:
         echo_json(data)
         return
@@ -40,6 +42,7 @@ def status(ctx: Ctx, as_json: bool) -> None:
                 else ""
             )
             + (f" ({f['last_error']})" if f.get("last_error") else "")
+            + (f" [{', '.join(f['tags'])}]" if f.get("tags") else "")
         )
         for note in freshness_notes(f):
             click.echo(f"    {note}")

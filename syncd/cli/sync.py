@@ -24,7 +24,7 @@ from rich.progress import (
 from rich.text import Text
 
 from syncd.app import build_app
-from syncd.cli.common import Ctx, pass_ctx
+from syncd.cli.common import Ctx, pass_ctx, tag_option
 from syncd.config import Config, FeedConfig
 
 __all__ = ["RichProgress", "sync"]
@@ -33,12 +33,15 @@ __all__ = ["RichProgress", "sync"]
 @click.command()
 @click.option("--full", is_flag=True, help="Walk every page of each feed, not just the new ones.")
 @click.option("--force", is_flag=True, help="Fetch even feeds that asked to wait or are gone.")
+@tag_option
 @click.argument("feeds", nargs=-1)
 @pass_ctx
-def sync(ctx: Ctx, full: bool, force: bool, feeds: tuple[str, ...]) -> None:
-    """Sync all (or the named) feeds once, deliver what is due, and exit."""
+def sync(ctx: Ctx, full: bool, force: bool, tags: tuple[str, ...], feeds: tuple[str, ...]) -> None:
+    """Sync all (or the named, or the tagged) feeds once, deliver what is due, and exit."""
     config = ctx.config()
-    selected = [config.feed(n) for n in feeds] if feeds else list(config.feeds)
+    named = [config.feed(n) for n in feeds]
+    selected = list(dict.fromkeys([*named, *ctx.feeds(tags)])) if tags else named
+    selected = selected or list(config.feeds)
     with _progress_on_terminal() as progress:
         ok = asyncio.run(_once(config, selected, progress, full=full, force=force))
     if not ok:
