@@ -15,6 +15,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
 import structlog
 
 from syncd.config import Config, FeedConfig, SinkConfig
@@ -326,6 +327,48 @@ async def build_dispatcher(
         yield Dispatcher(store=store, sinks=sinks, clock=clock, rng=rng or random.Random())
 
 
+async def _fetch_and_parse(
+    stack: AsyncExitStack, config: Config
+) -> tuple[Fetcher, ParserPool, aiohttp.ClientSession]:
+    """The feed session (address guard, caps, User-Agent), the fetcher over it and the parser
+    pool, closed by `stack`."""
+    fc = config.fetch
+    limits = FetchLimits(
+        timeout_s=fc.timeout_s,
+        max_body_bytes=fc.max_body_bytes,
+        max_redirects=fc.max_redirects,
+        user_agent=user_agent(fc.contact_url),
+    )
+    session = await stack.enter_async_context(
+        create_feed_session(
+            limits,
+            allow_private_networks=fc.allow_private_networks,
+            concurrency=fc.concurrency,
+        )
+    )
+    fetcher = Fetcher(session, HostThrottle(fc.per_host_rate), limits)
+    parser = await stack.enter_async_context(ParserPool(workers=fc.parse_workers))
+    return fetcher, parser, session
+
+
+@dataclass(frozen=True)
+class FeedReader:
+    """Fetch and parse, nothing else: no store, no sinks."""
+
+    fetcher: PageFetcher
+    parser: PageParser
+    clock: Clock
+
+
+@asynccontextmanager
+async def build_reader(config: Config, *, clock: Clock = system_clock) -> AsyncIterator[FeedReader]:
+    """The fetcher and parser a sync uses, without the store (`syncd preview`, which must
+    write nothing)."""
+    async with AsyncExitStack() as stack:
+        fetcher, parser, _ = await _fetch_and_parse(stack, config)
+        yield FeedReader(fetcher, parser, clock)
+
+
 def _owner_lock(stack: AsyncExitStack, config: Config) -> OwnerLock:
     lock = OwnerLock.for_store(config.store.path)
     stack.callback(lock.release)
@@ -353,22 +396,9 @@ async def build_app(
             stack.callback(lock.release)
         store = open_store(config)
         stack.callback(store.close)
-        fc = config.fetch
-        limits = FetchLimits(
-            timeout_s=fc.timeout_s,
-            max_body_bytes=fc.max_body_bytes,
-            max_redirects=fc.max_redirects,
-            user_agent=user_agent(fc.contact_url),
-        )
-        session = await stack.enter_async_context(
-            create_feed_session(
-                limits,
-                allow_private_networks=fc.allow_private_networks,
-                concurrency=fc.concurrency,
-            )
-        )
-        fetcher: PageFetcher = Fetcher(session, HostThrottle(fc.per_host_rate), limits)
-        parser: PageParser = await stack.enter_async_context(ParserPool(workers=fc.parse_workers))
+        fetcher: PageFetcher
+        parser: PageParser
+        fetcher, parser, session = await _fetch_and_parse(stack, config)
         if metrics is not None:
             fetcher, parser = ObservedFetcher(fetcher, metrics), ObservedParser(parser, metrics)
         # The sinks live in a stack of their own, which a reload replaces.

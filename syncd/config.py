@@ -18,6 +18,7 @@ no network, no environment.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 import tomllib
@@ -413,6 +414,8 @@ class Config:
     # What the operator should know though nothing is wrong enough to refuse the file (an OPML
     # outline that a [[feeds]] table overrides): logged by every command that loads it.
     notes: tuple[str, ...] = ()
+    # A feed with nothing but the [defaults] (name and url empty): what an unconfigured URL gets.
+    defaults: FeedConfig = FeedConfig(name="", url="")
 
     def feed(self, name_or_url: str) -> FeedConfig:
         for f in self.feeds:
@@ -420,6 +423,13 @@ class Config:
                 return f
         known = ", ".join(f.name for f in self.feeds) or "none"
         raise ConfigError(f"no feed named {name_or_url!r} (configured: {known})")
+
+    def feed_at(self, url: str) -> FeedConfig:
+        """The feed configured at `url`, else one with the [defaults] (`syncd preview`)."""
+        for f in self.feeds:
+            if f.url == url:
+                return f
+        return dataclasses.replace(self.defaults, name=url, url=url)
 
     def tagged(self, tags: Sequence[str]) -> tuple[FeedConfig, ...]:
         """The feeds carrying any of `tags` (every feed when none is given); an unknown tag is
@@ -726,6 +736,8 @@ def parse_config(
             allow_insecure_hubs=ws.allow_insecure_hubs,
         ),
         notes=tuple(notes),
+        defaults=_feed("defaults", FeedTable.model_construct(name="", url=""), d, source, [])
+        or FeedConfig(name="", url=""),
     )
 
 

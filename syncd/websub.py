@@ -78,15 +78,23 @@ def _from_document(body: bytes, base: str) -> tuple[str | None, str | None]:
     return hub, self_url
 
 
-def discover(headers: Mapping[str, str], body: bytes, url: str) -> Discovery | None:
-    """The hub and topic of a feed response (`url`: its final URL): the `Link` header first,
-    then the document's atom:link elements; the topic defaults to `url` without a self link.
-    None when no http(s) hub is advertised."""
+def advertised(headers: Mapping[str, str], body: bytes, url: str) -> tuple[str | None, str | None]:
+    """The http(s) hub and the self link a feed response names (`url`: its final URL): the
+    `Link` header first, then the document's atom:link elements. Either may be None."""
     hub, self_url = _from_link_header(headers.get("link", ""), url)
     if hub is None or self_url is None:
         doc_hub, doc_self = _from_document(body, url)
         hub, self_url = hub or doc_hub, self_url or doc_self
-    if hub is None or urlsplit(hub).scheme not in ("http", "https"):
+    if hub is not None and urlsplit(hub).scheme not in ("http", "https"):
+        hub = None
+    return hub, self_url
+
+
+def discover(headers: Mapping[str, str], body: bytes, url: str) -> Discovery | None:
+    """The hub and topic of a feed response (`url`: its final URL); the topic defaults to `url`
+    without a self link. None when no http(s) hub is advertised."""
+    hub, self_url = advertised(headers, body, url)
+    if hub is None:
         return None
     return Discovery(hub=hub, topic=self_url or url)
 
