@@ -14,7 +14,9 @@ from syncd.cli.configcmd import check_config, config_schema
 from syncd.cli.daemon import run
 from syncd.cli.deliveries import deliveries
 from syncd.cli.errors import reported
+from syncd.cli.export import export
 from syncd.cli.feeds import feeds
+from syncd.cli.preview import preview
 from syncd.cli.prune import prune_command
 from syncd.cli.query import query
 from syncd.cli.search import search
@@ -58,6 +60,8 @@ for _command in (
     deliveries,
     sinks,
     feeds,
+    preview,
+    export,
 ):
     main.add_command(_command)
 accept_global_options(main)
