@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from syncd.export import _entry, write_atom  # noqa: E402
-from syncd.history import feed_head, feed_history  # noqa: E402
 from syncd.parse import parse_page  # noqa: E402
-from syncd.store import Store, link_dict, person_dict  # noqa: E402
+from syncd.storage.sqlite.entries import link_dict, person_dict  # noqa: E402
+from syncd.storage.sqlite.store import SqliteStore  # noqa: E402
 from syncd.timestamps import to_text  # noqa: E402
 
 SEED = ROOT / "tests" / "data" / "google-research-blog-page1.atom.xml"
@@ -34,7 +34,7 @@ SEED = ROOT / "tests" / "data" / "google-research-blog-page1.atom.xml"
 
 def build_store(path: Path, n: int) -> None:
     page = parse_page(SEED.read_bytes(), url="http://example.org/feed", headers={})
-    store = Store.open(path)
+    store = SqliteStore.open(path)
     now = to_text(datetime.now(UTC))
     with store.write() as conn:
         conn.execute(
@@ -69,17 +69,17 @@ def build_store(path: Path, n: int) -> None:
 
 def export(db: str, mode: str, out: str) -> None:
     """One export, in this (fresh) process."""
-    store = Store.open_existing(Path(db))
-    head = feed_head(store, "blog")
+    store = SqliteStore.open_existing(Path(db))
+    head = store.feed_head("blog")
     with open(out, "wb") as f:
         if mode == "streamed":
             write_atom(
-                f, head, feed_history(store, "blog", include_deleted=False), now=datetime.now(UTC)
+                f, head, store.feed_history("blog", include_deleted=False), now=datetime.now(UTC)
             )
         else:
             from lxml import etree
 
-            entries = list(feed_history(store, "blog", include_deleted=False))
+            entries = list(store.feed_history("blog", include_deleted=False))
             root = etree.Element("{http://www.w3.org/2005/Atom}feed")
             for e in entries:
                 root.append(_entry(e))

@@ -77,6 +77,10 @@ class StoreError(SyncdError):
     """The store refused an operation (e.g. a write through the read-only query path)."""
 
 
+class NoSuchFeed(StoreError):
+    """The store has no feed of that name."""
+
+
 class CursorGone(SyncdError):
     """The cursor is behind events that were pruned: the reader must restart from a later one."""
 

@@ -7,7 +7,7 @@ entries; deleted entries, when asked for, are RFC 6721 `at:deleted-entry` tombst
 Lines: one object per entry (`ENTRY_FIELDS`). Both are written entry by entry to a byte stream
 (lxml's incremental `xmlfile` for Atom): memory does not grow with the feed.
 
-Formats bytes only: reads no store (`syncd.history` does) and opens no file.
+Formats bytes only: reads no store (`Store.feed_history` does) and opens no file.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any, BinaryIO
 from lxml import etree
 
 from syncd import __version__
-from syncd.history import ArchivedEntry, FeedHead
 from syncd.model import Link
+from syncd.storage.values import ArchivedEntry, FeedHead
 from syncd.timestamps import to_text
 
 __all__ = ["ENTRY_FIELDS", "entry_record", "write_atom", "write_jsonl"]

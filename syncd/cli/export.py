@@ -15,7 +15,7 @@ import click
 from syncd.app import system_clock
 from syncd.cli.common import Ctx, pass_ctx, reading
 from syncd.cli.errors import UsageFailure
-from syncd.history import NoSuchFeed, feed_head, feed_history
+from syncd.errors import NoSuchFeed
 
 __all__ = ["export"]
 
@@ -43,10 +43,10 @@ def export(ctx: Ctx, name: str, fmt: str, output: Path | None, include_deleted: 
     config = ctx.config()
     with reading(config) as store:
         try:
-            head = feed_head(store, name)
+            head = store.feed_head(name)
         except NoSuchFeed as e:
             raise UsageFailure(str(e)) from None
-        entries = feed_history(store, name, include_deleted=include_deleted)
+        entries = store.feed_history(name, include_deleted=include_deleted)
         with _destination(output) as out:
             if fmt == "atom":
                 n = write_atom(out, head, entries, now=system_clock())

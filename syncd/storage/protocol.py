@@ -9,13 +9,14 @@ safe to call from a worker thread while the owner keeps writing. Nothing here de
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from syncd.diff import DEFAULT_HASH_ONLY_CAP
 from syncd.model import DeliveryState, FetchResult, StoredEntry
 from syncd.storage.values import (
+    ArchivedEntry,
     AttemptInfo,
     AttemptRecord,
     Claim,
@@ -24,6 +25,7 @@ from syncd.storage.values import (
     DueDelivery,
     EntryQuery,
     EventPage,
+    FeedHead,
     FeedState,
     Hit,
     PageCommit,
@@ -176,6 +178,15 @@ class Store(Protocol):
     def schedule_rows(self) -> list[dict[str, Any]]: ...
     def queue_figures(self, sinks: Sequence[str]) -> list[dict[str, Any]]: ...
     def search(self, query: SearchQuery) -> list[Hit]: ...
+    def feed_head(self, name: str) -> FeedHead:
+        """The feed's row (`syncd export`); NoSuchFeed when the store has none of that name."""
+        ...
+
+    def feed_history(self, name: str, *, include_deleted: bool) -> Iterator[ArchivedEntry]:
+        """Every entry of the feed in its newest version, newest published first, from one
+        read snapshot, one at a time (memory does not grow with the feed)."""
+        ...
+
     def query_readonly(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]: ...
 
     # retention, reads for other threads, health

@@ -16,8 +16,10 @@ from syncd.model import (
     DeliveryState,
     EventDraft,
     FetchResult,
+    Link,
     OutboundEvent,
     ParsedPage,
+    Person,
     SendOutcome,
     Validators,
 )
@@ -328,3 +330,36 @@ class Hit:
             "snippet": self.snippet,
             "rank": round(self.rank, 4),
         }
+
+
+# ---------------------------------------------------------------- export
+
+
+@dataclass(frozen=True, slots=True)
+class FeedHead:
+    name: str
+    url: str
+    title: str | None
+    newest_updated: datetime | None  # the newest `updated` of its live entries
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedEntry:
+    """An entry as the store holds it now (its newest version), with its bookkeeping."""
+
+    entry_id: str
+    title: str | None
+    link: str | None
+    published: datetime | None
+    updated: datetime | None
+    authors: tuple[Person, ...]
+    categories: tuple[str, ...]
+    summary: str | None
+    content: str | None
+    links: tuple[Link, ...]
+    base_url: str | None
+    first_seen: datetime | None
+    last_seen: datetime | None
+    revision: int
+    deleted_at: datetime | None
+    deleted_reason: str | None

@@ -1,7 +1,8 @@
 """`SqliteStore`: the `Store` protocol over one SQLite file, composed of the per-table modules
-(feeds, entries, events, outbox, websub, prune). One writer connection in WAL mode; every write
-is one `BEGIN IMMEDIATE` transaction, so a page's entries, versions, events and deliveries land
-together or not at all. It decides nothing: it records what the pure modules decided.
+(feeds, entries, events, outbox, websub, prune; history for exports). One writer connection in
+WAL mode; every write is one `BEGIN IMMEDIATE` transaction, so a page's entries, versions,
+events and deliveries land together or not at all. It decides nothing: it records what the
+pure modules decided.
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ from typing import Any
 from syncd.diff import DEFAULT_HASH_ONLY_CAP
 from syncd.errors import StoreError
 from syncd.model import FetchResult, StoredEntry
-from syncd.storage.sqlite import entries, events, feeds, outbox, prune, search
+from syncd.storage.sqlite import entries, events, feeds, history, outbox, prune, search
 from syncd.storage.sqlite.db import Db, Params, readonly_connection
 from syncd.storage.sqlite.outbox import SqliteOutbox
 from syncd.storage.sqlite.reader import SqliteReads
 from syncd.storage.sqlite.websub import SqliteWebSub
 from syncd.storage.values import (
+    ArchivedEntry,
     CrawlOutcome,
     EntryDeletion,
+    FeedHead,
     FeedState,
     Hit,
     PageCommit,
@@ -173,6 +176,12 @@ class SqliteStore:
 
     def search(self, query: SearchQuery) -> list[Hit]:
         return search.search(self.db.conn, query)
+
+    def feed_head(self, name: str) -> FeedHead:
+        return history.head(self.db, name)
+
+    def feed_history(self, name: str, *, include_deleted: bool) -> Iterator[ArchivedEntry]:
+        return history.entries(self.db, name, include_deleted=include_deleted)
 
     def query_readonly(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run SQL on a read-only connection of its own: a write statement fails, changing

@@ -1,6 +1,6 @@
-"""A feed's mirrored history, read from the store for `syncd export`: the feed's row and every
-entry in its newest stored version, streamed from one cursor so a feed of any size is never held
-in memory. Part of the store layer (its SQL lives here and only here); it only reads.
+"""A feed's mirrored history for `syncd export`: the feed's row and every entry in its newest
+stored version (a row of `entries` *is* that), streamed from one statement so a feed of any size
+is never held in memory. Reads only.
 """
 
 from __future__ import annotations
@@ -8,71 +8,34 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime
 
-from syncd.errors import StoreError, SyncdError
+from syncd.errors import NoSuchFeed, StoreError
 from syncd.model import Link, Person
-from syncd.store import Store
+from syncd.storage.sqlite.db import Db
+from syncd.storage.values import ArchivedEntry, FeedHead
 from syncd.timestamps import from_text
 
-__all__ = ["ArchivedEntry", "FeedHead", "NoSuchFeed", "feed_head", "feed_history"]
 
-
-class NoSuchFeed(SyncdError):
-    """The store has no feed of that name."""
-
-
-@dataclass(frozen=True, slots=True)
-class FeedHead:
-    name: str
-    url: str
-    title: str | None
-    newest_updated: datetime | None  # the newest `updated` of its live entries
-
-
-@dataclass(frozen=True, slots=True)
-class ArchivedEntry:
-    """An entry as the store holds it now (its newest version), with its bookkeeping."""
-
-    entry_id: str
-    title: str | None
-    link: str | None
-    published: datetime | None
-    updated: datetime | None
-    authors: tuple[Person, ...]
-    categories: tuple[str, ...]
-    summary: str | None
-    content: str | None
-    links: tuple[Link, ...]
-    base_url: str | None
-    first_seen: datetime | None
-    last_seen: datetime | None
-    revision: int
-    deleted_at: datetime | None
-    deleted_reason: str | None
-
-
-def feed_head(store: Store, name: str) -> FeedHead:
+def head(db: Db, name: str) -> FeedHead:
     """The feed's row; NoSuchFeed, naming the feeds the store has, when there is none."""
-    rows = store.rows(
+    rows = db.rows(
         "SELECT f.name, f.url, f.title, (SELECT MAX(updated) FROM entries e"
         " WHERE e.feed_id = f.id AND e.deleted_at IS NULL) AS newest"
         " FROM feeds f WHERE f.name = ?",
         (name,),
     )
     if not rows:
-        known = ", ".join(r["name"] for r in store.rows("SELECT name FROM feeds ORDER BY name"))
+        known = ", ".join(r["name"] for r in db.rows("SELECT name FROM feeds ORDER BY name"))
         raise NoSuchFeed(f"no feed named {name!r} in the store (it has: {known or 'none'})")
     r = rows[0]
     return FeedHead(r["name"], r["url"], r["title"], from_text(r["newest"]))
 
 
-def feed_history(store: Store, name: str, *, include_deleted: bool) -> Iterator[ArchivedEntry]:
+def entries(db: Db, name: str, *, include_deleted: bool) -> Iterator[ArchivedEntry]:
     """Every entry of the feed, newest published first (entries without a date last), read
     through one statement: one consistent snapshot, fetched a row at a time."""
     try:
-        cursor = store.db.conn.cursor()
+        cursor = db.conn.cursor()
         cursor.row_factory = sqlite3.Row
         cursor.execute(
             "SELECT e.entry_id, e.title, e.link, e.published, e.updated, e.authors, e.categories,"
@@ -86,7 +49,7 @@ def feed_history(store: Store, name: str, *, include_deleted: bool) -> Iterator[
         for row in cursor:
             yield _entry(row)
     except sqlite3.Error as e:
-        raise StoreError(f"database error in {str(store.path)!r}: {e}") from e
+        raise StoreError(f"database error in {str(db.path)!r}: {e}") from e
 
 
 def _entry(r: sqlite3.Row) -> ArchivedEntry:
