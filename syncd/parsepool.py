@@ -26,6 +26,7 @@ import functools
 import multiprocessing
 import os
 import resource
+import select
 import signal
 import threading
 from collections.abc import Mapping
@@ -195,6 +196,15 @@ def _init_worker(memory_limit_bytes: int | None, owner_pid: int) -> None:
     threading.Thread(
         target=_exit_on_sigterm_from, args=(owner_pid,), name="sigterm", daemon=True
     ).start()
+    # A worker's parent is the forkserver, not the daemon, and its task queue holds both ends of
+    # its pipe, so nothing tells it when the daemon is gone (SIGKILLed, or exited after a group
+    # stop killed the forkserver and made the pool's join() return early). Watch the daemon
+    # itself: a worker never outlives it, so it never holds the daemon's stdout/stderr open.
+    try:
+        owner = os.pidfd_open(owner_pid)
+    except ProcessLookupError:
+        os._exit(0)  # the daemon is already gone
+    threading.Thread(target=_exit_with_owner, args=(owner,), name="owner", daemon=True).start()
     if memory_limit_bytes is None:
         return
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
@@ -208,6 +218,11 @@ def _exit_on_sigterm_from(owner_pid: int) -> None:
         info = signal.sigwaitinfo({signal.SIGTERM})
         if info.si_pid == owner_pid:
             os._exit(128 + signal.SIGTERM)
+
+
+def _exit_with_owner(owner_pidfd: int) -> None:
+    select.select([owner_pidfd], [], [])  # a pidfd turns readable when its process exits
+    os._exit(0)
 
 
 def _parse_in_worker(

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,37 @@ async def test_exit_stops_the_workers() -> None:
         await asyncio.gather(parse(pool, SEED.read_bytes()), parse(pool, SEED.read_bytes()))
         pids = worker_pids(pool)
     assert pids
+    assert not [pid for pid in pids if is_running(pid)]
+
+
+def test_workers_do_not_outlive_a_killed_daemon(tmp_path: Path) -> None:
+    # SIGKILL leaves no chance to shut the pool down; the workers must notice on their own, or
+    # they linger forever holding the daemon's stdout/stderr (a supervisor waits on those).
+    script = (
+        "import asyncio, os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from syncd.parsepool import ParserPool\n"
+        "async def main():\n"
+        "    async with ParserPool(workers=2, fast_in_process=False) as pool:\n"
+        "        body = Path(sys.argv[1]).read_bytes()\n"
+        "        await asyncio.gather(*(pool.parse(body, url='u', headers={}) for _ in range(2)))\n"
+        "        print(*pool._executor._processes, flush=True)\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "asyncio.run(main())\n"
+    )
+    # Output to a file, not a pipe: a lingering worker would hold a pipe open and hang the read.
+    out, err = tmp_path / "out", tmp_path / "err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        code = subprocess.run(
+            [sys.executable, "-c", script, str(SEED)], stdout=stdout, stderr=stderr, timeout=60
+        ).returncode
+    assert code == -signal.SIGKILL, err.read_text()
+    pids = [int(pid) for pid in out.read_text().split()]
+    assert pids
+    for _ in range(200):  # a generous deadline for a busy machine, not a speed assertion
+        if not any(is_running(pid) for pid in pids):
+            break
+        time.sleep(0.05)
     assert not [pid for pid in pids if is_running(pid)]
 
 
