@@ -22,6 +22,7 @@ process that runs an event loop and threads copies their locks in whatever state
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import multiprocessing
 import os
@@ -29,7 +30,7 @@ import resource
 import select
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -46,6 +47,10 @@ DEFAULT_MEMORY_LIMIT_BYTES: Final = 1 << 30  # 1 GiB of address space per worker
 INLINE_PARSE_BYTES: Final = 1 << 20  # larger bodies take the fast path in a thread
 
 StartMethod = Literal["forkserver", "spawn"]
+
+# Blocked in the forkserver and the workers from birth (they inherit the mask): only the daemon
+# decides how to stop. The forkserver exits when the daemon does; so do the workers.
+_STOP_SIGNALS: Final = frozenset({signal.SIGTERM, signal.SIGINT})
 
 
 class ParserPool:
@@ -132,16 +137,22 @@ class ParserPool:
             executor = self._executor = self._new_executor()
         loop = asyncio.get_running_loop()
         try:
-            outcome = await loop.run_in_executor(
-                executor,
-                _parse_in_worker,
-                body,
-                url,
-                dict(headers),  # a plain dict pickles whatever Mapping the caller holds
-                ignore_fields,
-                self._max_entries,
-                self._fast_in_process,  # the fast path already declined it: skip it there
-            )
+            # Submitting may start the forkserver and workers (synchronously, in this thread).
+            # A stop sent to the whole process group while they start would kill them half-born
+            # (EOFError here); with the stop signals blocked, they are born with them blocked
+            # and never see a group stop. The daemon gets its own signal as soon as this returns.
+            with _stop_signals_blocked():
+                future = loop.run_in_executor(
+                    executor,
+                    _parse_in_worker,
+                    body,
+                    url,
+                    dict(headers),  # a plain dict pickles whatever Mapping the caller holds
+                    ignore_fields,
+                    self._max_entries,
+                    self._fast_in_process,  # the fast path already declined it: skip it there
+                )
+            outcome = await future
         except BrokenProcessPool as exc:
             # A worker died (killed by the kernel, crashed in C, or failed to allocate where
             # Python cannot raise). Every page in flight on this pool is lost with it.
@@ -184,6 +195,15 @@ class _WorkerParseError:
 
     message: str
     url: str
+
+
+@contextlib.contextmanager
+def _stop_signals_blocked() -> Iterator[None]:
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _init_worker(memory_limit_bytes: int | None, owner_pid: int) -> None:

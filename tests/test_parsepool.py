@@ -182,6 +182,56 @@ def test_workers_do_not_outlive_a_killed_daemon(tmp_path: Path) -> None:
     assert not [pid for pid in pids if is_running(pid)]
 
 
+def test_a_stop_to_the_whole_group_leaves_the_pool_able_to_start_workers(tmp_path: Path) -> None:
+    # The daemon decides how to stop: a group SIGTERM must not kill the forkserver under it, or
+    # a worker started afterwards (first use, or replacing a dead one) fails with EOFError.
+    script = (
+        "import asyncio, os, signal, subprocess, sys\n"
+        "from pathlib import Path\n"
+        "from multiprocessing import forkserver\n"
+        "from syncd.parsepool import ParserPool\n"
+        "async def main():\n"
+        # A handler, as the daemon has (SIG_IGN would be inherited by the forkserver).
+        "    signal.signal(signal.SIGTERM, lambda *_: None)  # this process plays the daemon\n"
+        "    body = Path(sys.argv[1]).read_bytes()\n"
+        "    async with ParserPool(workers=1, fast_in_process=False) as pool:\n"
+        "        await pool.parse(body, url='u', headers={})\n"
+        "        (worker,) = pool._executor._processes\n"
+        "        subprocess.run(['kill', '-TERM', '--', f'-{os.getpgid(0)}'])  # as systemd would\n"
+        "        await asyncio.sleep(0.5)\n"
+        "        server = forkserver._forkserver._forkserver_pid\n"
+        "        alive = os.waitpid(server, os.WNOHANG)[0] == 0\n"
+        "        print('forkserver', 'alive' if alive else 'killed', flush=True)\n"
+        "        if not alive:\n"
+        "            return\n"
+        "        os.kill(worker, signal.SIGKILL)  # the next parse needs a fresh worker\n"
+        "        for _ in range(3):\n"
+        "            try:\n"
+        "                page = await pool.parse(body, url='u', headers={})\n"
+        "            except Exception as exc:\n"
+        "                print(type(exc).__name__, exc, flush=True)\n"
+        "            else:\n"
+        "                print('entries', len(page.entries), flush=True)\n"
+        "asyncio.run(main())\n"
+    )
+    out = tmp_path / "out"
+    with out.open("w") as stdout:
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(SEED)],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            start_new_session=True,  # its own group, so the killpg stays inside the test
+        )
+    assert done.returncode == 0, done.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0] == "forkserver alive", lines
+    # The page in flight on the killed worker's pool fails; every later one parses.
+    assert lines[1].startswith("ParseError") and "worker died" in lines[1], lines
+    assert lines[2:] == ["entries 25", "entries 25"], lines
+
+
 def is_running(pid: int) -> bool:
     """Alive and not a zombie awaiting its parent (the forkserver reaps asynchronously)."""
     try:
