@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import aiohttp
 import structlog
@@ -23,7 +24,6 @@ from syncd.daemonlock import DaemonLock
 from syncd.delivery import BoundSink, Dispatcher, OwnerLock, SinkReport
 from syncd.errors import ConfigError, SyncdError
 from syncd.fetch import Fetcher, FetchLimits, create_feed_session, user_agent
-from syncd.metrics import Metrics, ObservedFetcher, ObservedParser
 from syncd.model import EventDraft
 from syncd.parsepool import ParserPool
 from syncd.pull import Bell
@@ -36,6 +36,9 @@ from syncd.storage.sqlite import SqliteStore
 from syncd.subscriber import Subscriber
 from syncd.sync import FeedSyncer, PageFetcher, PageParser, Progress, SyncReport
 from syncd.throttle import HostThrottle
+
+if TYPE_CHECKING:
+    from syncd.metrics import Metrics  # prometheus_client: imported only by the daemon
 
 log = structlog.get_logger("syncd.app")
 
@@ -400,6 +403,8 @@ async def build_app(
         parser: PageParser
         fetcher, parser, session = await _fetch_and_parse(stack, config)
         if metrics is not None:
+            from syncd.metrics import ObservedFetcher, ObservedParser
+
             fetcher, parser = ObservedFetcher(fetcher, metrics), ObservedParser(parser, metrics)
         # The sinks live in a stack of their own, which a reload replaces.
         sinks = AsyncExitStack()

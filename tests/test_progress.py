@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from syncd.app import build_app
-from syncd.cli.sync import RichProgress
+from syncd.cli.progress import RichProgress
 from syncd.config import load_config
 from tests.conftest import write_config
 from tests.support.feedserver import BloggerFeed, serve_feed

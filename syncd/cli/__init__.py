@@ -1,34 +1,55 @@
 """The `syncd` command line: a thin click layer over the app (DESIGN §2), one module per command
 group. This module builds the group, accepts the global options anywhere, and turns whatever a
 command lets escape into one line and an exit code (see `syncd.cli.errors`).
+
+A command's module is imported only when that command runs (or help lists it): `syncd sync` must
+not pay for the daemon's web server, metrics or the delivery commands.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import click
 
 from syncd.cli.common import Ctx, accept_global_options, global_params
-from syncd.cli.configcmd import check_config, config_schema
-from syncd.cli.daemon import run
-from syncd.cli.deliveries import deliveries
 from syncd.cli.errors import reported
-from syncd.cli.export import export
-from syncd.cli.feeds import feeds
-from syncd.cli.preview import preview
-from syncd.cli.prune import prune_command
-from syncd.cli.query import query
-from syncd.cli.search import search
-from syncd.cli.sinks import sinks
-from syncd.cli.status import status
-from syncd.cli.sync import sync
 from syncd.logs import configure_logging
 
 __all__ = ["main"]
 
 
+# Command name -> "module:attribute", in the order help lists them.
+COMMANDS = {
+    "run": "syncd.cli.daemon:run",
+    "sync": "syncd.cli.sync:sync",
+    "status": "syncd.cli.status:status",
+    "query": "syncd.cli.query:query",
+    "search": "syncd.cli.search:search",
+    "prune": "syncd.cli.prune:prune_command",
+    "check-config": "syncd.cli.configcmd:check_config",
+    "config-schema": "syncd.cli.configcmd:config_schema",
+    "deliveries": "syncd.cli.deliveries:deliveries",
+    "sinks": "syncd.cli.sinks:sinks",
+    "feeds": "syncd.cli.feeds:feeds",
+    "preview": "syncd.cli.preview:preview",
+    "export": "syncd.cli.export:export",
+}
+
+
 class _SyncdGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module, attribute = COMMANDS[cmd_name].split(":")
+            command: click.Command = getattr(importlib.import_module(module), attribute)
+            accept_global_options(command)
+            self.add_command(command, cmd_name)
+        return self.commands.get(cmd_name)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -46,22 +67,3 @@ def main(click_ctx: click.Context) -> None:
     """syncd keeps a SQLite mirror of Atom/RSS feeds and delivers change events to sinks."""
     ctx = click_ctx.ensure_object(Ctx)
     configure_logging(verbose=ctx.verbose)
-
-
-for _command in (
-    run,
-    sync,
-    status,
-    query,
-    search,
-    prune_command,
-    check_config,
-    config_schema,
-    deliveries,
-    sinks,
-    feeds,
-    preview,
-    export,
-):
-    main.add_command(_command)
-accept_global_options(main)

@@ -113,10 +113,12 @@ def global_params() -> list[click.Parameter]:
 
 
 def accept_global_options(command: click.Command) -> None:
-    """Let every subcommand of `command` take --config and --verbose after its name too."""
+    """Let `command` and its subcommands take --config and --verbose after their names too.
+    Adds them once: a command object lives as long as its module, across invocations."""
+    if not any(p.name == "config" for p in command.params):
+        command.params.extend(global_params())
     if isinstance(command, click.Group):
         for sub in command.commands.values():
-            sub.params.extend(global_params())
             accept_global_options(sub)
 
 
