@@ -6,7 +6,6 @@ constructs a collaborator; everything below receives what it needs from here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import random
@@ -201,27 +200,59 @@ class App:
 
         seen: Config | None = None
         by_name: dict[str, FeedConfig] = {}
+        removed = 0  # due feeds of the store that the config no longer lists
+        rushes = 0  # asks in a row without a pause
+        # Polls started and not finished: up to twice the fetch concurrency (half of them wait
+        # for the semaphore), so a slot freed is taken at once; refilled when half are done.
+        target = 2 * self.config.fetch.concurrency
+        low = asyncio.Event()  # in flight dropped to half the target: time to refill
+
+        def done(name: str, _task: object) -> None:
+            in_flight.pop(name, None)
+            if len(in_flight) <= target // 2:
+                low.set()
+
         try:
             while not stop.is_set():
                 if self.config is not seen:  # at start, and after a reload
                     seen = self.config
                     by_name = self._register(seen, known=by_name)
                 now = self.clock()
-                try:
-                    # One query for what is due, not one per feed: cheap with many feeds.
-                    due_names = self.store.due_feeds(now)
-                except SyncdError as e:
-                    log.error("cannot read the schedule; retrying", error=str(e))
-                    due_names = []
-                for name in due_names:
-                    due = by_name.get(name)
-                    if due is None or name in in_flight or held.get(name, now) > now:
-                        continue
-                    task = asyncio.create_task(one(due))
-                    in_flight[name] = task
-                    task.add_done_callback(functools.partial(_forget, in_flight, name))
+                for name in [n for n, until in held.items() if until <= now]:
+                    del held[name]
+                room = target - len(in_flight)
+                started, cut = 0, False
+                if room > 0:
+                    # One indexed query for what is due, not one per feed, and bounded: a
+                    # backlog (the daemon was down) stays a queue in the store, not a task per
+                    # feed here. Feeds in flight or held are still due and come first, and so
+                    # may feeds removed from the config: the limit leaves room for them.
+                    ask = target + len(held) + 2 * removed
+                    try:
+                        due_names = self.store.due_feeds(now, limit=ask)
+                    except SyncdError as e:
+                        log.error("cannot read the schedule; retrying", error=str(e))
+                        due_names = []
+                    cut = len(due_names) >= ask
+                    removed = sum(1 for name in due_names if name not in by_name)
+                    for name in due_names:
+                        due = by_name.get(name)
+                        if started >= room or due is None or name in in_flight or name in held:
+                            continue
+                        task = asyncio.create_task(one(due))
+                        in_flight[name] = task
+                        task.add_done_callback(functools.partial(done, name))
+                        started += 1
                 self.scheduled.set()
-                await _sleep_or_stop(stop, POLL_TICK_S)
+                low.clear()
+                if cut and started < room and rushes < 32:
+                    # Removed feeds took the places: ask again at once, for twice as many more
+                    # (`removed` grows each time, so this ends within a few asks).
+                    rushes += 1
+                    continue
+                rushes = 0
+                # More are due than were started: refill as soon as half are done.
+                await _sleep_or_stop(stop, POLL_TICK_S, wake=low if room <= 0 or cut else None)
         finally:
             for task in list(in_flight.values()):
                 task.cancel()
@@ -241,13 +272,17 @@ class App:
         self.store.reschedule(state.id, due.at, due.reason)
 
 
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
-
-
-def _forget(tasks: dict[str, asyncio.Task[SyncReport | None]], name: str, _t: object) -> None:
-    tasks.pop(name, None)
+async def _sleep_or_stop(
+    stop: asyncio.Event, seconds: float, wake: asyncio.Event | None = None
+) -> None:
+    """Return after `seconds`, or as soon as `stop` (or `wake`, if given) is set."""
+    events = [stop] if wake is None else [stop, wake]
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
 
 
 def _router(current: Callable[[], Config]) -> Callable[[str, EventDraft], list[str]]:

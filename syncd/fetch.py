@@ -151,6 +151,7 @@ class Fetcher:
         self._session = session
         self._throttle = throttle
         self._limits = limits
+        self._timeout = limits.client_timeout()  # built once: an attrs object per request costs
 
     async def fetch(
         self, url: str, validators: Validators | None = None, *, trusted_host: str | None = None
@@ -187,7 +188,7 @@ class Fetcher:
         async with self._session.get(
             url,
             headers=headers,
-            timeout=limits.client_timeout(),
+            timeout=self._timeout,
             allow_redirects=limits.max_redirects > 0,
             # aiohttp raises once the count of redirect responses reaches max_redirects, i.e. it
             # follows max_redirects - 1 of them; +1 makes our number the number followed.

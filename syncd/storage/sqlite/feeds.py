@@ -73,17 +73,21 @@ def reschedule(db: Db, feed_id: int, at: datetime, reason: str) -> None:
         )
 
 
-def due(db: Db, now: datetime) -> list[str]:
-    """Names of feeds whose next poll is due, that are not gone (410), most overdue first."""
-    return [
-        r["name"]
-        for r in db.rows(
-            "SELECT name FROM feeds WHERE gone_at IS NULL"
-            " AND (next_due_at IS NULL OR next_due_at <= ?)"
-            " ORDER BY next_due_at IS NOT NULL, next_due_at",
-            (ms(now),),
-        )
-    ]
+def due(db: Db, now: datetime, limit: int) -> list[str]:
+    """Names of at most `limit` feeds whose next poll is due, that are not gone (410), most
+    overdue first (never polled ones before all). Two walks of the `feeds_due` index that stop
+    at `limit`: the daemon asks every second, and a full scan of a million feeds would cost a
+    core."""
+    never = db.rows(
+        "SELECT name FROM feeds WHERE gone_at IS NULL AND next_due_at IS NULL LIMIT ?",
+        (limit,),
+    )
+    overdue = db.rows(
+        "SELECT name FROM feeds WHERE gone_at IS NULL AND next_due_at <= ?"
+        " ORDER BY next_due_at LIMIT ?",
+        (ms(now), limit - len(never)),
+    )
+    return [r["name"] for r in (*never, *overdue)]
 
 
 def finish_crawl(db: Db, feed_id: int, now: datetime, outcome: CrawlOutcome) -> None:

@@ -356,3 +356,10 @@ def m010_websub_subscriptions(db: Database) -> None:
         """
     )
     db.execute("CREATE INDEX websub_subscriptions_feed ON websub_subscriptions(feed_id)")
+
+
+@migrations()
+def m011_due_index(db: Database) -> None:
+    """The daemon asks every second which feeds are due: an index that answers it without
+    reading every feed (a million feeds are a million rows)."""
+    db.execute("CREATE INDEX feeds_due ON feeds(next_due_at) WHERE gone_at IS NULL")

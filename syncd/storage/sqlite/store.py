@@ -97,8 +97,8 @@ class SqliteStore:
     def reschedule(self, feed_id: int, at: datetime, reason: str) -> None:
         feeds.reschedule(self.db, feed_id, at, reason)
 
-    def due_feeds(self, now: datetime) -> list[str]:
-        return feeds.due(self.db, now)
+    def due_feeds(self, now: datetime, limit: int) -> list[str]:
+        return feeds.due(self.db, now, limit)
 
     def finish_crawl(self, feed_id: int, now: datetime, outcome: CrawlOutcome) -> None:
         feeds.finish_crawl(self.db, feed_id, now, outcome)
