@@ -45,6 +45,7 @@ bench: $(BIN)/syncd
 	$(BIN)/python bench/backfill.py
 	$(BIN)/python bench/deliveries.py
 	$(BIN)/python bench/freshness.py
+	$(BIN)/python bench/daemon_scale.py
 
 clean:
 	rm -rf $(VENV) $(RUN_VENV) var .pytest_cache .mypy_cache .ruff_cache
