@@ -57,6 +57,7 @@ EVENT_TYPES = frozenset({"entry.created", "entry.updated", "entry.deleted"})
 IgnorableField = Literal[
     "title", "content", "summary", "links", "authors", "categories", "published"
 ]
+NO_FIELDS: frozenset[str] = frozenset()
 IGNORABLE_FIELDS = frozenset(
     {"title", "content", "summary", "links", "authors", "categories", "published"}
 )
@@ -350,8 +351,10 @@ class WebSubConfig:
         return self.enabled and self.public_url is not None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FeedConfig:
+    """One configured feed, [defaults] filled in. Slotted: a daemon may hold a million."""
+
     name: str
     url: str
     interval_s: float = 900.0
@@ -537,7 +540,10 @@ def _feed(
         expect_update_within_s=pick(f.expect_update_within, d.expect_update_within),
         max_pages=pick(f.max_pages, d.max_pages),
         full_sync_every_s=pick(f.full_sync_every, d.full_sync_every),
-        ignore_fields=frozenset(pick(f.ignore_fields, d.ignore_fields)),
+        # Most feeds ignore nothing: one shared empty set (each frozenset() is a new object).
+        ignore_fields=frozenset(ignored)
+        if (ignored := pick(f.ignore_fields, d.ignore_fields))
+        else NO_FIELDS,
         changes=pick(f.changes, d.changes),
         changes_url=f.changes_url,
         websub=pick(f.websub, websub),
