@@ -163,9 +163,9 @@ def text(dt: datetime) -> str:
 def seed(db: Path, n: int, port: int, now: datetime) -> None:
     """N feeds synced a minute ago, one page each with its ETag, next polls spread over the
     coming interval but the first's (the schema comes from syncd's own migrations)."""
-    from syncd.store import Store
+    from syncd.storage.sqlite import SqliteStore
 
-    Store.open(db).close()
+    SqliteStore.open(db).close()
     rng = random.Random(7)
     conn = sqlite3.connect(db)
     synced = text(now - timedelta(minutes=1))
