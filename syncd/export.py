@@ -128,10 +128,10 @@ def write_atom(
     return n
 
 
-def _text(tag: str, value: str | None, type: str | None = None) -> etree._Element:
+def _text(tag: str, value: str | None, kind: str | None = None) -> etree._Element:
     # Written on its own, an element declares its namespace itself: as the default one, so the
     # document reads like any Atom feed (no ns0: prefixes, which parsers handle unevenly).
-    element = etree.Element(_a(tag), {"type": type} if type else {}, nsmap=_ATOM_ONLY)
+    element = etree.Element(_a(tag), {"type": kind} if kind else {}, nsmap=_ATOM_ONLY)
     element.text = _x(value or "")
     return element
 
@@ -140,7 +140,7 @@ def _entry(e: ArchivedEntry) -> etree._Element:
     entry = etree.Element(_a("entry"), nsmap=_ATOM_ONLY)
     entry.append(_text("id", e.entry_id))
     # "text": the title is stored as read (markup already decoded), so it is written as is.
-    entry.append(_text("title", e.title, type="text"))
+    entry.append(_text("title", e.title, kind="text"))
     # Atom requires <updated>; an entry that had none gets its published time (or when syncd
     # first saw it), which is what a reader would show for it anyway.
     updated = e.updated or e.published or e.first_seen
@@ -164,9 +164,9 @@ def _entry(e: ArchivedEntry) -> etree._Element:
     for term in e.categories:
         etree.SubElement(entry, _a("category"), term=_x(term))
     if e.summary is not None:
-        entry.append(_text("summary", e.summary, type="html"))
+        entry.append(_text("summary", e.summary, kind="html"))
     if e.content is not None:
-        entry.append(_text("content", e.content, type="html"))
+        entry.append(_text("content", e.content, kind="html"))
     return entry
 
 

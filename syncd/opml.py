@@ -108,8 +108,9 @@ def _feed(outline: etree._Element, folders: tuple[str, ...]) -> OpmlFeed | None:
     url = _text(outline.get("xmlUrl"))
     if url is None:
         return None
-    if url.lower().startswith("feed://"):  # a reader's scheme for "subscribe to this"
-        url = "http://" + url[len("feed://") :]
+    if url.lower().startswith("feed:"):  # a reader's scheme for "subscribe to this"
+        rest = url[len("feed:") :].lstrip("/")
+        url = rest if rest.lower().startswith(("http://", "https://")) else f"http://{rest}"
     if not _HTTP_URL.match(url):
         raise OpmlError(f"line {_line(outline)}: xmlUrl {url!r} is not an http(s) URL")
     categories = (c.strip().strip("/").strip() for c in (outline.get("category") or "").split(","))

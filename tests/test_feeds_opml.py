@@ -40,6 +40,7 @@ NEWS = [
     '    <outline type="rss" xmlUrl="https://www.example.org/blog/feed.xml"/>',
     '    <outline type="rss" text="Research" xmlUrl="https://x.example/research"/>',
     '    <outline type="rss" text="Overridden" xmlUrl="https://toml.example/feed"/>',
+    '    <outline type="rss" text="Podcast" xmlUrl="feed:https://c.example/rss"/>',
 ]
 TAIL = "</body></opml>\n"
 
@@ -96,6 +97,7 @@ def test_opml_feeds_join_the_config_with_tags_and_stable_unique_names(tmp_path: 
         ),
         # A [[feeds]] table named "research" keeps its name; the outline is renamed.
         "research-65f7d6": ("https://x.example/research", ("News", "imported"), "opml"),
+        "podcast": ("https://c.example/rss", ("News", "imported"), "opml"),
     }
     opml_feed = config.feed("planet-python")
     assert opml_feed.interval_s == 3600 and opml_feed.opml == tmp_path / "lists" / "feeds.opml"
