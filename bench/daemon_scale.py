@@ -165,7 +165,7 @@ def seed(db: Path, n: int, port: int, now: datetime) -> None:
     coming interval but the first's (the schema comes from syncd's own migrations)."""
     from syncd.storage.sqlite import SqliteStore
 
-    SqliteStore.open(db).close()
+    SqliteStore.open(db).db.close()
     rng = random.Random(7)
     conn = sqlite3.connect(db)
     synced = text(now - timedelta(minutes=1))

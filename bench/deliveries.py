@@ -74,7 +74,7 @@ async def syncd_webhook(url: str, events: int, in_flight: int) -> float:
             if report.delivered != events:
                 raise SystemExit(f"syncd delivered {report.delivered} of {events}: {report}")
         finally:
-            store.close()
+            store.db.close()
     return events / elapsed
 
 
@@ -83,7 +83,7 @@ async def baseline_webhook(url: str, events: int, in_flight: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         store = seeded_store(Path(tmp), events, "hook")
         bodies = outbound(store)
-        store.close()
+        store.db.close()
     async with session_for_webhooks(limit_per_host=0) as session:
         sink = WebhookSink("hook", url, [TEST_SECRET], session=session)
         queue = iter(bodies)
@@ -130,7 +130,7 @@ async def syncd_file(events: int, breakdown: dict[str, float] | None = None) -> 
         [report] = await dispatcher.deliver_due()
         elapsed = time.perf_counter() - started
         await sink.aclose()
-        store.close()
+        store.db.close()
     if report.delivered != events:
         raise SystemExit(f"file sink delivered {report.delivered} of {events}")
     if breakdown is not None:
@@ -142,7 +142,7 @@ def baseline_file(events: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         store = seeded_store(Path(tmp), events, "archive")
         lines = [e.body + b"\n" for e in outbound(store)]
-        store.close()
+        store.db.close()
         fd = os.open(Path(tmp) / "events.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         started = time.perf_counter()
         for i in range(0, len(lines), 100):

@@ -12,6 +12,7 @@ smallest store, output size and time, and the ratio of the two. Prints figures, 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import subprocess
 import sys
@@ -19,13 +20,14 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from syncd.export import _entry, write_atom  # noqa: E402
 from syncd.parse import parse_page  # noqa: E402
-from syncd.storage.sqlite.entries import link_dict, person_dict  # noqa: E402
+from syncd.storage.rows import link_dict, person_dict  # noqa: E402
 from syncd.storage.sqlite.store import SqliteStore  # noqa: E402
 from syncd.timestamps import to_text  # noqa: E402
 
@@ -64,27 +66,31 @@ def build_store(path: Path, n: int) -> None:
             " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, 1)",
             [(*r, r[-1]) for r in rows],
         )
-    store.close()
+    store.db.close()
 
 
 def export(db: str, mode: str, out: str) -> None:
     """One export, in this (fresh) process."""
-    store = SqliteStore.open_existing(Path(db))
-    head = store.feed_head("blog")
     with open(out, "wb") as f:
-        if mode == "streamed":
-            write_atom(
-                f, head, store.feed_history("blog", include_deleted=False), now=datetime.now(UTC)
-            )
-        else:
-            from lxml import etree
+        asyncio.run(_export(db, mode, f))
 
-            entries = list(store.feed_history("blog", include_deleted=False))
-            root = etree.Element("{http://www.w3.org/2005/Atom}feed")
-            for e in entries:
-                root.append(_entry(e))
-            f.write(etree.tostring(root, xml_declaration=True, encoding="utf-8"))
-    store.close()
+
+async def _export(db: str, mode: str, f: BinaryIO) -> None:
+    store = SqliteStore.open_existing(Path(db))
+    head = await store.feed_head("blog")
+    if mode == "streamed":
+        await write_atom(
+            f, head, store.feed_history("blog", include_deleted=False), now=datetime.now(UTC)
+        )
+    else:
+        from lxml import etree
+
+        entries = [e async for e in store.feed_history("blog", include_deleted=False)]
+        root = etree.Element("{http://www.w3.org/2005/Atom}feed")
+        for e in entries:
+            root.append(_entry(e))
+        f.write(etree.tostring(root, xml_declaration=True, encoding="utf-8"))
+    await store.close()
 
 
 def measure(db: Path, mode: str) -> tuple[float, float, int]:

@@ -16,7 +16,7 @@ import asyncio
 import random
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,30 +45,37 @@ class Latency:
     hours: float
 
 
-def deep_edit(feed: BloggerFeed) -> Callable[[App], bool]:
+def deep_edit(feed: BloggerFeed) -> Callable[[App], Awaitable[bool]]:
     entry_id = feed.ids()[18 * 25 + 3]  # page 19
     feed.edit_entry(entry_id, title="Edited", updated_ms=feed.newest_updated_ms + 60_000)
 
-    def seen(app: App) -> bool:
-        row = app.store.known_entries(app.store.feed_state("f").id, [entry_id])[entry_id]
+    async def seen(app: App) -> bool:
+        row = (await app.store.known_entries((await app.store.feed_state("f")).id, [entry_id]))[
+            entry_id
+        ]
         return row.title == "Edited"
 
     return seen
 
 
-def deletion(feed: BloggerFeed) -> Callable[[App], bool]:
+def deletion(feed: BloggerFeed) -> Callable[[App], Awaitable[bool]]:
     entry_id = feed.ids()[11 * 25 + 7]  # page 12
     feed.delete_entry(entry_id)
 
-    def seen(app: App) -> bool:
-        row = app.store.known_entries(app.store.feed_state("f").id, [entry_id])[entry_id]
+    async def seen(app: App) -> bool:
+        row = (await app.store.known_entries((await app.store.feed_state("f")).id, [entry_id]))[
+            entry_id
+        ]
         return row.deleted_at is not None
 
     return seen
 
 
 async def latency(
-    change: Callable[[BloggerFeed], Callable[[App], bool]], *, baseline: bool, hours_in: float
+    change: Callable[[BloggerFeed], Callable[[App], Awaitable[bool]]],
+    *,
+    baseline: bool,
+    hours_in: float,
 ) -> Latency:
     """Backfill, poll quietly for `hours_in` hours, make the change, poll until it is seen."""
     feed = BloggerFeed(515)
@@ -90,7 +97,7 @@ async def latency(
                 for polls in range(1, GIVE_UP + 1):
                     clock.now += POLL
                     await app.sync_feeds(config.feeds, full=False, force=True)
-                    if seen(app):
+                    if await seen(app):
                         hours = (clock.now - started).total_seconds() / 3600
                         return Latency(polls, len(feed.log), hours)
     return Latency(GIVE_UP, -1, float("inf"))

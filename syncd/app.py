@@ -31,6 +31,7 @@ from syncd.sinks import Sink, SinkContext, default_registry
 from syncd.sinks.file import FileSink
 from syncd.sinks.webhook import session_for_webhooks
 from syncd.storage import Store
+from syncd.storage.postgres.store import PostgresStore
 from syncd.storage.sqlite import SqliteStore
 from syncd.subscriber import Subscriber
 from syncd.sync import FeedSyncer, PageFetcher, PageParser, Progress, SyncReport
@@ -54,15 +55,20 @@ def system_clock() -> datetime:
     return datetime.now(UTC)
 
 
-def open_store(config: Config) -> Store:
-    """The configured store for reading and writing, created and migrated as needed. The one
-    place that picks a storage backend."""
+async def open_store(config: Config) -> Store:
+    """The configured store for reading and writing, created and migrated as needed: the
+    PostgreSQL database at `[store] url`, else the SQLite file at `[store] path`. The one place
+    that picks a storage backend."""
+    if config.store.url is not None:
+        return await PostgresStore.open(config.store.url)
     return SqliteStore.open(config.store.path)
 
 
-def open_store_readonly(config: Config) -> Store:
-    """The configured store for commands that only look: never created, never migrated, and a
-    write through it fails. A missing or outdated store is a StoreError saying so."""
+async def open_store_readonly(config: Config) -> Store:
+    """The configured store for commands that only look: never created, never migrated (a
+    missing or outdated store is a StoreError saying so); on SQLite a write through it fails."""
+    if config.store.url is not None:
+        return await PostgresStore.open(config.store.url, migrate=False)
     return SqliteStore.open_existing(config.store.path)
 
 
@@ -90,9 +96,9 @@ class App:
         self.dispatcher.notify()
         self.bell.ring()
 
-    def skip_reason(self, feed: FeedConfig, now: datetime) -> str | None:
+    async def skip_reason(self, feed: FeedConfig, now: datetime) -> str | None:
         """Why a feed must not be fetched now even on request: the publisher asked us to wait."""
-        state = self.store.ensure_feed(feed.name, feed.url, now)
+        state = await self.store.ensure_feed(feed.name, feed.url, now)
         if state.gone_at is not None:
             return "the publisher answered 410 Gone"
         if state.retry_after_until is not None and state.retry_after_until > now:
@@ -105,7 +111,7 @@ class App:
         limit = asyncio.Semaphore(self.config.fetch.concurrency)
 
         async def one(feed: FeedConfig) -> SyncReport | None:
-            reason = None if force else self.skip_reason(feed, self.clock())
+            reason = None if force else await self.skip_reason(feed, self.clock())
             if reason:
                 log.warning("feed skipped", feed=feed.name, reason=reason, hint="use --force")
                 return None
@@ -151,7 +157,7 @@ class App:
         `new` cannot be taken. Fetch, HTTP and store settings apply at the next start."""
         if self.sinks is None or self.new_dispatcher is None:
             raise SyncdError("this app cannot change its sinks")
-        if new.store.path != self.config.store.path:
+        if (new.store.path, new.store.url) != (self.config.store.path, self.config.store.url):
             raise ConfigError(
                 "cannot change while syncd runs (restart it)", path=new.source, key="store.path"
             )
@@ -165,14 +171,16 @@ class App:
         if running and not (self._stop is not None and self._stop.is_set()):
             self._deliver()
 
-    def _register(self, config: Config, known: Mapping[str, FeedConfig]) -> dict[str, FeedConfig]:
+    async def _register(
+        self, config: Config, known: Mapping[str, FeedConfig]
+    ) -> dict[str, FeedConfig]:
         """The configured feeds by name; those new or changed since `known` are put in the
         store (a new one is due at once, a new URL replaces the stored one)."""
         for feed in config.feeds:
             if known.get(feed.name) == feed:
                 continue
             try:
-                self.spread_start(feed)
+                await self.spread_start(feed)
             except SyncdError as e:
                 log.error("feed not registered", feed=feed.name, error=str(e))
         return {f.name: f for f in config.feeds}
@@ -193,7 +201,7 @@ class App:
                 self.committed()
             if self.websub is not None:
                 try:
-                    self.websub.noticed(feed, report.websub)
+                    await self.websub.noticed(feed, report.websub)
                 except SyncdError as e:
                     log.error("websub subscription not recorded", feed=feed.name, error=str(e))
             return report
@@ -216,7 +224,7 @@ class App:
             while not stop.is_set():
                 if self.config is not seen:  # at start, and after a reload
                     seen = self.config
-                    by_name = self._register(seen, known=by_name)
+                    by_name = await self._register(seen, known=by_name)
                 now = self.clock()
                 for name in [n for n, until in held.items() if until <= now]:
                     del held[name]
@@ -229,7 +237,7 @@ class App:
                     # may feeds removed from the config: the limit leaves room for them.
                     ask = target + len(held) + 2 * removed
                     try:
-                        due_names = self.store.due_feeds(now, limit=ask)
+                        due_names = await self.store.due_feeds(now, limit=ask)
                     except SyncdError as e:
                         log.error("cannot read the schedule; retrying", error=str(e))
                         due_names = []
@@ -258,18 +266,18 @@ class App:
                 task.cancel()
             await asyncio.gather(*in_flight.values(), return_exceptions=True)
 
-    def spread_start(self, feed: FeedConfig) -> None:
+    async def spread_start(self, feed: FeedConfig) -> None:
         """Register the feed; if it was synced before and is overdue (the daemon was down), poll
         it at a random point of its interval rather than with every other feed at once. A new
         feed (its backfill) and an interrupted crawl stay due now."""
         now = self.clock()
-        state = self.store.ensure_feed(feed.name, feed.url, now)
+        state = await self.store.ensure_feed(feed.name, feed.url, now)
         overdue = state.next_due_at is not None and state.next_due_at <= now
         resuming = state.crawl_incomplete or state.full_crawl_reason is not None
         if state.first_synced_at is None or state.gone_at is not None or resuming or not overdue:
             return
         due = spread_first_poll(now, feed.interval_s, self.syncer.rng)
-        self.store.reschedule(state.id, due.at, due.reason)
+        await self.store.reschedule(state.id, due.at, due.reason)
 
 
 async def _sleep_or_stop(
@@ -359,8 +367,8 @@ async def build_dispatcher(
 ) -> AsyncIterator[Dispatcher]:
     """The store and the sinks only: for commands that deliver without syncing feeds."""
     async with AsyncExitStack() as stack:
-        store = open_store(config)
-        stack.callback(store.close)
+        store = await open_store(config)
+        stack.push_async_callback(store.close)
         sinks = await _bind_sinks(stack, config, clock)
         yield Dispatcher(store=store, sinks=sinks, clock=clock, rng=rng or random.Random())
 
@@ -432,8 +440,8 @@ async def build_app(
             lock = DaemonLock.for_store(config.store.path)
             lock.acquire()
             stack.callback(lock.release)
-        store = open_store(config)
-        stack.callback(store.close)
+        store = await open_store(config)
+        stack.push_async_callback(store.close)
         fetcher: PageFetcher
         parser: PageParser
         fetcher, parser, session = await _fetch_and_parse(stack, config)

@@ -42,6 +42,7 @@ from pydantic import (
 from syncd.errors import ConfigError
 from syncd.opml import OpmlError, OpmlFeed, derive_name, name_with_suffix, read_opml
 from syncd.sinks import SinkRegistry, default_registry, options_model_of
+from syncd.sinks.broker import redacted_url
 from syncd.sinks.options import (
     HttpUrlText,
     NonEmptyText,
@@ -132,8 +133,18 @@ class _Table(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+def _postgres_url(url: str) -> str:
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ValueError(f"{url!r} is not a postgresql:// URL")
+    return url
+
+
+PostgresUrl = Annotated[NonEmptyText, AfterValidator(_postgres_url)]
+
+
 class StoreTable(_Table):
     path: NonEmptyText = "var/syncd.db"
+    url: PostgresUrl | None = None  # set: the PostgreSQL database at this URL, not the file
     # Retention (`syncd prune`); unset keeps everything of that kind.
     keep_versions: Positive | None = None  # newest versions kept per entry
     keep_events: Duration | None = None  # events older than this, every sink done with them
@@ -292,10 +303,16 @@ def _sink_model(kind: str, options: type[SinkOptions]) -> type[SinkTable]:
 
 @dataclass(frozen=True)
 class StoreConfig:
-    path: Path
+    path: Path  # the SQLite file (and the daemon's lock files beside it)
     keep_versions: int | None = None
     keep_events_s: float | None = None
     keep_deliveries_s: float | None = None
+    url: str | None = None  # a PostgreSQL database instead of the SQLite file
+
+    @property
+    def where(self) -> str:
+        """The store for messages: the file, or the URL without its credentials."""
+        return str(self.path) if self.url is None else redacted_url(self.url)
 
 
 @dataclass(frozen=True)
@@ -715,6 +732,7 @@ def parse_config(
             store.keep_versions,
             store.keep_events,
             store.keep_deliveries,
+            store.url,
         ),
         fetch=FetchConfig(
             timeout_s=fc.timeout,

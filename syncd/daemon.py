@@ -15,7 +15,7 @@ import contextlib
 import functools
 import os
 import signal
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,16 +88,16 @@ async def _serve(
     monitor = LoopMonitor()
     async with build_app(config, metrics=metrics, exclusive=True) as app, _tasks() as start:
 
-        def overview() -> Overview:
-            return take(app.store, app.clock(), [s.name for s in app.config.sinks])
+        async def overview() -> Overview:
+            return await take(app.store, app.clock(), [s.name for s in app.config.sinks])
 
         metrics.read_store(overview)
         health = Health(app.store.probe, monitor, store_open=True, scheduled=app.scheduled)
         start(monitor.run())
         summary = functools.partial(_summary, app, overview)
 
-        def status() -> dict[str, Any]:
-            return status_report(app.config, app.store, app.clock())
+        async def status() -> dict[str, Any]:
+            return await status_report(app.config, app.store, app.clock())
 
         services = Services(
             health,
@@ -117,13 +117,13 @@ async def _serve(
                 "syncd started",
                 version=__version__,
                 pid=os.getpid(),
-                store=str(config.store.path),
+                store=config.store.where,
                 feeds=len(config.feeds),
                 sinks=len(config.sinks),
                 http=f"http://{address}" if address else "off",
                 systemd=notifier.enabled,
             )
-            notifier.ready(summary())
+            notifier.ready(await summary())
             if notifier.watchdog_s is not None:
                 start(_watchdog(notifier, notifier.watchdog_s))
             if notifier.enabled:
@@ -161,10 +161,10 @@ def read_token(http: HttpConfig, source: str, env: Mapping[str, str]) -> str | N
     return token
 
 
-def _summary(app: App, overview: Callable[[], Overview]) -> str:
+async def _summary(app: App, overview: Callable[[], Awaitable[Overview]]) -> str:
     """systemd's one-line STATUS=: what `systemctl status syncd` shows."""
     try:
-        o = overview()
+        o = await overview()
     except SyncdError as e:
         return f"store not readable: {e}"
     return (
@@ -174,14 +174,14 @@ def _summary(app: App, overview: Callable[[], Overview]) -> str:
 
 
 async def _reload_on_request(
-    app: App, reloads: Reloads, notifier: Notifier, summary: Callable[[], str]
+    app: App, reloads: Reloads, notifier: Notifier, summary: Callable[[], Awaitable[str]]
 ) -> None:
     while True:
         await reloads.requested.wait()
         reloads.requested.clear()
         notifier.reloading()
         await reload_config(app, reloads.load)
-        notifier.ready(summary())
+        notifier.ready(await summary())
 
 
 async def reload_config(app: App, load: Callable[[], Config] | None) -> bool:
@@ -219,10 +219,10 @@ async def _watchdog(notifier: Notifier, every_s: float) -> None:
         await asyncio.sleep(every_s)
 
 
-async def _report_status(notifier: Notifier, summary: Callable[[], str]) -> None:
+async def _report_status(notifier: Notifier, summary: Callable[[], Awaitable[str]]) -> None:
     while True:
         await asyncio.sleep(STATUS_EVERY_S)
-        notifier.status(summary())
+        notifier.status(await summary())
 
 
 Starter = Callable[[Coroutine[Any, Any, None]], None]

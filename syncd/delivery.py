@@ -217,17 +217,17 @@ class Dispatcher:
 
         Failures are rescheduled, not waited for; a paused or disabled sink sends nothing.
         """
-        self._start()
+        await self._start()
         return list(await asyncio.gather(*(self._pass(b) for b in self.sinks)))
 
-    def _start(self) -> None:
+    async def _start(self) -> None:
         """Once per dispatcher: if no other dispatcher is alive, reclaim the leases a crashed
         one left, so its in-flight deliveries are due now rather than when the leases run out."""
         if self._started:
             return
         self._started = True
         if self.owner_lock is not None and self.owner_lock.try_acquire():
-            reclaimed = self.outbox.reclaim_leases()
+            reclaimed = await self.outbox.reclaim_leases()
             if reclaimed:
                 log.info("reclaimed leases of an unfinished run", deliveries=reclaimed)
 
@@ -244,7 +244,7 @@ class Dispatcher:
             await stop.wait()
             self.notify()
 
-        self._start()
+        await self._start()
         relay = asyncio.create_task(relay_stop())
         try:
             await asyncio.gather(*(self._loop(b, stop) for b in self.sinks))
@@ -258,7 +258,7 @@ class Dispatcher:
         Ignores the schedule, the sink's pause and its disabled flag (the operator asked for this
         attempt). A success lifts the sink's pause so a running daemon drains it at once.
         """
-        due = self.outbox.load(delivery_id)
+        due = await self.outbox.load(delivery_id)
         if due is None:
             raise SyncdError(f"no delivery with id {delivery_id}")
         bound = self.bound(due.sink)
@@ -267,12 +267,12 @@ class Dispatcher:
         [outcome] = await self._send(bound, [due])
         now = self.clock()
         [record] = self._records(bound, [due], [outcome], now)
-        [state] = self.outbox.record_attempts([record])
+        [state] = await self.outbox.record_attempts([record])
         self._log_failure(bound, due, record)
         if outcome.disable_sink:
-            self._disable(bound, outcome, now)
+            await self._disable(bound, outcome, now)
         elif outcome.ok:
-            self.outbox.request_resume(bound.name, now)
+            await self.outbox.request_resume(bound.name, now)
         return due, outcome, state
 
     # ------------------------------------------------------------------ per-sink loops
@@ -280,9 +280,9 @@ class Dispatcher:
     async def _pass(self, bound: BoundSink) -> SinkReport:
         report = SinkReport(bound.name)
         try:
-            self._refresh(bound)
+            await self._refresh(bound)
             while True:
-                self._fill(bound, report)
+                await self._fill(bound, report)
                 if not bound.in_flight:
                     break
                 await asyncio.wait(set(bound.in_flight), return_when=asyncio.FIRST_COMPLETED)
@@ -301,9 +301,9 @@ class Dispatcher:
                 bound.wake.clear()
                 try:
                     if self._refresh_due(bound):
-                        self._refresh(bound)
-                    self._fill(bound, report)
-                    delay = self._wait_s(bound)
+                        await self._refresh(bound)
+                    await self._fill(bound, report)
+                    delay = await self._wait_s(bound)
                 except Exception:
                     # The store is busy or full, or a bug: say so and try again, never die
                     # silently while other sinks carry on.
@@ -322,11 +322,11 @@ class Dispatcher:
         last = bound.refreshed_at
         return last is None or time.monotonic() - last >= self.idle_poll_s
 
-    def _refresh(self, bound: BoundSink) -> None:
+    async def _refresh(self, bound: BoundSink) -> None:
         """Bring the in-memory view in line with the store: operator commands from other
         processes (enable, disable, recover, replay) and a config change after a 410."""
         bound.refreshed_at = time.monotonic()
-        row = self.outbox.sink_row(bound.name)
+        row = await self.outbox.sink_row(bound.name)
         if not bound.loaded:
             bound.loaded = True
             bound.resume_seen = row.resume_requested_at
@@ -340,8 +340,8 @@ class Dispatcher:
             bound.health = SinkHealth()
             log.info("sink resumed by operator", sink=bound.name)
         if row.disabled_at is not None and row.config_hash not in (None, bound.fingerprint):
-            self.outbox.enable_sink(bound.name, self.clock())
-            row = self.outbox.sink_row(bound.name)
+            await self.outbox.enable_sink(bound.name, self.clock())
+            row = await self.outbox.sink_row(bound.name)
             bound.resume_seen = row.resume_requested_at
             bound.health = SinkHealth()
             log.info("sink re-enabled", sink=bound.name, reason="its configuration changed")
@@ -349,7 +349,7 @@ class Dispatcher:
             log.warning("sink disabled", sink=bound.name, reason=row.disabled_reason)
         bound.disabled = row.disabled_at is not None
 
-    def _fill(self, bound: BoundSink, report: SinkReport) -> None:
+    async def _fill(self, bound: BoundSink, report: SinkReport) -> None:
         """Start attempts until the sink's window is full, and do the store's side in (mostly)
         one transaction: record what finished, hand back unused leases, lease what comes next."""
         now = self.clock()
@@ -369,7 +369,7 @@ class Dispatcher:
             if claim is not None and not records and not give_back:
                 # Nothing to write but the claim: an idle sink looks before taking the write
                 # lock (the syncer's page commits need it); a busy one will find work.
-                claimed = self.outbox.claim_due(
+                claimed = await self.outbox.claim_due(
                     claim.sink,
                     claim.now,
                     claim.limit,
@@ -379,7 +379,7 @@ class Dispatcher:
                     peek=not bound.in_flight,
                 )
             else:
-                claimed = self.outbox.exchange(records, release=give_back, claim=claim)
+                claimed = await self.outbox.exchange(records, release=give_back, claim=claim)
                 bound.unrecorded, bound.give_back, bound.unrecorded_since = [], [], None
             bound.ready.extend(claimed)
             self._start_ready(bound, report, now, window)
@@ -440,16 +440,16 @@ class Dispatcher:
         since = bound.unrecorded_since
         return since is not None and time.monotonic() - since >= RECORD_DELAY_S
 
-    def _wait_s(self, bound: BoundSink) -> float:
+    async def _wait_s(self, bound: BoundSink) -> float:
         """How long an idle loop may sleep before something could be due."""
         now = self.clock()
-        wait = self._wait_due_s(bound, now)
+        wait = await self._wait_due_s(bound, now)
         if bound.unrecorded_since is not None:
             left = RECORD_DELAY_S - (time.monotonic() - bound.unrecorded_since)
             wait = min(wait, max(left, _MIN_WAIT_S))
         return wait
 
-    def _wait_due_s(self, bound: BoundSink, now: datetime) -> float:
+    async def _wait_due_s(self, bound: BoundSink, now: datetime) -> float:
         if bound.disabled:
             return self.idle_poll_s
         if bound.health.paused(now):
@@ -458,7 +458,7 @@ class Dispatcher:
         elif len(bound.in_flight) >= bound.health.window(now, bound.config.max_in_flight):
             return self.idle_poll_s  # a finishing attempt wakes the loop
         else:
-            next_due = self.outbox.next_due_at(bound.name)
+            next_due = await self.outbox.next_due_at(bound.name)
             if next_due is None:
                 return self.idle_poll_s
             until = next_due
@@ -479,7 +479,7 @@ class Dispatcher:
         records, give_back = bound.unrecorded, bound.give_back
         bound.unrecorded, bound.give_back, bound.unrecorded_since = [], [], None
         try:
-            self.outbox.exchange(records, release=give_back)
+            await self.outbox.exchange(records, release=give_back)
         except Exception:
             # Unrecorded attempts keep their leases: they run out (or the next start reclaims
             # them) and the deliveries are sent again. At least once, never lost.
@@ -496,7 +496,7 @@ class Dispatcher:
             bound.give_back.extend(group)
             raise
         try:
-            self._settle(bound, group, outcomes, report)
+            await self._settle(bound, group, outcomes, report)
         except Exception:
             # The attempt happened but could not be taken in: its lease runs out and it is sent
             # again (same id, same body). At least once, never lost.
@@ -551,7 +551,7 @@ class Dispatcher:
             records.append(AttemptRecord((due.id,), outcome, retry_at, now))
         return records
 
-    def _settle(
+    async def _settle(
         self,
         bound: BoundSink,
         group: Sequence[DueDelivery],
@@ -585,7 +585,7 @@ class Dispatcher:
             self._log_failure(bound, due, record)
             if outcome.disable_sink:
                 if not bound.disabled:
-                    self._disable(bound, outcome, now)
+                    await self._disable(bound, outcome, now)
                 continue
             bound.health = bound.health.failed(
                 unavailable=receiver_unavailable(outcome.status, outcome.retry_after_s),
@@ -595,12 +595,12 @@ class Dispatcher:
                 schedule=bound.config.retry_schedule_s,
                 rng=self.rng,
             )
-        self._persist_health(bound, before, now)
+        await self._persist_health(bound, before, now)
 
-    def _persist_health(self, bound: BoundSink, before: SinkHealth, now: datetime) -> None:
+    async def _persist_health(self, bound: BoundSink, before: SinkHealth, now: datetime) -> None:
         after = bound.health
         if after.state is Health.PAUSED and after.paused_until != before.paused_until:
-            self.outbox.set_pause(bound.name, after.paused_until, after.level, after.reason)
+            await self.outbox.set_pause(bound.name, after.paused_until, after.level, after.reason)
             assert after.paused_until is not None
             log.warning(
                 "sink paused",
@@ -613,12 +613,12 @@ class Dispatcher:
             # Probes spread over the least-tried deliveries, so during an outage each delivery
             # failed about once and its own short back-off is long over: the queue drains in seq
             # order from here without pulling anything forward.
-            self.outbox.set_pause(bound.name, None, 0, None)
+            await self.outbox.set_pause(bound.name, None, 0, None)
             log.info("sink recovered", sink=bound.name, after_pauses=before.level)
 
-    def _disable(self, bound: BoundSink, outcome: SendOutcome, now: datetime) -> None:
+    async def _disable(self, bound: BoundSink, outcome: SendOutcome, now: datetime) -> None:
         reason = f"receiver answered {outcome.status}: {outcome.error}"
-        self.outbox.disable_sink(bound.name, reason, now, config_hash=bound.fingerprint)
+        await self.outbox.disable_sink(bound.name, reason, now, config_hash=bound.fingerprint)
         bound.disabled = True
         log.error(
             "sink disabled", sink=bound.name, reason=reason, hint=f"syncd sinks enable {bound.name}"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import AsyncIterable
 from datetime import datetime
 from typing import Any, BinaryIO
 
@@ -93,18 +93,18 @@ def entry_record(feed: str, e: ArchivedEntry) -> dict[str, Any]:
     }
 
 
-def write_jsonl(out: BinaryIO, feed: FeedHead, entries: Iterable[ArchivedEntry]) -> int:
+async def write_jsonl(out: BinaryIO, feed: FeedHead, entries: AsyncIterable[ArchivedEntry]) -> int:
     """One line per entry; returns how many were written."""
     n = 0
-    for e in entries:
+    async for e in entries:
         line = json.dumps(entry_record(feed.name, e), ensure_ascii=False, separators=(",", ":"))
         out.write(line.encode() + b"\n")
         n += 1
     return n
 
 
-def write_atom(
-    out: BinaryIO, feed: FeedHead, entries: Iterable[ArchivedEntry], *, now: datetime
+async def write_atom(
+    out: BinaryIO, feed: FeedHead, entries: AsyncIterable[ArchivedEntry], *, now: datetime
 ) -> int:
     """The feed as one Atom 1.0 document; returns how many entries (and tombstones) it holds."""
     n = 0
@@ -122,7 +122,7 @@ def write_atom(
             xf.write(generator, "\n")
             # Every entry the mirror holds is here: absence from this document means deletion.
             xf.write(etree.Element(f"{{{HISTORY_NS}}}complete", nsmap={"fh": HISTORY_NS}), "\n")
-            for e in entries:
+            async for e in entries:
                 xf.write(_tombstone(e) if e.deleted_at else _entry(e), "\n")
                 n += 1
     return n

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 LOOP_BEAT_S = 0.25  # how often the monitor wakes
@@ -48,7 +48,7 @@ class HealthReport:
     loop_lag_s: float = 0.0
 
 
-StoreProbe = Callable[[float], "str | None"]  # Store.probe: why the store is not usable, or None
+StoreProbe = Callable[[float], Awaitable[str | None]]  # Store.probe: why it is unusable, or None
 
 
 @dataclass
@@ -60,7 +60,7 @@ class Health:
 
     async def check(self) -> HealthReport:
         reasons = [r for r in (self.monitor.problem(),) if r]
-        problem = await asyncio.to_thread(self.probe, STORE_PROBE_TIMEOUT_S)
+        problem = await self.probe(STORE_PROBE_TIMEOUT_S)
         if problem:
             reasons.append(problem)
         return HealthReport(ok=not reasons, reasons=reasons, loop_lag_s=self.monitor.lag_s)

@@ -13,7 +13,7 @@ feeds do not become 100k series. This module observes; it never changes what it 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -36,6 +36,7 @@ class Metrics:
     def __init__(self, *, per_feed_limit: int = 1000) -> None:
         self.per_feed_limit = per_feed_limit
         self.registry = CollectorRegistry(auto_describe=True)
+        self.store: StoreCollector | None = None  # the store gauges, once `read_store` is called
         r = self.registry
         self.fetches = Counter(
             "syncd_fetches",
@@ -103,30 +104,39 @@ class Metrics:
 
     # ------------------------------------------------------------------ scrape time
 
-    def read_store(self, source: Callable[[], Overview]) -> None:
+    def read_store(self, source: Callable[[], Awaitable[Overview]]) -> None:
         """Export the store's gauges, taken from `source()` at every scrape."""
-        self.registry.register(StoreCollector(source, self))
+        self.store = StoreCollector(source, self)
+        self.registry.register(self.store)
 
-    def render(self) -> bytes:
+    async def render(self) -> bytes:
+        if self.store is not None:
+            await self.store.take()
         return generate_latest(self.registry)
 
 
 class StoreCollector(Collector):
-    """Gauges computed from a store snapshot when Prometheus scrapes."""
+    """Gauges computed from a store snapshot, taken (`take`) when Prometheus scrapes."""
 
-    def __init__(self, source: Callable[[], Overview], metrics: Metrics) -> None:
+    def __init__(self, source: Callable[[], Awaitable[Overview]], metrics: Metrics) -> None:
         self.source = source
         self.metrics = metrics
+        self.snapshot: Overview | None = None  # None: the store did not answer the last scrape
+
+    async def take(self) -> None:
+        try:
+            self.snapshot = await self.source()
+        except SyncdError as e:
+            log.warning("metrics: store not readable", error=str(e))
+            self.snapshot = None
 
     def describe(self) -> list[Metric]:
         return []  # computed at scrape time: nothing to check at registration
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("syncd_store_up", "1 if the store answered this scrape.")
-        try:
-            o = self.source()
-        except SyncdError as e:
-            log.warning("metrics: store not readable", error=str(e))
+        o = self.snapshot
+        if o is None:
             up.add_metric([], 0)
             yield up
             return

@@ -79,7 +79,7 @@ def _is_due(f: FeedFigures, now: datetime) -> bool:
     return not f.gone and (f.next_due_at is None or f.next_due_at <= now)
 
 
-def take(store: Store, now: datetime, sink_names: list[str]) -> Overview:
+async def take(store: Store, now: datetime, sink_names: list[str]) -> Overview:
     """The figures for `now`. `sink_names` are the configured sinks: each gets figures even
     with an empty queue; a removed sink whose deliveries still wait is included too."""
     feeds = [
@@ -92,9 +92,9 @@ def take(store: Store, now: datetime, sink_names: list[str]) -> Overview:
             next_due_at=from_text(r["next_due_at"]),
             gone=r["gone_at"] is not None,
         )
-        for r in store.schedule_rows()
+        for r in await store.schedule_rows()
     ]
-    rows = {r["name"]: r for r in store.queue_figures(sink_names)}
+    rows = {r["name"]: r for r in await store.queue_figures(sink_names)}
     waiting = sorted(n for n, r in rows.items() if r["pending"] and n not in sink_names)
     sinks: dict[str, SinkFigures] = {}
     for name in [*sink_names, *waiting]:

@@ -30,12 +30,12 @@ def feed_outcome(summary: dict[str, Any]) -> str:
     return str(outcome) if outcome else "never synced"
 
 
-def status_report(
+async def status_report(
     config: Config, store: Store, now: datetime, feeds: Sequence[FeedConfig] | None = None
 ) -> dict[str, Any]:
     """Every configured feed (a feed never synced too; only `feeds` when given) and every sink,
     as `status --json`."""
-    known = {f["name"]: f for f in store.feed_summaries()}
+    known = {f["name"]: f for f in await store.feed_summaries()}
     out = []
     for f in config.feeds if feeds is None else feeds:
         row = dict(known.get(f.name) or {"name": f.name, "url": f.url})
@@ -46,13 +46,13 @@ def status_report(
             newest = from_text(row.get("newest_updated"))
             row["stale"] = is_stale(newest, f.expect_update_within_s, now)
         out.append(row)
-    return {"feeds": out, "sinks": sink_status(config, store, now)}
+    return {"feeds": out, "sinks": await sink_status(config, store, now)}
 
 
-def feed_list(feeds: Sequence[FeedConfig], store: Store | None) -> list[dict[str, Any]]:
+async def feed_list(feeds: Sequence[FeedConfig], store: Store | None) -> list[dict[str, Any]]:
     """`syncd feeds list`: each feed as configured (URL, tags, interval, where it is configured)
     with its last sync as the store knows it (`store` None: no database yet)."""
-    known = {f["name"]: f for f in store.feed_summaries()} if store is not None else {}
+    known = {f["name"]: f for f in await store.feed_summaries()} if store is not None else {}
     out = []
     for f in feeds:
         state = known.get(f.name, {})
@@ -75,13 +75,13 @@ def feed_list(feeds: Sequence[FeedConfig], store: Store | None) -> list[dict[str
     return out
 
 
-def sink_status(config: Config, store: Store, now: datetime) -> list[dict[str, Any]]:
+async def sink_status(config: Config, store: Store, now: datetime) -> list[dict[str, Any]]:
     """Per configured sink: its delivery counts and whether it is enabled, paused or disabled;
     then any sink no longer configured that still has deliveries waiting."""
-    counts = store.outbox.sink_summaries()
+    counts = await store.outbox.sink_summaries()
     out = []
     for s in config.sinks:
-        row = store.outbox.sink_row(s.name)
+        row = await store.outbox.sink_row(s.name)
         paused = row.paused_until is not None and row.paused_until > now
         out.append(
             {

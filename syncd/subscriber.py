@@ -64,7 +64,7 @@ class Subscriber:
 
     # ------------------------------------------------------------------ subscribing
 
-    def noticed(self, feed: FeedConfig, found: Discovery | None) -> None:
+    async def noticed(self, feed: FeedConfig, found: Discovery | None) -> None:
         """After a poll: subscribe to the hub page 1 advertised, unless already (being) done."""
         ws = self.config().websub
         if found is None or not ws.active or not feed.websub:
@@ -76,11 +76,11 @@ class Subscriber:
                 hub=found.hub,
             )
             return
-        state = self.store.ensure_feed(feed.name, feed.url, self.clock())
-        if self.store.websub.subscription_known(state.id, found.hub, found.topic):
+        state = await self.store.ensure_feed(feed.name, feed.url, self.clock())
+        if await self.store.websub.subscription_known(state.id, found.hub, found.topic):
             return  # live, or refused by this hub: not asked again in every poll
         sub_id, secret = new_callback_id(), new_secret()
-        self.store.websub.add_subscription(
+        await self.store.websub.add_subscription(
             sub_id,
             feed_id=state.id,
             hub=found.hub,
@@ -122,19 +122,19 @@ class Subscriber:
             log.info("websub request accepted", feed=feed, hub=found.hub, mode=mode)
             return
         log.warning("websub request failed", feed=feed, hub=found.hub, mode=mode, error=why)
-        self._set(sub_id, state="failed", reason=why)
+        await self._set(sub_id, state="failed", reason=why)
 
     # ------------------------------------------------------------------ the callback
 
-    def _find(self, sub_id: str) -> Subscription | None:
-        return self.store.websub.subscription(sub_id)
+    async def _find(self, sub_id: str) -> Subscription | None:
+        return await self.store.websub.subscription(sub_id)
 
-    def _set(self, sub_id: str, **values: str | int | None) -> None:
-        self.store.websub.update_subscription(sub_id, values)
+    async def _set(self, sub_id: str, **values: str | int | None) -> None:
+        await self.store.websub.update_subscription(sub_id, values)
 
-    def verify(self, sub_id: str, query: Mapping[str, str]) -> Answer:
+    async def verify(self, sub_id: str, query: Mapping[str, str]) -> Answer:
         """A hub's intent verification (or denial) for callback `sub_id`."""
-        sub = self._find(sub_id)
+        sub = await self._find(sub_id)
         mode, topic = query.get("hub.mode"), query.get("hub.topic")
         if sub is None or topic != sub.topic:
             return Answer(404)
@@ -142,7 +142,7 @@ class Subscriber:
         if mode == "denied":
             reason = query.get("hub.reason") or "denied by the hub"
             log.warning("websub subscription denied", feed=sub.feed_name, reason=reason)
-            self._set(sub_id, state="denied", reason=reason)
+            await self._set(sub_id, state="denied", reason=reason)
             return Answer(200)
         challenge = query.get("hub.challenge")
         if not challenge:
@@ -150,17 +150,19 @@ class Subscriber:
         if mode == "subscribe" and sub.state == "subscribing":
             lease = _lease(query.get("hub.lease_seconds"))
             expires = to_text(now + timedelta(seconds=lease)) if lease is not None else None
-            self._set(sub_id, state="active", lease_seconds=lease, expires_at=expires, reason=None)
+            await self._set(
+                sub_id, state="active", lease_seconds=lease, expires_at=expires, reason=None
+            )
             log.info("websub subscription verified", feed=sub.feed_name, lease_s=lease)
             return Answer(200, challenge)
         if mode == "unsubscribe" and sub.state == "unsubscribing":
-            self._set(sub_id, state="unsubscribed")
+            await self._set(sub_id, state="unsubscribed")
             return Answer(200, challenge)
         return Answer(404)
 
     async def receive(self, sub_id: str, body: bytes, headers: Mapping[str, str]) -> Answer:
         """A content distribution to callback `sub_id`: committed before it is answered."""
-        sub = self._find(sub_id)
+        sub = await self._find(sub_id)
         if sub is None or sub.state not in LIVE:
             return Answer(410)  # ends the hub's subscription
         if sub.secret is not None and not signature_ok(
@@ -168,7 +170,7 @@ class Subscriber:
         ):
             # 2xx as the spec says (a hub must not learn which signatures pass); ignored.
             log.warning("websub push ignored: bad or missing signature", feed=sub.feed_name)
-            self._bump(sub_id, "rejected")
+            await self._bump(sub_id, "rejected")
             return Answer(202)
         try:
             feed = self.config().feed(sub.feed_name)
@@ -180,9 +182,9 @@ class Subscriber:
             )
         except SyncdError as e:
             log.warning("websub push not usable", feed=feed.name, error=str(e))
-            self._bump(sub_id, "rejected")
+            await self._bump(sub_id, "rejected")
             return Answer(202)
-        self._bump(sub_id, "pushes")
+        await self._bump(sub_id, "pushes")
         if changed.seqs:
             self.committed()
         log.info(
@@ -193,8 +195,8 @@ class Subscriber:
         )
         return Answer(202)
 
-    def _bump(self, sub_id: str, counter: SubscriptionCounter) -> None:
-        self.store.websub.count_push(sub_id, counter, self.clock())
+    async def _bump(self, sub_id: str, counter: SubscriptionCounter) -> None:
+        await self.store.websub.count_push(sub_id, counter, self.clock())
 
     async def aclose(self) -> None:
         for task in self._tasks:

@@ -223,7 +223,7 @@ class FeedSyncer:
     async def sync(self, feed: FeedConfig, *, full: bool = False) -> SyncReport:
         started = time.perf_counter()
         try:
-            state = self.store.ensure_feed(feed.name, feed.url, self.clock())
+            state = await self.store.ensure_feed(feed.name, feed.url, self.clock())
         except SyncdError as e:  # the store is unwritable: nothing can be crawled or recorded
             log.error("feed sync not started", feed=feed.name, error=str(e))
             return SyncReport(feed=feed.name, outcome="error", error=str(e), recorded=False)
@@ -250,7 +250,7 @@ class FeedSyncer:
             if not full and feed.changes != "off":
                 # Taken before this poll commits anything: an edit made before a new post must
                 # not hide behind that post's newer `updated`.
-                newest = self.store.newest_updated(state.id)
+                newest = await self.store.newest_updated(state.id)
                 since = since_instant(newest, state.changes_since, self.clock())
             title, cache = await self._walk(feed, state, report, since)
             report.completed = True
@@ -282,7 +282,7 @@ class FeedSyncer:
                 state.changes_error,
             )
         try:
-            self._finish(feed, state, report, title, cache, retry_after)
+            await self._finish(feed, state, report, title, cache, retry_after)
         except SyncdError as e:  # e.g. the disk is full: nothing more can be recorded now
             report.recorded = False
             log.error("feed outcome not recorded", feed=feed.name, error=str(e))
@@ -332,7 +332,7 @@ class FeedSyncer:
                     log.warning("next link loops back", feed=feed.name, url=url)
                     return title, cache  # an incomplete chain: no absence counts
                 visited.add(url)
-                known_page = self.store.page_state(state.id, url)
+                known_page = await self.store.page_state(state.id, url)
                 if known_page is not None and known_page.archive:
                     # RFC 5005 archive documents never change: fetched once, then taken as read.
                     listed.update(known_page.entry_ids)
@@ -354,7 +354,7 @@ class FeedSyncer:
                         report.publisher = _publisher_of(loaded.page)
                 if loaded.page is None:
                     assert loaded.known is not None
-                    self.store.record_unchanged_page(state.id, loaded.result, self.clock())
+                    await self.store.record_unchanged_page(state.id, loaded.result, self.clock())
                     listed.update(loaded.known.entry_ids)
                     stated.add(loaded.known.total_results)
                     self._tell(feed, listed, total)
@@ -399,13 +399,13 @@ class FeedSyncer:
                     break
                 url = page.next_url or page.prev_archive_url
                 if ahead is not None:  # the parsed link is authoritative: make sure it loads
-                    self._read_ahead(feed, state, url, ahead)
+                    await self._read_ahead(feed, state, url, ahead)
             else:
                 if url is None and report.full and clean and not complete_doc:
                     report.chain_complete = True
                     # Counted only if every page stated the same total (it did not move).
                     counted = next(iter(stated)) if len(stated) == 1 else None
-                    self._count_absences(feed, state, listed, title, initial, report, counted)
+                    await self._count_absences(feed, state, listed, title, initial, report, counted)
             if since is not None and not report.full:
                 report.changes = await self._ask_changes(
                     feed, state, report, since, title, crawl_seen, listed
@@ -421,7 +421,7 @@ class FeedSyncer:
         """A document a WebSub hub pushed, parsed, diffed and committed like a fetched page, as a
         partial one: hubs send only new or changed entries, so it proves no absence and is no
         step of a crawl. `page_key` names it in the pages table. Raises ParseError/SyncdError."""
-        state = self.store.ensure_feed(feed.name, feed.url, self.clock())
+        state = await self.store.ensure_feed(feed.name, feed.url, self.clock())
         page = await self.parser.parse(
             body, url=feed.url, headers=headers, ignore_fields=feed.ignore_fields
         )
@@ -478,7 +478,7 @@ class FeedSyncer:
         left = budget(report.pages)
         while url is not None and left > 0:
             left -= 1
-            known = self.store.page_state(state.id, url)
+            known = await self.store.page_state(state.id, url)
             try:
                 loaded = await self._load(feed, state, url, known, None)
             except (FetchError, ParseError) as e:
@@ -487,7 +487,7 @@ class FeedSyncer:
             report.pages_parsed += loaded.page is not None
             kept.append(url)
             if loaded.page is None:  # a 304: nothing was updated since the last time
-                self.store.record_unchanged_page(state.id, loaded.result, self.clock())
+                await self.store.record_unchanged_page(state.id, loaded.result, self.clock())
                 return ChangesOutcome(base, None, keep_pages=tuple(kept))
             problem = check_page(loaded.page, since)
             if problem is not None:
@@ -555,7 +555,7 @@ class FeedSyncer:
                 guess = known.next_url
             else:
                 guess = guess_next_url(result.body, result.final_url)
-            self._read_ahead(feed, state, guess, ahead)
+            await self._read_ahead(feed, state, guess, ahead)
         if unchanged and known is not None:
             return Loaded(known, result, None)
         page = await self.parser.parse(
@@ -566,7 +566,7 @@ class FeedSyncer:
         )
         return Loaded(known, result, page)
 
-    def _read_ahead(
+    async def _read_ahead(
         self, feed: FeedConfig, state: FeedState, guess: str | None, ahead: ReadAhead
     ) -> None:
         """Start loading the page a full crawl will most likely need next. The guess comes from
@@ -576,7 +576,7 @@ class FeedSyncer:
             return
         if len(ahead.tasks) >= READ_AHEAD or ahead.budget <= 0:
             return
-        known = self.store.page_state(state.id, guess)
+        known = await self.store.page_state(state.id, guess)
         if known is not None and known.archive:
             return
         ahead.budget -= 1
@@ -602,7 +602,7 @@ class FeedSyncer:
         A `partial` page (the changes query's) proves no absence, even if it says fh:complete."""
         ref = FeedRef(feed.name, feed.url, title)
         ids = [e.entry_id for e in page.entries]
-        known = self.store.known_entries(state.id, [*ids, *(t.ref for t in page.tombstones)])
+        known = await self.store.known_entries(state.id, [*ids, *(t.ref for t in page.tombstones)])
         for i in ids:
             if i in listed and i not in crawl_seen and i in known:
                 # Listed by an unchanged page earlier in this crawl: the stored version is the
@@ -611,7 +611,7 @@ class FeedSyncer:
         decided = diff_page(page.entries, known, crawl_seen, hash_only_cap=self.hash_only_cap)
         deletions = tombstone_deletions(page.tombstones, known, set(ids))
         if _is_complete_doc(page) and not partial:
-            live = self.store.live_entries(state.id)
+            live = await self.store.live_entries(state.id)
             already = {d.entry.entry_id for d in deletions}
             deletions += tuple(
                 d
@@ -634,7 +634,7 @@ class FeedSyncer:
             deletions=self._deletions(feed, ref, deletions, initial, now),
             partial=partial,
         )
-        seqs = self.store.commit_page(commit)
+        seqs = await self.store.commit_page(commit)
         return PageChanges(decided.changes, decided.silent, deletions, seqs)
 
     def _deletions(
@@ -652,7 +652,7 @@ class FeedSyncer:
             out.append(EntryDeletion(d, event, tuple(self.router(feed.name, event))))
         return tuple(out)
 
-    def _count_absences(
+    async def _count_absences(
         self,
         feed: FeedConfig,
         state: FeedState,
@@ -665,11 +665,11 @@ class FeedSyncer:
         """A complete, clean full crawl: absences count, and the second in a row deletes, or the
         first already when the crawl listed exactly the total every page stated."""
         decision = absence_deletions(
-            self.store.live_entries(state.id), listed, stated_total=stated_total
+            await self.store.live_entries(state.id), listed, stated_total=stated_total
         )
         ref = FeedRef(feed.name, feed.url, title)
         now = self.clock()
-        seqs = self.store.commit_presence(
+        seqs = await self.store.commit_presence(
             PresenceCommit(
                 feed_id=state.id,
                 now=now,
@@ -704,7 +704,7 @@ class FeedSyncer:
             )
         return move
 
-    def _finish(
+    async def _finish(
         self,
         feed: FeedConfig,
         state: FeedState,
@@ -722,7 +722,11 @@ class FeedSyncer:
             publisher = Floor(state.publisher_interval_s, state.publisher_interval_why or "")
         else:
             publisher = None
-        recent = self.store.recent_entries(state.id, now - AUTO_WINDOW) if feed.interval_auto else 0
+        recent = (
+            await self.store.recent_entries(state.id, now - AUTO_WINDOW)
+            if feed.interval_auto
+            else 0
+        )
         due = next_poll(
             now=now,
             cadence=Cadence(
@@ -743,7 +747,7 @@ class FeedSyncer:
         )
         if report.completed and report.pages_parsed == 0:
             report.outcome = "not_modified"
-        self.store.finish_crawl(
+        await self.store.finish_crawl(
             state.id,
             now,
             CrawlOutcome(

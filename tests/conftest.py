@@ -57,13 +57,16 @@ def write_config(
     sinks: Sequence[dict[str, Any]] = (),
     fetch: dict[str, Any] | None = None,
     http: dict[str, Any] | None = None,
+    store: dict[str, Any] | None = None,
 ) -> Path:
     """A config for tests: fast per-host rate, private networks allowed unless said otherwise,
     and the daemon's HTTP server on a free port (never the default one, which a test run beside
     another, or a real daemon, would fight over)."""
     fetch_table = {"per_host_rate": 1000, "allow_private_networks": True, "timeout": "10s"}
     fetch_table.update(fetch or {})
-    lines = ["[store]", f"path = {toml_value(str(tmp_path / 'syncd.db'))}", "", "[fetch]"]
+    lines = ["[store]", f"path = {toml_value(str(tmp_path / 'syncd.db'))}"]
+    lines += [f"{k} = {toml_value(v)}" for k, v in (store or {}).items()]
+    lines += ["", "[fetch]"]
     lines += [f"{k} = {toml_value(v)}" for k, v in fetch_table.items()]
     http_table = {"listen": "127.0.0.1:0", **(http or {})}
     lines += ["", "[http]"] + [f"{k} = {toml_value(v)}" for k, v in http_table.items()]
@@ -147,7 +150,7 @@ def sqlite_store(store: Store) -> SqliteStore:
 def store(tmp_path: Path) -> Iterator[SqliteStore]:
     s = SqliteStore.open(tmp_path / "syncd.db")
     yield s
-    s.close()
+    s.db.close()
 
 
 @pytest.fixture

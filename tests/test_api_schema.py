@@ -28,9 +28,9 @@ from tests.support.webapp import api_server
 schema = schemathesis.openapi.from_dict(DOCUMENT).exclude(path="/api/events/stream")
 
 
-def _fill(store: SqliteStore) -> None:
+async def _fill(store: SqliteStore) -> None:
     now = datetime.now(UTC)
-    feed_id = store.ensure_feed("blog", "http://blog.test/feed", now).id
+    feed_id = (await store.ensure_feed("blog", "http://blog.test/feed", now)).id
     with store.write() as conn:
         for i, kind in enumerate(ChangeKind):
             draft = EventDraft(f"evt_{i}", kind, now, f"e{i}", False, {"feed": {"name": "blog"}})
@@ -52,7 +52,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     async def serve() -> None:
         store = SqliteStore.open(db)
-        _fill(store)
+        await _fill(store)
         server = api_server(db, store, Bell())
         address.append(await server.start())
         halt = asyncio.Event()
@@ -62,7 +62,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             await halt.wait()
         finally:
             await server.stop()
-            store.close()
+            await store.close()
 
     def run() -> None:
         try:

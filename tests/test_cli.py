@@ -60,7 +60,7 @@ def test_global_options_before_or_after_the_subcommand(tmp_path: Path) -> None:
     config = write_config(
         tmp_path, feeds=[{"name": "a", "url": "http://127.0.0.1:9/"}], sinks=[file_sink(tmp_path)]
     )
-    SqliteStore.open(tmp_path / "syncd.db").close()
+    SqliteStore.open(tmp_path / "syncd.db").db.close()
     for args in (
         ["--config", str(config), "status"],
         ["status", "--config", str(config)],
@@ -110,7 +110,7 @@ def test_read_only_commands_need_no_secret(tmp_path: Path) -> None:
         feeds=[{"name": "a", "url": "http://127.0.0.1:9/"}],
         sinks=[hook_without_secret(tmp_path)],
     )
-    SqliteStore.open(tmp_path / "syncd.db").close()
+    SqliteStore.open(tmp_path / "syncd.db").db.close()
     for args in (
         ["status"],
         ["status", "--json"],
@@ -149,7 +149,7 @@ def test_relative_store_path_is_the_config_files(tmp_path: Path, monkeypatch) ->
     (tmp_path / "etc").mkdir()
     config = tmp_path / "etc" / "syncd.toml"
     config.write_text('[store]\npath = "syncd.db"\n')
-    SqliteStore.open(tmp_path / "etc" / "syncd.db").close()
+    SqliteStore.open(tmp_path / "etc" / "syncd.db").db.close()
     monkeypatch.chdir(tmp_path)
     code, _, err = invoke("--config", "etc/syncd.toml", "status")
     assert code == 0, err
@@ -326,7 +326,7 @@ def test_a_non_editable_install_works_from_a_clean_directory(tmp_path: Path) -> 
 
 def test_unknown_names_are_usage_errors(tmp_path: Path) -> None:
     config = write_config(tmp_path, feeds=[{"name": "a", "url": "http://127.0.0.1:9/"}])
-    SqliteStore.open(tmp_path / "syncd.db").close()
+    SqliteStore.open(tmp_path / "syncd.db").db.close()
     code, _, err = invoke("--config", str(config), "sinks", "enable", "nope")
     assert code == 2
     assert err.strip() == "syncd: no sink named 'nope' (configured: none)"

@@ -181,7 +181,7 @@ async def test_sigkill_during_delivery_keeps_per_entry_order(tmp_path: Path) -> 
     seqs = seed_events(
         store, ORDER_EVENTS, sinks=["hook"], now=datetime.now(UTC), entries=ORDER_ENTRIES
     )
-    store.close()
+    store.db.close()
     log = tmp_path / "receiver.jsonl"
     async with serve_feed(BloggerFeed(2)) as feed, spawn_receiver(log, delay=0.03) as rx:
         config = write_config(

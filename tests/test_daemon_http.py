@@ -136,7 +136,10 @@ async def test_metrics_follow_the_feed_and_the_receiver(
             async def waiting_for_hook() -> Samples | None:
                 m = await scrape()
                 failed = m.get("syncd_deliveries_total", sink="hook", outcome="failed")
-                return m if failed and m.get("syncd_deliveries_pending", sink="hook") else None
+                # The file sink's fsync may end after the receiver's 500: wait for both.
+                archived = m.get("syncd_deliveries_pending", sink="archive") == 0
+                waiting = m.get("syncd_deliveries_pending", sink="hook")
+                return m if failed and waiting and archived else None
 
             m = await eventually(waiting_for_hook)
             assert m.get("syncd_deliveries_pending", sink="hook") == 1

@@ -138,7 +138,7 @@ async def test_429_retry_after_seconds_pauses_the_sink(store, session) -> None:
         head = deliveries_of(store, "hook")[0]
         # The schedule says 5 s; the receiver's 120 s wins.
         assert when(head["next_attempt_at"]) == t0 + timedelta(seconds=120)
-        assert store.outbox.sink_row("hook").paused_until == t0 + timedelta(seconds=120)
+        assert (await store.outbox.sink_row("hook")).paused_until == t0 + timedelta(seconds=120)
 
         clock.advance(60)
         await d.deliver_due()
@@ -153,7 +153,7 @@ async def test_429_retry_after_seconds_pauses_the_sink(store, session) -> None:
     first, second, *rest = ids
     assert first == f"evt_blog_{seqs[0]:06d}" and second == f"evt_blog_{seqs[1]:06d}"
     assert sorted(rest) == [f"evt_blog_{seqs[0]:06d}", f"evt_blog_{seqs[2]:06d}"]
-    assert store.outbox.sink_row("hook").paused_until is None
+    assert (await store.outbox.sink_row("hook")).paused_until is None
 
 
 async def test_503_retry_after_http_date(store, session) -> None:
@@ -181,7 +181,7 @@ async def test_410_disables_the_sink_and_events_accumulate(store, session) -> No
         seed_events(store, 2, sinks=["hook"], now=clock())
         [report] = await d.deliver_due()
         assert report.disabled and len(rx.receiver.requests) == 1
-        row = store.outbox.sink_row("hook")
+        row = await store.outbox.sink_row("hook")
         assert row.disabled_at == clock()
         assert row.disabled_reason is not None and "410" in row.disabled_reason
 
@@ -193,7 +193,7 @@ async def test_410_disables_the_sink_and_events_accumulate(store, session) -> No
         states = [r["state"] for r in deliveries_of(store, "hook")]
         assert states == ["failed", "pending", "pending", "pending"]
 
-        store.outbox.enable_sink("hook", clock())
+        await store.outbox.enable_sink("hook", clock())
         [report] = await d.deliver_due()
         assert report.delivered == 4 and not report.disabled
         assert len(rx.receiver.accepted()) == 4
@@ -206,7 +206,7 @@ async def test_a_config_change_re_enables_a_410_disabled_sink(store, session) ->
         first = dispatcher(store, [webhook(rx.url, session, clock)], clock)
         seed_events(store, 1, sinks=["hook"], now=clock())
         await first.deliver_due()
-        assert store.outbox.sink_row("hook").disabled_at is not None
+        assert (await store.outbox.sink_row("hook")).disabled_at is not None
 
         same = dispatcher(store, [webhook(rx.url, session, clock)], clock)
         [report] = await same.deliver_due()  # restarted with the same config: still disabled
@@ -216,10 +216,10 @@ async def test_a_config_change_re_enables_a_410_disabled_sink(store, session) ->
         changed = dispatcher(store, [webhook(moved, session, clock)], clock)
         [report] = await changed.deliver_due()
         assert not report.disabled and report.delivered == 1
-    assert store.outbox.sink_row("hook").disabled_at is None
+    assert (await store.outbox.sink_row("hook")).disabled_at is None
 
     # An operator's own `sinks disable` is not undone by a config change.
-    store.outbox.disable_sink("hook", "disabled by operator", clock())
+    await store.outbox.disable_sink("hook", "disabled by operator", clock())
     other = dispatcher(store, [webhook(rx.url + "?v=3", session, clock)], clock)
     [report] = await other.deliver_due()
     assert report.disabled
@@ -280,11 +280,11 @@ async def test_after_the_last_attempt_a_delivery_is_dead_kept_and_recoverable(
         clock.advance(3600)
         await d.deliver_due()
         assert len(rx.receiver.requests) == 3  # dead is dead: no more attempts on its own
-        [listed] = store.outbox.list_deliveries(sink="hook", states=["dead"])
+        [listed] = await store.outbox.list_deliveries(sink="hook", states=["dead"])
         assert listed.id == row["id"] and listed.event_seq == seq
 
         rx.receiver.set_default(200)
-        assert store.outbox.recover("hook", clock()) == 1
+        assert await store.outbox.recover("hook", clock()) == 1
         [row] = deliveries_of(store, "hook")
         assert (row["state"], row["attempts"]) == ("pending", 0)  # a fresh schedule
         [report] = await d.deliver_due()
@@ -341,7 +341,7 @@ async def test_an_outage_pauses_probes_and_recovers_everything(store, session) -
         assert report.delivered == 10
         accepted = {r.webhook_id for r in rx.receiver.accepted()}
     assert accepted == {f"evt_blog_{s:06d}" for s in seqs}
-    assert store.outbox.sink_row("hook").paused_until is None
+    assert (await store.outbox.sink_row("hook")).paused_until is None
 
 
 class CountingReceiver(Receiver):
@@ -464,7 +464,7 @@ async def test_a_lease_left_by_a_crashed_process_runs_out(store, session) -> Non
         seed_events(store, 2, sinks=["hook"], now=clock())
         # Another process claimed the first one and died before recording anything.
         lease = clock() + timedelta(seconds=25)
-        [claimed] = store.outbox.claim_due("hook", clock(), 1, lease)
+        [claimed] = await store.outbox.claim_due("hook", clock(), 1, lease)
         d = dispatcher(store, [webhook(rx.url, session, clock)], clock)
         await d.deliver_due()
         assert [r.webhook_id for r in rx.receiver.requests] == ["evt_blog_000002"]
@@ -481,7 +481,7 @@ async def test_the_first_dispatcher_to_start_reclaims_stale_leases_at_once(
     async with serve_receiver() as rx:
         seed_events(store, 2, sinks=["hook"], now=clock())
         lease = clock() + timedelta(seconds=25)
-        store.outbox.claim_due("hook", clock(), 2, lease)  # a process that died mid-send
+        await store.outbox.claim_due("hook", clock(), 2, lease)  # a process that died mid-send
         # A dispatcher that holds the owner lock knows the lease holder is gone.
         lock_path = tmp_path / "syncd.db-dispatcher.lock"
         alive_elsewhere = OwnerLock(lock_path)
@@ -543,7 +543,7 @@ async def test_enable_makes_waiting_and_failed_deliveries_due_now(store, session
         assert when(rows[first]["next_attempt_at"]) > clock() + timedelta(minutes=50)
 
         clock.advance(60)
-        store.outbox.enable_sink("hook", clock())
+        await store.outbox.enable_sink("hook", clock())
         rows = {r["event_seq"]: r for r in deliveries_of(store, "hook")}
         assert when(rows[first]["next_attempt_at"]) == clock()  # pulled forward
         assert all(when(rows[s]["next_attempt_at"]) <= clock() for s in (second, third))
@@ -563,7 +563,7 @@ async def test_a_resume_request_makes_a_paused_sinks_backlog_due_now(store, sess
         assert when(failed["next_attempt_at"]) == clock() + timedelta(seconds=7200)
 
         clock.advance(30)
-        store.outbox.request_resume("hook", clock())
+        await store.outbox.request_resume("hook", clock())
         [failed] = [r for r in deliveries_of(store, "hook") if r["state"] == "failed"]
         assert when(failed["next_attempt_at"]) == clock()
         [report] = await d.deliver_due()
@@ -586,22 +586,22 @@ async def test_a_pausing_sink_hands_back_what_it_leased_ahead(store, session) ->
         stop = asyncio.Event()
         running = asyncio.create_task(d.run(stop))
 
-        def settled() -> bool:
+        async def settled() -> bool:
             rows = deliveries_of(store, "hook")
-            paused = store.outbox.sink_row("hook").paused_until is not None
+            paused = (await store.outbox.sink_row("hook")).paused_until is not None
             return paused and all(r["leased_until"] is None for r in rows)
 
         try:
             await receiver.wait_for_requests(7)
             for _ in range(500):
-                if settled():
+                if await settled():
                     break
                 await asyncio.sleep(0.01)
             rows = deliveries_of(store, "hook")
         finally:
             stop.set()
             await asyncio.wait_for(running, 10)
-    assert store.outbox.sink_row("hook").paused_until is not None
+    assert (await store.outbox.sink_row("hook")).paused_until is not None
     assert [r["id"] for r in rows if r["leased_until"] is not None] == []
     delivered = [r for r in rows if r["state"] == "delivered"]
     assert len(delivered) == len(receiver.accepted()) == 6

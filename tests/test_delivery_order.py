@@ -185,7 +185,7 @@ async def test_after_a_restart_reclaimed_leases_go_first(store, session, tmp_pat
     rx_ = OrderingReceiver(seed=8)
     async with serve_receiver(receiver=rx_) as rx:
         seqs = seed_events(store, 30, sinks=["hook"], now=clock(), entries=3)
-        heads = store.outbox.claim_due("hook", clock(), 10, clock().replace(year=2100))
+        heads = await store.outbox.claim_due("hook", clock(), 10, clock().replace(year=2100))
         assert [h.event.seq for h in heads] == seqs[:3]  # one per entry, never two
         lock = OwnerLock(tmp_path / "syncd.db-dispatcher.lock")
         d = dispatcher(store, rx.url, session, clock, max_in_flight=8, owner_lock=lock)

@@ -20,7 +20,7 @@ from tests.test_e2e_daemon import wait_until
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 
-def test_due_feeds_is_bounded_never_polled_first_then_most_overdue(tmp_path: Path) -> None:
+async def test_due_feeds_is_bounded_never_polled_first_then_most_overdue(tmp_path: Path) -> None:
     store = SqliteStore.open(tmp_path / "s.db")
     try:
         for name, due in [
@@ -30,14 +30,14 @@ def test_due_feeds_is_bounded_never_polled_first_then_most_overdue(tmp_path: Pat
             ("recent", NOW - timedelta(minutes=1)),
             ("gone", NOW - timedelta(days=1)),
         ]:
-            state = store.ensure_feed(name, f"http://example.org/{name}", NOW)
+            state = await store.ensure_feed(name, f"http://example.org/{name}", NOW)
             if due is not None:
-                store.reschedule(state.id, due, "test")
+                await store.reschedule(state.id, due, "test")
         with store.write() as conn:
             conn.execute("UPDATE feeds SET gone_at = ? WHERE name = 'gone'", ("2026-11-01",))
-        assert store.due_feeds(NOW, limit=10) == ["new", "old", "recent"]
-        assert store.due_feeds(NOW, limit=2) == ["new", "old"]
-        assert store.due_feeds(NOW, limit=1) == ["new"]
+        assert await store.due_feeds(NOW, limit=10) == ["new", "old", "recent"]
+        assert await store.due_feeds(NOW, limit=2) == ["new", "old"]
+        assert await store.due_feeds(NOW, limit=1) == ["new"]
         plan = store.rows(
             "EXPLAIN QUERY PLAN SELECT name FROM feeds WHERE gone_at IS NULL"
             " AND next_due_at <= ? ORDER BY next_due_at LIMIT 5",
@@ -45,7 +45,7 @@ def test_due_feeds_is_bounded_never_polled_first_then_most_overdue(tmp_path: Pat
         )
         assert any("feeds_due" in r["detail"] for r in plan)
     finally:
-        store.close()
+        await store.close()
 
 
 async def test_every_due_feed_is_polled_past_removed_feeds_and_the_limit(tmp_path: Path) -> None:
@@ -61,9 +61,9 @@ async def test_every_due_feed_is_polled_past_removed_feeds_and_the_limit(tmp_pat
         overdue = [(f.name, f.url, timedelta(hours=1)) for f in config.feeds]
         overdue += [(f"removed{i}", f"{server.url}?gone={i}", timedelta(days=1)) for i in range(40)]
         for name, url, late in overdue:
-            state = store.ensure_feed(name, url, NOW)
-            store.reschedule(state.id, datetime.now(UTC) - late, "test")
-        store.close()
+            state = await store.ensure_feed(name, url, NOW)
+            await store.reschedule(state.id, datetime.now(UTC) - late, "test")
+        await store.close()
         async with build_app(config) as app:
             stop = asyncio.Event()
             running = asyncio.create_task(app.run(stop))

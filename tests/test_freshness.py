@@ -72,7 +72,9 @@ async def test_an_edit_on_page_19_surfaces_in_the_next_poll_within_three_request
         assert len(feed.log) <= 3, [r.path for r in feed.log]
         (asked,) = changes_requests(feed.log)
         assert "updated-min=" in asked.path
-        row = app.store.known_entries(app.store.feed_state("f").id, [edited])[edited]
+        row = (await app.store.known_entries((await app.store.feed_state("f")).id, [edited]))[
+            edited
+        ]
         assert row.title == "Edited long after"
 
         feed.reset_log()
@@ -100,14 +102,14 @@ async def test_many_edits_follow_the_changes_pages_and_overflow_asks_for_a_full_
         (report,) = await poll(app)
         assert len(feed.log) <= 3
         assert report.updated == 25 * len(changes_requests(feed.log))
-        state = app.store.feed_state("f")
+        state = await app.store.feed_state("f")
         assert state.full_crawl_reason is not None and state.changes_since is not None
 
         clock.now += timedelta(minutes=15)
         (crawl,) = await poll(app)
         assert crawl.full and crawl.completed
         assert report.updated + crawl.updated == 100
-        state = app.store.feed_state("f")
+        state = await app.store.feed_state("f")
         assert state.full_crawl_reason is None and state.changes_since is None
 
 
@@ -119,10 +121,10 @@ async def test_a_refused_changes_query_is_turned_off_and_polling_continues(
         feed.set_changes("refuse")
         (report,) = await poll(app)
         assert report.completed and report.outcome in ("ok", "not_modified")
-        state = app.store.feed_state("f")
+        state = await app.store.feed_state("f")
         assert state.changes_off_until is not None and state.changes_off_until > clock.now
         assert "400" in (state.changes_error or "")
-        (summary,) = app.store.feed_summaries()
+        (summary,) = await app.store.feed_summaries()
         assert summary["changes_error"] == state.changes_error
         assert any(n.startswith("changes query off until") for n in freshness_notes(summary))
 
@@ -131,7 +133,7 @@ async def test_a_refused_changes_query_is_turned_off_and_polling_continues(
         clock.now += timedelta(minutes=15)
         (later,) = await poll(app)
         assert later.created == 1 and not changes_requests(feed.log)
-        assert new in app.store.live_entries(state.id)
+        assert new in await app.store.live_entries(state.id)
 
         clock.now += timedelta(days=2)  # off for a while, not for ever
         feed.set_changes("serve")
@@ -141,7 +143,7 @@ async def test_a_refused_changes_query_is_turned_off_and_polling_continues(
         clock.now += timedelta(minutes=15)
         await poll(app)
         assert len(changes_requests(feed.log)) == 1
-        assert app.store.feed_state("f").changes_error is None
+        assert (await app.store.feed_state("f")).changes_error is None
 
 
 async def test_a_server_that_ignores_the_query_is_detected_as_malformed(tmp_path: Path) -> None:
@@ -151,7 +153,7 @@ async def test_a_server_that_ignores_the_query_is_detected_as_malformed(tmp_path
         deep_edit(feed, 2)
         (report,) = await poll(app)
         assert report.completed
-        state = app.store.feed_state("f")
+        state = await app.store.feed_state("f")
         assert "ignored" in (state.changes_error or "")
         assert state.changes_off_until is not None
         # What the malformed answer listed was not taken as changes, nor as evidence.
@@ -164,9 +166,9 @@ async def test_a_changes_page_is_never_evidence_of_deletion_nor_a_crawl(tmp_path
         deep_edit(feed, 3)
         (report,) = await poll(app)
         assert report.updated == 1 and report.deleted == 0 and report.missing == 0
-        state = app.store.feed_state("f")
+        state = await app.store.feed_state("f")
         assert not state.crawl_incomplete
-        live = app.store.live_entries(state.id)
+        live = await app.store.live_entries(state.id)
         assert len(live) == 60 and all(e.missing_crawls == 0 for e in live.values())
 
 
@@ -270,7 +272,7 @@ async def test_a_count_that_did_not_drop_asks_for_nothing(tmp_path: Path) -> Non
         clock.now += timedelta(minutes=15)
         (report,) = await poll(app)
         assert not report.full and report.created == 1
-        assert app.store.feed_state("f").total_results == 201
+        assert (await app.store.feed_state("f")).total_results == 201
 
 
 async def test_a_failed_changes_query_resumes_from_the_same_instant(tmp_path: Path) -> None:
@@ -281,16 +283,16 @@ async def test_a_failed_changes_query_resumes_from_the_same_instant(tmp_path: Pa
         feed.add_entry("Newer than the edit")  # its stamp must not hide the edit next time
         (failed,) = await poll(app)
         assert failed.completed and failed.created == 1 and failed.updated == 0
-        state = app.store.feed_state("f")
+        state = await app.store.feed_state("f")
         assert state.changes_since is not None and state.changes_error is None
 
         feed.set_changes("serve")
         clock.now += timedelta(minutes=15)
         (report,) = await poll(app)
         assert report.updated == 1 and not report.full
-        row = app.store.known_entries(state.id, [edited])[edited]
+        row = (await app.store.known_entries(state.id, [edited]))[edited]
         assert row.title == "Edited long after"
-        assert app.store.feed_state("f").changes_since is None
+        assert (await app.store.feed_state("f")).changes_since is None
 
 
 async def test_new_posts_and_a_deep_edit_in_one_poll_of_at_most_three_requests(
@@ -304,5 +306,5 @@ async def test_new_posts_and_a_deep_edit_in_one_poll_of_at_most_three_requests(
         (report,) = await poll(app)
         assert report.created == 30 and report.updated == 1 and not report.full
         assert len(feed.log) <= 3, [r.path for r in feed.log]
-        live = app.store.live_entries(app.store.feed_state("f").id)
+        live = await app.store.live_entries((await app.store.feed_state("f")).id)
         assert set(added) <= set(live) and live[edited].title == "Edited long after"

@@ -20,28 +20,28 @@ from syncd.sync import SyncReport
 DASHBOARD = Path(__file__).resolve().parent.parent / "contrib" / "grafana" / "syncd-dashboard.json"
 
 
-def exported_series(tmp_path: Path) -> set[str]:
+async def exported_series(tmp_path: Path) -> set[str]:
     store = SqliteStore.open(tmp_path / "syncd.db")
     try:
         now = datetime.now(UTC)
-        store.ensure_feed("blog", "http://127.0.0.1:1/feed", now)
+        await store.ensure_feed("blog", "http://127.0.0.1:1/feed", now)
         metrics = Metrics()
         metrics.read_store(lambda: take(store, now, ["archive"]))
         metrics.crawled(SyncReport(feed="blog", pages=2, created=3, completed=True, ms=40.0))
         metrics.fetched(200, 1234)
         metrics.parse_seconds.observe(0.01)
         metrics.delivered("archive", DeliveryState.DELIVERED)
-        text = metrics.render().decode()
+        text = (await metrics.render()).decode()
     finally:
-        store.close()
+        await store.close()
     return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
 
 
-def test_every_dashboard_query_names_an_exported_series(tmp_path: Path) -> None:
+async def test_every_dashboard_query_names_an_exported_series(tmp_path: Path) -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     queried = {name for e in exprs for name in re.findall(r"\bsyncd_[a-z_]+", e)}
-    exported = exported_series(tmp_path)
+    exported = await exported_series(tmp_path)
     assert len(queried) >= 15
     assert sorted(queried - exported) == []
     # and the dashboard shows every family syncd exports, bar the created-timestamps
@@ -52,11 +52,11 @@ def test_every_dashboard_query_names_an_exported_series(tmp_path: Path) -> None:
     assert sorted(families - shown) == []
 
 
-def test_metrics_values_from_the_observers(tmp_path: Path) -> None:
+async def test_metrics_values_from_the_observers(tmp_path: Path) -> None:
     store = SqliteStore.open(tmp_path / "syncd.db")
     try:
         now = datetime.now(UTC)
-        store.ensure_feed("blog", "http://127.0.0.1:1/feed", now)
+        await store.ensure_feed("blog", "http://127.0.0.1:1/feed", now)
         metrics = Metrics(per_feed_limit=1)  # one feed is not below 1: no per-feed series
         metrics.read_store(lambda: take(store, now, ["archive"]))
         metrics.crawled(SyncReport(feed="blog", pages=3, created=2, deleted=1, completed=True))
@@ -65,11 +65,11 @@ def test_metrics_values_from_the_observers(tmp_path: Path) -> None:
         metrics.delivered("archive", DeliveryState.DEAD)
         samples = {
             (s.name, tuple(sorted(s.labels.items()))): s.value
-            for f in text_string_to_metric_families(metrics.render().decode())
+            for f in text_string_to_metric_families((await metrics.render()).decode())
             for s in f.samples
         }
     finally:
-        store.close()
+        await store.close()
     assert samples[("syncd_crawls_total", (("outcome", "ok"),))] == 1
     assert samples[("syncd_crawls_total", (("outcome", "error"),))] == 1
     assert samples[("syncd_events_total", (("type", "entry.created"),))] == 2

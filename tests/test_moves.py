@@ -80,7 +80,7 @@ async def test_a_stable_permanent_move_is_adopted(tmp_path: Path, status: int) -
     async with moving(route, hits) as base, app_for(tmp_path, base + "/old") as app:
         for _ in range(3):
             await sync(app)
-        assert app.store.feed_state("f").adopted_url == base + "/new"
+        assert (await app.store.feed_state("f")).adopted_url == base + "/new"
         hits.clear()
         assert await sync(app) == (0, 0, 0)
         assert hits == ["/new"]  # fetched where it lives now
@@ -93,7 +93,7 @@ async def test_a_temporary_redirect_is_followed_but_never_adopted(tmp_path: Path
         assert await sync(app) == (2, 0, 0)
         for _ in range(4):
             await sync(app)
-        state = app.store.feed_state("f")
+        state = await app.store.feed_state("f")
         assert state.adopted_url is None and state.moved_to is None
         assert hits[-2:] == ["/old", "/new"]
 
@@ -106,7 +106,7 @@ async def test_a_move_to_a_different_feed_is_never_adopted(tmp_path: Path) -> No
         route["status"] = 301  # the old URL now points at some other feed
         for _ in range(4):
             await sync(app)
-        assert app.store.feed_state("f").adopted_url is None
+        assert (await app.store.feed_state("f")).adopted_url is None
 
 
 async def test_a_new_configured_url_replaces_an_adopted_one(tmp_path: Path) -> None:
@@ -116,11 +116,11 @@ async def test_a_new_configured_url_replaces_an_adopted_one(tmp_path: Path) -> N
         async with app_for(tmp_path, base + "/old") as app:
             for _ in range(3):
                 await sync(app)
-            assert app.store.feed_state("f").adopted_url == base + "/new"
+            assert (await app.store.feed_state("f")).adopted_url == base + "/new"
         # The operator edits the config: their URL wins over the adopted one.
         (tmp_path / "syncd.db-dispatcher.lock").unlink(missing_ok=True)
         async with app_for(tmp_path, base + "/new?v=2") as app:
             hits.clear()
             await sync(app)
-            assert app.store.feed_state("f").adopted_url is None
+            assert (await app.store.feed_state("f")).adopted_url is None
             assert hits == ["/new"]

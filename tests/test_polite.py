@@ -48,19 +48,19 @@ async def test_failures_have_distinct_states_and_back_off(
         async with build_app(config, clock=clock, rng=random.Random(2)) as app:
             (report,) = await app.sync_feeds(config.feeds, full=False, force=True)
             assert report.outcome == outcome and not report.completed
-            (row,) = app.store.feed_summaries()
+            (row,) = await app.store.feed_summaries()
             assert row["last_outcome"] == outcome
             assert row["next_due_reason"].startswith(reason)
             assert outcome in row["next_due_reason"]
             # Errors keep backing off to the cap and the feed is still probed there.
             for _ in range(12):
                 await app.sync_feeds(config.feeds, full=False, force=True)
-            state = app.store.feed_state("f")
+            state = await app.store.feed_state("f")
             assert state.next_due_at is not None
             wait = state.next_due_at - clock.now
             if outcome != "throttled":
                 assert timedelta(hours=5.4) <= wait <= timedelta(hours=6)
-                (row,) = app.store.feed_summaries()
+                (row,) = await app.store.feed_summaries()
                 assert "at max_backoff: probing" in row["next_due_reason"]
 
 
@@ -92,15 +92,15 @@ async def test_rss_ttl_and_sy_period_set_the_next_poll_and_outlive_a_304(tmp_pat
         config = load_config(write_config(tmp_path, feeds=[spec]))
         async with build_app(config, clock=clock) as app:
             await app.sync_feeds(config.feeds, full=False, force=True)
-            state = app.store.feed_state("f")
+            state = await app.store.feed_state("f")
             assert state.next_due_at == clock.now + timedelta(hours=6)
-            (row,) = app.store.feed_summaries()
+            (row,) = await app.store.feed_summaries()
             assert row["next_due_reason"] == "sy:updatePeriod daily / 4"
             # The next poll's body is unchanged (not parsed): the stated cadence still holds.
             clock.now += timedelta(hours=6)
             (again,) = await app.sync_feeds(config.feeds, full=False, force=True)
             assert again.pages_parsed == 0
-            assert app.store.feed_state("f").next_due_at == clock.now + timedelta(hours=6)
+            assert (await app.store.feed_state("f")).next_due_at == clock.now + timedelta(hours=6)
 
 
 async def test_cache_headers_and_user_agent_with_contact(tmp_path: Path) -> None:
@@ -113,7 +113,7 @@ async def test_cache_headers_and_user_agent_with_contact(tmp_path: Path) -> None
         config = load_config(write_config(tmp_path, feeds=[spec], fetch=fetch))
         async with build_app(config, clock=clock) as app:
             await app.sync_feeds(config.feeds, full=False, force=True)
-            (row,) = app.store.feed_summaries()
+            (row,) = await app.store.feed_summaries()
     assert row["next_due_reason"] == "Cache-Control max-age 1.5h"
     agents = {r.user_agent for r in feed.log}
     assert len(agents) == 1
@@ -135,8 +135,8 @@ async def test_overdue_feeds_are_spread_over_their_interval_at_start(tmp_path: P
             await app.sync_feeds(config.feeds[:6], full=False, force=True)  # f6, f7: never
             clock.now += timedelta(days=1)  # the daemon was down: everything is overdue
             for f in config.feeds:
-                app.spread_start(f)
-            states = [app.store.feed_state(f.name) for f in config.feeds]
+                await app.spread_start(f)
+            states = [await app.store.feed_state(f.name) for f in config.feeds]
     known = [s.next_due_at for s in states[:6]]
     assert all(d is not None and clock.now < d <= clock.now + timedelta(hours=1) for d in known)
     assert len(set(known)) == 6

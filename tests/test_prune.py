@@ -23,10 +23,10 @@ from tests.conftest import syncd, write_config
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
 
-def fill(store: SqliteStore) -> list[int]:
+async def fill(store: SqliteStore) -> list[int]:
     """Six events (seq 1-6) ten days old, each with a delivery to `hook`; all delivered but
     seq 4, still pending. Entry e0 has four versions."""
-    feed_id = store.ensure_feed("blog", "http://blog.test/feed", NOW).id
+    feed_id = (await store.ensure_feed("blog", "http://blog.test/feed", NOW)).id
     old = NOW - timedelta(days=10)
     seqs = []
     with store.write() as conn:
@@ -62,19 +62,19 @@ def count(db: Path, table: str) -> int:
         conn.close()
 
 
-def test_prune_counts_then_deletes_a_done_prefix(tmp_path: Path) -> None:
+async def test_prune_counts_then_deletes_a_done_prefix(tmp_path: Path) -> None:
     db = tmp_path / "syncd.db"
     store = SqliteStore.open(db)
-    fill(store)
+    await fill(store)
     policy = Policy(keep_versions=2, keep_events_s=86400.0 * 7, keep_deliveries_s=86400.0)
-    dry = store.prune(policy, NOW, dry_run=True)
+    dry = await store.prune(policy, NOW, dry_run=True)
     # Events 1-3 are done and old; 4 is pending, so 5 and 6 wait behind it (a prefix only).
     assert (dry.events, dry.deliveries, dry.attempts, dry.versions) == (3, 5, 1, 4)
     assert dry.events_through == 3
     assert (count(db, "events"), count(db, "deliveries"), count(db, "entry_versions")) == (6, 6, 6)
-    assert SqliteReads(db).events(0, 10).next == 6  # a dry run moves no cursor floor
+    assert (await SqliteReads(db).events(0, 10)).next == 6  # a dry run moves no cursor floor
 
-    done = store.prune(policy, NOW, dry_run=False)
+    done = await store.prune(policy, NOW, dry_run=False)
     assert done == dry
     assert count(db, "events") == 3 and count(db, "delivery_attempts") == 0
     # Delivered deliveries of kept events go too (older than keep_deliveries); the pending stays.
@@ -86,23 +86,23 @@ def test_prune_counts_then_deletes_a_done_prefix(tmp_path: Path) -> None:
 
     reader = SqliteReads(db)
     with pytest.raises(CursorGone) as gone:
-        reader.events(0, 10)
+        await reader.events(0, 10)
     assert gone.value.restart_from == 3
-    assert [e["data"]["seq"] for e in reader.events(3, 10).events] == [4, 5, 6]
+    assert [e["data"]["seq"] for e in (await reader.events(3, 10)).events] == [4, 5, 6]
     # Nothing more to let go: a second prune changes nothing and keeps the floor.
-    again = store.prune(policy, NOW, dry_run=False)
+    again = await store.prune(policy, NOW, dry_run=False)
     assert (again.events, again.versions, again.events_through) == (0, 0, 3)
-    store.close()
+    await store.close()
 
 
-def test_nothing_is_pruned_without_a_policy(tmp_path: Path) -> None:
+async def test_nothing_is_pruned_without_a_policy(tmp_path: Path) -> None:
     store = SqliteStore.open(tmp_path / "syncd.db")
-    fill(store)
-    report = store.prune(Policy(), NOW, dry_run=False)
+    await fill(store)
+    report = await store.prune(Policy(), NOW, dry_run=False)
     assert (report.events, report.deliveries, report.versions, report.events_through) == (
         0, 0, 0, 0,
     )  # fmt: skip
-    store.close()
+    await store.close()
 
 
 async def test_prune_command(tmp_path: Path) -> None:
@@ -113,8 +113,8 @@ async def test_prune_command(tmp_path: Path) -> None:
         )
     )
     store = SqliteStore.open(tmp_path / "syncd.db")
-    fill(store)
-    store.close()
+    await fill(store)
+    await store.close()
     dry = await syncd(config, "prune", "--dry-run", "--json")
     assert dry.code == 0, dry.stderr
     assert json.loads(dry.stdout)["events"] == 3

@@ -21,7 +21,7 @@ import pytest
 
 from syncd.model import ChangeKind, EventDraft
 from syncd.pull import Bell
-from syncd.storage.sqlite import SqliteStore, events
+from syncd.storage.sqlite import SqliteStore, events, feeds
 from syncd.web import api
 from tests.support.webapp import api_server
 
@@ -46,7 +46,7 @@ async def served(tmp_path: Path) -> AsyncIterator[Api]:
     store = SqliteStore.open(db)
     now = datetime.now(UTC)
     for name in FEEDS:
-        store.ensure_feed(name, f"http://{name}.test/feed", now)
+        await store.ensure_feed(name, f"http://{name}.test/feed", now)
     bell = Bell()
     server = api_server(db, store, bell)
     address = await server.start()
@@ -55,7 +55,7 @@ async def served(tmp_path: Path) -> AsyncIterator[Api]:
             yield Api(f"http://{address}", bell, db, session)
     finally:
         await server.stop()
-        store.close()
+        await store.close()
 
 
 def commit_events(db: Path, count: int, per_tx: int, ring: Any, seed: int) -> None:
@@ -64,7 +64,7 @@ def commit_events(db: Path, count: int, per_tx: int, ring: Any, seed: int) -> No
     rng = random.Random(seed)
     store = SqliteStore.open(db)
     try:
-        ids = {name: store.feed_state(name).id for name in FEEDS}
+        ids = {name: feeds.state(store.db, name).id for name in FEEDS}
         made = 0
         while made < count:
             batch = min(rng.randint(1, per_tx), count - made)
@@ -89,7 +89,7 @@ def commit_events(db: Path, count: int, per_tx: int, ring: Any, seed: int) -> No
 
                 time.sleep(rng.random() * 0.01)
     finally:
-        store.close()
+        store.db.close()
 
 
 async def read_all(

@@ -84,7 +84,7 @@ async def test_index_follows_create_edit_delete_restore(tmp_path: Path) -> None:
 
 def test_ranking_filters_and_syntax_errors(tmp_path: Path) -> None:
     db = tmp_path / "syncd.db"
-    SqliteStore.open(db).close()
+    SqliteStore.open(db).db.close()
     conn = sqlite3.connect(db)
     conn.execute("INSERT INTO feeds (id, name, url, created_at) VALUES (1, 'a', 'u', 'x')")
     conn.execute("INSERT INTO feeds (id, name, url, created_at) VALUES (2, 'b', 'v', 'x')")
@@ -141,7 +141,7 @@ def test_migration_rebuilds_the_index_from_markup(tmp_path: Path) -> None:
     assert old.execute("SELECT COUNT(*) FROM entries_fts WHERE entries_fts MATCH 'href'").fetchone()
     old.close()
 
-    SqliteStore.open(path).close()
+    SqliteStore.open(path).db.close()
     assert hits(path, "narwhal") == ["T"]
     assert hits(path, "href") == []
     assert hits(path, "okapi") == []

@@ -63,7 +63,7 @@ async def test_deletion_needs_two_complete_full_crawls_and_shifts_are_silent(
         feed.delete_entry(victim)
         assert await sync(app) == (0, 0, 0)  # incremental: page 1 unchanged, stops
         assert await sync(app, full=True) == (0, 0, 0)  # absent once: not yet evidence
-        assert app.store.known_entries(1, [victim])[victim].missing_crawls == 1
+        assert (await app.store.known_entries(1, [victim]))[victim].missing_crawls == 1
         assert await sync(app, full=True) == (0, 0, 1)  # absent twice in a row: deleted
         assert events(app)[-1] == ("entry.deleted", victim)
         assert await sync(app, full=True) == (0, 0, 0)  # and only once
@@ -91,7 +91,7 @@ async def test_an_incomplete_crawl_is_no_evidence(tmp_path: Path) -> None:
             for _ in range(3):  # max_pages stops short of the last page: never complete
                 # (page 2 now shows an entry from page 3, which this feed never reached before)
                 assert (await sync(app, full=True))[2] == 0
-            assert app.store.known_entries(1, [victim])[victim].missing_crawls == 0
+            assert (await app.store.known_entries(1, [victim]))[victim].missing_crawls == 0
 
 
 async def test_a_malformed_page_makes_a_crawl_no_evidence(tmp_path: Path) -> None:
@@ -107,7 +107,7 @@ async def test_a_malformed_page_makes_a_crawl_no_evidence(tmp_path: Path) -> Non
         feed.clear_faults()
         # The first clean crawl lists exactly the total every page states: evidence at once.
         assert await sync(app, full=True) == (0, 0, 1)
-        assert app.store.known_entries(1, [victim])[victim].deleted_at is not None
+        assert (await app.store.known_entries(1, [victim]))[victim].deleted_at is not None
 
 
 def atom(entries: str, extra: str = "") -> bytes:
@@ -250,14 +250,14 @@ async def test_hash_only_updates_are_capped_and_visible(tmp_path: Path) -> None:
             docs["/feed"] = doc(n)
             updates.append((await sync(app))[1])
         assert updates == [1, 1, 1, 1, 1, 0, 0, 0]  # capped after 5 in a row
-        (row,) = app.store.feed_summaries()
+        (row,) = await app.store.feed_summaries()
         assert row["hash_only_capped"] == 1
         stored = db_rows(app.config.store.path, "SELECT content FROM entries")
         assert stored == [("The time is 8",)]  # the store still follows the feed
         # A real edit (updated moves) is announced again and lifts the cap.
         docs["/feed"] = doc(9).replace(b"2024-01-01T00:00:00Z", b"2024-01-02T00:00:00Z")
         assert (await sync(app))[1] == 1
-        assert app.store.feed_summaries()[0]["hash_only_capped"] == 0
+        assert (await app.store.feed_summaries())[0]["hash_only_capped"] == 0
 
 
 async def test_full_crawl_reads_ahead_but_a_wrong_guess_changes_nothing(tmp_path: Path) -> None:
@@ -312,7 +312,7 @@ async def test_a_410_on_a_deep_page_is_a_failed_page_not_a_gone_feed(tmp_path: P
         feed.set_status(3, 410)
         (r,) = await app.sync_feeds(app.config.feeds, full=False, force=False)
         assert r.outcome == "error" and "failed page" in (r.error or "")
-        assert app.store.feed_state("f").gone_at is None
+        assert (await app.store.feed_state("f")).gone_at is None
         feed.clear_faults()
         (again,) = await app.sync_feeds(app.config.feeds, full=False, force=False)
         assert again.completed and again.created == 80 - 50
@@ -332,7 +332,7 @@ async def test_a_database_failure_is_recorded_and_backed_off(tmp_path: Path) -> 
         other.commit()
         (r,) = await app.sync_feeds(app.config.feeds, full=False, force=False)
         assert r.outcome == "error" and "database error" in (r.error or "")
-        state = app.store.feed_state("f")
+        state = await app.store.feed_state("f")
         assert state.consecutive_errors == 1
         assert state.next_due_at is not None and state.next_due_at > app.clock()
         assert db_rows(app.config.store.path, "SELECT COUNT(*) FROM events") == [(0,)]

@@ -41,17 +41,17 @@ async def test_retry_after_on_a_feed_is_honoured_unless_forced(tmp_path: Path) -
         async with build_app(config, clock=clock, rng=random.Random(1)) as app:
             (report,) = await app.sync_feeds(config.feeds, full=False, force=False)
             assert report.outcome == "throttled" and not report.completed
-            state = app.store.feed_state("f")
+            state = await app.store.feed_state("f")
             assert state.retry_after_until is not None
             assert state.retry_after_until - clock.now >= timedelta(seconds=7200)
             feed.clear_faults()
             feed.reset_log()
             assert await app.sync_feeds(config.feeds, full=False, force=False) == []
             assert feed.count() == 0
-            assert "wait" in (app.skip_reason(config.feeds[0], clock.now) or "")
+            assert "wait" in (await app.skip_reason(config.feeds[0], clock.now) or "")
             (forced,) = await app.sync_feeds(config.feeds, full=False, force=True)
             assert forced.completed and forced.created == 30
-            assert app.store.feed_state("f").retry_after_until is None
+            assert (await app.store.feed_state("f")).retry_after_until is None
 
 
 async def test_gone_feed_stops_being_polled_but_keeps_its_data(tmp_path: Path) -> None:
@@ -67,7 +67,7 @@ async def test_gone_feed_stops_being_polled_but_keeps_its_data(tmp_path: Path) -
             feed.reset_log()
             assert await app.sync_feeds(config.feeds, full=False, force=False) == []
             assert feed.count() == 0
-            rows = app.store.feed_summaries()
+            rows = await app.store.feed_summaries()
             assert rows[0]["entries"] == 30 and rows[0]["last_outcome"] == "gone"
 
 
@@ -81,5 +81,5 @@ async def test_cache_control_max_age_is_a_lower_bound_on_the_next_poll(tmp_path:
         )
         async with build_app(config, clock=clock) as app:
             await app.sync_feeds(config.feeds, full=False, force=False)
-            due = app.store.feed_state("f").next_due_at
+            due = (await app.store.feed_state("f")).next_due_at
     assert due == clock.now + timedelta(seconds=7200)

@@ -1,16 +1,17 @@
 """What every command shares: the invocation's state (`Ctx`), the global options, which are
 accepted before or after the subcommand (`syncd status --config x.toml`), the `--json` and
-`--tag` options, and the two ways to open the store: `reading` (read-only, never creates
-anything) and `changing` (writes to an existing store, never creates one).
+`--tag` options, and the two ways to use the store: `reading` (read-only, never creates
+anything) and `changing` (writes to an existing store, never creates one), each in an event loop
+of its own.
 
 Loading the config happens here, once per invocation. No business logic lives here.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,6 +41,7 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = structlog.get_logger("syncd.cli")
+T = TypeVar("T")
 
 DEFAULT_CONFIG = "config/syncd.toml"
 
@@ -137,40 +139,49 @@ def tag_option(f: F) -> F:
     )(f)
 
 
-@contextmanager
-def reading(config: Config) -> Iterator[Store]:
-    """The store, read-only: a missing database is an error naming its path, not a new file."""
-    store = open_store_readonly(config)
-    try:
-        yield store
-    finally:
-        store.close()
+def reading(config: Config, use: Callable[[Store], Awaitable[T]]) -> T:
+    """`use` the store, read-only, in an event loop of its own: a missing database is an error
+    naming its path, not a new file."""
+
+    async def run() -> T:
+        store = await open_store_readonly(config)
+        try:
+            return await use(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
 
 
-@contextmanager
-def reading_if_present(config: Config) -> Iterator[Store | None]:
-    """The store read-only, or None when there is no database yet (nothing synced so far)."""
-    if not config.store.path.is_file():
-        yield None
-        return
-    with reading(config) as store:
-        yield store
+def reading_if_present(config: Config, use: Callable[[Store | None], Awaitable[T]]) -> T:
+    """`use` the store read-only, or None when there is no database yet (nothing synced so
+    far), in an event loop of its own."""
+    if config.store.url is None and not config.store.path.is_file():
+
+        async def without() -> T:
+            return await use(None)
+
+        return asyncio.run(without())
+    return reading(config, use)
 
 
-@contextmanager
-def changing(config: Config) -> Iterator[Store]:
-    """The store for an operator's change (enable a sink, recover deliveries): it must exist
-    already, since there is nothing to change in a new one."""
-    if not config.store.path.is_file():
+def changing(config: Config, use: Callable[[Store], Awaitable[T]]) -> T:
+    """`use` the store for an operator's change (enable a sink, recover deliveries), in an event
+    loop of its own: it must exist already, since there is nothing to change in a new one."""
+    if config.store.url is None and not config.store.path.is_file():
         raise StoreError(
             f"no database at {str(config.store.path)!r}"
             " (check [store] path, or run `syncd sync` first)"
         )
-    store = open_store(config)
-    try:
-        yield store
-    finally:
-        store.close()
+
+    async def run() -> T:
+        store = await open_store(config)
+        try:
+            return await use(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
 
 
 def configured_sink(config: Config, name: str) -> SinkConfig:

@@ -23,7 +23,7 @@ def check_config(ctx: Ctx) -> None:
     asyncio.run(validate_sinks(config))
     fc = config.fetch
     click.echo(f"config {config.source}: OK")
-    click.echo(f"store: {config.store.path}")
+    click.echo(f"store: {config.store.where}")
     click.echo(
         f"fetch: timeout {fc.timeout_s:g}s, max body {fc.max_body_bytes} bytes,"
         f" {fc.per_host_rate:g} req/s per host, {fc.concurrency} feeds in flight,"

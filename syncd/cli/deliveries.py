@@ -21,6 +21,8 @@ from syncd.cli.errors import CliError, UsageFailure
 from syncd.cli.output import echo_json, short, short_time, table
 from syncd.since import parse_since
 from syncd.status import DELIVERY_STATES
+from syncd.storage import Store
+from syncd.storage.values import ReplayCounts
 
 __all__ = ["deliveries"]
 
@@ -55,10 +57,12 @@ def list_(
     config = ctx.config()
     if sink is not None:
         configured_sink(config, sink)
-    with reading(config) as store:
-        rows = store.outbox.list_deliveries(
+    rows = reading(
+        config,
+        lambda store: store.outbox.list_deliveries(
             sink=sink, states=states, event=event, limit=limit or None
-        )
+        ),
+    )
     if as_json:
         echo_json([dataclasses.asdict(r) for r in rows])
         return
@@ -91,17 +95,21 @@ def list_(
 @pass_ctx
 def show(ctx: Ctx, delivery_id: int, as_json: bool) -> None:
     """One delivery, its event and every attempt (time, status, latency, error)."""
-    with reading(ctx.config()) as store:
-        info = store.outbox.delivery(delivery_id)
+
+    async def look(store: Store) -> dict[str, Any]:
+        info = await store.outbox.delivery(delivery_id)
         if info is None:
             raise CliError(f"no delivery with id {delivery_id}")
-        due = store.outbox.load(delivery_id)
+        due = await store.outbox.load(delivery_id)
         assert due is not None
-        data: dict[str, Any] = {
+        attempts = await store.outbox.attempts(delivery_id)
+        return {
             "delivery": dataclasses.asdict(info),
-            "attempts": [dataclasses.asdict(a) for a in store.outbox.attempts(delivery_id)],
+            "attempts": [dataclasses.asdict(a) for a in attempts],
             "event": json.loads(due.event.body),
         }
+
+    data = reading(ctx.config(), look)
     if as_json:
         echo_json(data)
         return
@@ -142,7 +150,7 @@ def retry(ctx: Ctx, delivery_id: int) -> None:
     async def attempt() -> tuple[str, bool]:
         async with build_dispatcher(config) as dispatcher:
             due, outcome, state = await dispatcher.send_now(delivery_id)
-            row = dispatcher.outbox.sink_row(due.sink)
+            row = await dispatcher.outbox.sink_row(due.sink)
             where = f"delivery {due.id} (sink {due.sink}, seq {due.event.seq}, {due.event.id})"
             if outcome.ok:
                 status = f"HTTP {outcome.status}, " if outcome.status else ""
@@ -178,9 +186,12 @@ def recover(ctx: Ctx, sink: str, since: str | None) -> None:
             since_dt = parse_since(since, now)
         except ValueError as e:
             raise UsageFailure(f"--since: {e}") from None
-    with changing(config) as store:
-        count = store.outbox.recover(sink, now, since_dt)
-        disabled = store.outbox.sink_row(sink).disabled_at is not None
+
+    async def recover(store: Store) -> tuple[int, bool]:
+        count = await store.outbox.recover(sink, now, since_dt)
+        return count, (await store.outbox.sink_row(sink)).disabled_at is not None
+
+    count, disabled = changing(config, recover)
     click.echo(f"recovered {count} deliveries of sink {sink}: due now")
     _hint_delivery(sink, disabled)
 
@@ -200,11 +211,14 @@ def replay(ctx: Ctx, sink: str, from_seq: int, to_seq: int | None) -> None:
     sc = configured_sink(config, sink)
     if to_seq is not None and to_seq < from_seq:
         raise UsageFailure(f"--to-seq {to_seq} is before --from-seq {from_seq}")
-    with changing(config) as store:
-        counts = store.outbox.replay(
+
+    async def replay(store: Store) -> tuple[ReplayCounts, bool]:
+        counts = await store.outbox.replay(
             sink, system_clock(), from_seq=from_seq, to_seq=to_seq, types=sc.events, feeds=sc.feeds
         )
-        disabled = store.outbox.sink_row(sink).disabled_at is not None
+        return counts, (await store.outbox.sink_row(sink)).disabled_at is not None
+
+    counts, disabled = changing(config, replay)
     click.echo(
         f"replay: {counts.created + counts.requeued} events queued for sink {sink}"
         f" ({counts.created} new deliveries, {counts.requeued} re-queued)"

@@ -16,6 +16,7 @@ from syncd.app import system_clock
 from syncd.cli.common import Ctx, pass_ctx, reading
 from syncd.cli.errors import UsageFailure
 from syncd.errors import NoSuchFeed
+from syncd.storage import Store
 
 __all__ = ["export"]
 
@@ -41,17 +42,19 @@ def export(ctx: Ctx, name: str, fmt: str, output: Path | None, include_deleted: 
     from syncd.export import write_atom, write_jsonl  # lxml: loaded by this command only
 
     config = ctx.config()
-    with reading(config) as store:
+
+    async def export(store: Store) -> int:
         try:
-            head = store.feed_head(name)
+            head = await store.feed_head(name)
         except NoSuchFeed as e:
             raise UsageFailure(str(e)) from None
         entries = store.feed_history(name, include_deleted=include_deleted)
         with _destination(output) as out:
             if fmt == "atom":
-                n = write_atom(out, head, entries, now=system_clock())
-            else:
-                n = write_jsonl(out, head, entries)
+                return await write_atom(out, head, entries, now=system_clock())
+            return await write_jsonl(out, head, entries)
+
+    n = reading(config, export)
     if output is not None:
         click.echo(f"{n} entries of {name} written to {output}", err=True)
 

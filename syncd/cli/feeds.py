@@ -29,8 +29,8 @@ def feeds() -> None:
 def feeds_list(ctx: Ctx, tags: tuple[str, ...], as_json: bool) -> None:
     """Each configured feed: URL, tags, interval, where it is configured, last sync."""
     config = ctx.config()
-    with reading_if_present(config) as store:
-        data = feed_list(ctx.feeds(tags), store)
+    selected = ctx.feeds(tags)
+    data = reading_if_present(config, lambda store: feed_list(selected, store))
     if as_json:
         echo_json(data)
         return
@@ -68,8 +68,8 @@ def feeds_export(ctx: Ctx, as_opml: bool, output: Path | None, tags: tuple[str, 
     if not as_opml:
         raise UsageFailure("choose a format: --opml (the only one so far)")
     config = ctx.config()
-    with reading_if_present(config) as store:
-        rows = feed_list(ctx.feeds(tags), store)
+    selected = ctx.feeds(tags)
+    rows = reading_if_present(config, lambda store: feed_list(selected, store))
     document = write_opml(
         (ExportedFeed(f["name"], f["url"], f["title"], f["tags"]) for f in rows),
         title=f"syncd feeds ({config.source})",

@@ -23,8 +23,7 @@ def prune_command(ctx: Ctx, dry_run: bool, as_json: bool) -> None:
     config = ctx.config()
     sc = config.store
     policy = Policy(sc.keep_versions, sc.keep_events_s, sc.keep_deliveries_s)
-    with changing(config) as store:
-        report = store.prune(policy, system_clock(), dry_run=dry_run)
+    report = changing(config, lambda store: store.prune(policy, system_clock(), dry_run=dry_run))
     if as_json:
         echo_json({**report.as_dict(), "dry_run": dry_run})
         return

@@ -26,8 +26,7 @@ __all__ = ["query"]
 @pass_ctx
 def query(ctx: Ctx, sql: str, fmt: str) -> None:
     """Run read-only SQL over the store (the database is opened read-only)."""
-    with reading(ctx.config()) as store:
-        cols, rows = store.query_readonly(sql)
+    cols, rows = reading(ctx.config(), lambda store: store.query_readonly(sql))
     if fmt == "json":
         click.echo(json.dumps([dict(zip(cols, r, strict=True)) for r in rows], indent=2))
     elif fmt == "csv":

@@ -39,8 +39,8 @@ def search(
         except ValueError as e:
             raise UsageFailure(f"--since: {e}") from None
     try:
-        with reading(ctx.config()) as store:
-            hits = store.search(SearchQuery(query, feed=feed, since=since_dt, limit=limit))
+        wanted = SearchQuery(query, feed=feed, since=since_dt, limit=limit)
+        hits = reading(ctx.config(), lambda store: store.search(wanted))
     except SearchQueryError as e:
         raise UsageFailure(str(e)) from None
     if as_json:

@@ -9,6 +9,7 @@ from syncd.cli.common import Ctx, changing, configured_sink, json_option, pass_c
 from syncd.cli.output import echo_json, table
 from syncd.cli.status import describe_sink_state
 from syncd.status import DELIVERY_STATES, sink_status
+from syncd.storage import Store
 
 __all__ = ["sinks"]
 
@@ -24,8 +25,7 @@ def sinks() -> None:
 def sinks_list(ctx: Ctx, as_json: bool) -> None:
     """Each configured sink: enabled, paused or disabled, and its delivery counts."""
     config = ctx.config()
-    with reading(config) as store:
-        data = sink_status(config, store, system_clock())
+    data = reading(config, lambda store: sink_status(config, store, system_clock()))
     if as_json:
         echo_json(data)
         return
@@ -45,11 +45,14 @@ def enable(ctx: Ctx, name: str) -> None:
     """Enable NAME again (after a 410 or `sinks disable`) and end any pause: deliver now."""
     config = ctx.config()
     configured_sink(config, name)
-    with changing(config) as store:
-        was_disabled = store.outbox.sink_row(name).disabled_at is not None
-        store.outbox.enable_sink(name, system_clock())
-        counts = store.outbox.sink_summaries().get(name, {})
-        waiting = counts.get("pending", 0) + counts.get("failed", 0)
+
+    async def enable(store: Store) -> tuple[bool, int]:
+        was_disabled = (await store.outbox.sink_row(name)).disabled_at is not None
+        await store.outbox.enable_sink(name, system_clock())
+        counts = (await store.outbox.sink_summaries()).get(name, {})
+        return was_disabled, counts.get("pending", 0) + counts.get("failed", 0)
+
+    was_disabled, waiting = changing(config, enable)
     verb = "enabled" if was_disabled else "was not disabled; resumed"
     click.echo(f"sink {name} {verb}: {waiting} deliveries waiting")
 
@@ -62,6 +65,5 @@ def disable(ctx: Ctx, name: str, reason: str) -> None:
     """Stop delivering to NAME. Its events keep accumulating; `sinks enable` sends them."""
     config = ctx.config()
     configured_sink(config, name)
-    with changing(config) as store:
-        store.outbox.disable_sink(name, reason, system_clock())
+    changing(config, lambda store: store.outbox.disable_sink(name, reason, system_clock()))
     click.echo(f"sink {name} disabled; its deliveries wait until `syncd sinks enable {name}`")

@@ -24,8 +24,7 @@ def status(ctx: Ctx, tags: tuple[str, ...], as_json: bool) -> None:
     """Per feed: last fetch, outcome, next due, entries, errors. Per sink: delivery states."""
     config = ctx.config()
     feeds = ctx.feeds(tags)
-    with reading(config) as store:
-        data = status_report(config, store, system_clock(), feeds)
+    data = reading(config, lambda store: status_report(config, store, system_clock(), feeds))
     if as_json:
         echo_json(data)
         return

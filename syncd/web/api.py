@@ -1,7 +1,7 @@
 """The pull API under /api: events after a cursor (plain, long-poll, Server-Sent Events), entries
 and one entry with its versions, and the OpenAPI document describing them.
 
-Handlers validate parameters, read through the store's `Reads` on a worker thread and answer
+Handlers validate parameters, read through the store's `Reads` and answer
 JSON; every error is `{"error": <one line>, "code": <stable word>}`. Access control is the
 server's (syncd.web.server); this module reads nothing but the store, and writes nothing.
 """
@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
@@ -81,9 +81,9 @@ def _wait(q: Mapping[str, str]) -> float:
     return min(parse_duration(raw), MAX_WAIT_S)
 
 
-async def _read(fn: Callable[..., T], *args: Any) -> T:
+async def _read(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     try:
-        return await asyncio.to_thread(fn, *args)
+        return await fn(*args)
     except SearchQueryError as e:
         raise ApiError(400, "bad_query", str(e)) from None
     except CursorGone as e:

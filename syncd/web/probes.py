@@ -30,7 +30,6 @@ async def readyz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    # The store gauges read SQLite on this thread (the store's connection is not shareable);
-    # they are index-only aggregates, a few milliseconds.
-    body = request.app[SERVICES].metrics.render()
+    # The store gauges are index-only aggregates, a few milliseconds.
+    body = await request.app[SERVICES].metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})

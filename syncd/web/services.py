@@ -3,7 +3,7 @@ reach them through the application (`request.app[SERVICES]`), never through glob
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +21,10 @@ from syncd.subscriber import Subscriber
 class Services:
     health: Health
     metrics: Metrics
-    overview: Callable[[], Overview]
-    status: Callable[[], dict[str, Any]]  # what `syncd status --json` prints
-    events: Callable[[str | None, int], list[dict[str, Any]]]  # (feed or all, how many)
-    summary: Callable[[], str]  # the one line systemd's STATUS= shows
+    overview: Callable[[], Awaitable[Overview]]
+    status: Callable[[], Awaitable[dict[str, Any]]]  # what `syncd status --json` prints
+    events: Callable[[str | None, int], Awaitable[list[dict[str, Any]]]]  # (feed or all, how many)
+    summary: Callable[[], Awaitable[str]]  # the one line systemd's STATUS= shows
     reader: Reads | None = None  # the pull API's store reads (syncd.web.api)
     bell: Bell | None = None  # rung when events were committed: wakes long-polls and streams
     websub: Subscriber | None = None  # the WebSub callback routes' (syncd.web.websub)

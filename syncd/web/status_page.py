@@ -48,24 +48,24 @@ dt { color: var(--muted); } dd { margin: 0; overflow-wrap: anywhere; }
 @routes.get("/")
 async def index(request: web.Request) -> web.Response:
     s = request.app[SERVICES]
-    report, overview = s.status(), s.overview()
-    events = s.events(None, EVENTS_ON_INDEX)
-    return _html(render_index(report, overview, events, s.summary()))
+    report, overview = await s.status(), await s.overview()
+    events = await s.events(None, EVENTS_ON_INDEX)
+    return _html(render_index(report, overview, events, await s.summary()))
 
 
 @routes.get("/feeds/{name}")
 async def feed_page(request: web.Request) -> web.Response:
     s = request.app[SERVICES]
     name = request.match_info["name"]
-    feed = next((f for f in s.status()["feeds"] if f["name"] == name), None)
+    feed = next((f for f in (await s.status())["feeds"] if f["name"] == name), None)
     if feed is None:
         raise web.HTTPNotFound(text=f"no feed named {name!r}")
-    return _html(render_feed(feed, s.overview(), s.events(name, EVENTS_ON_FEED)))
+    return _html(render_feed(feed, await s.overview(), await s.events(name, EVENTS_ON_FEED)))
 
 
 @routes.get("/status.json")
 async def status_json(request: web.Request) -> web.Response:
-    return web.json_response(request.app[SERVICES].status(), dumps=_dumps)
+    return web.json_response(await request.app[SERVICES].status(), dumps=_dumps)
 
 
 def _dumps(data: Any) -> str:

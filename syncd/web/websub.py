@@ -18,7 +18,7 @@ async def verify(request: web.Request) -> web.Response:
     subscriber = request.app[SERVICES].websub
     if subscriber is None:
         return web.Response(status=404)
-    answer = subscriber.verify(request.match_info["id"], request.query)
+    answer = await subscriber.verify(request.match_info["id"], request.query)
     return web.Response(status=answer.status, text=answer.body, content_type="text/plain")
 
 

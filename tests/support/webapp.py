@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from syncd.health import Health, LoopMonitor
 from syncd.metrics import Metrics
@@ -16,15 +17,23 @@ from syncd.web.server import Access, WebServer, build_web_app
 from syncd.web.services import Services
 
 
+async def _no_status() -> dict[str, Any]:
+    return {"feeds": [], "sinks": []}
+
+
+async def _no_summary() -> str:
+    return ""
+
+
 def api_server(db: Path, store: SqliteStore, bell: Bell) -> WebServer:
     """A loopback WebServer (port 0) serving the web app for `store` at `db`."""
     services = Services(
         Health(store.probe, LoopMonitor(), store_open=True, scheduled=asyncio.Event()),
         Metrics(),
         lambda: take(store, datetime.now(UTC), []),
-        status=lambda: {"feeds": [], "sinks": []},
+        status=_no_status,
         events=store.latest_events,
-        summary=lambda: "",
+        summary=_no_summary,
         reader=store.reads(),
         bell=bell,
     )

@@ -1,15 +1,13 @@
 """The SQLite connection: opening (created and migrated, or read-only), one immediate write
-transaction at a time, reads as dicts, and how values are written as text. Every sqlite3 error
+transaction at a time, reads as dicts. Every sqlite3 error
 leaves this package as a StoreError naming the database. Decides nothing about feeds or sinks.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,22 +15,9 @@ from sqlite_utils import Database
 
 from syncd.errors import StoreError
 from syncd.storage.sqlite.migrations import migrations
-from syncd.timestamps import format_timestamp
 
 BUSY_TIMEOUT_MS = 10_000
 Params = Sequence[Any] | Mapping[str, Any]
-
-
-def ms(dt: datetime | None) -> str | None:
-    """Bookkeeping instants (next due, last fetch) at a fixed millisecond precision, so that SQL
-    compares them correctly as text: "…12.5Z" would sort after "…12.123456Z"."""
-    if dt is None:
-        return None
-    return format_timestamp(dt.replace(microsecond=dt.microsecond // 1000 * 1000))
-
-
-def dump(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def marks(values: Collection[object]) -> str:

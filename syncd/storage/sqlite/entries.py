@@ -5,56 +5,15 @@ caller's transaction; they decide nothing about what changed (the diff did).
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
-from typing import Any
 
-from syncd.model import Change, Deletion, Link, Person, StoredEntry
+from syncd.model import Change, Deletion, StoredEntry
+from syncd.storage.rows import ENTRY_COLUMNS, as_stored_entry, entry_values, ms, text_changed
 from syncd.storage.sqlite import search
-from syncd.storage.sqlite.db import Db, dump, marks, ms
+from syncd.storage.sqlite.db import Db, marks
 from syncd.timestamps import from_text, to_text
-
-_COLUMNS = (
-    "entry_id, updated, content_hash, title, link, published, authors, categories, summary,"
-    " content, deleted_at, hash_only_updates, revision, base_url, missing_crawls"
-)
-
-
-def person_dict(p: Person) -> dict[str, str | None]:
-    return {"name": p.name, "email": p.email, "uri": p.uri}
-
-
-def link_dict(link: Link) -> dict[str, str | None]:
-    return {
-        "href": link.href,
-        "rel": link.rel,
-        "type": link.type,
-        "title": link.title,
-        "length": link.length,
-    }
-
-
-def _stored(r: Mapping[str, Any]) -> StoredEntry:
-    return StoredEntry(
-        entry_id=r["entry_id"],
-        updated=from_text(r["updated"]),
-        content_hash=r["content_hash"],
-        title=r["title"],
-        link=r["link"],
-        published=from_text(r["published"]),
-        authors=tuple(Person(**p) for p in json.loads(r["authors"] or "[]")),
-        categories=tuple(json.loads(r["categories"] or "[]")),
-        summary=r["summary"],
-        content=r["content"],
-        deleted_at=from_text(r["deleted_at"]),
-        hash_only_updates=r["hash_only_updates"] or 0,
-        revision=r["revision"] or 0,
-        base_url=r["base_url"],
-        missing_crawls=r["missing_crawls"] or 0,
-    )
-
 
 # ---------------------------------------------------------------- reads
 
@@ -65,20 +24,19 @@ def known(db: Db, feed_id: int, entry_ids: Iterable[str]) -> dict[str, StoredEnt
     # Chunks stay under SQLite's host-parameter limit for any page size.
     for i in range(0, len(ids), 500):
         chunk = ids[i : i + 500]
-        for r in db.rows(
-            f"SELECT {_COLUMNS} FROM entries WHERE feed_id = ? AND entry_id IN ({marks(chunk)})",
-            [feed_id, *chunk],
-        ):
-            found[r["entry_id"]] = _stored(r)
+        sql = f"SELECT {ENTRY_COLUMNS} FROM entries WHERE feed_id = ? AND entry_id IN"
+        for r in db.rows(f"{sql} ({marks(chunk)})", [feed_id, *chunk]):
+            found[r["entry_id"]] = as_stored_entry(r)
     return found
 
 
 def live(db: Db, feed_id: int) -> dict[str, StoredEntry]:
     """Every entry of the feed that is not deleted."""
     return {
-        r["entry_id"]: _stored(r)
+        r["entry_id"]: as_stored_entry(r)
         for r in db.rows(
-            f"SELECT {_COLUMNS} FROM entries WHERE feed_id = ? AND deleted_at IS NULL", (feed_id,)
+            f"SELECT {ENTRY_COLUMNS} FROM entries WHERE feed_id = ? AND deleted_at IS NULL",
+            (feed_id,),
         )
     }
 
@@ -112,29 +70,7 @@ def write(
     conn: sqlite3.Connection, feed_id: int, change: Change, event_id: str | None, now_s: str | None
 ) -> None:
     """Store the entry as `change` has it, and a version row naming the event it raised."""
-    e = change.entry
-    hash_only = (
-        (change.previous.hash_only_updates + 1) if change.hash_only and change.previous else 0
-    )
-    values = {
-        "feed_id": feed_id,
-        "entry_id": e.entry_id,
-        "id_source": e.id_source,
-        "title": e.title,
-        "link": e.link,
-        "published": to_text(e.published),
-        "updated": to_text(e.updated),
-        "authors": dump([person_dict(p) for p in e.authors]),
-        "categories": dump(list(e.categories)),
-        "summary": e.summary,
-        "content": e.content,
-        "links": dump([link_dict(link) for link in e.links]),
-        "base_url": e.base_url,
-        "content_hash": e.content_hash,
-        "hash_only_updates": hash_only,
-        "first_seen": now_s,
-        "last_seen": now_s,
-    }
+    values = entry_values(feed_id, change, now_s)
     cols = ", ".join(values)
     places = ", ".join(f":{c}" for c in values)
     keep = {"feed_id", "entry_id", "first_seen"}
@@ -152,13 +88,9 @@ def write(
            :authors, :categories, :summary, :content, :content_hash)""",
         {**values, "event_id": event_id, "now": now_s},
     )
-    before = change.previous
-    if (
-        before is None
-        or before.deleted_at is not None
-        or (before.title, before.summary, before.content) != (e.title, e.summary, e.content)
-    ):
+    if text_changed(change):
         # Only changed text is re-tokenised: a hash-only update keeps its index row.
+        e = change.entry
         search.index_entry(conn, feed_id, e.entry_id, e.title, e.summary, e.content)
 
 

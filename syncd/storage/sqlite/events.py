@@ -12,7 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from syncd.model import EventDraft
-from syncd.storage.sqlite.db import Db, dump
+from syncd.storage.rows import envelope
+from syncd.storage.sqlite.db import Db
 from syncd.timestamps import to_text
 
 
@@ -27,13 +28,7 @@ def insert(conn: sqlite3.Connection, feed_id: int, draft: EventDraft, now: datet
         return None
     seq = cur.lastrowid
     assert seq is not None
-    envelope = {
-        "id": draft.id,
-        "type": str(draft.type),
-        "timestamp": to_text(draft.timestamp),
-        "data": {"seq": seq, **draft.data},
-    }
-    conn.execute("UPDATE events SET payload = ? WHERE seq = ?", (dump(envelope), seq))
+    conn.execute("UPDATE events SET payload = ? WHERE seq = ?", (envelope(draft, seq), seq))
     return seq
 
 

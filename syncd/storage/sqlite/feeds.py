@@ -5,16 +5,16 @@ schedule and the outcome come from the pure modules; functions here record them.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from datetime import datetime
 from typing import Any
 
 from syncd.errors import StoreError
-from syncd.model import FetchResult, ParsedPage, Validators
-from syncd.storage.sqlite.db import Db, dump, ms
+from syncd.model import FetchResult, ParsedPage
+from syncd.storage.rows import as_feed_state, as_page_state, dump, ms
+from syncd.storage.sqlite.db import Db
 from syncd.storage.values import CrawlOutcome, FeedState, PageState
-from syncd.timestamps import from_text, to_text
+from syncd.timestamps import to_text
 
 
 def ensure(db: Db, name: str, url: str, now: datetime) -> FeedState:
@@ -31,38 +31,10 @@ def ensure(db: Db, name: str, url: str, now: datetime) -> FeedState:
 
 
 def state(db: Db, name: str) -> FeedState:
-    rows = db.rows("SELECT * FROM feeds WHERE name = ?", (name,))
-    if not rows:
+    found = db.rows("SELECT * FROM feeds WHERE name = ?", (name,))
+    if not found:
         raise StoreError(f"feed {name!r} is not in the store")
-    r = rows[0]
-    return FeedState(
-        id=r["id"],
-        name=r["name"],
-        url=r["url"],
-        title=r["title"],
-        first_synced_at=from_text(r["first_synced_at"]),
-        last_fetch_at=from_text(r["last_fetch_at"]),
-        last_outcome=r["last_outcome"],
-        last_error=r["last_error"],
-        consecutive_errors=r["consecutive_errors"] or 0,
-        next_due_at=from_text(r["next_due_at"]),
-        last_full_sync_at=from_text(r["last_full_sync_at"]),
-        retry_after_until=from_text(r["retry_after_until"]),
-        gone_at=from_text(r["gone_at"]),
-        crawl_incomplete=bool(r["crawl_incomplete"]),
-        adopted_url=r["adopted_url"],
-        moved_to=r["moved_to"],
-        moved_seen=r["moved_seen"] or 0,
-        changes_base=r["changes_base"],
-        changes_off_until=from_text(r["changes_off_until"]),
-        changes_error=r["changes_error"],
-        changes_since=from_text(r["changes_since"]),
-        total_results=r["total_results"],
-        page1_shortfall=r["page1_shortfall"],
-        full_crawl_reason=r["full_crawl_reason"],
-        publisher_interval_s=r["publisher_interval_s"],
-        publisher_interval_why=r["publisher_interval_why"],
-    )
+    return as_feed_state(found[0])
 
 
 def reschedule(db: Db, feed_id: int, at: datetime, reason: str) -> None:
@@ -177,22 +149,15 @@ def finish_crawl(db: Db, feed_id: int, now: datetime, outcome: CrawlOutcome) -> 
 
 
 def page_state(db: Db, feed_id: int, url: str) -> PageState | None:
-    rows = db.rows(
+    found = db.rows(
         "SELECT etag, last_modified, body_hash, next_url, entry_ids, archive, total_results"
         " FROM pages"
         " WHERE feed_id = ? AND url = ?",
         (feed_id, url),
     )
-    if not rows:
+    if not found:
         return None
-    r = rows[0]
-    return PageState(
-        Validators(r["etag"], r["last_modified"], r["body_hash"]),
-        r["next_url"],
-        tuple(json.loads(r["entry_ids"] or "[]")),
-        bool(r["archive"]),
-        r["total_results"],
-    )
+    return as_page_state(found[0])
 
 
 def record_unchanged_page(db: Db, feed_id: int, result: FetchResult, now: datetime) -> None:

@@ -5,12 +5,11 @@ is never held in memory. Reads only.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 
 from syncd.errors import NoSuchFeed, StoreError
-from syncd.model import Link, Person
+from syncd.storage.rows import as_archived_entry
 from syncd.storage.sqlite.db import Db
 from syncd.storage.values import ArchivedEntry, FeedHead
 from syncd.timestamps import from_text
@@ -47,27 +46,6 @@ def entries(db: Db, name: str, *, include_deleted: bool) -> Iterator[ArchivedEnt
             (name, include_deleted),
         )
         for row in cursor:
-            yield _entry(row)
+            yield as_archived_entry(row)
     except sqlite3.Error as e:
         raise StoreError(f"database error in {str(db.path)!r}: {e}") from e
-
-
-def _entry(r: sqlite3.Row) -> ArchivedEntry:
-    return ArchivedEntry(
-        entry_id=r["entry_id"],
-        title=r["title"],
-        link=r["link"],
-        published=from_text(r["published"]),
-        updated=from_text(r["updated"]),
-        authors=tuple(Person(**p) for p in json.loads(r["authors"] or "[]")),
-        categories=tuple(json.loads(r["categories"] or "[]")),
-        summary=r["summary"],
-        content=r["content"],
-        links=tuple(Link(**x) for x in json.loads(r["links"] or "[]")),
-        base_url=r["base_url"],
-        first_seen=from_text(r["first_seen"]),
-        last_seen=from_text(r["last_seen"]),
-        revision=r["revision"] or 0,
-        deleted_at=from_text(r["deleted_at"]),
-        deleted_reason=r["deleted_reason"],
-    )

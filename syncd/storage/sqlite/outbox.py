@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from syncd.model import DeliveryState, OutboundEvent
+from syncd.storage.rows import DELIVERY_COLUMNS, as_sink_row, resume_values
 from syncd.storage.sqlite.db import Db, marks
 from syncd.storage.values import (
     AttemptInfo,
@@ -47,11 +48,6 @@ _NO_EARLIER_OF_ENTRY = f"""NOT EXISTS (
     SELECT 1 FROM events p CROSS JOIN deliveries q
     WHERE p.feed_id = e.feed_id AND p.entry_id = e.entry_id AND p.seq < e.seq
       AND q.event_seq = p.seq AND q.sink = d.sink AND q.state IN {_QUEUED})"""
-
-
-_DELIVERY_COLUMNS = """d.id, d.sink, d.event_seq, e.id AS event_id, e.type AS event_type, d.state,
-    d.attempts, d.created_at, d.next_attempt_at, d.last_attempt_at, d.last_status, d.last_error,
-    d.delivered_at"""
 
 
 def _event(r: dict[str, Any]) -> OutboundEvent:
@@ -202,7 +198,7 @@ class SqliteOutbox:
 
     # ------------------------------------------------------------------ the dispatcher's side
 
-    def claim_due(
+    async def claim_due(
         self,
         sink: str,
         now: datetime,
@@ -239,9 +235,9 @@ class SqliteOutbox:
                 r["free"] for r in self.db.rows(f"SELECT free FROM ({sql}) LIMIT 1", params)
             ):
                 return []
-        return self.exchange(claim=claim)
+        return await self.exchange(claim=claim)
 
-    def exchange(
+    async def exchange(
         self,
         records: Sequence[AttemptRecord] = (),
         *,
@@ -258,18 +254,18 @@ class SqliteOutbox:
             _release(conn, release)
             return _claim(conn, claim) if claim is not None and claim.limit > 0 else []
 
-    def release(self, deliveries: Sequence[DueDelivery]) -> None:
+    async def release(self, deliveries: Sequence[DueDelivery]) -> None:
         """Give back leases of deliveries that were not attempted after all (a shutdown)."""
-        self.exchange(release=deliveries)
+        await self.exchange(release=deliveries)
 
-    def reclaim_leases(self) -> int:
+    async def reclaim_leases(self) -> int:
         """Drop every lease. Only for a dispatcher that knows no other one is alive."""
         with self.db.write() as conn:
             return conn.execute(
                 "UPDATE deliveries SET leased_until = NULL WHERE leased_until IS NOT NULL"
             ).rowcount
 
-    def next_due_at(self, sink: str) -> datetime | None:
+    async def next_due_at(self, sink: str) -> datetime | None:
         """When the earliest queued delivery of `sink` becomes claimable (its lease included)."""
         rows = self.db.rows(
             f"""SELECT MIN(CASE WHEN leased_until > next_attempt_at THEN leased_until
@@ -279,33 +275,21 @@ class SqliteOutbox:
         )
         return from_text(rows[0]["t"]) if rows else None
 
-    def record_attempts(self, records: Sequence[AttemptRecord]) -> list[DeliveryState]:
+    async def record_attempts(self, records: Sequence[AttemptRecord]) -> list[DeliveryState]:
         """Record finished attempts in one transaction; return each record's new state.
 
         A failure without a next attempt is dead. The lease is dropped either way.
         """
-        self.exchange(records)
+        await self.exchange(records)
         return [r.state for r in records]
 
     # ------------------------------------------------------------------ sink state
 
-    def sink_row(self, name: str) -> SinkRow:
-        rows = self.db.rows("SELECT * FROM sinks WHERE name = ?", (name,))
-        if not rows:
-            return SinkRow(name)
-        r = rows[0]
-        return SinkRow(
-            name=name,
-            disabled_at=from_text(r["disabled_at"]),
-            disabled_reason=r["disabled_reason"],
-            config_hash=r["config_hash"],
-            paused_until=from_text(r["paused_until"]),
-            pause_level=r["pause_level"] or 0,
-            pause_reason=r["pause_reason"],
-            resume_requested_at=r["resume_requested_at"],
-        )
+    async def sink_row(self, name: str) -> SinkRow:
+        found = self.db.rows("SELECT * FROM sinks WHERE name = ?", (name,))
+        return as_sink_row(name, found[0] if found else None)
 
-    def _upsert_sink(
+    async def _upsert_sink(
         self, name: str, values: dict[str, Any], *, due_now: datetime | None = None
     ) -> None:
         """Write a sink's row; with `due_now`, also make its waiting deliveries due then."""
@@ -326,51 +310,44 @@ class SqliteOutbox:
                     (now_s, name, now_s),
                 )
 
-    def disable_sink(
+    async def disable_sink(
         self, sink: str, reason: str, now: datetime, config_hash: str | None = None
     ) -> None:
         """Stop deliveries to `sink`. `config_hash` set: a config change re-enables it."""
-        self._upsert_sink(
+        await self._upsert_sink(
             sink,
             {"disabled_at": to_text(now), "disabled_reason": reason, "config_hash": config_hash},
         )
 
-    def enable_sink(self, sink: str, now: datetime) -> None:
+    async def enable_sink(self, sink: str, now: datetime) -> None:
         """Re-enable `sink`, lift any pause and make its waiting deliveries (pending, or failed
         and backing off) due now, so a running daemon sends them at once."""
-        self._upsert_sink(
+        await self._upsert_sink(
             sink,
             {
                 "disabled_at": None,
                 "disabled_reason": None,
                 "config_hash": None,
-                **self._resume_values(now),
+                **resume_values(now),
             },
             due_now=now,
         )
 
-    def request_resume(self, sink: str, now: datetime) -> None:
+    async def request_resume(self, sink: str, now: datetime) -> None:
         """Lift a pause, make the sink's waiting deliveries due now, and tell a running daemon
         to look at `sink` again at once (an operator acted, or the receiver answered again)."""
-        self._upsert_sink(sink, self._resume_values(now), due_now=now)
+        await self._upsert_sink(sink, resume_values(now), due_now=now)
 
-    @staticmethod
-    def _resume_values(now: datetime) -> dict[str, Any]:
-        return {
-            "paused_until": None,
-            "pause_level": 0,
-            "pause_reason": None,
-            "resume_requested_at": to_text(now),
-        }
-
-    def set_pause(self, sink: str, until: datetime | None, level: int, reason: str | None) -> None:
+    async def set_pause(
+        self, sink: str, until: datetime | None, level: int, reason: str | None
+    ) -> None:
         """Persist a sink's back-off (None: not paused), so restarts and `status` see it."""
-        self._upsert_sink(
+        await self._upsert_sink(
             sink,
             {"paused_until": to_text(until), "pause_level": level, "pause_reason": reason},
         )
 
-    def sink_summaries(self) -> dict[str, dict[str, int]]:
+    async def sink_summaries(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
         for r in self.db.rows(
             "SELECT sink, state, COUNT(*) AS n FROM deliveries GROUP BY sink, state"
@@ -380,7 +357,7 @@ class SqliteOutbox:
 
     # ------------------------------------------------------------------ the operator's side
 
-    def list_deliveries(
+    async def list_deliveries(
         self,
         *,
         sink: str | None = None,
@@ -401,7 +378,7 @@ class SqliteOutbox:
             where.append("e.id LIKE ? ESCAPE '\\'")
             escaped = event.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             params.append(escaped + "%")
-        sql = f"SELECT {_DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq"
+        sql = f"SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY d.id DESC"
@@ -410,15 +387,15 @@ class SqliteOutbox:
             params.append(limit)
         return [DeliveryInfo(**r) for r in self.db.rows(sql, params)]
 
-    def delivery(self, delivery_id: int) -> DeliveryInfo | None:
+    async def delivery(self, delivery_id: int) -> DeliveryInfo | None:
         rows = self.db.rows(
-            f"SELECT {_DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq"
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq"
             " WHERE d.id = ?",
             (delivery_id,),
         )
         return DeliveryInfo(**rows[0]) if rows else None
 
-    def attempts(self, delivery_id: int) -> list[AttemptInfo]:
+    async def attempts(self, delivery_id: int) -> list[AttemptInfo]:
         return [
             AttemptInfo(**r)
             for r in self.db.rows(
@@ -428,7 +405,7 @@ class SqliteOutbox:
             )
         ]
 
-    def load(self, delivery_id: int) -> DueDelivery | None:
+    async def load(self, delivery_id: int) -> DueDelivery | None:
         """A delivery and its event in any state, to be sent again on request."""
         rows = self.db.rows(
             """SELECT d.id, d.sink, d.attempts, e.id AS event_id, e.seq, e.type, e.payload
@@ -440,7 +417,7 @@ class SqliteOutbox:
         r = rows[0]
         return DueDelivery(r["id"], r["attempts"], _event(r), r["sink"])
 
-    def recover(self, sink: str, now: datetime, since: datetime | None = None) -> int:
+    async def recover(self, sink: str, now: datetime, since: datetime | None = None) -> int:
         """Queue every failed or dead delivery of `sink` again, due now, with a fresh schedule.
 
         `since` limits it to deliveries created (events committed) at or after that instant.
@@ -453,10 +430,10 @@ class SqliteOutbox:
             params.append(to_text(since))
         with self.db.write() as conn:
             count = conn.execute(sql, params).rowcount
-        self.request_resume(sink, now)
+        await self.request_resume(sink, now)
         return count
 
-    def replay(
+    async def replay(
         self,
         sink: str,
         now: datetime,
@@ -496,5 +473,5 @@ class SqliteOutbox:
                     next_attempt_at) SELECT seq, ?, 'pending', 0, ?, ? FROM ({events})""",
                 [sink, now_s, now_s, *params],
             ).rowcount
-        self.request_resume(sink, now)
+        await self.request_resume(sink, now)
         return ReplayCounts(created=created, requeued=requeued)

@@ -6,7 +6,7 @@ for why `seq` order is commit order here. This module writes nothing.
 
 from __future__ import annotations
 
-import json
+import asyncio
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,30 +14,33 @@ from pathlib import Path
 from typing import Any
 
 from syncd.errors import CursorGone, StoreError
+from syncd.storage.rows import ENTRY_FIELDS, entry_row
 from syncd.storage.sqlite import events, search
 from syncd.storage.sqlite.db import readonly_connection
 from syncd.storage.sqlite.prune import pruned_through
 from syncd.storage.values import EntryQuery, EventPage
 from syncd.timestamps import to_text
 
-_ENTRY_FIELDS = (
-    "f.name AS feed, e.entry_id, e.title, e.link, e.published, e.updated, e.authors,"
-    " e.categories, e.summary, e.content, e.links, e.first_seen, e.last_seen, e.deleted_at,"
-    " e.deleted_reason, e.revision"
-)
-_JSON_FIELDS = ("authors", "categories", "links")
-
-
-def _entry(row: dict[str, Any]) -> dict[str, Any]:
-    for key in _JSON_FIELDS:
-        if key in row:
-            row[key] = json.loads(row[key] or "[]")
-    return row
-
 
 class SqliteReads:
+    """Each read runs in a worker thread on a read-only connection of its own."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
+
+    async def events(
+        self, after: int, limit: int, feed: str | None = None, type: str | None = None
+    ) -> EventPage:
+        return await asyncio.to_thread(self._events, after, limit, feed, type)
+
+    async def feed_exists(self, name: str) -> bool:
+        return await asyncio.to_thread(self._feed_exists, name)
+
+    async def entries(self, query: EntryQuery) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self._entries, query)
+
+    async def entry(self, entry_id: str, feed: str | None) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self._entry, entry_id, feed)
 
     @contextmanager
     def _snapshot(self) -> Iterator[sqlite3.Connection]:
@@ -54,7 +57,7 @@ class SqliteReads:
         finally:
             conn.close()
 
-    def events(
+    def _events(
         self, after: int, limit: int, feed: str | None = None, type: str | None = None
     ) -> EventPage:
         with self._snapshot() as conn:
@@ -64,13 +67,13 @@ class SqliteReads:
             found, nxt = events.after(conn, after, limit, feed, type)
         return EventPage(found, nxt)
 
-    def feed_exists(self, name: str) -> bool:
+    def _feed_exists(self, name: str) -> bool:
         with self._snapshot() as conn:
             return (
                 conn.execute("SELECT 1 FROM feeds WHERE name = ?", (name,)).fetchone() is not None
             )
 
-    def entries(self, query: EntryQuery) -> list[dict[str, Any]]:
+    def _entries(self, query: EntryQuery) -> list[dict[str, Any]]:
         where = ["1"]
         params: dict[str, Any] = {"limit": query.limit, "offset": query.offset}
         if query.q is not None:
@@ -91,32 +94,32 @@ class SqliteReads:
             where.append("e.deleted_at IS NULL")
         with self._snapshot() as conn:
             rows = conn.execute(
-                f"SELECT {_ENTRY_FIELDS} FROM entries e JOIN feeds f ON f.id = e.feed_id"
+                f"SELECT {ENTRY_FIELDS} FROM entries e JOIN feeds f ON f.id = e.feed_id"
                 f" WHERE {' AND '.join(where)}"
                 " ORDER BY COALESCE(e.published, e.first_seen) DESC, e.entry_id"
                 " LIMIT :limit OFFSET :offset",
                 params,
             ).fetchall()
-        return [_entry(dict(r)) for r in rows]
+        return [entry_row(dict(r)) for r in rows]
 
-    def entry(self, entry_id: str, feed: str | None) -> list[dict[str, Any]]:
+    def _entry(self, entry_id: str, feed: str | None) -> list[dict[str, Any]]:
         """The entry in every feed that has it (or in `feed`), each with its versions, oldest
         first."""
         with self._snapshot() as conn:
             rows = conn.execute(
-                f"SELECT e.feed_id, {_ENTRY_FIELDS} FROM entries e JOIN feeds f"
+                f"SELECT e.feed_id, {ENTRY_FIELDS} FROM entries e JOIN feeds f"
                 " ON f.id = e.feed_id WHERE e.entry_id = ? AND (? IS NULL OR f.name = ?)",
                 (entry_id, feed, feed),
             ).fetchall()
             found = []
             for r in rows:
-                entry = _entry(dict(r))
+                entry = entry_row(dict(r))
                 versions = conn.execute(
                     "SELECT id, event_id, recorded_at, title, link, published, updated, authors,"
                     " categories, summary, content, content_hash FROM entry_versions"
                     " WHERE feed_id = ? AND entry_id = ? ORDER BY id",
                     (entry.pop("feed_id"), entry_id),
                 ).fetchall()
-                entry["versions"] = [_entry(dict(v)) for v in versions]
+                entry["versions"] = [entry_row(dict(v)) for v in versions]
                 found.append(entry)
         return found

@@ -15,6 +15,7 @@ from typing import Any
 
 from syncd.errors import SearchQueryError, StoreError
 from syncd.plaintext import html_to_text
+from syncd.storage.rows import MARK
 from syncd.storage.values import Hit, SearchQuery
 from syncd.timestamps import to_text
 
@@ -25,7 +26,6 @@ TOKENIZER = "porter unicode61 remove_diacritics 2"
 # bm25 column weights (title, summary, content): a word in the title says more about what a post
 # is about than the same word somewhere in its body.
 WEIGHTS = (10.0, 2.0, 1.0)
-MARK = ("[", "]")  # snippet highlight markers: readable in a terminal and in JSON alike
 
 CREATE_SQL = (
     "CREATE TABLE entries_search_keys (id INTEGER PRIMARY KEY, feed_id INTEGER NOT NULL,"

@@ -7,8 +7,9 @@ pure modules decided.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -74,7 +75,7 @@ class SqliteStore:
     def websub(self) -> SqliteWebSub:
         return self._websub
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self.db.close()
 
     # SQL access for tests and benchmarks of this backend; syncd itself never calls these.
@@ -88,44 +89,44 @@ class SqliteStore:
 
     # ---------------------------------------------------------------- feeds and pages
 
-    def ensure_feed(self, name: str, url: str, now: datetime) -> FeedState:
+    async def ensure_feed(self, name: str, url: str, now: datetime) -> FeedState:
         return feeds.ensure(self.db, name, url, now)
 
-    def feed_state(self, name: str) -> FeedState:
+    async def feed_state(self, name: str) -> FeedState:
         return feeds.state(self.db, name)
 
-    def reschedule(self, feed_id: int, at: datetime, reason: str) -> None:
+    async def reschedule(self, feed_id: int, at: datetime, reason: str) -> None:
         feeds.reschedule(self.db, feed_id, at, reason)
 
-    def due_feeds(self, now: datetime, limit: int) -> list[str]:
+    async def due_feeds(self, now: datetime, limit: int) -> list[str]:
         return feeds.due(self.db, now, limit)
 
-    def finish_crawl(self, feed_id: int, now: datetime, outcome: CrawlOutcome) -> None:
+    async def finish_crawl(self, feed_id: int, now: datetime, outcome: CrawlOutcome) -> None:
         feeds.finish_crawl(self.db, feed_id, now, outcome)
 
-    def page_state(self, feed_id: int, url: str) -> PageState | None:
+    async def page_state(self, feed_id: int, url: str) -> PageState | None:
         return feeds.page_state(self.db, feed_id, url)
 
-    def record_unchanged_page(self, feed_id: int, result: FetchResult, now: datetime) -> None:
+    async def record_unchanged_page(self, feed_id: int, result: FetchResult, now: datetime) -> None:
         feeds.record_unchanged_page(self.db, feed_id, result, now)
 
     # ---------------------------------------------------------------- entries
 
-    def known_entries(self, feed_id: int, entry_ids: Iterable[str]) -> dict[str, StoredEntry]:
+    async def known_entries(self, feed_id: int, entry_ids: Iterable[str]) -> dict[str, StoredEntry]:
         return entries.known(self.db, feed_id, entry_ids)
 
-    def live_entries(self, feed_id: int) -> dict[str, StoredEntry]:
+    async def live_entries(self, feed_id: int) -> dict[str, StoredEntry]:
         return entries.live(self.db, feed_id)
 
-    def recent_entries(self, feed_id: int, since: datetime) -> int:
+    async def recent_entries(self, feed_id: int, since: datetime) -> int:
         return entries.recent(self.db, feed_id, since)
 
-    def newest_updated(self, feed_id: int) -> datetime | None:
+    async def newest_updated(self, feed_id: int) -> datetime | None:
         return entries.newest_updated(self.db, feed_id)
 
     # ---------------------------------------------------------------- commits
 
-    def commit_page(self, commit: PageCommit) -> list[int]:
+    async def commit_page(self, commit: PageCommit) -> list[int]:
         """Write one parsed page in one transaction; return the seqs of the events it created
         (an event whose id exists already creates nothing, its entry is still written)."""
         feed_id, now = commit.feed_id, commit.now
@@ -153,7 +154,7 @@ class SqliteStore:
             seqs += _delete(conn, feed_id, commit.deletions, now)
         return seqs
 
-    def commit_presence(self, commit: PresenceCommit) -> list[int]:
+    async def commit_presence(self, commit: PresenceCommit) -> list[int]:
         """After a complete full crawl: absence counts and the deletions they condemn, in one
         transaction; the seqs of the events it created."""
         with self.db.write() as conn:
@@ -162,30 +163,38 @@ class SqliteStore:
 
     # ---------------------------------------------------------------- the operator's views
 
-    def feed_summaries(self, hash_only_cap: int = DEFAULT_HASH_ONLY_CAP) -> list[dict[str, Any]]:
+    async def feed_summaries(
+        self, hash_only_cap: int = DEFAULT_HASH_ONLY_CAP
+    ) -> list[dict[str, Any]]:
         return feeds.summaries(self.db, hash_only_cap)
 
-    def latest_events(self, feed: str | None, limit: int) -> list[dict[str, Any]]:
+    async def latest_events(self, feed: str | None, limit: int) -> list[dict[str, Any]]:
         return events.latest(self.db, feed, limit)
 
-    def schedule_rows(self) -> list[dict[str, Any]]:
+    async def schedule_rows(self) -> list[dict[str, Any]]:
         return feeds.schedule_rows(self.db)
 
-    def queue_figures(self, sinks: Sequence[str]) -> list[dict[str, Any]]:
+    async def queue_figures(self, sinks: Sequence[str]) -> list[dict[str, Any]]:
         return outbox.queue_figures(self.db, sinks)
 
-    def search(self, query: SearchQuery) -> list[Hit]:
+    async def search(self, query: SearchQuery) -> list[Hit]:
         return search.search(self.db.conn, query)
 
-    def feed_head(self, name: str) -> FeedHead:
+    async def feed_head(self, name: str) -> FeedHead:
         return history.head(self.db, name)
 
-    def feed_history(self, name: str, *, include_deleted: bool) -> Iterator[ArchivedEntry]:
-        return history.entries(self.db, name, include_deleted=include_deleted)
+    async def feed_history(
+        self, name: str, *, include_deleted: bool
+    ) -> AsyncIterator[ArchivedEntry]:
+        for entry in history.entries(self.db, name, include_deleted=include_deleted):
+            yield entry
 
-    def query_readonly(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run SQL on a read-only connection of its own: a write statement fails, changing
-        nothing."""
+    async def query_readonly(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run SQL on a read-only connection of its own, in a thread: a write statement fails,
+        changing nothing."""
+        return await asyncio.to_thread(self._query_readonly, sql)
+
+    def _query_readonly(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         conn = readonly_connection(self.db.path)
         try:
             cur = conn.execute(sql)
@@ -198,13 +207,17 @@ class SqliteStore:
 
     # ---------------------------------------------------------------- retention, reads, health
 
-    def prune(self, policy: Policy, now: datetime, *, dry_run: bool) -> PruneReport:
+    async def prune(self, policy: Policy, now: datetime, *, dry_run: bool) -> PruneReport:
         return prune.prune(self.db, policy, now, dry_run=dry_run)
 
     def reads(self) -> SqliteReads:
         return SqliteReads(self.db.path)
 
-    def probe(self, timeout_s: float) -> str | None:
+    async def probe(self, timeout_s: float) -> str | None:
+        """In a thread: a locked database must not stall the event loop for the busy timeout."""
+        return await asyncio.to_thread(self._probe, timeout_s)
+
+    def _probe(self, timeout_s: float) -> str | None:
         path = self.db.path
         if not path.exists():
             return f"store {path} does not exist"

@@ -21,7 +21,7 @@ class SqliteWebSub:
     def __init__(self, db: Db) -> None:
         self.db = db
 
-    def subscription_known(self, feed_id: int, hub: str, topic: str) -> bool:
+    async def subscription_known(self, feed_id: int, hub: str, topic: str) -> bool:
         return bool(
             self.db.rows(
                 "SELECT 1 FROM websub_subscriptions WHERE feed_id = ? AND hub = ? AND topic = ?"
@@ -30,7 +30,7 @@ class SqliteWebSub:
             )
         )
 
-    def add_subscription(
+    async def add_subscription(
         self,
         sub_id: str,
         *,
@@ -48,7 +48,7 @@ class SqliteWebSub:
                 (sub_id, feed_id, hub, topic, secret, lease_s, to_text(now)),
             )
 
-    def subscription(self, sub_id: str) -> Subscription | None:
+    async def subscription(self, sub_id: str) -> Subscription | None:
         rows = self.db.rows(
             "SELECT s.id, f.name AS feed_name, s.hub, s.topic, s.secret, s.state"
             " FROM websub_subscriptions s JOIN feeds f ON f.id = s.feed_id WHERE s.id = ?",
@@ -56,7 +56,9 @@ class SqliteWebSub:
         )
         return Subscription(**rows[0]) if rows else None
 
-    def update_subscription(self, sub_id: str, values: Mapping[str, str | int | None]) -> None:
+    async def update_subscription(
+        self, sub_id: str, values: Mapping[str, str | int | None]
+    ) -> None:
         unknown = set(values) - _UPDATABLE
         if unknown:
             raise StoreError(f"websub subscription {sub_id!r}: cannot set {sorted(unknown)}")
@@ -66,7 +68,7 @@ class SqliteWebSub:
                 f"UPDATE websub_subscriptions SET {sets} WHERE id = ?", (*values.values(), sub_id)
             )
 
-    def count_push(self, sub_id: str, counter: SubscriptionCounter, now: datetime) -> None:
+    async def count_push(self, sub_id: str, counter: SubscriptionCounter, now: datetime) -> None:
         """One more push taken (`pushes`, stamping `last_push_at`) or refused (`rejected`)."""
         with self.db.write() as conn:
             if counter == "pushes":

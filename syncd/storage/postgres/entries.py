@@ -1,0 +1,129 @@
+"""Entries and their versions on PostgreSQL (`entries`, `entry_versions`): the only writer of both,
+keeping the search index in step in the same transaction. Decides nothing about what changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from datetime import datetime
+
+from syncd.model import Change, Deletion, StoredEntry
+from syncd.storage.postgres import search
+from syncd.storage.postgres.db import Conn, Pg
+from syncd.storage.rows import ENTRY_COLUMNS, as_stored_entry, entry_values, ms, text_changed
+from syncd.timestamps import from_text, to_text
+
+
+async def known(pg: Pg, feed_id: int, entry_ids: Iterable[str]) -> dict[str, StoredEntry]:
+    ids = list(dict.fromkeys(entry_ids))
+    if not ids:
+        return {}
+    rows = await pg.rows(
+        f"SELECT {ENTRY_COLUMNS} FROM entries WHERE feed_id = %s AND entry_id = ANY(%s)",
+        (feed_id, ids),
+    )
+    return {r["entry_id"]: as_stored_entry(r) for r in rows}
+
+
+async def live(pg: Pg, feed_id: int) -> dict[str, StoredEntry]:
+    rows = await pg.rows(
+        f"SELECT {ENTRY_COLUMNS} FROM entries WHERE feed_id = %s AND deleted_at IS NULL", (feed_id,)
+    )
+    return {r["entry_id"]: as_stored_entry(r) for r in rows}
+
+
+async def recent(pg: Pg, feed_id: int, since: datetime) -> int:
+    rows = await pg.rows(
+        "SELECT COUNT(*) AS n FROM entries WHERE feed_id = %s AND deleted_at IS NULL"
+        " AND COALESCE(published, updated) >= %s",
+        (feed_id, ms(since)),
+    )
+    return int(rows[0]["n"])
+
+
+async def newest_updated(pg: Pg, feed_id: int) -> datetime | None:
+    """The newest `updated` of the feed's entries; the newest few by text are compared exactly
+    (fraction lengths differ within one second)."""
+    rows = await pg.rows(
+        "SELECT updated FROM entries WHERE feed_id = %s AND updated IS NOT NULL"
+        " ORDER BY updated DESC LIMIT 16",
+        (feed_id,),
+    )
+    stamps = [t for t in (from_text(r["updated"]) for r in rows) if t is not None]
+    return max(stamps, default=None)
+
+
+async def write(
+    conn: Conn, feed_id: int, change: Change, event_id: str | None, now_s: str | None
+) -> None:
+    """Store the entry as `change` has it, and a version row naming the event it raised."""
+    values = entry_values(feed_id, change, now_s)
+    cols = ", ".join(values)
+    places = ", ".join(f"%({c})s" for c in values)
+    keep = {"feed_id", "entry_id", "first_seen"}
+    updates = ", ".join(f"{c} = excluded.{c}" for c in values if c not in keep)
+    await conn.execute(
+        f"INSERT INTO entries ({cols}, revision) VALUES ({places}, 1)"
+        f" ON CONFLICT (feed_id, entry_id) DO UPDATE SET {updates}, deleted_at = NULL,"
+        " deleted_reason = NULL, missing_crawls = 0, revision = entries.revision + 1",
+        values,
+    )
+    await conn.execute(
+        """INSERT INTO entry_versions (feed_id, entry_id, event_id, recorded_at, title, link,
+           published, updated, authors, categories, summary, content, content_hash)
+           VALUES (%(feed_id)s, %(entry_id)s, %(event_id)s, %(now)s, %(title)s, %(link)s,
+           %(published)s, %(updated)s, %(authors)s, %(categories)s, %(summary)s, %(content)s,
+           %(content_hash)s)""",
+        {**values, "event_id": event_id, "now": now_s},
+    )
+    if text_changed(change):
+        e = change.entry
+        await search.index_entry(conn, feed_id, e.entry_id, e.title, e.summary, e.content)
+
+
+async def seen(conn: Conn, feed_id: int, entry_ids: Sequence[str], now_s: str | None) -> None:
+    if entry_ids:
+        await conn.execute(
+            "UPDATE entries SET last_seen = %s, missing_crawls = 0"
+            " WHERE feed_id = %s AND entry_id = ANY(%s)",
+            (now_s, feed_id, list(entry_ids)),
+        )
+
+
+async def count_presence(
+    conn: Conn, feed_id: int, listed: Collection[str], missing: Sequence[str]
+) -> None:
+    await conn.execute(
+        "UPDATE entries SET missing_crawls = 0 WHERE feed_id = %s AND entry_id = ANY(%s)"
+        " AND missing_crawls != 0",
+        (feed_id, list(listed)),
+    )
+    await conn.execute(
+        "UPDATE entries SET missing_crawls = missing_crawls + 1"
+        " WHERE feed_id = %s AND entry_id = ANY(%s) AND deleted_at IS NULL",
+        (feed_id, list(missing)),
+    )
+
+
+async def delete(conn: Conn, feed_id: int, deletion: Deletion, now: datetime) -> None:
+    await conn.execute(
+        "UPDATE entries SET deleted_at = %s, deleted_reason = %s, revision = revision + 1"
+        " WHERE feed_id = %s AND entry_id = %s",
+        (to_text(now), deletion.reason, feed_id, deletion.entry.entry_id),
+    )
+    await search.unindex_entry(conn, feed_id, deletion.entry.entry_id)
+
+
+_OLD_VERSIONS = """SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY feed_id, entry_id
+                   ORDER BY id DESC) AS newer FROM entry_versions) v WHERE newer > %(keep)s"""
+
+
+async def prune_versions(conn: Conn, keep: int | None, *, dry_run: bool) -> int:
+    if keep is None:
+        return 0
+    params = {"keep": keep}
+    cur = await conn.execute(f"SELECT COUNT(*) AS n FROM ({_OLD_VERSIONS}) old", params)
+    row = await cur.fetchone()
+    if not dry_run:
+        await conn.execute(f"DELETE FROM entry_versions WHERE id IN ({_OLD_VERSIONS})", params)
+    return int(row["n"]) if row else 0

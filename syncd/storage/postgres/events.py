@@ -1,0 +1,103 @@
+"""The event log on PostgreSQL (`events`): the only writer of it.
+
+Cursor readers (`after = seq`) must never skip an event. With concurrent writers, a sequence
+value taken by one transaction can become visible after a larger one taken by another, so a
+reader could pass over it. Every transaction that inserts events therefore first takes one
+transaction-level advisory lock (`EVENT_LOCK`) and holds it until it commits: event-inserting
+transactions commit one at a time, in the order they took their seqs, so events become visible in
+`seq` order, as on SQLite. The commit path inserts its events last, so the lock is held only for
+those inserts and the commit itself. Functions take the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from syncd.model import EventDraft
+from syncd.storage.postgres.db import Conn, Pg
+from syncd.storage.rows import envelope
+from syncd.timestamps import to_text
+
+EVENT_LOCK = 0x73796E65  # "syne": serialises the commits of event-inserting transactions
+
+
+async def lock(conn: Conn) -> None:
+    """Take the event lock for the rest of this transaction (call before the first insert)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (EVENT_LOCK,))
+
+
+async def insert(conn: Conn, feed_id: int, draft: EventDraft, now: datetime) -> int | None:
+    """Insert the event (idempotent on its id) with its envelope; its seq, None if it existed.
+    The caller holds the event lock."""
+    cur = await conn.execute(
+        "INSERT INTO events (id, type, feed_id, entry_id, created_at, initial, payload)"
+        " VALUES (%s, %s, %s, %s, %s, %s, '') ON CONFLICT (id) DO NOTHING RETURNING seq",
+        (draft.id, str(draft.type), feed_id, draft.entry_id, to_text(now), int(draft.initial)),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    seq = int(row["seq"])
+    await conn.execute("UPDATE events SET payload = %s WHERE seq = %s", (envelope(draft, seq), seq))
+    return seq
+
+
+async def latest(pg: Pg, feed: str | None, limit: int) -> list[dict[str, Any]]:
+    rows = await pg.rows(
+        """SELECT e.seq, e.id, e.type, f.name AS feed, e.entry_id, e.created_at, e.payload
+           FROM events e JOIN feeds f ON f.id = e.feed_id
+           WHERE %(feed)s::text IS NULL OR f.name = %(feed)s
+           ORDER BY e.seq DESC LIMIT %(limit)s""",
+        {"feed": feed, "limit": limit},
+    )
+    for r in rows:
+        entry = json.loads(r.pop("payload")).get("data", {}).get("entry", {})
+        r["title"], r["link"] = entry.get("title"), entry.get("link")
+    return rows
+
+
+async def after(
+    conn: Conn, after: int, limit: int, feed: str | None, type: str | None
+) -> tuple[list[dict[str, Any]], int]:
+    """Up to `limit` envelopes with seq > `after`, and the cursor to pass next; in one snapshot
+    (REPEATABLE READ), so `next` never passes an event the rows did not show."""
+    where = ["ev.seq > %(after)s"]
+    params: dict[str, Any] = {"after": after, "limit": limit, "feed": feed, "type": type}
+    if feed is not None:
+        where.append("ev.feed_id = (SELECT id FROM feeds WHERE name = %(feed)s)")
+    if type is not None:
+        where.append("ev.type = %(type)s")
+    cur = await conn.execute(
+        f"SELECT ev.seq, ev.payload FROM events ev WHERE {' AND '.join(where)}"
+        " ORDER BY ev.seq LIMIT %(limit)s",
+        params,
+    )
+    rows = await cur.fetchall()
+    if len(rows) == limit:
+        nxt = int(rows[-1]["seq"])
+    else:
+        cur = await conn.execute("SELECT MAX(seq) AS newest FROM events")
+        newest = await cur.fetchone()
+        nxt = max(after, int(newest["newest"] or 0) if newest else 0)
+    return [json.loads(r["payload"]) for r in rows], nxt
+
+
+async def done_prefix(conn: Conn, cutoff: datetime) -> int:
+    cur = await conn.execute(
+        """SELECT COALESCE(MIN(seq) - 1, (SELECT MAX(seq) FROM events)) AS upto FROM events e
+           WHERE e.created_at >= %(cutoff)s OR EXISTS (SELECT 1 FROM deliveries d
+             WHERE d.event_seq = e.seq AND d.state IN ('pending', 'failed'))""",
+        {"cutoff": to_text(cutoff)},
+    )
+    row = await cur.fetchone()
+    return int(row["upto"] or 0) if row else 0
+
+
+async def prune_through(conn: Conn, upto: int, *, dry_run: bool) -> int:
+    cur = await conn.execute("SELECT COUNT(*) AS n FROM events WHERE seq <= %s", (upto,))
+    row = await cur.fetchone()
+    if not dry_run:
+        await conn.execute("DELETE FROM events WHERE seq <= %s", (upto,))
+    return int(row["n"]) if row else 0

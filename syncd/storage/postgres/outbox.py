@@ -1,0 +1,416 @@
+"""The outbox on PostgreSQL (`deliveries`, `delivery_attempts`, `sinks`): the only module that
+writes those tables. The same rules as the SQLite outbox (syncd.storage.sqlite.outbox, whose
+docstring explains leases and order). The claims of one sink are serialised by a transaction-level
+advisory lock on its name, so two dispatchers on one database never lease the same delivery nor
+break an entry's order. Decides nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+from syncd.model import DeliveryState, OutboundEvent
+from syncd.storage.postgres.db import Conn, Pg
+from syncd.storage.rows import DELIVERY_COLUMNS, as_sink_row, resume_values
+from syncd.storage.values import (
+    AttemptInfo,
+    AttemptRecord,
+    Claim,
+    DeliveryInfo,
+    DueDelivery,
+    ReplayCounts,
+    SinkRow,
+)
+from syncd.timestamps import from_text, to_text
+
+_QUEUED = "('pending', 'failed')"  # as the partial index idx_deliveries_queue has it
+
+_NO_EARLIER_OF_ENTRY = f"""NOT EXISTS (
+    SELECT 1 FROM events p JOIN deliveries q ON q.event_seq = p.seq
+    WHERE p.feed_id = e.feed_id AND p.entry_id = e.entry_id AND p.seq < e.seq
+      AND q.sink = d.sink AND q.state IN {_QUEUED})"""
+
+
+async def enqueue(conn: Conn, seq: int, sinks: Sequence[str], now: datetime) -> None:
+    """A pending delivery of event `seq` to each of `sinks`, due `now` (the commit's
+    transaction)."""
+    if not sinks:
+        return
+    now_s = to_text(now)
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO deliveries (event_seq, sink, state, attempts, created_at,"
+            " next_attempt_at) VALUES (%s, %s, 'pending', 0, %s, %s)",
+            [(seq, sink, now_s, now_s) for sink in sinks],
+        )
+
+
+async def prune(
+    conn: Conn, upto: int, delivered_before: datetime | None, *, dry_run: bool
+) -> tuple[int, int]:
+    doomed = """SELECT id FROM deliveries WHERE event_seq <= %(upto)s
+                OR (%(cutoff)s::text IS NOT NULL AND state = 'delivered'
+                    AND delivered_at < %(cutoff)s)"""
+    params = {"upto": upto, "cutoff": to_text(delivered_before)}
+    cur = await conn.execute(f"SELECT COUNT(*) AS n FROM ({doomed}) x", params)
+    deliveries = await cur.fetchone()
+    cur = await conn.execute(
+        f"SELECT COUNT(*) AS n FROM delivery_attempts WHERE delivery_id IN ({doomed})", params
+    )
+    attempts = await cur.fetchone()
+    if not dry_run:
+        await conn.execute(f"DELETE FROM delivery_attempts WHERE delivery_id IN ({doomed})", params)
+        await conn.execute(f"DELETE FROM deliveries WHERE id IN ({doomed})", params)
+    return (int(deliveries["n"]) if deliveries else 0, int(attempts["n"]) if attempts else 0)
+
+
+async def queue_figures(pg: Pg, sinks: Sequence[str]) -> list[dict[str, Any]]:
+    """As the SQLite backend's: per sink, waiting deliveries, the oldest, the dead, its marks."""
+    return await pg.rows(
+        f"""WITH q AS (SELECT sink, COUNT(*) AS pending, MIN(created_at) AS oldest
+                      FROM deliveries WHERE state IN {_QUEUED} GROUP BY sink),
+                names AS (SELECT unnest(%s::text[]) AS name UNION SELECT sink FROM q)
+           SELECT names.name, COALESCE(q.pending, 0) AS pending, q.oldest,
+                  (SELECT COUNT(*) FROM deliveries d
+                   WHERE d.sink = names.name AND d.state = 'dead') AS dead,
+                  s.paused_until, s.disabled_at
+           FROM names LEFT JOIN q ON q.sink = names.name
+           LEFT JOIN sinks s ON s.name = names.name""",
+        (list(sinks),),
+    )
+
+
+def _claim_query(claim: Claim) -> tuple[str, dict[str, Any]]:
+    params: dict[str, Any] = {"sink": claim.sink, "now": to_text(claim.now), "limit": claim.limit}
+    if claim.strict:
+        sql = f"""SELECT d.id, d.attempts, e.id AS event_id, e.seq, e.type, e.payload,
+                    (d.next_attempt_at <= %(now)s
+                     AND (d.leased_until IS NULL OR d.leased_until <= %(now)s)) AS free
+                  FROM deliveries d JOIN events e ON e.seq = d.event_seq
+                  WHERE d.sink = %(sink)s AND d.state IN {_QUEUED}
+                  ORDER BY d.event_seq LIMIT %(limit)s"""
+        return sql, params
+    order = "d.attempts, d.event_seq" if claim.probe else "d.event_seq"
+    sql = f"""SELECT d.id, d.attempts, e.id AS event_id, e.seq, e.type, e.payload, TRUE AS free
+              FROM deliveries d JOIN events e ON e.seq = d.event_seq
+              WHERE d.sink = %(sink)s AND d.state IN {_QUEUED} AND d.next_attempt_at <= %(now)s
+                AND (d.leased_until IS NULL OR d.leased_until <= %(now)s)
+                AND {_NO_EARLIER_OF_ENTRY}
+              ORDER BY {order} LIMIT %(limit)s"""
+    return sql, params
+
+
+async def _claim(conn: Conn, claim: Claim) -> list[DueDelivery]:
+    sql, params = _claim_query(claim)
+    # One claimer per sink at a time: the query below then sees every earlier claim's leases.
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("sink:" + claim.sink,))
+    cur = await conn.execute(sql, params)
+    rows = await cur.fetchall()
+    if claim.strict:
+        taken = []
+        for r in rows:
+            if not r["free"]:
+                break
+            taken.append(r)
+        rows = taken
+    if not rows:
+        return []
+    await conn.execute(
+        "UPDATE deliveries SET leased_until = %s WHERE id = ANY(%s)",
+        (to_text(claim.lease_until), [r["id"] for r in rows]),
+    )
+    return [
+        DueDelivery(
+            r["id"],
+            r["attempts"],
+            OutboundEvent(r["event_id"], r["seq"], r["type"], r["payload"].encode()),
+            claim.sink,
+            claim.lease_until,
+        )
+        for r in rows
+    ]
+
+
+async def _release(conn: Conn, deliveries: Sequence[DueDelivery]) -> None:
+    """Drop our leases; one that ran out and was taken by another process is left alone."""
+    by_lease: dict[str | None, list[int]] = {}
+    for d in deliveries:
+        by_lease.setdefault(to_text(d.leased_until), []).append(d.id)
+    for lease, ids in by_lease.items():
+        await conn.execute(
+            "UPDATE deliveries SET leased_until = NULL WHERE id = ANY(%(ids)s)"
+            " AND (%(lease)s::text IS NULL OR leased_until = %(lease)s)",
+            {"ids": ids, "lease": lease},
+        )
+
+
+async def _record(conn: Conn, records: Sequence[AttemptRecord]) -> None:
+    for rec in records:
+        o, state = rec.outcome, rec.state
+        at_s = to_text(rec.attempted_at)
+        ids = list(rec.delivery_ids)
+        await conn.execute(
+            """UPDATE deliveries SET state = %(state)s, attempts = attempts + 1,
+               last_attempt_at = %(at)s, last_status = %(status)s, last_error = %(error)s,
+               next_attempt_at = COALESCE(%(next)s, next_attempt_at), leased_until = NULL,
+               delivered_at = CASE WHEN %(ok)s THEN %(at)s ELSE delivered_at END
+               WHERE id = ANY(%(ids)s)""",
+            {
+                "state": str(state),
+                "at": at_s,
+                "status": o.status,
+                "error": o.error,
+                "next": to_text(rec.next_attempt_at),
+                "ok": o.ok,
+                "ids": ids,
+            },
+        )
+        await conn.execute(
+            "INSERT INTO delivery_attempts (delivery_id, attempted_at, result, status,"
+            " latency_ms, error) SELECT unnest(%s::bigint[]), %s, %s, %s, %s, %s",
+            (ids, at_s, str(state), o.status, round(o.latency_ms, 3), o.error),
+        )
+
+
+class PostgresOutbox:
+    def __init__(self, pg: Pg) -> None:
+        self.pg = pg
+
+    async def claim_due(
+        self,
+        sink: str,
+        now: datetime,
+        limit: int,
+        lease_until: datetime,
+        *,
+        probe: bool = False,
+        peek: bool = True,
+        strict: bool = False,
+    ) -> list[DueDelivery]:
+        """As the SQLite outbox's `claim_due` (order, strict, probe, peek)."""
+        claim = Claim(sink, now, limit, lease_until, probe, strict)
+        if limit <= 0:
+            return []
+        if peek:
+            sql, params = _claim_query(claim)
+            rows = await self.pg.rows(f"SELECT free FROM ({sql}) c LIMIT 1", params)
+            if not any(r["free"] for r in rows):
+                return []
+        return await self.exchange(claim=claim)
+
+    async def exchange(
+        self,
+        records: Sequence[AttemptRecord] = (),
+        *,
+        release: Sequence[DueDelivery] = (),
+        claim: Claim | None = None,
+    ) -> list[DueDelivery]:
+        if not records and not release and (claim is None or claim.limit <= 0):
+            return []
+        async with self.pg.write() as conn:
+            await _record(conn, records)
+            await _release(conn, release)
+            if claim is not None and claim.limit > 0:
+                return await _claim(conn, claim)
+            return []
+
+    async def release(self, deliveries: Sequence[DueDelivery]) -> None:
+        await self.exchange(release=deliveries)
+
+    async def reclaim_leases(self) -> int:
+        async with self.pg.write() as conn:
+            cur = await conn.execute(
+                "UPDATE deliveries SET leased_until = NULL WHERE leased_until IS NOT NULL"
+            )
+            return cur.rowcount
+
+    async def next_due_at(self, sink: str) -> datetime | None:
+        rows = await self.pg.rows(
+            f"""SELECT MIN(CASE WHEN leased_until > next_attempt_at THEN leased_until
+                                ELSE next_attempt_at END) AS t
+                FROM deliveries WHERE sink = %s AND state IN {_QUEUED}""",
+            (sink,),
+        )
+        return from_text(rows[0]["t"]) if rows else None
+
+    async def record_attempts(self, records: Sequence[AttemptRecord]) -> list[DeliveryState]:
+        await self.exchange(records)
+        return [r.state for r in records]
+
+    async def sink_row(self, name: str) -> SinkRow:
+        found = await self.pg.rows("SELECT * FROM sinks WHERE name = %s", (name,))
+        return as_sink_row(name, found[0] if found else None)
+
+    async def _upsert_sink(
+        self, name: str, values: dict[str, Any], *, due_now: datetime | None = None
+    ) -> None:
+        cols = ", ".join(["name", *values])
+        places = ", ".join(["%s"] * (len(values) + 1))
+        updates = ", ".join(f"{c} = excluded.{c}" for c in values)
+        async with self.pg.write() as conn:
+            await conn.execute(
+                f"INSERT INTO sinks ({cols}) VALUES ({places})"
+                f" ON CONFLICT (name) DO UPDATE SET {updates}",
+                [name, *values.values()],
+            )
+            if due_now is not None:
+                now_s = to_text(due_now)
+                await conn.execute(
+                    f"UPDATE deliveries SET next_attempt_at = %s WHERE sink = %s"
+                    f" AND state IN {_QUEUED} AND next_attempt_at > %s",
+                    (now_s, name, now_s),
+                )
+
+    async def disable_sink(
+        self, sink: str, reason: str, now: datetime, config_hash: str | None = None
+    ) -> None:
+        await self._upsert_sink(
+            sink,
+            {"disabled_at": to_text(now), "disabled_reason": reason, "config_hash": config_hash},
+        )
+
+    async def enable_sink(self, sink: str, now: datetime) -> None:
+        await self._upsert_sink(
+            sink,
+            {
+                "disabled_at": None,
+                "disabled_reason": None,
+                "config_hash": None,
+                **resume_values(now),
+            },
+            due_now=now,
+        )
+
+    async def request_resume(self, sink: str, now: datetime) -> None:
+        await self._upsert_sink(sink, resume_values(now), due_now=now)
+
+    async def set_pause(
+        self, sink: str, until: datetime | None, level: int, reason: str | None
+    ) -> None:
+        await self._upsert_sink(
+            sink,
+            {"paused_until": to_text(until), "pause_level": level, "pause_reason": reason},
+        )
+
+    async def sink_summaries(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for r in await self.pg.rows(
+            "SELECT sink, state, COUNT(*) AS n FROM deliveries GROUP BY sink, state"
+        ):
+            out.setdefault(r["sink"], {})[r["state"]] = int(r["n"])
+        return out
+
+    async def list_deliveries(
+        self,
+        *,
+        sink: str | None = None,
+        states: Collection[str] = (),
+        event: str | None = None,
+        limit: int | None = 100,
+    ) -> list[DeliveryInfo]:
+        where: list[str] = []
+        params: list[Any] = []
+        if sink is not None:
+            where.append("d.sink = %s")
+            params.append(sink)
+        if states:
+            where.append("d.state = ANY(%s)")
+            params.append(list(states))
+        if event:
+            where.append("e.id LIKE %s ESCAPE '\\'")
+            escaped = event.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            params.append(escaped + "%")
+        sql = f"SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY d.id DESC"
+        if limit:
+            sql += " LIMIT %s"
+            params.append(limit)
+        return [DeliveryInfo(**r) for r in await self.pg.rows(sql, params)]
+
+    async def delivery(self, delivery_id: int) -> DeliveryInfo | None:
+        rows = await self.pg.rows(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq"
+            " WHERE d.id = %s",
+            (delivery_id,),
+        )
+        return DeliveryInfo(**rows[0]) if rows else None
+
+    async def attempts(self, delivery_id: int) -> list[AttemptInfo]:
+        return [
+            AttemptInfo(**r)
+            for r in await self.pg.rows(
+                "SELECT id, delivery_id, attempted_at, result, status, latency_ms, error"
+                " FROM delivery_attempts WHERE delivery_id = %s ORDER BY id",
+                (delivery_id,),
+            )
+        ]
+
+    async def load(self, delivery_id: int) -> DueDelivery | None:
+        rows = await self.pg.rows(
+            """SELECT d.id, d.sink, d.attempts, e.id AS event_id, e.seq, e.type, e.payload
+               FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.id = %s""",
+            (delivery_id,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        event = OutboundEvent(r["event_id"], r["seq"], r["type"], r["payload"].encode())
+        return DueDelivery(r["id"], r["attempts"], event, r["sink"])
+
+    async def recover(self, sink: str, now: datetime, since: datetime | None = None) -> int:
+        sql = """UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = %s,
+                 leased_until = NULL WHERE sink = %s AND state IN ('failed', 'dead')"""
+        params: list[Any] = [to_text(now), sink]
+        if since is not None:
+            sql += " AND created_at >= %s"
+            params.append(to_text(since))
+        async with self.pg.write() as conn:
+            count = (await conn.execute(sql, params)).rowcount
+        await self.request_resume(sink, now)
+        return count
+
+    async def replay(
+        self,
+        sink: str,
+        now: datetime,
+        *,
+        from_seq: int,
+        to_seq: int | None = None,
+        types: Collection[str] | None = None,
+        feeds: Collection[str] | None = None,
+    ) -> ReplayCounts:
+        cond = ["e.seq >= %(from)s"]
+        params: dict[str, Any] = {"from": from_seq, "sink": sink, "now": to_text(now)}
+        if to_seq is not None:
+            cond.append("e.seq <= %(to)s")
+            params["to"] = to_seq
+        if types is not None:
+            cond.append("e.type = ANY(%(types)s)")
+            params["types"] = sorted(types)
+        if feeds is not None:
+            cond.append("e.feed_id IN (SELECT id FROM feeds WHERE name = ANY(%(feeds)s))")
+            params["feeds"] = sorted(feeds)
+        events = f"SELECT e.seq FROM events e WHERE {' AND '.join(cond)}"
+        async with self.pg.write() as conn:
+            requeued = (
+                await conn.execute(
+                    f"""UPDATE deliveries SET state = 'pending', attempts = 0,
+                        next_attempt_at = %(now)s, leased_until = NULL
+                        WHERE sink = %(sink)s AND event_seq IN ({events})""",
+                    params,
+                )
+            ).rowcount
+            created = (
+                await conn.execute(
+                    f"""INSERT INTO deliveries (event_seq, sink, state, attempts, created_at,
+                        next_attempt_at) SELECT seq, %(sink)s, 'pending', 0, %(now)s, %(now)s
+                        FROM ({events}) x ON CONFLICT (event_seq, sink) DO NOTHING""",
+                    params,
+                )
+            ).rowcount
+        await self.request_resume(sink, now)
+        return ReplayCounts(created=created, requeued=requeued)

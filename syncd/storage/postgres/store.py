@@ -1,0 +1,222 @@
+"""`PostgresStore`: the `Store` protocol over a PostgreSQL database, composed of the per-table
+modules, through a psycopg 3 `AsyncConnectionPool`. Each write is one transaction; a page commit
+writes its page and entries first and its events and deliveries last, under the event lock (see
+syncd.storage.postgres.events), so cursor readers see events in `seq` order. Decides nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from syncd.diff import DEFAULT_HASH_ONLY_CAP
+from syncd.errors import StoreError
+from syncd.model import FetchResult, StoredEntry
+from syncd.storage.postgres import entries, events, feeds, history, outbox, prune, search
+from syncd.storage.postgres.db import Conn, Pg
+from syncd.storage.postgres.outbox import PostgresOutbox
+from syncd.storage.postgres.reader import PostgresReads
+from syncd.storage.postgres.websub import PostgresWebSub
+from syncd.storage.values import (
+    ArchivedEntry,
+    CrawlOutcome,
+    EntryDeletion,
+    FeedHead,
+    FeedState,
+    Hit,
+    PageCommit,
+    PageState,
+    Policy,
+    PresenceCommit,
+    PruneReport,
+    SearchQuery,
+)
+from syncd.timestamps import to_text
+
+
+class PostgresStore:
+    """A handle on the database, shared by the tasks of one event loop."""
+
+    def __init__(self, pg: Pg) -> None:
+        self.pg = pg
+        self._outbox = PostgresOutbox(pg)
+        self._websub = PostgresWebSub(pg)
+        self._reads = PostgresReads(pg)
+
+    @classmethod
+    async def open(cls, url: str, *, migrate: bool = True) -> PostgresStore:
+        """The database at `url`, migrated as needed (`migrate=False`: it must be already)."""
+        return cls(await Pg.open(url, migrate=migrate))
+
+    @property
+    def location(self) -> str:
+        return self.pg.location
+
+    @property
+    def outbox(self) -> PostgresOutbox:
+        return self._outbox
+
+    @property
+    def websub(self) -> PostgresWebSub:
+        return self._websub
+
+    async def close(self) -> None:
+        await self.pg.close()
+
+    # ---------------------------------------------------------------- feeds and pages
+
+    async def ensure_feed(self, name: str, url: str, now: datetime) -> FeedState:
+        return await feeds.ensure(self.pg, name, url, now)
+
+    async def feed_state(self, name: str) -> FeedState:
+        return await feeds.state(self.pg, name)
+
+    async def reschedule(self, feed_id: int, at: datetime, reason: str) -> None:
+        await feeds.reschedule(self.pg, feed_id, at, reason)
+
+    async def due_feeds(self, now: datetime, limit: int) -> list[str]:
+        return await feeds.due(self.pg, now, limit)
+
+    async def finish_crawl(self, feed_id: int, now: datetime, outcome: CrawlOutcome) -> None:
+        await feeds.finish_crawl(self.pg, feed_id, now, outcome)
+
+    async def page_state(self, feed_id: int, url: str) -> PageState | None:
+        return await feeds.page_state(self.pg, feed_id, url)
+
+    async def record_unchanged_page(self, feed_id: int, result: FetchResult, now: datetime) -> None:
+        await feeds.record_unchanged_page(self.pg, feed_id, result, now)
+
+    # ---------------------------------------------------------------- entries
+
+    async def known_entries(self, feed_id: int, entry_ids: Iterable[str]) -> dict[str, StoredEntry]:
+        return await entries.known(self.pg, feed_id, entry_ids)
+
+    async def live_entries(self, feed_id: int) -> dict[str, StoredEntry]:
+        return await entries.live(self.pg, feed_id)
+
+    async def recent_entries(self, feed_id: int, since: datetime) -> int:
+        return await entries.recent(self.pg, feed_id, since)
+
+    async def newest_updated(self, feed_id: int) -> datetime | None:
+        return await entries.newest_updated(self.pg, feed_id)
+
+    # ---------------------------------------------------------------- commits
+
+    async def commit_page(self, commit: PageCommit) -> list[int]:
+        feed_id, now = commit.feed_id, commit.now
+        now_s = to_text(now)
+        async with self.pg.write() as conn:
+            await feeds.write_page(
+                conn, feed_id, commit.result, commit.page, commit.next_url, now,
+                partial=commit.partial,
+            )  # fmt: skip
+            for w in commit.writes:
+                await entries.write(conn, feed_id, w.change, w.event.id if w.event else None, now_s)
+            written = {w.change.entry.entry_id for w in commit.writes}
+            await entries.seen(
+                conn,
+                feed_id,
+                [e.entry_id for e in commit.page.entries if e.entry_id not in written],
+                now_s,
+            )
+            for d in commit.deletions:
+                await entries.delete(conn, feed_id, d.deletion, now)
+            return await _events(conn, feed_id, commit, now)
+
+    async def commit_presence(self, commit: PresenceCommit) -> list[int]:
+        async with self.pg.write() as conn:
+            await entries.count_presence(conn, commit.feed_id, commit.seen, commit.missing)
+            for d in commit.deletions:
+                await entries.delete(conn, commit.feed_id, d.deletion, commit.now)
+            return await _events(conn, commit.feed_id, commit, commit.now)
+
+    # ---------------------------------------------------------------- the operator's views
+
+    async def feed_summaries(
+        self, hash_only_cap: int = DEFAULT_HASH_ONLY_CAP
+    ) -> list[dict[str, Any]]:
+        return await feeds.summaries(self.pg, hash_only_cap)
+
+    async def latest_events(self, feed: str | None, limit: int) -> list[dict[str, Any]]:
+        return await events.latest(self.pg, feed, limit)
+
+    async def schedule_rows(self) -> list[dict[str, Any]]:
+        return await feeds.schedule_rows(self.pg)
+
+    async def queue_figures(self, sinks: Sequence[str]) -> list[dict[str, Any]]:
+        return await outbox.queue_figures(self.pg, sinks)
+
+    async def search(self, query: SearchQuery) -> list[Hit]:
+        async with self.pg.write() as conn:
+            return await search.search(conn, query)
+
+    async def feed_head(self, name: str) -> FeedHead:
+        return await history.head(self.pg, name)
+
+    async def feed_history(
+        self, name: str, *, include_deleted: bool
+    ) -> AsyncIterator[ArchivedEntry]:
+        async for entry in history.entries(self.pg, name, include_deleted=include_deleted):
+            yield entry
+
+    async def query_readonly(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run SQL in a read-only transaction: a write statement fails, changing nothing."""
+        try:
+            async with self.pg.pool.connection() as conn:
+                await conn.execute("SET TRANSACTION READ ONLY")
+                cur = await conn.execute(sql)
+                cols = [c.name for c in cur.description] if cur.description else []
+                rows = await cur.fetchall() if cur.description else []
+                await conn.rollback()
+        except psycopg.Error as e:
+            raise StoreError(f"query failed: {e}") from None
+        return cols, [tuple(r.values()) for r in rows]
+
+    # ---------------------------------------------------------------- retention, reads, health
+
+    async def prune(self, policy: Policy, now: datetime, *, dry_run: bool) -> PruneReport:
+        return await prune.prune(self.pg, policy, now, dry_run=dry_run)
+
+    def reads(self) -> PostgresReads:
+        return self._reads
+
+    async def probe(self, timeout_s: float) -> str | None:
+        try:
+            async with self.pg.pool.connection(timeout=timeout_s) as conn:
+                await conn.execute(
+                    "SELECT set_config('statement_timeout', %s, true)",
+                    (str(int(timeout_s * 1000)),),
+                )
+                await conn.execute("SELECT COUNT(*) FROM feeds")
+                await conn.rollback()
+        except (psycopg.Error, TimeoutError) as e:
+            return f"store {self.location}: {e}"
+        return None
+
+
+async def _events(
+    conn: Conn, feed_id: int, commit: PageCommit | PresenceCommit, now: datetime
+) -> list[int]:
+    """The commit's events and their deliveries, last in its transaction and under the event
+    lock: writes first, then deletions, as `PageCommit` orders them."""
+    items: list[tuple[Any, Sequence[str]]] = []
+    if isinstance(commit, PageCommit):
+        items += [(w.event, w.sinks) for w in commit.writes if w.event is not None]
+    items += [(d.event, d.sinks) for d in _deletions(commit)]
+    if not items:
+        return []
+    await events.lock(conn)
+    seqs: list[int] = []
+    for event, sinks in items:
+        seq = await events.insert(conn, feed_id, event, now)
+        if seq is not None:
+            await outbox.enqueue(conn, seq, sinks, now)
+            seqs.append(seq)
+    return seqs
+
+
+def _deletions(commit: PageCommit | PresenceCommit) -> tuple[EntryDeletion, ...]:
+    return commit.deletions

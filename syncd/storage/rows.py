@@ -1,0 +1,225 @@
+"""How the store's values become rows and rows become values, the same for every backend: the
+columns an entry is written with, a feed row read as a `FeedState`, the event envelope, how
+instants and JSON are written as text, and the column lists both backends select. No I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from syncd.model import Change, EventDraft, Link, Person, StoredEntry, Validators
+from syncd.storage.values import ArchivedEntry, FeedState, PageState, SinkRow
+from syncd.timestamps import format_timestamp, from_text, to_text
+
+# The columns `StoredEntry` is read from.
+ENTRY_COLUMNS = (
+    "entry_id, updated, content_hash, title, link, published, authors, categories, summary,"
+    " content, deleted_at, hash_only_updates, revision, base_url, missing_crawls"
+)
+# An entry as the pull API shows it, from entries `e` joined to feeds `f`.
+ENTRY_FIELDS = (
+    "f.name AS feed, e.entry_id, e.title, e.link, e.published, e.updated, e.authors,"
+    " e.categories, e.summary, e.content, e.links, e.first_seen, e.last_seen, e.deleted_at,"
+    " e.deleted_reason, e.revision"
+)
+JSON_FIELDS = ("authors", "categories", "links")
+# Search snippets mark the matches like this: readable in a terminal and in JSON alike.
+MARK = ("[", "]")
+# One delivery as operators see it (`DeliveryInfo`), from deliveries `d` joined to events `e`.
+DELIVERY_COLUMNS = """d.id, d.sink, d.event_seq, e.id AS event_id, e.type AS event_type, d.state,
+    d.attempts, d.created_at, d.next_attempt_at, d.last_attempt_at, d.last_status, d.last_error,
+    d.delivered_at"""
+
+
+def ms(dt: datetime | None) -> str | None:
+    """Bookkeeping instants (next due, last fetch) at a fixed millisecond precision, so that text
+    comparison is instant order: "…12.5Z" would sort after "…12.123456Z"."""
+    if dt is None:
+        return None
+    return format_timestamp(dt.replace(microsecond=dt.microsecond // 1000 * 1000))
+
+
+def dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def person_dict(p: Person) -> dict[str, str | None]:
+    return {"name": p.name, "email": p.email, "uri": p.uri}
+
+
+def link_dict(link: Link) -> dict[str, str | None]:
+    return {
+        "href": link.href,
+        "rel": link.rel,
+        "type": link.type,
+        "title": link.title,
+        "length": link.length,
+    }
+
+
+def entry_values(feed_id: int, change: Change, now_s: str | None) -> dict[str, Any]:
+    """The `entries` columns `change` writes (first_seen is kept on an existing row)."""
+    e = change.entry
+    hash_only = (
+        (change.previous.hash_only_updates + 1) if change.hash_only and change.previous else 0
+    )
+    return {
+        "feed_id": feed_id,
+        "entry_id": e.entry_id,
+        "id_source": e.id_source,
+        "title": e.title,
+        "link": e.link,
+        "published": to_text(e.published),
+        "updated": to_text(e.updated),
+        "authors": dump([person_dict(p) for p in e.authors]),
+        "categories": dump(list(e.categories)),
+        "summary": e.summary,
+        "content": e.content,
+        "links": dump([link_dict(link) for link in e.links]),
+        "base_url": e.base_url,
+        "content_hash": e.content_hash,
+        "hash_only_updates": hash_only,
+        "first_seen": now_s,
+        "last_seen": now_s,
+    }
+
+
+def text_changed(change: Change) -> bool:
+    """The entry's indexed text (title, summary, content) differs from what the index holds: a
+    hash-only update keeps its index row."""
+    e, before = change.entry, change.previous
+    return (
+        before is None
+        or before.deleted_at is not None
+        or (before.title, before.summary, before.content) != (e.title, e.summary, e.content)
+    )
+
+
+def as_stored_entry(r: Mapping[str, Any]) -> StoredEntry:
+    return StoredEntry(
+        entry_id=r["entry_id"],
+        updated=from_text(r["updated"]),
+        content_hash=r["content_hash"],
+        title=r["title"],
+        link=r["link"],
+        published=from_text(r["published"]),
+        authors=tuple(Person(**p) for p in json.loads(r["authors"] or "[]")),
+        categories=tuple(json.loads(r["categories"] or "[]")),
+        summary=r["summary"],
+        content=r["content"],
+        deleted_at=from_text(r["deleted_at"]),
+        hash_only_updates=r["hash_only_updates"] or 0,
+        revision=r["revision"] or 0,
+        base_url=r["base_url"],
+        missing_crawls=r["missing_crawls"] or 0,
+    )
+
+
+def as_feed_state(r: Mapping[str, Any]) -> FeedState:
+    return FeedState(
+        id=r["id"],
+        name=r["name"],
+        url=r["url"],
+        title=r["title"],
+        first_synced_at=from_text(r["first_synced_at"]),
+        last_fetch_at=from_text(r["last_fetch_at"]),
+        last_outcome=r["last_outcome"],
+        last_error=r["last_error"],
+        consecutive_errors=r["consecutive_errors"] or 0,
+        next_due_at=from_text(r["next_due_at"]),
+        last_full_sync_at=from_text(r["last_full_sync_at"]),
+        retry_after_until=from_text(r["retry_after_until"]),
+        gone_at=from_text(r["gone_at"]),
+        crawl_incomplete=bool(r["crawl_incomplete"]),
+        adopted_url=r["adopted_url"],
+        moved_to=r["moved_to"],
+        moved_seen=r["moved_seen"] or 0,
+        changes_base=r["changes_base"],
+        changes_off_until=from_text(r["changes_off_until"]),
+        changes_error=r["changes_error"],
+        changes_since=from_text(r["changes_since"]),
+        total_results=r["total_results"],
+        page1_shortfall=r["page1_shortfall"],
+        full_crawl_reason=r["full_crawl_reason"],
+        publisher_interval_s=r["publisher_interval_s"],
+        publisher_interval_why=r["publisher_interval_why"],
+    )
+
+
+def as_page_state(r: Mapping[str, Any]) -> PageState:
+    return PageState(
+        Validators(r["etag"], r["last_modified"], r["body_hash"]),
+        r["next_url"],
+        tuple(json.loads(r["entry_ids"] or "[]")),
+        bool(r["archive"]),
+        r["total_results"],
+    )
+
+
+def as_sink_row(name: str, r: Mapping[str, Any] | None) -> SinkRow:
+    if r is None:
+        return SinkRow(name)
+    return SinkRow(
+        name=name,
+        disabled_at=from_text(r["disabled_at"]),
+        disabled_reason=r["disabled_reason"],
+        config_hash=r["config_hash"],
+        paused_until=from_text(r["paused_until"]),
+        pause_level=r["pause_level"] or 0,
+        pause_reason=r["pause_reason"],
+        resume_requested_at=r["resume_requested_at"],
+    )
+
+
+def resume_values(now: datetime) -> dict[str, Any]:
+    """A sink's columns when an operator (or a recovered receiver) lifts its pause."""
+    return {
+        "paused_until": None,
+        "pause_level": 0,
+        "pause_reason": None,
+        "resume_requested_at": to_text(now),
+    }
+
+
+def envelope(draft: EventDraft, seq: int) -> str:
+    """The event as every sink receives it, with the seq the store gave it."""
+    return dump(
+        {
+            "id": draft.id,
+            "type": str(draft.type),
+            "timestamp": to_text(draft.timestamp),
+            "data": {"seq": seq, **draft.data},
+        }
+    )
+
+
+def entry_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row of entries (or versions) with its JSON columns decoded."""
+    for key in JSON_FIELDS:
+        if key in row:
+            row[key] = json.loads(row[key] or "[]")
+    return row
+
+
+def as_archived_entry(r: Mapping[str, Any]) -> ArchivedEntry:
+    return ArchivedEntry(
+        entry_id=r["entry_id"],
+        title=r["title"],
+        link=r["link"],
+        published=from_text(r["published"]),
+        updated=from_text(r["updated"]),
+        authors=tuple(Person(**p) for p in json.loads(r["authors"] or "[]")),
+        categories=tuple(json.loads(r["categories"] or "[]")),
+        summary=r["summary"],
+        content=r["content"],
+        links=tuple(Link(**x) for x in json.loads(r["links"] or "[]")),
+        base_url=r["base_url"],
+        first_seen=from_text(r["first_seen"]),
+        last_seen=from_text(r["last_seen"]),
+        revision=r["revision"] or 0,
+        deleted_at=from_text(r["deleted_at"]),
+        deleted_reason=r["deleted_reason"],
+    )

@@ -1,0 +1,283 @@
+"""What every store backend must do, the same on each: these tests run against SQLite (a file)
+and PostgreSQL (a scratch schema; skipped with one line where no server answers), through the
+`Store` protocol only."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from syncd.diff import diff_page
+from syncd.errors import CursorGone
+from syncd.events import build_deletion_event, build_event
+from syncd.model import (
+    Deletion,
+    FeedRef,
+    FetchResult,
+    ParsedEntry,
+    ParsedPage,
+    SendOutcome,
+)
+from syncd.storage import Store
+from syncd.storage.postgres.store import PostgresStore
+from syncd.storage.sqlite import SqliteStore
+from syncd.storage.values import (
+    AttemptRecord,
+    EntryDeletion,
+    EntryWrite,
+    PageCommit,
+    Policy,
+    PresenceCommit,
+    SearchQuery,
+)
+from tests.support.postgres import scratch_schema
+
+NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
+URL = "http://blog.test/feed"
+REF = FeedRef("blog", URL, "Blog")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "sqlite":
+        s: Store = SqliteStore.open(tmp_path / "syncd.db")
+        yield s
+        await s.close()
+        return
+    async with scratch_schema() as url:
+        s = await PostgresStore.open(url)
+        yield s
+        await s.close()
+
+
+def entry(
+    n: int, *, title: str | None = None, updated: datetime = NOW, body: str | None = None
+) -> ParsedEntry:
+    title = title or f"Post {n}"
+    body = body or f"<p>body of post {n}</p>"
+    return ParsedEntry(
+        entry_id=f"tag:blog.test,2026:{n}",
+        id_source="id",
+        title=title,
+        link=f"http://blog.test/{n}",
+        published=NOW - timedelta(days=n),
+        updated=updated,
+        authors=(),
+        categories=("news",),
+        summary=None,
+        content=body,
+        links=(),
+        base_url=None,
+        content_hash=hashlib.sha256(f"{title}{body}".encode()).hexdigest(),
+    )
+
+
+async def commit(
+    store: Store,
+    feed_id: int,
+    entries: Sequence[ParsedEntry],
+    *,
+    now: datetime = NOW,
+    sinks: tuple[str, ...] = ("hook",),
+    url: str = URL,
+) -> list[int]:
+    """Diff `entries` against the store and commit them as one page, as the syncer does."""
+    known = await store.known_entries(feed_id, [e.entry_id for e in entries])
+    decided = diff_page(entries, known, {})
+    writes = tuple(
+        EntryWrite(c, build_event(c, REF, initial=False, now=now), sinks) for c in decided.changes
+    )
+    page = ParsedPage(url=url, feed_title="Blog", next_url=None, entries=tuple(entries))
+    result = FetchResult(url, url, 200, b"", {}, '"v1"', None, "hash", 1.0)
+    return await store.commit_page(PageCommit(feed_id, result, page, None, now, writes))
+
+
+async def delete(store: Store, feed_id: int, entry_ids: Sequence[str], now: datetime) -> list[int]:
+    known = await store.known_entries(feed_id, entry_ids)
+    doomed = [Deletion(known[i], "tombstone") for i in entry_ids]
+    deletions = tuple(
+        EntryDeletion(d, build_deletion_event(d, REF, initial=False, now=now), ("hook",))
+        for d in doomed
+    )
+    return await store.commit_presence(PresenceCommit(feed_id, now, deletions=deletions))
+
+
+async def feed(store: Store) -> int:
+    return (await store.ensure_feed("blog", URL, NOW)).id
+
+
+async def test_a_page_commit_writes_entries_events_and_deliveries(store: Store) -> None:
+    feed_id = await feed(store)
+    seqs = await commit(store, feed_id, [entry(1), entry(2), entry(3)])
+    assert seqs == sorted(seqs) and len(seqs) == 3
+    known = await store.known_entries(feed_id, ["tag:blog.test,2026:2", "nope"])
+    assert set(known) == {"tag:blog.test,2026:2"} and known["tag:blog.test,2026:2"].revision == 1
+    page = await store.page_state(feed_id, URL)
+    assert page is not None and page.validators.etag == '"v1"' and len(page.entry_ids) == 3
+    assert (await store.outbox.sink_summaries()) == {"hook": {"pending": 3}}
+    latest = await store.latest_events("blog", 10)
+    assert [e["seq"] for e in latest] == seqs[::-1] and latest[0]["title"] == "Post 3"
+    [summary] = await store.feed_summaries()
+    assert summary["entries"] == 3 and bool(summary["crawl_incomplete"])
+    # The same page again: nothing changed, so no event and no delivery.
+    assert await commit(store, feed_id, [entry(1), entry(2), entry(3)]) == []
+    assert (await store.outbox.sink_summaries()) == {"hook": {"pending": 3}}
+
+
+async def test_updates_and_deletions_keep_history(store: Store) -> None:
+    feed_id = await feed(store)
+    [created] = await commit(store, feed_id, [entry(1)])
+    later = NOW + timedelta(hours=1)
+    [updated] = await commit(store, feed_id, [entry(1, title="Walrus", updated=later)], now=later)
+    stored = (await store.known_entries(feed_id, ["tag:blog.test,2026:1"]))["tag:blog.test,2026:1"]
+    assert (stored.title, stored.revision) == ("Walrus", 2)
+    assert [h.entry_id for h in await store.search(SearchQuery("walrus"))] == [stored.entry_id]
+    [deleted] = await delete(store, feed_id, [stored.entry_id], later)
+    assert created < updated < deleted
+    assert await store.live_entries(feed_id) == {}
+    gone = (await store.known_entries(feed_id, [stored.entry_id]))[stored.entry_id]
+    assert gone.deleted_at == later and gone.revision == 3
+    assert await store.search(SearchQuery("walrus")) == []  # a deleted entry leaves the index
+    page = await store.reads().events(0, 10)
+    assert [e["type"] for e in page.events] == ["entry.created", "entry.updated", "entry.deleted"]
+    [found] = await store.reads().entry(stored.entry_id, "blog")
+    assert [v["title"] for v in found["versions"]] == ["Post 1", "Walrus"]
+
+
+async def test_search_ranks_a_title_match_above_body_repetition(store: Store) -> None:
+    feed_id = await feed(store)
+    repeated = entry(1, title="Something else", body="<p>otter otter otter otter</p>")
+    await commit(store, feed_id, [repeated, entry(2, title="Otter"), entry(3)])
+    hits = await store.search(SearchQuery("otter"))
+    assert [h.title for h in hits] == ["Otter", "Something else"]
+    assert "[otter]" in hits[1].snippet.lower()
+    assert [h.title for h in await store.search(SearchQuery("otter", feed="other"))] == []
+
+
+async def test_the_outbox_claims_in_entry_order_and_records_outcomes(store: Store) -> None:
+    feed_id = await feed(store)
+    first = await commit(store, feed_id, [entry(1), entry(2)])
+    later = NOW + timedelta(hours=1)
+    edited = [entry(1, title="v2", updated=later), entry(2, title="v2", updated=later)]
+    second = await commit(store, feed_id, edited, now=later)
+    lease = later + timedelta(minutes=5)
+    claimed = await store.outbox.claim_due("hook", later, 10, lease)
+    # An entry's second event waits until its first is done: one event per entry per claim.
+    assert [d.event.seq for d in claimed] == first
+    assert await store.outbox.claim_due("hook", later, 10, lease) == []  # leased: not again
+    ok = SendOutcome(ok=True, status=200, latency_ms=3.0)
+    records = [AttemptRecord((claimed[0].id,), ok, None, later)]
+    dead = AttemptRecord((claimed[1].id,), SendOutcome(ok=False, error="no"), None, later)
+    states = await store.outbox.record_attempts([*records, dead])
+    assert [str(s) for s in states] == ["delivered", "dead"]
+    nxt = await store.outbox.claim_due("hook", later, 10, lease)
+    assert [d.event.seq for d in nxt] == second  # both unblocked: delivered, and dead
+    await store.outbox.release(nxt)
+    assert (await store.outbox.next_due_at("hook")) == later
+    assert await store.outbox.sink_summaries() == {
+        "hook": {"delivered": 1, "dead": 1, "pending": 2}
+    }
+    attempts = await store.outbox.attempts(claimed[1].id)
+    assert [(a.result, a.error) for a in attempts] == [("dead", "no")]
+    assert await store.outbox.recover("hook", later) == 1
+    counts = await store.outbox.replay("hook", later, from_seq=first[0])
+    assert (counts.created, counts.requeued) == (0, 4)
+
+
+async def test_a_cursor_reader_sees_every_event_once_in_order(store: Store) -> None:
+    feed_id = await feed(store)
+    seqs: list[int] = []
+    for n in range(1, 8):
+        seqs += await commit(store, feed_id, [entry(n)], now=NOW + timedelta(minutes=n))
+    seqs += await delete(store, feed_id, ["tag:blog.test,2026:3"], NOW + timedelta(hours=1))
+    seen: list[int] = []
+    after = 0
+    while True:
+        page = await store.reads().events(after, 3)
+        if not page.events:
+            break
+        seen += [e["data"]["seq"] for e in page.events]
+        after = page.next
+    assert seen == seqs
+    deleted = await store.reads().events(0, 100, type="entry.deleted")
+    assert [e["data"]["seq"] for e in deleted.events] == seqs[-1:]
+    assert deleted.next == seqs[-1]
+
+
+async def test_prune_lets_go_of_a_done_prefix_and_tells_cursors(store: Store) -> None:
+    feed_id = await feed(store)
+    seqs = [s for n in (1, 2, 3) for s in await commit(store, feed_id, [entry(n)])]
+    later = NOW + timedelta(days=10)
+    claimed = await store.outbox.claim_due("hook", later, 2, later + timedelta(minutes=1))
+    ok = SendOutcome(ok=True, status=200)
+    await store.outbox.record_attempts([AttemptRecord((d.id,), ok, None, later) for d in claimed])
+    policy = Policy(keep_versions=1, keep_events_s=86400.0, keep_deliveries_s=None)
+    dry = await store.prune(policy, later, dry_run=True)
+    assert (dry.events, dry.deliveries, dry.attempts, dry.events_through) == (2, 2, 2, seqs[1])
+    done = await store.prune(policy, later, dry_run=False)
+    assert done == dry
+    with pytest.raises(CursorGone) as gone:
+        await store.reads().events(0, 10)
+    assert gone.value.restart_from == seqs[1]
+    rest = await store.reads().events(seqs[1], 10)
+    assert [e["data"]["seq"] for e in rest.events] == seqs[2:]
+
+
+async def test_concurrent_writers_never_let_a_cursor_skip(store: Store, tmp_path: Path) -> None:
+    """Writers commit pages at once (on PostgreSQL each through a pool of its own, so their
+    transactions really overlap) while a reader follows `after = next`: it sees each event
+    exactly once."""
+    feed_ids = [(await store.ensure_feed(f"f{i}", f"{URL}/{i}", NOW)).id for i in range(3)]
+    writers: list[Store] = [store]
+    if isinstance(store, PostgresStore):
+        writers += [await PostgresStore.open(store.pg.url) for _ in range(2)]
+    written: list[int] = []
+    done = asyncio.Event()
+
+    async def write(w: Store, feed_id: int, base: int) -> None:
+        for n in range(base, base + 15):
+            written.extend(await commit(w, feed_id, [entry(n), entry(n + 1000)], url=f"{URL}/{n}"))
+            await asyncio.sleep(0)
+
+    async def read() -> list[int]:
+        seen: list[int] = []
+        after = 0
+        while True:
+            finished = done.is_set()
+            page = await store.reads().events(after, 4)
+            seen += [e["data"]["seq"] for e in page.events]
+            after = page.next
+            if finished and not page.events:
+                return seen
+            await asyncio.sleep(0)
+
+    reader = asyncio.create_task(read())
+    try:
+        await asyncio.gather(
+            *(write(writers[i % len(writers)], fid, 100 * i) for i, fid in enumerate(feed_ids))
+        )
+    finally:
+        done.set()
+        seen = await reader
+        for w in writers[1:]:
+            await w.close()
+    assert len(written) == 90
+    assert seen == sorted(written)
+
+
+async def test_a_feeds_history_streams_newest_first(store: Store) -> None:
+    feed_id = await feed(store)
+    await commit(store, feed_id, [entry(1), entry(2), entry(3)])
+    await delete(store, feed_id, ["tag:blog.test,2026:2"], NOW + timedelta(hours=1))
+    head = await store.feed_head("blog")
+    assert (head.name, head.url) == ("blog", URL)
+    live = [e.entry_id async for e in store.feed_history("blog", include_deleted=False)]
+    assert live == ["tag:blog.test,2026:1", "tag:blog.test,2026:3"]  # newest published first
+    every = [e async for e in store.feed_history("blog", include_deleted=True)]
+    assert [e.deleted_reason for e in every] == [None, "tombstone", None]
+    assert every[0].categories == ("news",)
