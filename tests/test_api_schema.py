@@ -91,4 +91,9 @@ def test_api_answers_as_documented(case: Case[Any], base_url: str) -> None:
     # Every check but "schema-valid data is accepted": `q` (FTS5 grammar) and `since` (a date,
     # a time or a duration) cannot be described by a JSON Schema, so a schema-valid value may
     # rightly get the documented 400. Invalid data must still be rejected.
-    case.call_and_validate(base_url=base_url, excluded_checks=[positive_data_acceptance])
+    response = case.call(base_url=base_url)
+    if response.status_code == 400 and "Got more than" in response.text:
+        # aiohttp's HTTP parser refuses a request line over 8190 bytes before any route runs,
+        # in plain text: the transport's limit, not the API's answer.
+        return
+    case.validate_response(response, excluded_checks=[positive_data_acceptance])
