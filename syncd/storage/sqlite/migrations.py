@@ -363,3 +363,20 @@ def m011_due_index(db: Database) -> None:
     """The daemon asks every second which feeds are due: an index that answers it without
     reading every feed (a million feeds are a million rows)."""
     db.execute("CREATE INDEX feeds_due ON feeds(next_due_at) WHERE gone_at IS NULL")
+
+
+@migrations()
+def m012_live_entries_search_id(db: Database) -> None:
+    """`live_entries` gains `search_id`, the entry's row in `entries_search`, so a tool that
+    searches a table through an FTS table's rowid (Datasette's `fts_pk`) can search live
+    entries; every other column is as before."""
+    db.execute("DROP VIEW live_entries")
+    db.execute(
+        """
+        CREATE VIEW live_entries AS
+        SELECT f.name AS feed, e.*, k.id AS search_id
+        FROM entries e JOIN feeds f ON f.id = e.feed_id
+        LEFT JOIN entries_search_keys k ON k.feed_id = e.feed_id AND k.entry_id = e.entry_id
+        WHERE e.deleted_at IS NULL
+        """
+    )
