@@ -64,8 +64,8 @@ def write_config(
     another, or a real daemon, would fight over)."""
     fetch_table = {"per_host_rate": 1000, "allow_private_networks": True, "timeout": "10s"}
     fetch_table.update(fetch or {})
-    lines = ["[store]", f"path = {toml_value(str(tmp_path / 'syncd.db'))}"]
-    lines += [f"{k} = {toml_value(v)}" for k, v in (store or {}).items()]
+    store_table = {"path": str(tmp_path / "syncd.db"), **(store or {})}
+    lines = ["[store]"] + [f"{k} = {toml_value(v)}" for k, v in store_table.items()]
     lines += ["", "[fetch]"]
     lines += [f"{k} = {toml_value(v)}" for k, v in fetch_table.items()]
     http_table = {"listen": "127.0.0.1:0", **(http or {})}

@@ -47,7 +47,7 @@ class Writer(threading.Thread):
         except BaseException as e:
             self.errors.append(e)
         finally:
-            store.close()
+            store.db.close()
 
 
 async def get_json(session: aiohttp.ClientSession, url: str) -> Any:

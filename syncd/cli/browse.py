@@ -11,6 +11,7 @@ import click
 from syncd import datasette
 from syncd.cli.common import Ctx, pass_ctx, reading
 from syncd.cli.errors import CliError
+from syncd.storage import Store
 
 __all__ = ["datasette_command"]
 
@@ -27,9 +28,15 @@ def datasette_command(ctx: Ctx, datasette_args: tuple[str, ...]) -> None:
     e.g. `syncd datasette --port 8001 --open`. Needs `pip install 'syncd[datasette]'`."""
     if importlib.util.find_spec("datasette") is None:
         raise CliError("Datasette is not installed here: pip install 'syncd[datasette]'")
-    path = ctx.config().store.path
-    with reading(ctx.config()):
-        pass  # the store exists and is migrated (an error names the file otherwise)
+    config = ctx.config()
+    if config.store.url is not None:
+        raise CliError("syncd datasette opens SQLite stores; this config uses [store] url")
+    path = config.store.path
+
+    async def exists(_store: Store) -> None:
+        return None  # opened: the store exists and is migrated (else an error names the file)
+
+    reading(config, exists)
     # The metadata goes through a pipe: nothing is written beside the store, and it needs no
     # clean-up after the exec. It is far below a pipe's capacity, so writing cannot block.
     read_end, write_end = os.pipe()
