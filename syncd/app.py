@@ -23,6 +23,7 @@ from syncd.daemonlock import DaemonLock
 from syncd.delivery import BoundSink, Dispatcher, OwnerLock, SinkReport
 from syncd.errors import ConfigError, SyncdError
 from syncd.fetch import Fetcher, FetchLimits, create_feed_session, user_agent
+from syncd.housekeeping import Housekeeping, retention_policy
 from syncd.model import EventDraft
 from syncd.parsepool import ParserPool
 from syncd.pull import Bell
@@ -90,6 +91,7 @@ class App:
     _stop: asyncio.Event | None = None
     bell: Bell = field(default_factory=Bell)
     websub: Subscriber | None = None  # the WebSub subscriber (the daemon's callback routes)
+    housekeeping: Housekeeping | None = None  # the daemon's periodic prune
 
     def committed(self) -> None:
         """Events were committed: wake the sinks, and the pull API's waiting readers."""
@@ -132,10 +134,13 @@ class App:
         self._stop = stop
         self._deliver()
         polling = asyncio.create_task(self._poll_loop(stop))
+        tasks = [polling]
+        if self.housekeeping is not None:
+            tasks.append(asyncio.create_task(self.housekeeping.run(stop)))
         await stop.wait()
         # Crawls are abandoned safely: every committed page is whole, the rest is refetched.
         polling.cancel()
-        await asyncio.gather(polling, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._stop_delivering()
 
     def _deliver(self) -> None:
@@ -485,6 +490,15 @@ async def build_app(
             clock=clock,
             sinks=sinks,
             new_dispatcher=new_dispatcher,
+            housekeeping=Housekeeping(
+                store=store,
+                policy=lambda: retention_policy(
+                    app.config.store if app is not None else config.store
+                ),
+                interval_s=config.store.prune_interval_s,
+                clock=clock,
+                observer=metrics,
+            ),
         )
         app.websub = Subscriber(
             store=store,

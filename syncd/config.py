@@ -149,6 +149,7 @@ class StoreTable(_Table):
     keep_versions: Positive | None = None  # newest versions kept per entry
     keep_events: Duration | None = None  # events older than this, every sink done with them
     keep_deliveries: Duration | None = None  # delivered deliveries older than this
+    prune_interval: Duration = 3600.0  # how often `syncd run` prunes (0: never)
 
 
 class FetchTable(_Table):
@@ -308,6 +309,7 @@ class StoreConfig:
     keep_events_s: float | None = None
     keep_deliveries_s: float | None = None
     url: str | None = None  # a PostgreSQL database instead of the SQLite file
+    prune_interval_s: float = 3600.0  # the daemon's periodic prune; 0: off
 
     @property
     def where(self) -> str:
@@ -733,6 +735,7 @@ def parse_config(
             store.keep_events,
             store.keep_deliveries,
             store.url,
+            store.prune_interval,
         ),
         fetch=FetchConfig(
             timeout_s=fc.timeout,

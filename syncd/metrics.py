@@ -23,12 +23,14 @@ from prometheus_client.registry import Collector
 from syncd.errors import FetchError, SyncdError
 from syncd.model import DeliveryState, FetchResult, ParsedPage, Validators
 from syncd.overview import Overview
+from syncd.storage.values import PruneReport
 from syncd.sync import PageFetcher, PageParser, SyncReport
 
 log = structlog.get_logger("syncd.metrics")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PAGES_BUCKETS = (1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000)
+PRUNED_KINDS = ("versions", "events", "deliveries", "attempts")
 PARSE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -74,6 +76,17 @@ class Metrics:
             ["sink", "outcome"],
             registry=r,
         )
+        self.pruned_rows = Counter(
+            "syncd_pruned_rows",
+            "Rows the periodic prune deleted, by kind: versions, events, deliveries, attempts.",
+            ["kind"],
+            registry=r,
+        )
+        for kind in PRUNED_KINDS:  # each kind shows 0 until the first prune, not nothing
+            self.pruned_rows.labels(kind)
+        self.prune_seconds = Histogram(
+            "syncd_prune_duration_seconds", "Time per periodic prune run.", registry=r
+        )
         # Last success observed by this process, beside the store's (which only knows the last
         # crawl): a feed whose latest crawl failed still shows when it last succeeded here.
         self.last_success: dict[str, float] = {}
@@ -93,6 +106,11 @@ class Metrics:
                 self.events.labels(kind).inc(n)
         if report.completed and report.recorded:
             self.last_success[report.feed] = time.time()
+
+    def pruned(self, report: PruneReport, seconds: float) -> None:
+        self.prune_seconds.observe(seconds)
+        for kind in PRUNED_KINDS:
+            self.pruned_rows.labels(kind).inc(getattr(report, kind))
 
     def delivered(self, sink: str, state: DeliveryState) -> None:
         self.deliveries.labels(sink, str(state)).inc()

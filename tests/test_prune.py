@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,7 +19,10 @@ from syncd.storage.sqlite import SqliteStore, events, outbox
 from syncd.storage.sqlite.reader import SqliteReads
 from syncd.storage.values import Policy
 from syncd.timestamps import to_text
-from tests.conftest import syncd, write_config
+from tests.conftest import db_rows, file_sink, jsonl_so_far, syncd, write_config
+from tests.support.feedserver import BloggerFeed, serve_feed
+from tests.support.process import free_port, running_syncd
+from tests.test_daemon_http import Samples, eventually, get
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -123,3 +127,49 @@ async def test_prune_command(tmp_path: Path) -> None:
     assert real.code == 0, real.stderr
     assert "3 events" in real.stdout and "5 versions" in real.stdout
     assert count(tmp_path / "syncd.db", "events") == 3
+
+
+async def test_the_daemon_prunes_periodically(tmp_path: Path) -> None:
+    feed = BloggerFeed(12)
+    port = free_port()
+    async with serve_feed(feed) as server:
+        config = write_config(
+            tmp_path,
+            feeds=[{"name": "f", "url": server.url, "interval": "1s"}],
+            sinks=[file_sink(tmp_path)],
+            http={"listen": f"127.0.0.1:{port}"},
+            store={"keep_events": "1s", "keep_versions": 1, "prune_interval": "1s"},
+        )
+        db = tmp_path / "syncd.db"
+        async with running_syncd(config) as daemon:
+            await eventually(_true(lambda: len(jsonl_so_far(tmp_path / "archive.jsonl")) == 12))
+            edited = feed.ids()[0]
+            feed.edit_entry(edited, title="Edited while the daemon runs")
+            await eventually(_true(lambda: len(jsonl_so_far(tmp_path / "archive.jsonl")) == 13))
+            # Delivered and older than a second: every event goes, and all but the newest
+            # version of the edited post; the entries themselves stay.
+            await eventually(_true(lambda: db_rows(db, "SELECT COUNT(*) FROM events") == [(0,)]))
+            await eventually(
+                _true(lambda: db_rows(db, "SELECT COUNT(*) FROM entry_versions") == [(12,)])
+            )
+            assert db_rows(db, "SELECT COUNT(*) FROM entries") == [(12,)]
+            base = f"http://127.0.0.1:{port}"
+            status, body = await get(base + "/api/events?after=0")
+            assert status == 410 and json.loads(body)["restart_from"] == 13
+            _, text = await get(base + "/metrics")
+            samples = Samples(text)
+            assert samples.get("syncd_pruned_rows_total", kind="events") == 13
+            assert samples.get("syncd_pruned_rows_total", kind="versions") == 1
+            # Syncing goes on beside it: a new post is stored and delivered.
+            feed.add_entry("After the prune")
+            await eventually(_true(lambda: len(jsonl_so_far(tmp_path / "archive.jsonl")) == 14))
+            err = await daemon.stop()
+    pruned = [json.loads(line) for line in err.splitlines() if '"pruned"' in line]
+    assert sum(p["events"] for p in pruned) >= 13, err
+
+
+def _true(predicate: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def probe() -> bool:
+        return predicate()
+
+    return probe

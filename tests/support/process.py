@@ -7,9 +7,12 @@ caller's event loop. Nothing here waits on or judges the process: callers do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import socket
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -51,3 +54,29 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+@contextlib.asynccontextmanager
+async def running_syncd(config: Path) -> AsyncIterator[Daemon]:
+    """`syncd run` for the block; SIGTERM at its end (the caller may have stopped it already),
+    a kill if the block failed. `Daemon.stop()` returns its stderr."""
+    proc = await start_syncd(config, "run", stdout=asyncio.subprocess.DEVNULL)
+    daemon = Daemon(proc)
+    try:
+        yield daemon
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+class Daemon:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    async def stop(self, timeout: float = 30) -> str:  # noqa: ASYNC109
+        """SIGTERM, wait; asserts a clean exit and returns what it logged."""
+        self.proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(self.proc.communicate(), timeout)
+        assert self.proc.returncode == 0, err.decode()
+        return err.decode()
