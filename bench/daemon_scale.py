@@ -10,7 +10,8 @@ steady state is measured over a window:
 * polls/s achieved (requests the server answered in the window) against the required N / 900 s;
 * CPU of the main process in % of one core, and of its children (parser workers);
 * RSS of the main process (peak sampled in the window) and of the children;
-* startup: seconds and CPU seconds until the first poll, and RSS then.
+* startup: seconds and CPU seconds until the first poll, and RSS then;
+* the feed server's own CPU, to show it is not what limits the rate.
 
 The window is shorter than the interval (a 15-minute window per size would take an hour); with
 next polls spread evenly, any window sees the steady rate. Prints figures, never verdicts.
@@ -118,13 +119,14 @@ async def serve() -> None:
 
 
 @contextlib.asynccontextmanager
-async def feed_server() -> AsyncIterator[int]:
+async def feed_server() -> AsyncIterator[tuple[int, int]]:
+    """(port, pid) of the feed server, a process (and session) of its own."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--serve", stdout=asyncio.subprocess.PIPE
+        sys.executable, __file__, "--serve", stdout=asyncio.subprocess.PIPE, start_new_session=True
     )
     try:
         assert proc.stdout is not None
-        yield int(await proc.stdout.readline())
+        yield int(await proc.stdout.readline()), proc.pid
     finally:
         proc.terminate()
         await proc.wait()
@@ -267,7 +269,7 @@ async def wait_ready(sock: socket.socket, proc: asyncio.subprocess.Process) -> N
 async def run_size(n: int, window: float, out: list[dict[str, float]], root: Path | None) -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        async with feed_server() as port:
+        async with feed_server() as (port, server_pid):
             t0 = time.perf_counter()
             seed(tmp / "syncd.db", n, port, datetime.now(UTC))
             config = write_config(tmp, n, port)
@@ -297,6 +299,7 @@ async def run_size(n: int, window: float, out: list[dict[str, float]], root: Pat
                     at_start = sample(proc.pid)
                     await asyncio.sleep(min(10.0, window / 3))  # settle
                     first, c0, w0 = sample(proc.pid), await served(port), time.perf_counter()
+                    server0 = sample(server_pid).cpu_main
                     peak = first
                     while time.perf_counter() - w0 < window:
                         await asyncio.sleep(1.0)
@@ -304,6 +307,7 @@ async def run_size(n: int, window: float, out: list[dict[str, float]], root: Pat
                         if s.rss_main > peak.rss_main:
                             peak = s
                     last, c1, w1 = sample(proc.pid), await served(port), time.perf_counter()
+                    server1 = sample(server_pid).cpu_main
                 finally:
                     proc.send_signal(signal.SIGTERM)
                     await proc.wait()
@@ -320,6 +324,7 @@ async def run_size(n: int, window: float, out: list[dict[str, float]], root: Pat
                 "startup_cpu": at_start.cpu_main,
                 "startup_rss": at_start.rss_main / 2**20,
                 "window": elapsed,
+                "cpu_server": 100 * (server1 - server0) / elapsed,
             }
             out.append(row)
             print("  " + json.dumps({k: round(v, 2) for k, v in row.items()}), flush=True)
@@ -334,6 +339,7 @@ async def main(sizes: list[int], window: float, root: Path | None) -> None:
     print(
         f"{'feeds':>9} {'required/s':>10} {'polls/s':>8} {'ratio':>6} {'CPU main':>9}"
         f" {'CPU kids':>9} {'RSS main':>9} {'RSS kids':>9} {'startup':>8} {'window':>7}"
+        f" {'server CPU':>10}"
     )
     for r in rows:
         print(
@@ -341,7 +347,7 @@ async def main(sizes: list[int], window: float, root: Path | None) -> None:
             f" {r['polls_s'] / r['required']:>6.2f}"
             f" {r['cpu_main']:>8.1f}% {r['cpu_children']:>8.1f}%"
             f" {r['rss_main']:>6.0f} MiB {r['rss_children']:>5.0f} MiB"
-            f" {r['startup_s']:>7.1f}s {r['window']:>6.0f}s"
+            f" {r['startup_s']:>7.1f}s {r['window']:>6.0f}s {r['cpu_server']:>9.1f}%"
         )
 
 
