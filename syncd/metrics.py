@@ -104,7 +104,10 @@ class Metrics:
         ):
             if n:
                 self.events.labels(kind).inc(n)
-        if report.completed and report.recorded:
+        # Kept only while the per-feed gauges can be exported (below per_feed_limit feeds): a
+        # daemon of a million feeds would otherwise hold a million entries nobody reads.
+        kept = report.feed in self.last_success or len(self.last_success) < self.per_feed_limit
+        if report.completed and report.recorded and kept:
             self.last_success[report.feed] = time.time()
 
     def pruned(self, report: PruneReport, seconds: float) -> None:

@@ -81,3 +81,11 @@ async def test_metrics_values_from_the_observers(tmp_path: Path) -> None:
     assert samples[("syncd_feeds_due", ())] == 1  # registered, never polled: due now
     assert samples[("syncd_deliveries_pending", (("sink", "archive"),))] == 0
     assert not any(name == "syncd_feed_last_success_timestamp_seconds" for name, _ in samples)
+
+
+def test_last_success_is_kept_only_while_per_feed_series_can_show_it() -> None:
+    # A daemon of a million feeds must not hold a million timestamps nobody exports.
+    metrics = Metrics(per_feed_limit=2)
+    for name in ("a", "b", "c", "a"):
+        metrics.crawled(SyncReport(feed=name, completed=True))
+    assert set(metrics.last_success) == {"a", "b"}
