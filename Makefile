@@ -47,6 +47,7 @@ bench: $(BIN)/syncd
 	$(BIN)/python bench/freshness.py
 	$(BIN)/python bench/daemon_scale.py
 	$(BIN)/python bench/export.py
+	$(BIN)/python bench/websub.py
 
 clean:
 	rm -rf $(VENV) $(RUN_VENV) var .pytest_cache .mypy_cache .ruff_cache

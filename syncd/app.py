@@ -9,7 +9,7 @@ import asyncio
 import dataclasses
 import functools
 import random
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -206,7 +206,7 @@ class App:
                 self.committed()
             if self.websub is not None:
                 try:
-                    await self.websub.noticed(feed, report.websub)
+                    await self.websub.polled(feed, report)
                 except SyncdError as e:
                     log.error("websub subscription not recorded", feed=feed.name, error=str(e))
             return report
@@ -228,8 +228,15 @@ class App:
         try:
             while not stop.is_set():
                 if self.config is not seen:  # at start, and after a reload
+                    starting = seen is None
                     seen = self.config
                     by_name = await self._register(seen, known=by_name)
+                    await self._websub(
+                        Subscriber.configured(self.websub, seen, starting=starting)
+                        if self.websub
+                        else None
+                    )
+                await self._websub(Subscriber.tick(self.websub) if self.websub else None)
                 now = self.clock()
                 for name in [n for n, until in held.items() if until <= now]:
                     del held[name]
@@ -270,6 +277,15 @@ class App:
             for task in list(in_flight.values()):
                 task.cancel()
             await asyncio.gather(*in_flight.values(), return_exceptions=True)
+
+    async def _websub(self, step: Awaitable[None] | None) -> None:
+        """One step of the WebSub subscriber's upkeep; a store failure is logged and retried."""
+        if step is None:
+            return
+        try:
+            await step
+        except SyncdError as e:
+            log.error("websub upkeep failed; retrying", error=str(e))
 
     async def spread_start(self, feed: FeedConfig) -> None:
         """Register the feed; if it was synced before and is overdue (the daemon was down), poll
@@ -507,6 +523,8 @@ async def build_app(
             clock=clock,
             config=lambda: app.config if app is not None else config,
             committed=app.committed,
+            rng=rng,
+            observer=metrics,
         )
         stack.push_async_callback(app.websub.aclose)
         yield app

@@ -250,6 +250,8 @@ class WebSubTable(_Table):
     public_url: HttpUrlText | None = None  # the daemon's HTTP server as hubs reach it
     lease: Duration = 864_000.0  # the hub.lease_seconds asked for (10 days)
     allow_insecure_hubs: bool = False  # subscribe (and send a secret) to http:// hubs
+    websub_poll_interval: Duration = 86_400.0  # the safety-net poll of a subscribed feed
+    max_pushes_per_minute: Positive = 60  # per callback; beyond it pushes are answered 429
 
 
 class SinkTable(_Table):
@@ -364,6 +366,8 @@ class WebSubConfig:
     public_url: str | None = None
     lease_s: float = 864_000.0
     allow_insecure_hubs: bool = False
+    poll_interval_s: float = 86_400.0  # websub_poll_interval
+    max_pushes_per_minute: int = 60
 
     @property
     def active(self) -> bool:
@@ -761,6 +765,8 @@ def parse_config(
             public_url=ws.public_url.rstrip("/") if ws.public_url else None,
             lease_s=ws.lease,
             allow_insecure_hubs=ws.allow_insecure_hubs,
+            poll_interval_s=ws.websub_poll_interval,
+            max_pushes_per_minute=ws.max_pushes_per_minute,
         ),
         notes=tuple(notes),
         defaults=_feed("defaults", FeedTable.model_construct(name="", url=""), d, source, [])

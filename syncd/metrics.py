@@ -87,6 +87,18 @@ class Metrics:
         self.prune_seconds = Histogram(
             "syncd_prune_duration_seconds", "Time per periodic prune run.", registry=r
         )
+        self.websub_accepted = Counter(
+            "syncd_websub_pushes_accepted",
+            "WebSub content distributions taken (thin pings included).",
+            registry=r,
+        )
+        self.websub_rejected = Counter(
+            "syncd_websub_pushes_rejected",
+            "WebSub content distributions refused or ignored, by reason: signature,"
+            " rate_limited, too_large, unparsable, unknown_callback.",
+            ["reason"],
+            registry=r,
+        )
         # Last success observed by this process, beside the store's (which only knows the last
         # crawl): a feed whose latest crawl failed still shows when it last succeeded here.
         self.last_success: dict[str, float] = {}
@@ -117,6 +129,12 @@ class Metrics:
 
     def delivered(self, sink: str, state: DeliveryState) -> None:
         self.deliveries.labels(sink, str(state)).inc()
+
+    def pushed(self, outcome: str) -> None:
+        if outcome == "accepted":
+            self.websub_accepted.inc()
+        else:
+            self.websub_rejected.labels(outcome).inc()
 
     def fetched(self, status: int | None, body_bytes: int) -> None:
         self.fetches.labels(str(status) if status is not None else "none").inc()

@@ -8,15 +8,24 @@ Reads the store only; it never writes, and it needs no secret.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from syncd.config import Config, FeedConfig
 from syncd.schedule import is_stale
 from syncd.storage import Store
+from syncd.storage.values import Subscription
 from syncd.timestamps import from_text
+from syncd.websub import is_live
 
-__all__ = ["DELIVERY_STATES", "feed_list", "feed_outcome", "sink_status", "status_report"]
+__all__ = [
+    "DELIVERY_STATES",
+    "describe_websub",
+    "feed_list",
+    "feed_outcome",
+    "sink_status",
+    "status_report",
+]
 
 DELIVERY_STATES = ("pending", "failed", "dead", "delivered")
 
@@ -30,12 +39,67 @@ def feed_outcome(summary: dict[str, Any]) -> str:
     return str(outcome) if outcome else "never synced"
 
 
+def describe_websub(w: dict[str, Any] | None) -> str:
+    """One line for a feed's WebSub subscription (its `status` row's `websub`): hub, state,
+    lease, pushes, and whether its pushes are trusted."""
+    if not w:
+        return "no hub subscribed"
+    text = (
+        f"{w['state']} at {w['hub']}"
+        + (f", lease until {_second(w['lease_expires_at'])}" if w["lease_expires_at"] else "")
+        + f", {w['pushes']} pushes, {w['rejected']} rejected"
+        + (f", last push {_second(w['last_push_at'])}" if w["last_push_at"] else "")
+        + (f" ({w['reason']})" if w["reason"] else "")
+    )
+    if w["unreliable_at"]:
+        text += (
+            f"; UNRELIABLE since {_second(w['unreliable_at'])}: {w['unreliable_reason']}"
+            " (polled at its own interval)"
+        )
+    return text
+
+
+async def websub_summaries(store: Store, now: datetime) -> dict[str, dict[str, Any]]:
+    """Per feed name, its current subscription: the live one, else the newest request (a denied
+    or pending one says why nothing is pushed)."""
+    current: dict[str, Subscription] = {}
+    for s in await store.websub.all_subscriptions():
+        held = current.get(s.feed_name)
+        if held is None or not _live(held, now) or _live(s, now):
+            current[s.feed_name] = s
+    return {
+        name: {
+            "hub": s.hub,
+            "topic": s.topic,
+            "state": s.state,
+            "reason": s.reason,
+            "lease_expires_at": _iso(s.expires_at),
+            "renew_at": _iso(s.renew_at),
+            "last_push_at": _iso(s.last_push_at),
+            "pushes": s.pushes,
+            "rejected": s.rejected,
+            "unreliable_at": _iso(s.unreliable_at),
+            "unreliable_reason": s.unreliable_reason,
+        }
+        for name, s in current.items()
+    }
+
+
+def _live(s: Subscription, now: datetime) -> bool:
+    return is_live(s.state, s.expires_at, now)
+
+
+def _second(iso: str) -> str:
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
 async def status_report(
     config: Config, store: Store, now: datetime, feeds: Sequence[FeedConfig] | None = None
 ) -> dict[str, Any]:
     """Every configured feed (a feed never synced too; only `feeds` when given) and every sink,
     as `status --json`."""
     known = {f["name"]: f for f in await store.feed_summaries()}
+    websub = await websub_summaries(store, now)
     out = []
     for f in config.feeds if feeds is None else feeds:
         row = dict(known.get(f.name) or {"name": f.name, "url": f.url})
@@ -45,6 +109,7 @@ async def status_report(
         if f.name in known:
             newest = from_text(row.get("newest_updated"))
             row["stale"] = is_stale(newest, f.expect_update_within_s, now)
+        row["websub"] = websub.get(f.name)  # None: no hub subscribed (or none advertised)
         out.append(row)
     return {"feeds": out, "sinks": await sink_status(config, store, now)}
 

@@ -417,10 +417,12 @@ class FeedSyncer:
 
     async def apply_push(
         self, feed: FeedConfig, body: bytes, headers: Mapping[str, str], page_key: str
-    ) -> PageChanges:
+    ) -> tuple[PageChanges, int]:
         """A document a WebSub hub pushed, parsed, diffed and committed like a fetched page, as a
         partial one: hubs send only new or changed entries, so it proves no absence and is no
-        step of a crawl. `page_key` names it in the pages table. Raises ParseError/SyncdError."""
+        step of a crawl (its tombstones are explicit evidence, and delete as in a poll).
+        `page_key` names it in the pages table. Returns the changes and how many entries and
+        tombstones it carried (none: a thin ping). Raises ParseError/SyncdError."""
         state = await self.store.ensure_feed(feed.name, feed.url, self.clock())
         page = await self.parser.parse(
             body, url=feed.url, headers=headers, ignore_fields=feed.ignore_fields
@@ -437,9 +439,13 @@ class FeedSyncer:
             elapsed_ms=0.0,
         )
         title = page.feed_title or state.title
-        return await self._commit(
+        usable = len(page.entries) + len(page.tombstones)
+        if not usable:
+            return PageChanges((), (), (), []), 0
+        changed = await self._commit(
             feed, state, page, result, title, state.first_synced_at is None, {}, set(), True
         )
+        return changed, usable
 
     def _changes_will_ask(self, feed: FeedConfig, state: FeedState, since: datetime | None) -> bool:
         """Whether this poll's changes query will run (known to be offered and not off)."""

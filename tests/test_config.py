@@ -228,7 +228,12 @@ def test_changes_query_settings(tmp_path: Path) -> None:
 def test_websub_table(tmp_path: Path) -> None:
     cfg = parse_config(
         {
-            "websub": {"public_url": "https://syncd.example.org/", "lease": "2d"},
+            "websub": {
+                "public_url": "https://syncd.example.org/",
+                "lease": "2d",
+                "websub_poll_interval": "12h",
+                "max_pushes_per_minute": 10,
+            },
             "feeds": [
                 {"name": "a", "url": "http://h/a"},
                 {"name": "b", "url": "http://h/b", "websub": False},
@@ -239,6 +244,7 @@ def test_websub_table(tmp_path: Path) -> None:
     )
     assert cfg.websub.public_url == "https://syncd.example.org"
     assert cfg.websub.lease_s == 172800.0 and cfg.websub.active
+    assert cfg.websub.poll_interval_s == 43200.0 and cfg.websub.max_pushes_per_minute == 10
     assert [f.websub for f in cfg.feeds] == [True, False]
     with pytest.raises(ConfigErrors) as e:
         parse_config(

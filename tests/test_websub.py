@@ -1,24 +1,49 @@
-"""WebSub subscriber (issue 10): discovery and signatures (pure), then a local hub against the real
-`syncd run`: subscribe, verify, a signed push of an edit reaches the webhook sink as
-entry.updated, a tampered push and a push to an unknown callback change nothing."""
+"""WebSub subscriber (issue 10): discovery, signatures, leases, retries and the push budget (pure),
+several Link headers through the real fetcher, then a local hub against the real `syncd run`:
+subscribe, verify, a signed push of an edit reaches the webhook sink as entry.updated without a
+poll, a tampered push and a push to an unknown callback change nothing, a push that omits entries
+deletes nothing, a thin ping fetches page 1; a 10 s lease is renewed, a push lost while syncd was
+down is found by the poll after the restart, a feed dropped on reload is unsubscribed; a
+safety-net poll that finds what no push delivered marks WebSub unreliable for the feed."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import json
+import random
+import signal
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
-from syncd.websub import Discovery, discover, signature_ok
-from tests.conftest import webhook_sink, write_config
+from syncd.fetch import Fetcher, FetchLimits, create_feed_session
+from syncd.throttle import HostThrottle
+from syncd.websub import (
+    RETRY_CAP_S,
+    RETRY_FIRST_S,
+    Discovery,
+    discover,
+    is_live,
+    next_step,
+    renew_at,
+    retry_at,
+    signature_ok,
+    take_push,
+)
+from tests.conftest import syncd
 from tests.support.feedserver import BloggerFeed, serve_feed
-from tests.support.hub import serve_hub
+from tests.support.hub import keep_entries, serve_hub, websub_config
 from tests.support.process import free_port
 from tests.support.receiver import ReceiverServer
-from tests.test_daemon_http import daemon, eventually
+from tests.test_daemon_http import daemon, eventually, get
 
 FEED = "https://example.org/feed"
 
@@ -57,12 +82,97 @@ def test_signatures(method: str) -> None:
     assert not signature_ok("s3cret", None, body)
 
 
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def test_renewal_falls_between_half_and_four_fifths_of_the_lease() -> None:
+    rng = random.Random(7)
+    points = [(renew_at(NOW, 1000, rng) - NOW).total_seconds() for _ in range(500)]
+    assert min(points) >= 500 and max(points) <= 800
+    assert max(points) - min(points) > 250  # spread, not one fixed point
+
+
+def test_unverified_requests_back_off_to_a_day() -> None:
+    rng = random.Random(1)
+    delays = [(retry_at(NOW, n, rng) - NOW).total_seconds() for n in (1, 2, 3, 20)]
+    assert RETRY_FIRST_S * 0.9 <= delays[0] <= RETRY_FIRST_S * 1.1
+    assert delays[0] < delays[1] < delays[2]
+    assert delays[3] == pytest.approx(RETRY_CAP_S, rel=0.1) and delays[3] <= RETRY_CAP_S
+
+
+def test_next_step_of_a_subscription() -> None:
+    past, future = NOW - timedelta(seconds=1), NOW + timedelta(hours=1)
+
+    def step(
+        state: str,
+        attempts: int = 1,
+        *,
+        retry: datetime | None = None,
+        renew: datetime | None = None,
+    ) -> str | None:
+        return next_step(state, attempts=attempts, retry=retry, renew=renew, now=NOW)
+
+    assert step("subscribing", retry=past) == "subscribe"  # never verified: asked again
+    assert step("subscribing", retry=future) is None
+    assert step("renewing", retry=past) == "subscribe"
+    assert step("active", renew=past) == "renew"
+    assert step("active", renew=future) is None
+    assert step("unsubscribing", 1, retry=past) == "unsubscribe"
+    assert step("unsubscribing", 3, retry=past) == "close"
+    assert step("denied", retry=past) is None  # a denial is not asked again
+    assert is_live("renewing", future, NOW) and not is_live("active", past, NOW)
+    assert not is_live("subscribing", None, NOW)
+
+
+def test_push_budget_per_callback() -> None:
+    budget = None
+    for _ in range(3):
+        budget = take_push(budget, 3, NOW)
+        assert budget is not None
+    assert take_push(budget, 3, NOW) is None  # the fourth within the minute: 429
+    assert take_push(budget, 3, NOW + timedelta(seconds=20)) is not None  # one refilled
+
+
+async def test_every_link_header_reaches_discovery() -> None:
+    """Two `Link` fields (the hub in the second): the fetcher keeps both."""
+
+    async def feed(_: web.Request) -> web.Response:
+        response = web.Response(body=b"<feed/>", content_type="application/atom+xml")
+        response.headers.add("Link", '</feed.xml>; rel="self"')
+        response.headers.add("Link", '<https://hub.example/>; rel="hub"')
+        return response
+
+    app = web.Application()
+    app.router.add_get("/feed", feed)
+    async with TestServer(app, host="127.0.0.1") as server:
+        limits = FetchLimits()
+        async with create_feed_session(
+            limits, allow_private_networks=True, concurrency=1
+        ) as session:
+            fetcher = Fetcher(session, HostThrottle(100.0), limits)
+            result = await fetcher.fetch(str(server.make_url("/feed")))
+        self_url = str(server.make_url("/feed.xml"))
+    found = discover(result.headers, result.body, result.final_url)
+    assert found == Discovery("https://hub.example/", self_url)
+
+
 def _events(db: Path) -> list[tuple[str, str]]:
     conn = sqlite3.connect(db)
     try:
         return conn.execute("SELECT type, entry_id FROM events ORDER BY seq").fetchall()
     finally:
         conn.close()
+
+
+def _page1_reads(model: BloggerFeed) -> int:
+    return sum(not r.changes for r in model.log)
+
+
+async def _status(config: Path) -> dict[str, Any]:
+    result = await syncd(config, "status", "--json")
+    assert result.code == 0, result.stderr
+    feeds: dict[str, Any] = json.loads(result.stdout)["feeds"][0]
+    return feeds
 
 
 async def test_push_through_a_local_hub(tmp_path: Path, receiver: ReceiverServer) -> None:
@@ -72,17 +182,10 @@ async def test_push_through_a_local_hub(tmp_path: Path, receiver: ReceiverServer
         hub = hub_server.hub
         feed_url = feed_server.url
         model.set_headers({"Link": f'<{hub_server.url}>; rel="hub", <{feed_url}>; rel="self"'})
-        config = write_config(
-            tmp_path,
-            feeds=[{"name": "blog", "url": feed_url, "interval": "1h", "max_pages": 1}],
-            sinks=[webhook_sink(receiver.url, initial="skip")],
-            http={"listen": f"127.0.0.1:{port}"},
-        )
-        with config.open("a") as f:
-            f.write(
-                f'\n[websub]\npublic_url = "http://127.0.0.1:{port}"\n'
-                'lease = "1d"\nallow_insecure_hubs = true\n'
-            )
+        feeds: list[dict[str, str | int]] = [
+            {"name": "blog", "url": feed_url, "interval": "1h", "max_pages": 1}
+        ]
+        config = websub_config(tmp_path, port, feeds, receiver.url, 'lease = "1d"\n')
         db = tmp_path / "syncd.db"
         async with daemon(config):
             await eventually(lambda: _async(bool(hub.subscriptions)))
@@ -92,6 +195,7 @@ async def test_push_through_a_local_hub(tmp_path: Path, receiver: ReceiverServer
             assert sub.lease_seconds == 86400
             assert sub.callback.startswith(f"http://127.0.0.1:{port}/websub/")
             assert len(sub.callback.rsplit("/", 1)[1]) >= 40  # unguessable
+            polls = len(model.log)
 
             # A verification for a subscription not pending (already active): 404.
             status, _ = await hub.verify_as(
@@ -121,17 +225,129 @@ async def test_push_through_a_local_hub(tmp_path: Path, receiver: ReceiverServer
             gone = sub.callback.rsplit("/", 1)[0] + "/not-a-subscription"
             assert await hub.push(sub, tampered, callback=gone) == 410
 
+            # A fat ping of the one edited entry (sha1, as the Google hub signs): the other 24
+            # entries are left out, and none of them is deleted.
             model.edit_entry(first, title="Pushed edit")
-            body = await _page1(feed_url)
+            body = keep_entries(await _page1(feed_url), 1)
             assert await hub.publish(feed_url, body, method="sha1") == [202]
             events = await receiver.receiver.wait_for(1, timeout=20)
             pushed = [e for e in events if e["type"] == "entry.updated"]
-            assert {e["data"]["entry"]["id"] for e in pushed} >= {first}
-            # The first entry's update arrived without a poll (the interval is an hour).
-            assert any(e["data"]["entry"]["title"] == "Pushed edit" for e in pushed)
+            assert [e["data"]["entry"]["title"] for e in pushed] == ["Pushed edit"]
+            assert [t for t, _ in _events(db) if t == "entry.deleted"] == []
+            # …and it arrived without a poll: the interval is an hour.
+            assert len(model.log) == polls + 2  # the test's own two reads of page 1
+
+            # A tombstone in a signed push is explicit evidence: it deletes (as in a poll).
+            tombstone = (
+                b'<at:deleted-entry xmlns:at="http://purl.org/atompub/tombstones/1.0" ref="'
+                + second.encode()
+                + b'" when="2030-01-01T00:00:00Z"/>'
+            )
+            assert await hub.publish(
+                feed_url, keep_entries(body, 0)[:-7] + tombstone + b"</feed>"
+            ) == [202]
+            events = await receiver.receiver.wait_for(2, timeout=20)
+            assert (events[1]["type"], events[1]["data"]["entry"]["id"]) == (
+                "entry.deleted",
+                second,
+            )
+
+            # A thin ping (no entries): page 1 is fetched, once a minute at most.
+            reads = _page1_reads(model)
+            assert await hub.publish(feed_url, keep_entries(body, 0)) == [202]
+            await eventually(lambda: _async(_page1_reads(model) > reads))
+            assert await hub.publish(feed_url, keep_entries(body, 0)) == [202]
+            await asyncio.sleep(1.5)  # the poll loop looks every second
+            assert _page1_reads(model) == reads + 1
+
+            shown = (await _status(config))["websub"]
+            assert shown["state"] == "active" and shown["hub"] == hub_server.url
+            assert shown["pushes"] == 4 and shown["rejected"] == 2
+            assert shown["lease_expires_at"] is not None and shown["unreliable_at"] is None
+            _, metrics = await get(f"http://127.0.0.1:{port}/metrics")
+            assert 'syncd_websub_pushes_rejected_total{reason="signature"} 2.0' in metrics
+            assert 'syncd_websub_pushes_rejected_total{reason="unknown_callback"} 1.0' in metrics
+            assert "syncd_websub_pushes_accepted_total 4.0" in metrics
 
 
-async def _async(value: bool) -> bool:
+async def test_lease_renewal_restart_and_reload(tmp_path: Path, receiver: ReceiverServer) -> None:
+    """A 10 s lease is renewed before it ends, and the feed is not polled at its 2 s interval
+    meanwhile; a push lost while syncd was down is found by the poll after the restart; a feed
+    dropped from the config on reload is unsubscribed."""
+    port = free_port()
+    model = BloggerFeed()
+    async with serve_hub() as hub_server, serve_feed(model) as feed_server:
+        hub = hub_server.hub
+        model.set_headers({"Link": f'<{hub_server.url}>; rel="hub"'})
+        feeds: list[dict[str, str | int]] = [
+            {"name": "blog", "url": feed_server.url, "interval": "2s", "max_pages": 1}
+        ]
+        config = websub_config(tmp_path, port, feeds, receiver.url, 'lease = "10s"\n')
+        async with daemon(config):
+            await eventually(lambda: _async(bool(hub.subscriptions)))
+            (sub,) = hub.subscriptions.values()
+            asked = hub.received[0]
+            polls = len(model.log)
+            renewals = lambda: _async(len(hub.requests) >= 2)  # noqa: E731
+            await eventually(renewals, timeout=15)
+            assert hub.requests[1]["hub.mode"] == "subscribe"
+            assert hub.requests[1]["hub.callback"] == sub.callback
+            assert hub.received[1] - asked < 10  # before the lease ended
+            assert len(model.log) == polls  # the safety net's 24 h, not the 2 s interval
+
+        first = model.ids()[0]
+        model.edit_entry(first, title="Edited while syncd was down")
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await hub.publish(feed_server.url, await _page1(feed_server.url))
+        async with daemon(config) as proc:
+            events = await receiver.receiver.wait_for(1, timeout=20)
+            assert [e["data"]["entry"]["title"] for e in events] == ["Edited while syncd was down"]
+            # Dropped on reload: unsubscribed at the hub, which verifies it.
+            callback = (await eventually(lambda: _async(list(hub.subscriptions))))[0][0]
+            other: list[dict[str, str | int]] = [
+                {"name": "other", "url": "http://127.0.0.1:9/feed", "interval": "1h"}
+            ]
+            websub_config(tmp_path, port, other, receiver.url, 'lease = "10s"\n')
+            proc.send_signal(signal.SIGHUP)
+            unsubscribed = lambda: _async(  # noqa: E731
+                any(
+                    r["hub.mode"] == "unsubscribe" and r["hub.callback"] == callback
+                    for r in hub.requests
+                )
+            )
+            await eventually(unsubscribed)
+            await eventually(lambda: _async(not hub.subscriptions))
+
+
+async def test_poll_that_finds_a_missed_change_marks_websub_unreliable(
+    tmp_path: Path, receiver: ReceiverServer
+) -> None:
+    port = free_port()
+    model = BloggerFeed()
+    async with serve_hub() as hub_server, serve_feed(model) as feed_server:
+        model.set_headers({"Link": f'<{hub_server.url}>; rel="hub"'})
+        feeds: list[dict[str, str | int]] = [
+            {"name": "blog", "url": feed_server.url, "interval": "1h", "max_pages": 1}
+        ]
+        config = websub_config(tmp_path, port, feeds, receiver.url, 'websub_poll_interval = "1s"\n')
+        async with daemon(config):
+            await eventually(lambda: _async(bool(hub_server.hub.subscriptions)))
+            # One safety-net poll under the subscription, then an edit no push delivers.
+            before = _page1_reads(model)
+            await eventually(lambda: _async(_page1_reads(model) > before))
+            model.edit_entry(model.ids()[0], title="Never pushed")
+            await receiver.receiver.wait_for(1, timeout=20)
+
+            async def unreliable() -> dict[str, Any] | None:
+                shown = await _status(config)
+                return shown if shown["websub"]["unreliable_at"] else None
+
+            shown = await eventually(unreliable)
+            assert "no push delivered" in shown["websub"]["unreliable_reason"]
+            assert "WebSub" not in shown["next_due_reason"]  # its own interval is back
+
+
+async def _async(value: Any) -> Any:
     return value
 
 
@@ -146,16 +362,10 @@ async def test_denied_subscription_is_recorded(tmp_path: Path, receiver: Receive
     async with serve_hub() as hub_server, serve_feed(model) as feed_server:
         hub_server.hub.deny = "not on this hub"
         model.set_headers({"Link": f'<{hub_server.url}>; rel="hub"'})
-        config = write_config(
-            tmp_path,
-            feeds=[{"name": "blog", "url": feed_server.url, "interval": "1h", "max_pages": 1}],
-            sinks=[webhook_sink(receiver.url, initial="skip")],
-            http={"listen": f"127.0.0.1:{port}"},
-        )
-        with config.open("a") as f:
-            f.write(
-                f'\n[websub]\npublic_url = "http://127.0.0.1:{port}"\nallow_insecure_hubs = true\n'
-            )
+        feeds: list[dict[str, str | int]] = [
+            {"name": "blog", "url": feed_server.url, "interval": "1h", "max_pages": 1}
+        ]
+        config = websub_config(tmp_path, port, feeds, receiver.url)
         db = tmp_path / "syncd.db"
 
         async def denied() -> list[tuple[str, str]]:

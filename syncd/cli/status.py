@@ -11,7 +11,7 @@ import click
 from syncd.app import system_clock
 from syncd.cli.common import Ctx, json_option, pass_ctx, reading, tag_option
 from syncd.cli.output import echo_json, short, short_time
-from syncd.status import status_report
+from syncd.status import describe_websub, status_report
 
 __all__ = ["describe_sink_state", "freshness_notes", "status"]
 
@@ -64,6 +64,8 @@ def freshness_notes(f: Mapping[str, Any]) -> list[str]:
         notes.append(f"full crawl at the next poll: {f['full_crawl_reason']}")
     if f.get("stale"):
         notes.append(f"stale: no entry updated since {f.get('newest_updated')}")
+    if f.get("websub"):
+        notes.append(f"websub {describe_websub(f['websub'])}")
     return notes
 
 

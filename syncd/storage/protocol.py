@@ -109,19 +109,35 @@ class Outbox(Protocol):
 
 
 class WebSubStore(Protocol):
-    """WebSub subscriptions, one per callback id."""
-
-    async def subscription_known(self, feed_id: int, hub: str, topic: str) -> bool:
-        """A live subscription, or one the hub denied, exists for (feed, hub, topic)."""
-        ...
+    """WebSub subscriptions, one per callback id. Instants are compared as the store keeps them,
+    so `due_subscriptions` is an index search, not a scan."""
 
     async def add_subscription(
         self, sub_id: str, *, feed_id: int, hub: str, topic: str, secret: str | None,
-        lease_s: int, now: datetime,
-    ) -> None: ...  # fmt: skip
+        callback: str, lease_s: int, now: datetime, retry_at: datetime,
+    ) -> None:  # fmt: skip
+        """A new row in `subscribing`, its first request counted (attempts = 1)."""
+        ...
+
     async def subscription(self, sub_id: str) -> Subscription | None: ...
+    async def feed_subscriptions(self, feed_id: int) -> list[Subscription]:
+        """The feed's rows that are not closed (unsubscribed), the newest request first."""
+        ...
+
+    async def open_subscriptions(self) -> list[Subscription]:
+        """Every row still pending, active or being unsubscribed."""
+        ...
+
+    async def due_subscriptions(self, now: datetime) -> list[Subscription]:
+        """Rows whose retry (pending, unsubscribing) or renewal (active) time has come."""
+        ...
+
+    async def all_subscriptions(self) -> list[Subscription]:
+        """Every row, the oldest request first (for `status`)."""
+        ...
+
     async def update_subscription(
-        self, sub_id: str, values: Mapping[str, str | int | None]
+        self, sub_id: str, values: Mapping[str, str | int | datetime | None]
     ) -> None: ...
     async def count_push(
         self, sub_id: str, counter: SubscriptionCounter, now: datetime

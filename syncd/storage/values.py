@@ -250,12 +250,29 @@ class ReplayCounts:
 
 @dataclass(frozen=True)
 class Subscription:
+    """A WebSub subscription (one callback id), as its row says."""
+
     id: str
+    feed_id: int
     feed_name: str
     hub: str
     topic: str
     secret: str | None
-    state: str
+    state: str  # subscribing, renewing, active, denied, unsubscribing, unsubscribed (failed: old)
+    reason: str | None = None
+    callback: str | None = None  # the URL the hub was given
+    lease_seconds: int | None = None
+    requested_at: datetime | None = None
+    expires_at: datetime | None = None
+    verified_at: datetime | None = None  # the first verification
+    renew_at: datetime | None = None
+    retry_at: datetime | None = None
+    attempts: int = 0  # requests sent and not verified (the back-off)
+    last_push_at: datetime | None = None
+    pushes: int = 0
+    rejected: int = 0
+    unreliable_at: datetime | None = None
+    unreliable_reason: str | None = None
 
 
 # ---------------------------------------------------------------- retention

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from syncd import __version__
 from syncd.overview import Overview
+from syncd.status import describe_websub
 from syncd.web.services import SERVICES, Services
 
 routes = web.RouteTableDef()
@@ -145,6 +146,7 @@ def render_feed(
         ("Consecutive errors", _num(feed.get("consecutive_errors") or 0, bad=True)),
         ("Last error", escape(feed.get("last_error") or "-")),
         ("Last full crawl", _when(feed.get("last_full_sync_at"), now)),
+        ("WebSub", escape(describe_websub(feed.get("websub")))),
     ]
     dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts)
     return _page(

@@ -10,7 +10,6 @@ from syncd.web.services import SERVICES
 
 routes = web.RouteTableDef()
 PREFIX = "/websub/"
-MAX_PUSH_BYTES = 20_000_000  # as a fetched page's default cap ([fetch] max_body_bytes)
 
 
 @routes.get(PREFIX + "{id}")
@@ -27,10 +26,15 @@ async def distribute(request: web.Request) -> web.Response:
     subscriber = request.app[SERVICES].websub
     if subscriber is None:
         return web.Response(status=410)
-    if request.content_length is not None and request.content_length > MAX_PUSH_BYTES:
+    # The body cap of a fetched page ([fetch] max_body_bytes), read no further than that.
+    cap = subscriber.max_body_bytes()
+    sub_id = request.match_info["id"]
+    if request.content_length is not None and request.content_length > cap:
+        await subscriber.too_large(sub_id)
         return web.Response(status=413)
-    body = await request.content.read(MAX_PUSH_BYTES + 1)
-    if len(body) > MAX_PUSH_BYTES:
+    body = await request.content.read(cap + 1)
+    if len(body) > cap:
+        await subscriber.too_large(sub_id)
         return web.Response(status=413)
-    answer = await subscriber.receive(request.match_info["id"], body, request.headers)
+    answer = await subscriber.receive(sub_id, body, request.headers)
     return web.Response(status=answer.status, text=answer.body)

@@ -1,19 +1,25 @@
 """A local WebSub hub (W3C WebSub §5-§7) for tests: takes subscription requests, verifies the
-subscriber's intent with a GET and a random challenge, and distributes content signed with the
-subscription's secret (or deliberately tampered, or to a callback of the test's choosing)."""
+subscriber's intent with a GET and a random challenge, keeps a verified subscription until its
+lease ends or it is unsubscribed, and distributes content signed with the subscription's secret
+(or deliberately tampered, or to a callback of the test's choosing)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import hmac
+import re
 import secrets
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+
+from tests.conftest import webhook_sink, write_config
 
 
 @dataclass
@@ -24,11 +30,16 @@ class HubSubscription:
     lease_seconds: int | None
     verified: bool = False
     verify_status: int | None = None
+    expires: float | None = None  # time.monotonic() when the lease ends
+
+    def live(self) -> bool:
+        return self.expires is None or time.monotonic() < self.expires
 
 
 @dataclass
 class Hub:
     requests: list[dict[str, str]] = field(default_factory=list)
+    received: list[float] = field(default_factory=list)  # time.monotonic() of each request
     subscriptions: dict[tuple[str, str], HubSubscription] = field(default_factory=dict)
     deny: str | None = None  # a reason: every subscription is denied with it
     session: aiohttp.ClientSession | None = None
@@ -37,6 +48,7 @@ class Hub:
     async def handle(self, request: web.Request) -> web.Response:
         form = {k: str(v) for k, v in (await request.post()).items()}
         self.requests.append(form)
+        self.received.append(time.monotonic())
         callback, topic = form.get("hub.callback", ""), form.get("hub.topic", "")
         if not callback or not topic or form.get("hub.mode") not in ("subscribe", "unsubscribe"):
             return web.Response(status=400, text="hub.callback, hub.topic and hub.mode needed")
@@ -64,7 +76,11 @@ class Hub:
             sub.verify_status = r.status
             sub.verified = r.status == 200 and await r.text() == challenge
         if sub.verified and mode == "subscribe":
+            if sub.lease_seconds is not None:
+                sub.expires = time.monotonic() + sub.lease_seconds
             self.subscriptions[(sub.callback, sub.topic)] = sub
+        elif sub.verified:
+            self.subscriptions.pop((sub.callback, sub.topic), None)
 
     async def verify_as(self, callback: str, **params: str) -> tuple[int, str]:
         """A verification GET of the test's own making (a forged or mismatched one)."""
@@ -75,10 +91,10 @@ class Hub:
     async def publish(
         self, topic: str, body: bytes, *, method: str = "sha256", tamper: bool = False
     ) -> list[int]:
-        """Distribute `body` to every verified subscriber of `topic`; their statuses."""
+        """Distribute `body` to every subscriber of `topic` whose lease runs; their statuses."""
         statuses = []
         for sub in list(self.subscriptions.values()):
-            if sub.topic == topic:
+            if sub.topic == topic and sub.live():
                 statuses.append(await self.push(sub, body, method=method, tamper=tamper))
         return statuses
 
@@ -131,3 +147,32 @@ async def serve_hub() -> AsyncIterator[HubServer]:
                 task.cancel()
             await asyncio.gather(*hub._tasks, return_exceptions=True)
             await runner.cleanup()
+
+
+def websub_config(
+    tmp_path: Path, port: int, feeds: list[dict[str, str | int]], hook: str, websub: str = ""
+) -> Path:
+    """A test config whose daemon listens on `port` and subscribes through any hub."""
+    config = write_config(
+        tmp_path,
+        feeds=feeds,
+        sinks=[webhook_sink(hook, initial="skip")],
+        http={"listen": f"127.0.0.1:{port}"},
+    )
+    with config.open("a") as f:
+        f.write(
+            f'\n[websub]\npublic_url = "http://127.0.0.1:{port}"\n'
+            f"allow_insecure_hubs = true\n{websub}"
+        )
+    return config
+
+
+_ENTRY = re.compile(rb"<entry>.*?</entry>", re.S)
+
+
+def keep_entries(body: bytes, n: int, start: int = 0) -> bytes:
+    """The feed document with only `n` of its entries from the `start`-th: what a hub pushes
+    (the new or changed ones)."""
+    first = _ENTRY.search(body)
+    assert first is not None
+    return body[: first.start()] + b"".join(_ENTRY.findall(body)[start : start + n]) + b"</feed>"

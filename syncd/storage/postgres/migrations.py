@@ -207,7 +207,27 @@ M001_INITIAL = (
         ORDER BY ev.seq DESC""",
 )
 
-MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (("m001_initial", M001_INITIAL),)
+# WebSub leases and the safety net (issue 10), as SQLite's m012_websub_leases.
+M002_WEBSUB_LEASES = (
+    *(
+        f"ALTER TABLE websub_subscriptions ADD COLUMN {column}"
+        for column in (
+            "callback TEXT",
+            'verified_at TEXT COLLATE "C"',
+            'renew_at TEXT COLLATE "C"',
+            'retry_at TEXT COLLATE "C"',
+            "attempts INTEGER NOT NULL DEFAULT 0",
+            'unreliable_at TEXT COLLATE "C"',
+            "unreliable_reason TEXT",
+        )
+    ),
+    "CREATE INDEX websub_subscriptions_due ON websub_subscriptions (state, retry_at, renew_at)",
+)
+
+MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("m001_initial", M001_INITIAL),
+    ("m002_websub_leases", M002_WEBSUB_LEASES),
+)
 
 
 async def _applied(conn: psycopg.AsyncConnection[Any]) -> set[str]:

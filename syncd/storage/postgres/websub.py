@@ -1,30 +1,32 @@
-"""WebSub subscriptions on PostgreSQL (`websub_subscriptions`): the only writer of that table."""
+"""WebSub subscriptions on PostgreSQL (`websub_subscriptions`): the only reader and writer of
+that table on this backend. Records what the subscriber decided; decides nothing itself.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from syncd.errors import StoreError
 from syncd.storage.postgres.db import Pg
 from syncd.storage.protocol import SubscriptionCounter
+from syncd.storage.sqlite.websub import _COLUMNS, _UPDATABLE, OPEN, _of, stamp
 from syncd.storage.values import Subscription
-from syncd.timestamps import to_text
-
-_UPDATABLE = frozenset({"state", "reason", "lease_seconds", "expires_at"})
+from syncd.websub import PENDING
 
 
 class PostgresWebSub:
     def __init__(self, pg: Pg) -> None:
         self.pg = pg
 
-    async def subscription_known(self, feed_id: int, hub: str, topic: str) -> bool:
+    async def _select(self, where: str, params: tuple[Any, ...] = ()) -> list[Subscription]:
         rows = await self.pg.rows(
-            "SELECT 1 FROM websub_subscriptions WHERE feed_id = %s AND hub = %s AND topic = %s"
-            " AND state IN ('subscribing', 'active', 'denied')",
-            (feed_id, hub, topic),
+            f"SELECT {_COLUMNS} FROM websub_subscriptions s JOIN feeds f ON f.id = s.feed_id"
+            f" WHERE {where}",
+            params,
         )
-        return bool(rows)
+        return [_of(dict(r)) for r in rows]
 
     async def add_subscription(
         self,
@@ -34,34 +36,63 @@ class PostgresWebSub:
         hub: str,
         topic: str,
         secret: str | None,
+        callback: str,
         lease_s: int,
         now: datetime,
+        retry_at: datetime,
     ) -> None:
         async with self.pg.write() as conn:
             await conn.execute(
                 "INSERT INTO websub_subscriptions (id, feed_id, hub, topic, secret, state,"
-                " lease_seconds, requested_at) VALUES (%s, %s, %s, %s, %s, 'subscribing', %s, %s)",
-                (sub_id, feed_id, hub, topic, secret, lease_s, to_text(now)),
+                " callback, lease_seconds, requested_at, retry_at, attempts)"
+                " VALUES (%s, %s, %s, %s, %s, 'subscribing', %s, %s, %s, %s, 1)",
+                (
+                    sub_id,
+                    feed_id,
+                    hub,
+                    topic,
+                    secret,
+                    callback,
+                    lease_s,
+                    stamp(now),
+                    stamp(retry_at),
+                ),
             )
 
     async def subscription(self, sub_id: str) -> Subscription | None:
-        rows = await self.pg.rows(
-            "SELECT s.id, f.name AS feed_name, s.hub, s.topic, s.secret, s.state"
-            " FROM websub_subscriptions s JOIN feeds f ON f.id = s.feed_id WHERE s.id = %s",
-            (sub_id,),
+        found = await self._select("s.id = %s", (sub_id,))
+        return found[0] if found else None
+
+    async def feed_subscriptions(self, feed_id: int) -> list[Subscription]:
+        return await self._select(
+            "s.feed_id = %s AND s.state != 'unsubscribed' ORDER BY s.requested_at DESC",
+            (feed_id,),
         )
-        return Subscription(**rows[0]) if rows else None
+
+    async def open_subscriptions(self) -> list[Subscription]:
+        return await self._select("s.state = ANY(%s)", (list(OPEN),))
+
+    async def due_subscriptions(self, now: datetime) -> list[Subscription]:
+        at = stamp(now)
+        return await self._select(
+            "(s.state = ANY(%s) AND s.retry_at <= %s) OR (s.state = 'active' AND s.renew_at <= %s)",
+            ([*PENDING, "unsubscribing"], at, at),
+        )
+
+    async def all_subscriptions(self) -> list[Subscription]:
+        return await self._select("TRUE ORDER BY s.requested_at")
 
     async def update_subscription(
-        self, sub_id: str, values: Mapping[str, str | int | None]
+        self, sub_id: str, values: Mapping[str, str | int | datetime | None]
     ) -> None:
         unknown = set(values) - _UPDATABLE
         if unknown:
             raise StoreError(f"websub subscription {sub_id!r}: cannot set {sorted(unknown)}")
         sets = ", ".join(f"{k} = %s" for k in values)
+        params = [stamp(v) if isinstance(v, datetime) else v for v in values.values()]
         async with self.pg.write() as conn:
             await conn.execute(
-                f"UPDATE websub_subscriptions SET {sets} WHERE id = %s", (*values.values(), sub_id)
+                f"UPDATE websub_subscriptions SET {sets} WHERE id = %s", (*params, sub_id)
             )
 
     async def count_push(self, sub_id: str, counter: SubscriptionCounter, now: datetime) -> None:
@@ -70,7 +101,7 @@ class PostgresWebSub:
                 await conn.execute(
                     "UPDATE websub_subscriptions SET pushes = pushes + 1, last_push_at = %s"
                     " WHERE id = %s",
-                    (to_text(now), sub_id),
+                    (stamp(now), sub_id),
                 )
             else:
                 await conn.execute(

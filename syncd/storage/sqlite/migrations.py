@@ -380,3 +380,25 @@ def m012_live_entries_search_id(db: Database) -> None:
         WHERE e.deleted_at IS NULL
         """
     )
+
+
+@migrations()
+def m013_websub_leases(db: Database) -> None:
+    """WebSub leases and the safety net (issue 10): the callback URL sent to the hub (so an
+    unsubscription reaches the same one after `public_url` changed), when the lease was verified
+    and is to be renewed, the back-off of requests not verified, and since when (and why) the
+    feed's pushes are not trusted. A subscribe request awaiting verification is `subscribing`
+    (first) or `renewing` (an active lease being renewed)."""
+    for column in (
+        "callback TEXT",
+        "verified_at TEXT",
+        "renew_at TEXT",
+        "retry_at TEXT",
+        "attempts INTEGER NOT NULL DEFAULT 0",
+        "unreliable_at TEXT",
+        "unreliable_reason TEXT",
+    ):
+        db.execute(f"ALTER TABLE websub_subscriptions ADD COLUMN {column}")
+    db.execute(
+        "CREATE INDEX websub_subscriptions_due ON websub_subscriptions(state, retry_at, renew_at)"
+    )

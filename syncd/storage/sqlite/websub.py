@@ -1,34 +1,59 @@
-"""WebSub subscriptions (`websub_subscriptions`): the only writer of that table. Records what the
-subscriber (syncd.subscriber) decided; decides nothing itself.
+"""WebSub subscriptions (`websub_subscriptions`): the only reader and writer of that table.
+Records what the subscriber (syncd.subscriber) decided; decides nothing itself (when to renew or
+retry: syncd.websub).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from dataclasses import fields
+from datetime import UTC, datetime
+from typing import Any
 
 from syncd.errors import StoreError
 from syncd.storage.protocol import SubscriptionCounter
 from syncd.storage.sqlite.db import Db
 from syncd.storage.values import Subscription
-from syncd.timestamps import to_text
+from syncd.websub import PENDING
 
-# The columns a subscription's update may set (never its identity, feed, hub or topic).
-_UPDATABLE = frozenset({"state", "reason", "lease_seconds", "expires_at"})
+OPEN = (*PENDING, "active", "unsubscribing")
+_COLUMNS = ", ".join(
+    "f.name AS feed_name" if f.name == "feed_name" else f"s.{f.name}" for f in fields(Subscription)
+)
+_INSTANTS = frozenset(f.name for f in fields(Subscription) if f.name.endswith("_at"))
+# The columns an update may set (never its identity, feed, hub, topic or secret).
+_UPDATABLE = frozenset(
+    {
+        "state", "reason", "callback", "lease_seconds", "requested_at", "expires_at",
+        "verified_at", "renew_at", "retry_at", "attempts", "unreliable_at", "unreliable_reason",
+    }
+)  # fmt: skip
+
+
+def stamp(dt: datetime | None) -> str | None:
+    """Fixed-width UTC text, so that SQL compares these instants correctly as text."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00") if dt is not None else None
+
+
+def _of(row: dict[str, Any]) -> Subscription:
+    values: dict[str, Any] = {
+        k: (datetime.fromisoformat(v) if v else None) if k in _INSTANTS else v
+        for k, v in row.items()
+    }
+    return Subscription(**values)
 
 
 class SqliteWebSub:
     def __init__(self, db: Db) -> None:
         self.db = db
 
-    async def subscription_known(self, feed_id: int, hub: str, topic: str) -> bool:
-        return bool(
-            self.db.rows(
-                "SELECT 1 FROM websub_subscriptions WHERE feed_id = ? AND hub = ? AND topic = ?"
-                " AND state IN ('subscribing', 'active', 'denied')",
-                (feed_id, hub, topic),
-            )
+    def _select(self, where: str, params: tuple[Any, ...] = ()) -> list[Subscription]:
+        rows = self.db.rows(
+            f"SELECT {_COLUMNS} FROM websub_subscriptions s JOIN feeds f ON f.id = s.feed_id"
+            f" WHERE {where}",
+            params,
         )
+        return [_of(r) for r in rows]
 
     async def add_subscription(
         self,
@@ -38,35 +63,62 @@ class SqliteWebSub:
         hub: str,
         topic: str,
         secret: str | None,
+        callback: str,
         lease_s: int,
         now: datetime,
+        retry_at: datetime,
     ) -> None:
         with self.db.write() as conn:
             conn.execute(
                 "INSERT INTO websub_subscriptions (id, feed_id, hub, topic, secret, state,"
-                " lease_seconds, requested_at) VALUES (?, ?, ?, ?, ?, 'subscribing', ?, ?)",
-                (sub_id, feed_id, hub, topic, secret, lease_s, to_text(now)),
+                " callback, lease_seconds, requested_at, retry_at, attempts)"
+                " VALUES (?, ?, ?, ?, ?, 'subscribing', ?, ?, ?, ?, 1)",
+                (
+                    sub_id,
+                    feed_id,
+                    hub,
+                    topic,
+                    secret,
+                    callback,
+                    lease_s,
+                    stamp(now),
+                    stamp(retry_at),
+                ),
             )
 
     async def subscription(self, sub_id: str) -> Subscription | None:
-        rows = self.db.rows(
-            "SELECT s.id, f.name AS feed_name, s.hub, s.topic, s.secret, s.state"
-            " FROM websub_subscriptions s JOIN feeds f ON f.id = s.feed_id WHERE s.id = ?",
-            (sub_id,),
+        found = self._select("s.id = ?", (sub_id,))
+        return found[0] if found else None
+
+    async def feed_subscriptions(self, feed_id: int) -> list[Subscription]:
+        return self._select(
+            "s.feed_id = ? AND s.state != 'unsubscribed' ORDER BY s.requested_at DESC", (feed_id,)
         )
-        return Subscription(**rows[0]) if rows else None
+
+    async def open_subscriptions(self) -> list[Subscription]:
+        return self._select(f"s.state IN ({', '.join('?' * len(OPEN))})", OPEN)
+
+    async def due_subscriptions(self, now: datetime) -> list[Subscription]:
+        at = stamp(now)
+        return self._select(
+            f"(s.state IN ({', '.join('?' * len(PENDING))}, 'unsubscribing') AND s.retry_at <= ?)"
+            " OR (s.state = 'active' AND s.renew_at <= ?)",
+            (*PENDING, at, at),
+        )
+
+    async def all_subscriptions(self) -> list[Subscription]:
+        return self._select("1 ORDER BY s.requested_at")
 
     async def update_subscription(
-        self, sub_id: str, values: Mapping[str, str | int | None]
+        self, sub_id: str, values: Mapping[str, str | int | datetime | None]
     ) -> None:
         unknown = set(values) - _UPDATABLE
         if unknown:
             raise StoreError(f"websub subscription {sub_id!r}: cannot set {sorted(unknown)}")
         sets = ", ".join(f"{k} = ?" for k in values)
+        params = [stamp(v) if isinstance(v, datetime) else v for v in values.values()]
         with self.db.write() as conn:
-            conn.execute(
-                f"UPDATE websub_subscriptions SET {sets} WHERE id = ?", (*values.values(), sub_id)
-            )
+            conn.execute(f"UPDATE websub_subscriptions SET {sets} WHERE id = ?", (*params, sub_id))
 
     async def count_push(self, sub_id: str, counter: SubscriptionCounter, now: datetime) -> None:
         """One more push taken (`pushes`, stamping `last_push_at`) or refused (`rejected`)."""
@@ -75,7 +127,7 @@ class SqliteWebSub:
                 conn.execute(
                     "UPDATE websub_subscriptions SET pushes = pushes + 1, last_push_at = ?"
                     " WHERE id = ?",
-                    (to_text(now), sub_id),
+                    (stamp(now), sub_id),
                 )
             else:
                 conn.execute(
