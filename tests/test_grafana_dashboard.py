@@ -31,6 +31,8 @@ async def exported_series(tmp_path: Path) -> set[str]:
         metrics.fetched(200, 1234)
         metrics.parse_seconds.observe(0.01)
         metrics.delivered("archive", DeliveryState.DELIVERED)
+        metrics.pushed("accepted")
+        metrics.pushed("signature")
         text = (await metrics.render()).decode()
     finally:
         await store.close()

@@ -4,7 +4,8 @@ subscribe, verify, a signed push of an edit reaches the webhook sink as entry.up
 poll, a tampered push and a push to an unknown callback change nothing, a push that omits entries
 deletes nothing, a thin ping fetches page 1; a 10 s lease is renewed, a push lost while syncd was
 down is found by the poll after the restart, a feed dropped on reload is unsubscribed; a
-safety-net poll that finds what no push delivered marks WebSub unreliable for the feed."""
+safety-net poll that finds what no push delivered marks WebSub unreliable for the feed; the
+body cap (413) and the per-callback rate (429)."""
 
 from __future__ import annotations
 
@@ -185,7 +186,10 @@ async def test_push_through_a_local_hub(tmp_path: Path, receiver: ReceiverServer
         feeds: list[dict[str, str | int]] = [
             {"name": "blog", "url": feed_url, "interval": "1h", "max_pages": 1}
         ]
-        config = websub_config(tmp_path, port, feeds, receiver.url, 'lease = "1d"\n')
+        cap = 1_000_000
+        config = websub_config(
+            tmp_path, port, feeds, receiver.url, 'lease = "1d"\n', {"max_body_bytes": cap}
+        )
         db = tmp_path / "syncd.db"
         async with daemon(config):
             await eventually(lambda: _async(bool(hub.subscriptions)))
@@ -260,14 +264,21 @@ async def test_push_through_a_local_hub(tmp_path: Path, receiver: ReceiverServer
             await asyncio.sleep(1.5)  # the poll loop looks every second
             assert _page1_reads(model) == reads + 1
 
+            # Over [fetch] max_body_bytes: 413.
+            assert len(body) < cap
+            assert await hub.publish(feed_url, body + b" " * (cap + 1 - len(body))) == [413]
+
             shown = (await _status(config))["websub"]
             assert shown["state"] == "active" and shown["hub"] == hub_server.url
-            assert shown["pushes"] == 4 and shown["rejected"] == 2
+            assert shown["pushes"] == 4 and shown["rejected"] == 3
             assert shown["lease_expires_at"] is not None and shown["unreliable_at"] is None
             _, metrics = await get(f"http://127.0.0.1:{port}/metrics")
             assert 'syncd_websub_pushes_rejected_total{reason="signature"} 2.0' in metrics
             assert 'syncd_websub_pushes_rejected_total{reason="unknown_callback"} 1.0' in metrics
             assert "syncd_websub_pushes_accepted_total 4.0" in metrics
+            assert 'syncd_websub_pushes_rejected_total{reason="too_large"} 1.0' in metrics
+            _, page = await get(f"http://127.0.0.1:{port}/feeds/blog")
+            assert f"active at {hub_server.url}, lease until" in page
 
 
 async def test_lease_renewal_restart_and_reload(tmp_path: Path, receiver: ReceiverServer) -> None:
@@ -329,9 +340,13 @@ async def test_poll_that_finds_a_missed_change_marks_websub_unreliable(
         feeds: list[dict[str, str | int]] = [
             {"name": "blog", "url": feed_server.url, "interval": "1h", "max_pages": 1}
         ]
-        config = websub_config(tmp_path, port, feeds, receiver.url, 'websub_poll_interval = "1s"\n')
+        limits = 'websub_poll_interval = "1s"\nmax_pushes_per_minute = 2\n'
+        config = websub_config(tmp_path, port, feeds, receiver.url, limits)
         async with daemon(config):
             await eventually(lambda: _async(bool(hub_server.hub.subscriptions)))
+            # The callback's budget: two pushes a minute, the third is refused.
+            pushes = [await hub_server.hub.publish(feed_server.url, b"<feed/>") for _ in range(3)]
+            assert pushes == [[202], [202], [429]]
             # One safety-net poll under the subscription, then an edit no push delivers.
             before = _page1_reads(model)
             await eventually(lambda: _async(_page1_reads(model) > before))

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -150,13 +151,19 @@ async def serve_hub() -> AsyncIterator[HubServer]:
 
 
 def websub_config(
-    tmp_path: Path, port: int, feeds: list[dict[str, str | int]], hook: str, websub: str = ""
+    tmp_path: Path,
+    port: int,
+    feeds: list[dict[str, str | int]],
+    hook: str,
+    websub: str = "",
+    fetch: dict[str, Any] | None = None,
 ) -> Path:
     """A test config whose daemon listens on `port` and subscribes through any hub."""
     config = write_config(
         tmp_path,
         feeds=feeds,
         sinks=[webhook_sink(hook, initial="skip")],
+        fetch=fetch,
         http={"listen": f"127.0.0.1:{port}"},
     )
     with config.open("a") as f:
