@@ -5,7 +5,7 @@ safety-net poll of a subscribed feed.
 The callback URL `<[websub] public_url>/websub/<id>` is the capability, and a random secret per
 subscription signs the pushes. A pushed document goes through the syncer's own parse ─► diff ─►
 commit path, as a partial page. When to renew, retry or poll is decided in syncd.websub (pure);
-rows are read and written through syncd.subscriptions. This module serves no HTTP itself: the
+rows are read and written through `Store.websub`. This module serves no HTTP itself: the
 routes in syncd.web.websub call it, and the daemon's poll loop calls `tick`, `configured` and
 `polled`.
 """
@@ -115,7 +115,7 @@ class Subscriber:
             )
             return
         now = self.clock()
-        state = await self.store.ensure_feed(feed.name, feed.url, now)
+        state = await self.store.feed_state(feed.name)
         rows = [
             r
             for r in await self.store.websub.feed_subscriptions(state.id)
@@ -164,14 +164,17 @@ class Subscriber:
             if not starting:
                 continue
             if _live(sub, now):
-                await self._catch_up(feed, sub, now)
+                try:
+                    await self._catch_up(feed, sub, now)
+                except SyncdError as e:  # the feed could not be registered: logged there
+                    log.warning("websub catch-up poll not scheduled", feed=feed.name, error=str(e))
             if sub.state in (*PENDING, "active"):
                 await self._send(sub, "renew" if sub.state == "active" else "subscribe", now)
             elif sub.state == "unsubscribing":
                 await self._send(sub, "unsubscribe", now)
 
     async def _catch_up(self, feed: FeedConfig, sub: Subscription, now: datetime) -> None:
-        state = await self.store.ensure_feed(feed.name, feed.url, now)
+        state = await self.store.feed_state(feed.name)
         if state.first_synced_at is None or state.crawl_incomplete:
             return  # due now anyway
         due = spread_first_poll(now, feed.interval_s, self.rng)
@@ -275,7 +278,7 @@ class Subscriber:
             del self._pinged[feed.name]  # this poll is the ping's fetch, not the safety net
         if not report.completed:
             return
-        state = await self.store.ensure_feed(feed.name, feed.url, now)
+        state = await self.store.feed_state(feed.name)
         live = [s for s in await self.store.websub.feed_subscriptions(state.id) if _live(s, now)]
         if not live:
             return
@@ -341,7 +344,7 @@ class Subscriber:
             if sub.verified_at is None:
                 try:
                     feed = self.config().feed(sub.feed_name)
-                    state = await self.store.ensure_feed(feed.name, feed.url, now)
+                    state = await self.store.feed_state(feed.name)
                     await self._put_off(state.id, state.publisher_interval_s, sub)
                 except SyncdError:
                     pass  # the feed left the config meanwhile: it is unsubscribed
@@ -432,7 +435,7 @@ class Subscriber:
         if last is not None and now - last < THIN_PING_EVERY:
             log.info("websub thin ping: page 1 fetched less than a minute ago", feed=feed.name)
             return
-        state = await self.store.ensure_feed(feed.name, feed.url, now)
+        state = await self.store.feed_state(feed.name)
         if state.retry_after_until is not None and state.retry_after_until > now:
             return
         self._thin_at[feed.name] = now
