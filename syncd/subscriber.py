@@ -268,6 +268,8 @@ class Subscriber:
         judge the poll (a change it found is one no push delivered: WebSub is unreliable for the
         feed, and its own interval returns) or else put the next poll off to the safety net's
         interval."""
+        if not self.config().websub.active or not feed.websub:
+            return  # and nothing kept per feed: a daemon may poll a million without WebSub
         await self.noticed(feed, report.websub)
         now = self.clock()
         started = now - timedelta(milliseconds=report.ms)
