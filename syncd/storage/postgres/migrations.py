@@ -207,7 +207,7 @@ M001_INITIAL = (
         ORDER BY ev.seq DESC""",
 )
 
-# WebSub leases and the safety net (issue 10), as SQLite's m012_websub_leases.
+# WebSub leases and the safety net (issue 10), as SQLite's m013_websub_leases.
 M002_WEBSUB_LEASES = (
     *(
         f"ALTER TABLE websub_subscriptions ADD COLUMN {column}"
