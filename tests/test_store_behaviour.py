@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from syncd.diff import diff_page
-from syncd.errors import CursorGone
+from syncd.errors import CursorGone, StoreError
 from syncd.events import build_deletion_event, build_event
 from syncd.model import (
     Deletion,
@@ -281,3 +281,42 @@ async def test_a_feeds_history_streams_newest_first(store: Store) -> None:
     every = [e async for e in store.feed_history("blog", include_deleted=True)]
     assert [e.deleted_reason for e in every] == [None, "tombstone", None]
     assert every[0].categories == ("news",)
+
+
+async def test_websub_subscriptions_round_trip_and_come_due(store: Store) -> None:
+    feed_id = await feed(store)
+    ws = store.websub
+    await ws.add_subscription(
+        "cb1", feed_id=feed_id, hub="https://hub.test/", topic=URL, secret="s3cret",
+        callback="https://syncd.test/websub/cb1", lease_s=600, now=NOW,
+        retry_at=NOW + timedelta(minutes=5),
+    )  # fmt: skip
+    sub = await ws.subscription("cb1")
+    assert sub is not None
+    assert (sub.feed_name, sub.state, sub.attempts, sub.requested_at) == (
+        "blog", "subscribing", 1, NOW
+    )  # fmt: skip
+    # Pending: due once its retry time has come, not before.
+    assert await ws.due_subscriptions(NOW) == []
+    assert [s.id for s in await ws.due_subscriptions(NOW + timedelta(minutes=5))] == ["cb1"]
+    # Verified: active, due again at its renewal instant (kept to the microsecond).
+    renew = NOW + timedelta(seconds=300, microseconds=123_456)
+    await ws.update_subscription(
+        "cb1", {"state": "active", "verified_at": NOW, "renew_at": renew, "attempts": 0}
+    )
+    assert await ws.due_subscriptions(renew - timedelta(microseconds=1)) == []
+    assert [s.id for s in await ws.due_subscriptions(renew)] == ["cb1"]
+    with pytest.raises(StoreError, match=r"cb1.*secret"):
+        await ws.update_subscription("cb1", {"secret": "other"})
+    await ws.count_push("cb1", "pushes", NOW + timedelta(minutes=1))
+    await ws.count_push("cb1", "rejected", NOW + timedelta(minutes=2))
+    sub = await ws.subscription("cb1")
+    assert sub is not None
+    assert (sub.pushes, sub.rejected, sub.last_push_at, sub.renew_at) == (
+        1, 1, NOW + timedelta(minutes=1), renew
+    )  # fmt: skip
+    assert [s.id for s in await ws.open_subscriptions()] == ["cb1"]
+    await ws.update_subscription("cb1", {"state": "unsubscribed"})
+    assert await ws.open_subscriptions() == []
+    assert await ws.feed_subscriptions(feed_id) == []
+    assert [s.state for s in await ws.all_subscriptions()] == ["unsubscribed"]

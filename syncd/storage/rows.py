@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from dataclasses import fields
+from datetime import UTC, datetime
 from typing import Any
 
 from syncd.model import Change, EventDraft, Link, Person, StoredEntry, Validators
-from syncd.storage.values import ArchivedEntry, FeedState, PageState, SinkRow
+from syncd.storage.values import ArchivedEntry, FeedState, PageState, SinkRow, Subscription
 from syncd.timestamps import format_timestamp, from_text, to_text
+from syncd.websub import PENDING
 
 # The columns `StoredEntry` is read from.
 ENTRY_COLUMNS = (
@@ -223,3 +225,31 @@ def as_archived_entry(r: Mapping[str, Any]) -> ArchivedEntry:
         deleted_at=from_text(r["deleted_at"]),
         deleted_reason=r["deleted_reason"],
     )
+
+
+# WebSub subscriptions: the states still in play, the columns read and the ones an update may set.
+OPEN_SUBSCRIPTION_STATES = (*PENDING, "active", "unsubscribing")
+SUBSCRIPTION_COLUMNS = ", ".join(
+    "f.name AS feed_name" if f.name == "feed_name" else f"s.{f.name}" for f in fields(Subscription)
+)
+_INSTANTS = frozenset(f.name for f in fields(Subscription) if f.name.endswith("_at"))
+# The columns an update may set (never its identity, feed, hub, topic or secret).
+SUBSCRIPTION_UPDATABLE = frozenset(
+    {
+        "state", "reason", "callback", "lease_seconds", "requested_at", "expires_at",
+        "verified_at", "renew_at", "retry_at", "attempts", "unreliable_at", "unreliable_reason",
+    }
+)  # fmt: skip
+
+
+def stamp(dt: datetime | None) -> str | None:
+    """Fixed-width UTC text, so that SQL compares these instants correctly as text."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00") if dt is not None else None
+
+
+def as_subscription(row: dict[str, Any]) -> Subscription:
+    values: dict[str, Any] = {
+        k: (datetime.fromisoformat(v) if v else None) if k in _INSTANTS else v
+        for k, v in row.items()
+    }
+    return Subscription(**values)

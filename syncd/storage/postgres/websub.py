@@ -11,7 +11,13 @@ from typing import Any
 from syncd.errors import StoreError
 from syncd.storage.postgres.db import Pg
 from syncd.storage.protocol import SubscriptionCounter
-from syncd.storage.sqlite.websub import _COLUMNS, _UPDATABLE, OPEN, _of, stamp
+from syncd.storage.rows import (
+    OPEN_SUBSCRIPTION_STATES,
+    SUBSCRIPTION_COLUMNS,
+    SUBSCRIPTION_UPDATABLE,
+    as_subscription,
+    stamp,
+)
 from syncd.storage.values import Subscription
 from syncd.websub import PENDING
 
@@ -22,11 +28,12 @@ class PostgresWebSub:
 
     async def _select(self, where: str, params: tuple[Any, ...] = ()) -> list[Subscription]:
         rows = await self.pg.rows(
-            f"SELECT {_COLUMNS} FROM websub_subscriptions s JOIN feeds f ON f.id = s.feed_id"
+            f"SELECT {SUBSCRIPTION_COLUMNS}"
+            " FROM websub_subscriptions s JOIN feeds f ON f.id = s.feed_id"
             f" WHERE {where}",
             params,
         )
-        return [_of(dict(r)) for r in rows]
+        return [as_subscription(dict(r)) for r in rows]
 
     async def add_subscription(
         self,
@@ -70,7 +77,7 @@ class PostgresWebSub:
         )
 
     async def open_subscriptions(self) -> list[Subscription]:
-        return await self._select("s.state = ANY(%s)", (list(OPEN),))
+        return await self._select("s.state = ANY(%s)", (list(OPEN_SUBSCRIPTION_STATES),))
 
     async def due_subscriptions(self, now: datetime) -> list[Subscription]:
         at = stamp(now)
@@ -85,7 +92,7 @@ class PostgresWebSub:
     async def update_subscription(
         self, sub_id: str, values: Mapping[str, str | int | datetime | None]
     ) -> None:
-        unknown = set(values) - _UPDATABLE
+        unknown = set(values) - SUBSCRIPTION_UPDATABLE
         if unknown:
             raise StoreError(f"websub subscription {sub_id!r}: cannot set {sorted(unknown)}")
         sets = ", ".join(f"{k} = %s" for k in values)

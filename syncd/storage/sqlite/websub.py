@@ -6,41 +6,21 @@ retry: syncd.websub).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import fields
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from syncd.errors import StoreError
 from syncd.storage.protocol import SubscriptionCounter
+from syncd.storage.rows import (
+    OPEN_SUBSCRIPTION_STATES,
+    SUBSCRIPTION_COLUMNS,
+    SUBSCRIPTION_UPDATABLE,
+    as_subscription,
+    stamp,
+)
 from syncd.storage.sqlite.db import Db
 from syncd.storage.values import Subscription
 from syncd.websub import PENDING
-
-OPEN = (*PENDING, "active", "unsubscribing")
-_COLUMNS = ", ".join(
-    "f.name AS feed_name" if f.name == "feed_name" else f"s.{f.name}" for f in fields(Subscription)
-)
-_INSTANTS = frozenset(f.name for f in fields(Subscription) if f.name.endswith("_at"))
-# The columns an update may set (never its identity, feed, hub, topic or secret).
-_UPDATABLE = frozenset(
-    {
-        "state", "reason", "callback", "lease_seconds", "requested_at", "expires_at",
-        "verified_at", "renew_at", "retry_at", "attempts", "unreliable_at", "unreliable_reason",
-    }
-)  # fmt: skip
-
-
-def stamp(dt: datetime | None) -> str | None:
-    """Fixed-width UTC text, so that SQL compares these instants correctly as text."""
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00") if dt is not None else None
-
-
-def _of(row: dict[str, Any]) -> Subscription:
-    values: dict[str, Any] = {
-        k: (datetime.fromisoformat(v) if v else None) if k in _INSTANTS else v
-        for k, v in row.items()
-    }
-    return Subscription(**values)
 
 
 class SqliteWebSub:
@@ -49,11 +29,12 @@ class SqliteWebSub:
 
     def _select(self, where: str, params: tuple[Any, ...] = ()) -> list[Subscription]:
         rows = self.db.rows(
-            f"SELECT {_COLUMNS} FROM websub_subscriptions s JOIN feeds f ON f.id = s.feed_id"
+            f"SELECT {SUBSCRIPTION_COLUMNS}"
+            " FROM websub_subscriptions s JOIN feeds f ON f.id = s.feed_id"
             f" WHERE {where}",
             params,
         )
-        return [_of(r) for r in rows]
+        return [as_subscription(r) for r in rows]
 
     async def add_subscription(
         self,
@@ -96,7 +77,10 @@ class SqliteWebSub:
         )
 
     async def open_subscriptions(self) -> list[Subscription]:
-        return self._select(f"s.state IN ({', '.join('?' * len(OPEN))})", OPEN)
+        return self._select(
+            f"s.state IN ({', '.join('?' * len(OPEN_SUBSCRIPTION_STATES))})",
+            OPEN_SUBSCRIPTION_STATES,
+        )
 
     async def due_subscriptions(self, now: datetime) -> list[Subscription]:
         at = stamp(now)
@@ -112,7 +96,7 @@ class SqliteWebSub:
     async def update_subscription(
         self, sub_id: str, values: Mapping[str, str | int | datetime | None]
     ) -> None:
-        unknown = set(values) - _UPDATABLE
+        unknown = set(values) - SUBSCRIPTION_UPDATABLE
         if unknown:
             raise StoreError(f"websub subscription {sub_id!r}: cannot set {sorted(unknown)}")
         sets = ", ".join(f"{k} = ?" for k in values)
