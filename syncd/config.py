@@ -41,8 +41,8 @@ from pydantic import (
 
 from syncd.errors import ConfigError
 from syncd.opml import OpmlError, OpmlFeed, derive_name, name_with_suffix, read_opml
+from syncd.redact import redacted_url
 from syncd.sinks import SinkRegistry, default_registry, options_model_of
-from syncd.sinks.broker import redacted_url
 from syncd.sinks.options import (
     HttpUrlText,
     NonEmptyText,

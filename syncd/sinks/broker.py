@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 from syncd.model import OutboundEvent
+from syncd.redact import redacted_url
 
-__all__ = ["Routing", "describe_error", "ms_since", "redacted_url", "routing_of"]
+__all__ = ["Routing", "describe_error", "ms_since", "routing_of"]
 
 _LIMIT = 200
 
@@ -38,15 +38,6 @@ def routing_of(event: OutboundEvent) -> Routing | None:
     if not isinstance(feed, str) or not feed:
         return None
     return Routing(feed, event.type)
-
-
-def redacted_url(url: str) -> str:
-    """The URL without userinfo (a password or token), query or fragment."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def describe_error(exc: BaseException, *, secret: str | None = None) -> str:

@@ -32,8 +32,9 @@ from pydantic import field_validator
 
 from syncd.errors import ConfigError
 from syncd.model import OutboundEvent, SendOutcome
+from syncd.redact import redacted_url
 from syncd.sinks import SinkContext, TypedSinkFactory
-from syncd.sinks.broker import describe_error, ms_since, redacted_url, routing_of
+from syncd.sinks.broker import describe_error, ms_since, routing_of
 from syncd.sinks.options import NonEmptyText, SinkOptions
 
 __all__ = ["NatsOptions", "NatsSink", "create_sink", "render_subject", "subject_token"]

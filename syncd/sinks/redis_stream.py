@@ -32,8 +32,9 @@ from redis.exceptions import RedisError
 from syncd.config import Duration
 from syncd.errors import ConfigError
 from syncd.model import OutboundEvent, SendOutcome
+from syncd.redact import redacted_url
 from syncd.sinks import SinkContext, TypedSinkFactory
-from syncd.sinks.broker import describe_error, ms_since, redacted_url
+from syncd.sinks.broker import describe_error, ms_since
 from syncd.sinks.options import NonEmptyText, SinkOptions
 
 __all__ = ["RedisOptions", "RedisSink", "create_sink", "dedupe_key"]

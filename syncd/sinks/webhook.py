@@ -29,6 +29,7 @@ from yarl import URL
 from syncd import __version__
 from syncd.errors import ConfigError
 from syncd.model import OutboundEvent, SendOutcome
+from syncd.redact import redacted_url
 from syncd.retry import parse_retry_after
 from syncd.sinks.options import HttpUrlText, SinkOptions, credential_path
 
@@ -129,7 +130,7 @@ class WebhookOptions(SinkOptions):
         return value
 
     def target(self) -> str:
-        return _redacted_url(URL(self.url))
+        return redacted_url(self.url)
 
     def resolve_secrets(self, base_dir: Path | None, environ: Mapping[str, str]) -> list[str]:
         """Every secret: inline ones, the lines of `secret_file` (relative to `base_dir`) and
@@ -158,11 +159,6 @@ class WebhookOptions(SinkOptions):
 def _checked_secret(value: str) -> None:
     if not value.strip().startswith(_SECRET_PREFIX):
         raise ValueError('a webhook secret must be "whsec_" followed by base64')
-
-
-def _redacted_url(url: URL) -> str:
-    """The URL without userinfo, query or fragment, any of which may carry a token."""
-    return str(url.with_user(None).with_query(None).with_fragment(None))
 
 
 def _one_line(text: str, limit: int = _SNIPPET_BYTES) -> str:
@@ -198,7 +194,7 @@ class WebhookSink:
         parsed = URL(url)
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise ConfigError(
-                f"must be an absolute http(s) URL (got {_redacted_url(parsed)})", key="url"
+                f"must be an absolute http(s) URL (got {redacted_url(str(parsed))})", key="url"
             )
         self._name = name
         self._url = parsed
@@ -213,7 +209,7 @@ class WebhookSink:
 
     def __repr__(self) -> str:
         return (
-            f"WebhookSink(name={self._name!r}, url={_redacted_url(self._url)!r}, "
+            f"WebhookSink(name={self._name!r}, url={redacted_url(str(self._url))!r}, "
             f"secrets=<{len(self._signers)} redacted>, timeout_s={self._timeout_s:g})"
         )
 

@@ -14,7 +14,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from syncd.errors import StoreError
-from syncd.sinks.broker import redacted_url
+from syncd.redact import redacted_url
 from syncd.storage.postgres.migrations import apply_migrations, pending_migrations
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
