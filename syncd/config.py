@@ -802,10 +802,17 @@ def load_config(path: Path, *, registry: SinkRegistry | None = None) -> Config:
     return parse_config(data, source=str(path), base=path.absolute().parent, registry=registry)
 
 
-def config_schema(registry: SinkRegistry | None = None) -> dict[str, Any]:
-    """A JSON Schema (draft 2020-12) of the config file, sinks of every typed type included."""
+def config_schema(
+    registry: SinkRegistry | None = None, problems: list[str] | None = None
+) -> dict[str, Any]:
+    """A JSON Schema (draft 2020-12) of the config file, sinks of every typed type included:
+    the built-ins and installed plugins'. A plugin that fails to load is left out and its one
+    line appended to `problems`."""
     registry = registry or default_registry()
-    models = tuple(_sink_model(k, m) for k, m in registry.builtin_models().items())
+    typed, failed = registry.typed_models()
+    if problems is not None:
+        problems.extend(failed)
+    models = tuple(_sink_model(k, m) for k, m in typed.items())
     sink_union: Any = Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007
     schema_model = create_model(
         "SyncdConfig",

@@ -182,7 +182,17 @@ def test_schema_describes_every_table_and_sink_type() -> None:
     }
     sink_items = schema["properties"]["sinks"]["items"]
     kinds = {ref["$ref"].rsplit("/", 1)[-1] for ref in sink_items["oneOf"]}
-    assert kinds == {"ExecSinkTable", "FileSinkTable", "WebhookSinkTable"}
+    # the in-tree broker sinks are plugins (entry points), listed like the built-ins
+    assert kinds == {
+        "ExecSinkTable",
+        "FileSinkTable",
+        "WebhookSinkTable",
+        "NatsSinkTable",
+        "RedisSinkTable",
+    }
+    nats = schema["$defs"]["NatsSinkTable"]
+    assert nats["additionalProperties"] is False
+    assert {"url", "subject", "stream"} <= set(nats["properties"])
     webhook = schema["$defs"]["WebhookSinkTable"]
     assert webhook["additionalProperties"] is False
     assert {"url", "secret_file", "events", "max_in_flight"} <= set(webhook["properties"])

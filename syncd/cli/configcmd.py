@@ -53,5 +53,10 @@ def check_config(ctx: Ctx) -> None:
 
 @click.command("config-schema")
 def config_schema() -> None:
-    """Print the JSON Schema of the configuration file (TOML, as JSON)."""
-    click.echo(json.dumps(schema_of_config(), indent=2))
+    """Print the JSON Schema of the configuration file (TOML, as JSON), installed sink plugins'
+    types included; a plugin that fails to load is named on stderr and left out."""
+    problems: list[str] = []
+    schema = schema_of_config(problems=problems)
+    for line in problems:
+        click.echo(f"warning: {line}", err=True)
+    click.echo(json.dumps(schema, indent=2))

@@ -151,6 +151,18 @@ class SinkRegistry:
         models = {name: options_model_of(f) for name, f in self._factories.items()}
         return {name: m for name, m in sorted(models.items()) if m is not None}
 
+    def typed_models(self) -> tuple[dict[str, type[SinkOptions]], list[str]]:
+        """The options model of every typed sink type, installed plugins included (each entry
+        point is loaded), and one line per plugin that failed to load, for `config-schema`."""
+        problems: list[str] = []
+        for ep in self._entry_points():
+            if ep.name not in self._factories:
+                try:
+                    self.factory_for(ep.name)
+                except ConfigError as exc:
+                    problems.append(str(exc))
+        return self.builtin_models(), problems
+
     def factory_for(self, type_name: str) -> SinkFactory:
         """The factory for `type_name`, loading its entry point on first use."""
         factory = self._factories.get(type_name)
