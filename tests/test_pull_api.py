@@ -221,6 +221,14 @@ async def test_entries_errors_and_openapi(served: Api) -> None:
     assert status == 400 and body["code"] == "bad_query"
     status, body = await served.get("/api/entries/nothing-here")
     assert status == 404 and body["code"] == "unknown_entry"
+    # the router's own refusals under /api/ are JSON errors too
+    status, body = await served.get("/api/nothing/here")
+    assert status == 404 and body["code"] == "not_found" and "/api/nothing/here" in body["error"]
+    async with served.session.delete(served.base + "/api/events") as r:
+        assert r.status == 405 and "GET" in r.headers["Allow"]
+        assert (await r.json())["code"] == "method_not_allowed"
+    async with served.session.get(served.base + "/no-such-page") as r:
+        assert r.status == 404 and r.content_type == "text/plain"  # outside /api/: untouched
     status, body = await served.get("/api/openapi.json")
     assert status == 200 and body["openapi"].startswith("3.1")
     assert set(body["paths"]) >= {"/api/events", "/api/events/stream", "/api/entries"}

@@ -42,10 +42,41 @@ WAIT_PATTERN = re.compile(r"[0-9]+(\.[0-9]+)?(ms|s|m|h|d)?")  # the OpenAPI docu
 
 
 class ApiError(web.HTTPException):
-    def __init__(self, status: int, code: str, message: str, **extra: object) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extra: object,
+    ) -> None:
         self.status_code = status
         body = {"error": message, "code": code, **extra}
-        super().__init__(text=json.dumps(body), content_type="application/json")
+        super().__init__(text=json.dumps(body), content_type="application/json", headers=headers)
+
+
+# aiohttp's own refusals under /api/ (no such path, wrong method, body too large) in the API's
+# error shape, so a client parses every error the same way.
+_ROUTER_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
+@web.middleware
+async def json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Turns the router's plain-text errors under /api/ into `{"error", "code"}` JSON."""
+    try:
+        return await handler(request)
+    except ApiError:
+        raise
+    except web.HTTPException as exc:
+        if not request.path.startswith("/api/") or exc.status < 400:
+            raise
+        code = _ROUTER_CODES.get(exc.status, "http_error")
+        message = f"{request.method} {request.path}: {exc.reason.lower()}"
+        headers = {k: v for k, v in exc.headers.items() if k == "Allow"}
+        raise ApiError(exc.status, code, message, headers=headers) from None
 
 
 def bad(name: str, message: str) -> NoReturn:

@@ -94,7 +94,7 @@ def build_web_app(services: Services, access: Access) -> web.Application:
                 )
         return await handler(request)
 
-    app = web.Application(middlewares=[guard])
+    app = web.Application(middlewares=[guard, api.json_errors])
     app[SERVICES] = services
     app.add_routes(probes.routes)
     app.add_routes(api.routes)
