@@ -225,6 +225,24 @@ async def test_a_body_with_a_raw_newline_is_refused(tmp_path: Path) -> None:
     assert not path.exists() or path.read_bytes() == b""
 
 
+async def test_unicode_line_separators_are_escaped_to_the_same_json(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    sink = FileSink("archive", path)
+    envelope = {"id": "evt_u", "data": {"title": "a\u2028b\u2029c \U0001f600 \u00e9"}}
+    body = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
+    assert "\u2028".encode() in body  # raw in the envelope, as json.dumps writes it
+    try:
+        assert (await sink.send(OutboundEvent(id="evt_u", seq=1, type="t", body=body))).ok
+        assert (await sink.send(make_event(2))).ok
+    finally:
+        await sink.aclose()
+    text = path.read_text(encoding="utf-8")
+    assert "\u2028" not in text and "\u2029" not in text
+    lines = text.splitlines()  # splits on U+2028 too: it would cut the first event in three
+    assert len(lines) == 2
+    assert json.loads(lines[0]) == envelope
+
+
 async def test_send_after_aclose_fails_cleanly(tmp_path: Path) -> None:
     sink = FileSink("archive", tmp_path / "events.jsonl")
     assert (await sink.send(make_event(1))).ok

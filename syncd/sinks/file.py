@@ -1,6 +1,7 @@
 """The JSON Lines file sink: appends each event body as one line to a local file.
 
-Guarantees a reader can rely on: every line in the file is one complete event. Lines go out in a
+Guarantees a reader can rely on: every line in the file is one complete event (U+2028/U+2029
+escaped, so no line reader splits one). Lines go out in a
 single write() on an O_APPEND descriptor while holding an exclusive flock, so lines from concurrent
 tasks (or another syncd process, e.g. a `deliveries retry` next to the daemon) never interleave. A
 tail torn by a crash is cut back to the last newline when the file is opened, and a write that
@@ -124,7 +125,7 @@ class FileSink:
         started = time.perf_counter()
         outcomes: list[SendOutcome | None] = [None] * len(events)
         # A raw newline would split one event over two lines; the envelope is compact.
-        whole = [e.body for e in events if b"\n" not in e.body]
+        whole = [_line_safe(e.body) for e in events if b"\n" not in e.body]
         if len(whole) < len(events):
             outcomes = [_NEWLINE_REFUSED if b"\n" in e.body else None for e in events]
         if whole:
@@ -234,6 +235,20 @@ class FileSink:
             if self._fd is not None:
                 fd, self._fd = self._fd, None
                 os.close(fd)
+
+
+# U+2028 and U+2029 are legal raw in a JSON string, but Python's str.splitlines(), JavaScript
+# before ES2019 and other line readers end a line there; written as \u escapes they are the same
+# JSON value, and every line splits on "\n" only, whatever reads it. (Their UTF-8 bytes cannot
+# occur inside another character's encoding, so the byte replace is exact.)
+_LINE_SEPARATORS = ((b"\xe2\x80\xa8", b"\\u2028"), (b"\xe2\x80\xa9", b"\\u2029"))
+
+
+def _line_safe(body: bytes) -> bytes:
+    for raw, escaped in _LINE_SEPARATORS:
+        if raw in body:
+            body = body.replace(raw, escaped)
+    return body
 
 
 _NEWLINE_REFUSED = SendOutcome(ok=False, error="event body contains a newline", retryable=False)
