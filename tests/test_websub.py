@@ -5,7 +5,8 @@ poll, a tampered push and a push to an unknown callback change nothing, a push t
 deletes nothing, a thin ping fetches page 1; a 10 s lease is renewed, a push lost while syncd was
 down is found by the poll after the restart, a feed dropped on reload is unsubscribed; a
 safety-net poll that finds what no push delivered marks WebSub unreliable for the feed; the
-body cap (413) and the per-callback rate (429)."""
+body cap (413) and the per-callback rate (429); a feed moving to another hub is unsubscribed at
+the old one and subscribed at the new one."""
 
 from __future__ import annotations
 
@@ -400,3 +401,53 @@ async def test_denied_subscription_is_recorded(tmp_path: Path, receiver: Receive
             assert hub_server.hub.subscriptions == {}
             # Without a self link the topic is the feed's URL.
             assert hub_server.hub.requests[0]["hub.topic"] == feed_server.url
+
+
+async def test_a_hub_change_moves_the_subscription(
+    tmp_path: Path, receiver: ReceiverServer
+) -> None:
+    """The feed starts advertising another hub: a poll sees it, syncd unsubscribes at the old hub
+    (which verifies that) and subscribes at the new one, and the new hub's pushes are taken."""
+    port = free_port()
+    model = BloggerFeed()
+    async with (
+        serve_hub() as old_server,
+        serve_hub() as new_server,
+        serve_feed(model) as feed_server,
+    ):
+        old, new = old_server.hub, new_server.hub
+        model.set_headers({"Link": f'<{old_server.url}>; rel="hub"'})
+        feeds: list[dict[str, str | int]] = [
+            {"name": "blog", "url": feed_server.url, "interval": "1h", "max_pages": 1}
+        ]
+        # the subscribed feed's safety-net poll every second: it is the poll that sees the change
+        config = websub_config(tmp_path, port, feeds, receiver.url, 'websub_poll_interval = "1s"\n')
+        async with daemon(config):
+            (old_sub,) = await eventually(lambda: _async(list(old.subscriptions.values())))
+            old_callback = old_sub.callback
+            assert new.requests == []
+
+            # the feed moves hubs in an update (an unchanged page is a 304, which says nothing)
+            model.set_headers({"Link": f'<{new_server.url}>; rel="hub"'})
+            model.edit_entry(model.ids()[1], title="Published after the move")
+            moved = await receiver.receiver.wait_for(1, timeout=20)
+            assert moved[0]["data"]["entry"]["title"] == "Published after the move"
+            await eventually(lambda: _async(bool(new.subscriptions)), timeout=15)
+            await eventually(lambda: _async(not old.subscriptions), timeout=15)
+            assert [r["hub.mode"] for r in old.requests] == ["subscribe", "unsubscribe"]
+            assert old.requests[1]["hub.callback"] == old_callback
+            (sub,) = new.subscriptions.values()
+            assert sub.callback != old_callback  # a fresh capability and secret per hub
+
+            # the new hub's push is taken (and the old hub's callback is gone)
+            model.edit_entry(model.ids()[0], title="Pushed by the new hub")
+            body = keep_entries(await _page1(feed_server.url), 1)
+            assert await new.publish(feed_server.url, body) == [202]
+            events = await receiver.receiver.wait_for(2, timeout=20)
+            assert events[1]["type"] == "entry.updated"
+            assert events[1]["data"]["entry"]["title"] == "Pushed by the new hub"
+            shown = (await _status(config))["websub"]
+            assert shown["hub"] == new_server.url and shown["state"] == "active"
+            assert shown["pushes"] == 1  # taken as a push (the 1 s poll may also have seen it)
+            # the old hub's callback is no longer a subscription: 410 tells a hub to stop
+            assert await old.push(old_sub, body) == 410
