@@ -22,6 +22,7 @@ import pytest
 from syncd.model import ChangeKind, EventDraft
 from syncd.pull import Bell
 from syncd.storage.sqlite import SqliteStore, events, feeds
+from syncd.storage.values import EntryKey
 from syncd.web import api
 from tests.support.webapp import api_server
 
@@ -219,6 +220,16 @@ async def test_entries_errors_and_openapi(served: Api) -> None:
     assert status == 400 and "wait" in body["error"]
     status, body = await served.get("/api/entries", q='"unterminated')
     assert status == 400 and body["code"] == "bad_query"
+    status, body = await served.get("/api/entries")
+    assert status == 200 and body == {"entries": [], "next": None}
+    cursor = api.encode_entry_cursor(EntryKey("2026-01-01T00:00:00.000Z", 1, "tag:x,2026:1"))
+    status, body = await served.get("/api/entries", after=cursor)
+    assert status == 200 and body["next"] is None
+    for broken in ("nope", cursor[:-3], api.encode_entry_cursor(EntryKey("t", 1, "e"))[:-1] + "!"):
+        status, body = await served.get("/api/entries", after=broken)
+        assert status == 400 and body["code"] == "bad_parameter" and "after" in body["error"]
+    status, body = await served.get("/api/entries", after=cursor, offset="5")
+    assert status == 400 and "offset" in body["error"]
     status, body = await served.get("/api/entries/nothing-here")
     assert status == 404 and body["code"] == "unknown_entry"
     # the router's own refusals under /api/ are JSON errors too

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from syncd.storage.sqlite import SqliteStore
 from syncd.storage.values import (
     AttemptRecord,
     EntryDeletion,
+    EntryKey,
+    EntryQuery,
     EntryWrite,
     PageCommit,
     Policy,
@@ -207,6 +210,30 @@ async def test_a_cursor_reader_sees_every_event_once_in_order(store: Store) -> N
     deleted = await store.reads().events(0, 100, type="entry.deleted")
     assert [e["data"]["seq"] for e in deleted.events] == seqs[-1:]
     assert deleted.next == seqs[-1]
+
+
+async def test_entry_pages_continue_after_a_key_through_ties_and_arrivals(store: Store) -> None:
+    feed_id = await feed(store)
+    # nine entries, three to a published instant: the tie is broken by feed and entry id
+    nine = [replace(entry(n), published=NOW - timedelta(days=n // 3)) for n in range(9)]
+    await commit(store, feed_id, nine)
+    first = await store.reads().entries(EntryQuery(limit=4))
+    assert len(first.entries) == 4 and first.next is not None
+    # an entry newer than all arrives between pages: it is not in the rest, and nothing repeats
+    await commit(store, feed_id, [replace(entry(99), published=NOW + timedelta(days=1))])
+    seen = [e["entry_id"] for e in first.entries]
+    after: EntryKey | None = first.next
+    while after is not None:
+        page = await store.reads().entries(EntryQuery(limit=4, after=after))
+        seen += [e["entry_id"] for e in page.entries]
+        after = page.next
+    expected = sorted(nine, key=lambda e: (NOW - (e.published or NOW), e.entry_id))
+    assert seen == [e.entry_id for e in expected]
+    whole = await store.reads().entries(EntryQuery(limit=100))
+    assert whole.next is None and len(whole.entries) == 10
+    assert whole.entries[0]["entry_id"] == "tag:blog.test,2026:99"
+    assert set(whole.entries[0]) >= {"feed", "entry_id", "title", "published"}
+    assert "sort_at" not in whole.entries[0] and "feed_id" not in whole.entries[0]
 
 
 async def test_prune_lets_go_of_a_done_prefix_and_tells_cursors(store: Store) -> None:

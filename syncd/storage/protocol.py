@@ -24,6 +24,7 @@ from syncd.storage.values import (
     CrawlOutcome,
     DeliveryInfo,
     DueDelivery,
+    EntryPage,
     EntryQuery,
     EventPage,
     FeedHead,
@@ -153,7 +154,7 @@ class Reads(Protocol):
         self, after: int, limit: int, feed: str | None = None, type: str | None = None
     ) -> EventPage: ...
     async def feed_exists(self, name: str) -> bool: ...
-    async def entries(self, query: EntryQuery) -> list[dict[str, Any]]: ...
+    async def entries(self, query: EntryQuery) -> EntryPage: ...
     async def entry(self, entry_id: str, feed: str | None) -> list[dict[str, Any]]: ...
 
 

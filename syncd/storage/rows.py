@@ -6,13 +6,21 @@ instants and JSON are written as text, and the column lists both backends select
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
 from syncd.model import Change, EventDraft, Link, Person, StoredEntry, Validators
-from syncd.storage.values import ArchivedEntry, FeedState, PageState, SinkRow, Subscription
+from syncd.storage.values import (
+    ArchivedEntry,
+    EntryKey,
+    EntryPage,
+    FeedState,
+    PageState,
+    SinkRow,
+    Subscription,
+)
 from syncd.timestamps import format_timestamp, from_text, to_text
 from syncd.websub import PENDING
 
@@ -27,6 +35,10 @@ ENTRY_FIELDS = (
     " e.categories, e.summary, e.content, e.links, e.first_seen, e.last_seen, e.deleted_at,"
     " e.deleted_reason, e.revision"
 )
+# The pull API lists entries newest first by this, ties broken by feed and entry id (both
+# backends; the keyset below continues after a given key).
+ENTRY_SORT = "COALESCE(e.published, e.first_seen)"
+ENTRY_ORDER = f"{ENTRY_SORT} DESC, e.feed_id, e.entry_id"
 JSON_FIELDS = ("authors", "categories", "links")
 # Search snippets mark the matches like this: readable in a terminal and in JSON alike.
 MARK = ("[", "]")
@@ -196,6 +208,23 @@ def envelope(draft: EventDraft, seq: int) -> str:
             "data": {"seq": seq, **draft.data},
         }
     )
+
+
+def entries_after(param: Callable[[str], str]) -> str:
+    """The condition "listed after the key in `at`, `fid`, `eid`", with parameters written by
+    `param` (the backend's placeholder style)."""
+    at, fid, eid = param("at"), param("fid"), param("eid")
+    later = f"(e.feed_id, e.entry_id) > ({fid}, {eid})"
+    return f"({ENTRY_SORT} < {at} OR ({ENTRY_SORT} = {at} AND {later}))"
+
+
+def entry_page(rows: list[dict[str, Any]], limit: int) -> EntryPage:
+    """Rows selected with ENTRY_FIELDS plus `sort_at` and `feed_id`, one more than `limit`, as
+    a page: the entries and, when there are more, the key to continue after."""
+    more = len(rows) > limit
+    rows = rows[:limit]
+    keys = [EntryKey(r.pop("sort_at"), r.pop("feed_id"), r["entry_id"]) for r in rows]
+    return EntryPage([entry_row(r) for r in rows], keys[-1] if more else None)
 
 
 def entry_row(row: dict[str, Any]) -> dict[str, Any]:

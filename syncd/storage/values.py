@@ -307,13 +307,30 @@ class EventPage:
 
 
 @dataclass(frozen=True, slots=True)
+class EntryKey:
+    """Where an entry sits in the newest-first listing: its published (or first seen) instant as
+    stored, then feed and entry id to break ties. Entries after it are older."""
+
+    sort_at: str
+    feed_id: int
+    entry_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class EntryQuery:
     feed: str | None = None
     q: str | None = None
     since: datetime | None = None
     include_deleted: bool = False
     limit: int = 50
-    offset: int = 0
+    after: EntryKey | None = None  # continue after this entry (keyset: no skips, no repeats)
+    offset: int = 0  # kept for old clients; `after` is stable while entries arrive
+
+
+@dataclass(frozen=True, slots=True)
+class EntryPage:
+    entries: list[dict[str, Any]]
+    next: EntryKey | None  # the last entry's key when more may follow
 
 
 @dataclass(frozen=True, slots=True)

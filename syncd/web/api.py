@@ -9,6 +9,8 @@ server's (syncd.web.server); this module reads nothing but the store, and writes
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import json
 import re
@@ -23,7 +25,7 @@ from syncd.errors import CursorGone, SearchQueryError, StoreError
 from syncd.pull import EVENT_TYPES, Bell
 from syncd.since import parse_since
 from syncd.storage import Reads
-from syncd.storage.values import EntryQuery, EventPage
+from syncd.storage.values import EntryKey, EntryQuery, EventPage
 from syncd.web.openapi import DOCUMENT
 from syncd.web.services import SERVICES
 
@@ -224,12 +226,36 @@ async def entries(request: web.Request) -> web.Response:
         since=since,
         include_deleted=_bool(q, "include_deleted"),
         limit=_int(q, "limit", 50, 1, MAX_LIMIT),
+        after=_entry_cursor(q),
         offset=_int(q, "offset", 0, 0, 2**31),
     )
+    if query.after is not None and query.offset:
+        bad("offset", "not with after (the cursor already says where to go on)")
     if query.feed is not None and not await _read(reader.feed_exists, query.feed):
         raise ApiError(404, "unknown_feed", f"feed: no feed named {query.feed!r}")
-    found = await _read(reader.entries, query)
-    return web.json_response({"entries": found})
+    page = await _read(reader.entries, query)
+    nxt = None if page.next is None else encode_entry_cursor(page.next)
+    return web.json_response({"entries": page.entries, "next": nxt})
+
+
+def encode_entry_cursor(key: EntryKey) -> str:
+    """The opaque `next` of /api/entries: the last entry's sort key, base64url JSON."""
+    raw = json.dumps([key.sort_at, key.feed_id, key.entry_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _entry_cursor(q: Mapping[str, str]) -> EntryKey | None:
+    raw = q.get("after")
+    if raw is None:
+        return None
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        sort_at, feed_id, entry_id = decoded
+        if not (isinstance(sort_at, str) and isinstance(entry_id, str) and type(feed_id) is int):
+            raise ValueError
+    except (ValueError, TypeError, binascii.Error):
+        bad("after", "not a cursor from this API's `next` (pass it back unchanged)")
+    return EntryKey(sort_at, feed_id, entry_id)
 
 
 @routes.get(r"/api/entries/{id:[\s\S]+}")  # any id, newlines included

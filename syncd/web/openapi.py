@@ -115,9 +115,13 @@ DOCUMENT: dict[str, Any] = {
             },
             "EntryList": {
                 "type": "object",
-                "required": ["entries"],
+                "required": ["entries", "next"],
                 "properties": {
-                    "entries": {"type": "array", "items": {"$ref": "#/components/schemas/Entry"}}
+                    "entries": {"type": "array", "items": {"$ref": "#/components/schemas/Entry"}},
+                    "next": {
+                        "type": ["string", "null"],
+                        "description": "pass as after= for the next page; null: no more",
+                    },
                 },
             },
             "EntryWithVersions": {
@@ -182,9 +186,14 @@ DOCUMENT: dict[str, Any] = {
                         "limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "default 50"
                     ),
                     _param(
+                        "after",
+                        {"type": "string"},
+                        "the `next` of the previous page: continue after its last entry",
+                    ),
+                    _param(
                         "offset",
                         {"type": "integer", "minimum": 0, "maximum": 2147483648},
-                        "skip this many",
+                        "skip this many (not with after; shifts as entries arrive)",
                     ),
                 ],
                 "responses": {"200": _json("EntryList", "the entries"), **_ERRORS},

@@ -14,8 +14,15 @@ from syncd.storage.postgres import events
 from syncd.storage.postgres.db import Conn, Pg
 from syncd.storage.postgres.prune import pruned_through
 from syncd.storage.postgres.search import CONFIG
-from syncd.storage.rows import ENTRY_FIELDS, entry_row
-from syncd.storage.values import EntryQuery, EventPage
+from syncd.storage.rows import (
+    ENTRY_FIELDS,
+    ENTRY_ORDER,
+    ENTRY_SORT,
+    entries_after,
+    entry_page,
+    entry_row,
+)
+from syncd.storage.values import EntryPage, EntryQuery, EventPage
 from syncd.timestamps import to_text
 
 
@@ -42,9 +49,9 @@ class PostgresReads:
     async def feed_exists(self, name: str) -> bool:
         return bool(await self.pg.rows("SELECT 1 FROM feeds WHERE name = %s", (name,)))
 
-    async def entries(self, query: EntryQuery) -> list[dict[str, Any]]:
+    async def entries(self, query: EntryQuery) -> EntryPage:
         where = ["TRUE"]
-        params: dict[str, Any] = {"limit": query.limit, "offset": query.offset}
+        params: dict[str, Any] = {"limit": query.limit + 1, "offset": query.offset}
         if query.q is not None:
             where.append(
                 "(e.feed_id, e.entry_id) IN (SELECT s.feed_id, s.entry_id FROM entries_search s"
@@ -59,14 +66,18 @@ class PostgresReads:
             params["since"] = to_text(query.since)
         if not query.include_deleted:
             where.append("e.deleted_at IS NULL")
+        if query.after is not None:
+            where.append(entries_after(lambda name: f"%({name})s"))
+            a = query.after
+            params.update(at=a.sort_at, fid=a.feed_id, eid=a.entry_id)
         rows = await self.pg.rows(
-            f"SELECT {ENTRY_FIELDS} FROM entries e JOIN feeds f ON f.id = e.feed_id"
-            f" WHERE {' AND '.join(where)}"
-            " ORDER BY COALESCE(e.published, e.first_seen) DESC, e.entry_id"
+            f"SELECT {ENTRY_FIELDS}, {ENTRY_SORT} AS sort_at, e.feed_id"
+            f" FROM entries e JOIN feeds f ON f.id = e.feed_id"
+            f" WHERE {' AND '.join(where)} ORDER BY {ENTRY_ORDER}"
             " LIMIT %(limit)s OFFSET %(offset)s",
             params,
         )
-        return [entry_row(r) for r in rows]
+        return entry_page(rows, query.limit)
 
     async def entry(self, entry_id: str, feed: str | None) -> list[dict[str, Any]]:
         async with self._snapshot() as conn:

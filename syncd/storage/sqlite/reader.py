@@ -14,11 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from syncd.errors import CursorGone, StoreError
-from syncd.storage.rows import ENTRY_FIELDS, entry_row
+from syncd.storage.rows import (
+    ENTRY_FIELDS,
+    ENTRY_ORDER,
+    ENTRY_SORT,
+    entries_after,
+    entry_page,
+    entry_row,
+)
 from syncd.storage.sqlite import events, search
 from syncd.storage.sqlite.db import readonly_connection
 from syncd.storage.sqlite.prune import pruned_through
-from syncd.storage.values import EntryQuery, EventPage
+from syncd.storage.values import EntryPage, EntryQuery, EventPage
 from syncd.timestamps import to_text
 
 
@@ -36,7 +43,7 @@ class SqliteReads:
     async def feed_exists(self, name: str) -> bool:
         return await asyncio.to_thread(self._feed_exists, name)
 
-    async def entries(self, query: EntryQuery) -> list[dict[str, Any]]:
+    async def entries(self, query: EntryQuery) -> EntryPage:
         return await asyncio.to_thread(self._entries, query)
 
     async def entry(self, entry_id: str, feed: str | None) -> list[dict[str, Any]]:
@@ -73,9 +80,9 @@ class SqliteReads:
                 conn.execute("SELECT 1 FROM feeds WHERE name = ?", (name,)).fetchone() is not None
             )
 
-    def _entries(self, query: EntryQuery) -> list[dict[str, Any]]:
+    def _entries(self, query: EntryQuery) -> EntryPage:
         where = ["1"]
-        params: dict[str, Any] = {"limit": query.limit, "offset": query.offset}
+        params: dict[str, Any] = {"limit": query.limit + 1, "offset": query.offset}
         if query.q is not None:
             search.check_query(query.q)
             where.append(
@@ -92,15 +99,19 @@ class SqliteReads:
             params["since"] = to_text(query.since)
         if not query.include_deleted:
             where.append("e.deleted_at IS NULL")
+        if query.after is not None:
+            where.append(entries_after(lambda name: f":{name}"))
+            a = query.after
+            params.update(at=a.sort_at, fid=a.feed_id, eid=a.entry_id)
         with self._snapshot() as conn:
             rows = conn.execute(
-                f"SELECT {ENTRY_FIELDS} FROM entries e JOIN feeds f ON f.id = e.feed_id"
-                f" WHERE {' AND '.join(where)}"
-                " ORDER BY COALESCE(e.published, e.first_seen) DESC, e.entry_id"
+                f"SELECT {ENTRY_FIELDS}, {ENTRY_SORT} AS sort_at, e.feed_id"
+                f" FROM entries e JOIN feeds f ON f.id = e.feed_id"
+                f" WHERE {' AND '.join(where)} ORDER BY {ENTRY_ORDER}"
                 " LIMIT :limit OFFSET :offset",
                 params,
             ).fetchall()
-        return [entry_row(dict(r)) for r in rows]
+        return entry_page([dict(r) for r in rows], query.limit)
 
     def _entry(self, entry_id: str, feed: str | None) -> list[dict[str, Any]]:
         """The entry in every feed that has it (or in `feed`), each with its versions, oldest
