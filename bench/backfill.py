@@ -20,7 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import aiohttp
 import feedparser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.feedserver import spawn_feed_server  # noqa: E402
 from tests.support.measure import measure  # noqa: E402
+from tests.support.pages import fetch_pages  # noqa: E402
 
 
 async def run_syncd(config: Path, *args: str) -> tuple[float, float]:
@@ -35,21 +35,6 @@ async def run_syncd(config: Path, *args: str) -> tuple[float, float]:
     return await measure(
         [sys.executable, "-m", "syncd", "--config", str(config), *args], config.parent
     )
-
-
-async def fetch_pages(url: str) -> list[bytes]:
-    bodies: list[bytes] = []
-    async with aiohttp.ClientSession() as session:
-        next_url: str | None = url
-        while next_url:
-            async with session.get(next_url) as resp:
-                body = await resp.read()
-            bodies.append(body)
-            parsed = feedparser.parse(body, sanitize_html=False, resolve_relative_uris=False)
-            next_url = next(
-                (lk["href"] for lk in parsed.feed.get("links", []) if lk.get("rel") == "next"), None
-            )
-    return bodies
 
 
 def baseline_parse(bodies: list[bytes]) -> float:

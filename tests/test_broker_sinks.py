@@ -34,6 +34,7 @@ from tests.support.brokers import (
     private_redis,
     unreachable,
 )
+from tests.support.envelopes import envelopes
 from tests.support.outbox import FakeClock, deliveries_of, seed_events, sink_config
 
 NO_NATS = unreachable(NATS_URL, "NATS")
@@ -250,10 +251,7 @@ async def kill_and_restart(
 
 
 def verdict(store: SqliteStore, sink: str, received: list[tuple[str, bytes]]) -> dict[str, int]:
-    expected = {
-        r["event_id"]: r["payload"]
-        for r in store.rows("SELECT id AS event_id, payload FROM events")
-    }
+    expected = {eid: envelope for _, eid, envelope in envelopes(store.path)}
     counts = Counter(eid for eid, _ in received)
     for eid, body in received:  # a duplicate is the same event: same id, same bytes
         assert json.loads(body)["id"] == eid and body == expected[eid].encode()

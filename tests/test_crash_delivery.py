@@ -25,6 +25,7 @@ from pathlib import Path
 
 from syncd.storage.sqlite import SqliteStore
 from tests.conftest import webhook_sink, write_config
+from tests.support.envelopes import read_envelopes
 from tests.support.feedserver import BloggerFeed, serve_feed
 from tests.support.ordering import arrival_of, order_violations
 from tests.support.outbox import seed_events
@@ -141,7 +142,7 @@ async def test_sigkill_during_delivery_loses_nothing(tmp_path: Path) -> None:
     conn = sqlite3.connect(db)
     try:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        payloads = dict(conn.execute("SELECT id, payload FROM events").fetchall())
+        payloads = {eid: envelope for _, eid, envelope in read_envelopes(conn)}
     finally:
         conn.close()
     assert len(payloads) == EVENTS

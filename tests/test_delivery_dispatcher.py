@@ -27,6 +27,7 @@ from syncd.sinks.base import Sink
 from syncd.sinks.file import FileSink
 from syncd.sinks.webhook import WebhookSink
 from syncd.storage.sqlite import SqliteStore
+from tests.support.envelopes import envelopes
 from tests.support.outbox import (
     FakeClock,
     attempts_of,
@@ -64,9 +65,8 @@ def signature_valid(req: ReceivedRequest, secret: str = TEST_SECRET) -> bool:
 
 
 def payload(store: SqliteStore, seq: int) -> bytes:
-    return str(
-        store.rows("SELECT payload FROM events WHERE seq = ?", (seq,))[0]["payload"]
-    ).encode()
+    [(_, _, envelope)] = envelopes(store.path, "e.seq = ?", (seq,))
+    return envelope.encode()
 
 
 def seconds(a: datetime, b: datetime) -> float:

@@ -5,9 +5,11 @@ receiver that verifies every signature with the standardwebhooks package."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 from tests.conftest import db_rows, file_sink, jsonl, syncd, webhook_sink, write_config
+from tests.support.envelopes import envelopes
 from tests.support.feedserver import FeedServer
 from tests.support.receiver import ReceiverServer, Reply
 
@@ -104,9 +106,9 @@ async def test_backfill_then_incremental_changes(
     before = len(event_types(db))
     feed.touch(touched, 1)
     await syncd(config, "sync")
-    rows = db_rows(db, "SELECT entry_id, payload FROM events WHERE seq > ?", (before,))
-    assert [r[0] for r in rows] == [touched]
-    assert '"changed_fields":["updated"]' in rows[0][1]
+    rows = envelopes(db, "e.seq > ?", (before,))
+    assert [json.loads(r[2])["data"]["entry"]["id"] for r in rows] == [touched]
+    assert '"changed_fields":["updated"]' in rows[0][2]
 
     # A comment count changes: no event at all.
     before = len(event_types(db))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -18,13 +19,16 @@ from syncd.errors import CursorGone, StoreError
 from syncd.events import build_deletion_event, build_event
 from syncd.model import (
     Deletion,
+    EventDraft,
     FeedRef,
     FetchResult,
     ParsedEntry,
     ParsedPage,
+    Person,
     SendOutcome,
 )
 from syncd.storage import Store
+from syncd.storage.envelopes import envelope
 from syncd.storage.postgres.store import PostgresStore
 from syncd.storage.sqlite import SqliteStore
 from syncd.storage.values import (
@@ -347,3 +351,106 @@ async def test_websub_subscriptions_round_trip_and_come_due(store: Store) -> Non
     assert await ws.open_subscriptions() == []
     assert await ws.feed_subscriptions(feed_id) == []
     assert [s.state for s in await ws.all_subscriptions()] == ["unsubscribed"]
+
+
+# What JSON and JavaScript disagree on (U+2028/U+2029), a non-BMP character (a surrogate pair in
+# UTF-16, four bytes in UTF-8), escapes, a control character and markup.
+TRICKY = 'a\u2028b\u2029c \U0001d11e \U0001f600 "q" \\ </script>\x01 é'
+
+
+async def test_delivered_envelopes_are_the_events_byte_for_byte(store: Store) -> None:
+    """Sinks (claims and operator resends) and the pull API get exactly the envelope built from
+    each event, for created, updated and deleted events, although the store keeps the content
+    once, in the version the event names."""
+    feed_id = await feed(store)
+    tricky = replace(
+        entry(1, title=f"T {TRICKY}", body=f"<p>{TRICKY}</p>"),
+        authors=(Person(f"Ann {TRICKY}", None, "http://a.test/\u2028"),),
+        categories=(TRICKY, "news"),
+        summary=TRICKY,
+        base_url="http://blog.test/base/",
+    )
+    drafts: list[EventDraft] = []
+
+    async def page(entries: list[ParsedEntry], now: datetime) -> list[int]:
+        known = await store.known_entries(feed_id, [e.entry_id for e in entries])
+        changes = diff_page(entries, known, {}).changes
+        writes = [
+            EntryWrite(c, build_event(c, REF, initial=False, now=now), ("hook",)) for c in changes
+        ]
+        drafts.extend(w.event for w in writes if w.event)
+        parsed = ParsedPage(url=URL, feed_title="Blog", next_url=None, entries=tuple(entries))
+        result = FetchResult(URL, URL, 200, b"", {}, None, None, "h", 1.0)
+        return await store.commit_page(
+            PageCommit(feed_id, result, parsed, None, now, tuple(writes))
+        )
+
+    seqs = await page([tricky, entry(2)], NOW)
+    later = NOW + timedelta(hours=1)
+    seqs += await page([replace(tricky, title=f"U {TRICKY}", updated=later), entry(2)], later)
+    stored = (await store.known_entries(feed_id, [tricky.entry_id]))[tricky.entry_id]
+    deletion = Deletion(stored, "tombstone")
+    gone = build_deletion_event(deletion, REF, initial=False, now=later)
+    drafts.append(gone)
+    seqs += await store.commit_presence(
+        PresenceCommit(feed_id, later, deletions=(EntryDeletion(deletion, gone, ("hook",)),))
+    )
+    expected = {seq: envelope(d, seq).encode() for seq, d in zip(seqs, drafts, strict=True)}
+    assert [d.type for d in drafts] == ["entry.created"] * 2 + ["entry.updated", "entry.deleted"]
+
+    loaded = {}
+    for info in await store.outbox.list_deliveries(sink="hook"):
+        due = await store.outbox.load(info.id)
+        assert due is not None
+        loaded[due.event.seq] = due.event.body
+    assert loaded == expected
+    claimed = await store.outbox.claim_due("hook", later, 10, later + timedelta(minutes=1))
+    assert {d.event.seq: d.event.body for d in claimed} == {s: expected[s] for s in seqs[:2]}
+    pulled = (await store.reads().events(0, 10)).events
+    assert pulled == [json.loads(expected[s]) for s in seqs]
+    assert TRICKY in pulled[-1]["data"]["entry"]["categories"]
+    # The content is stored once: each event names its version and keeps only the rest.
+    [(named, whole)] = await _stored_payloads(store)
+    assert (named, whole) == (4, 0)
+
+
+async def _stored_payloads(store: Store) -> list[tuple[int, int]]:
+    """(events naming a version, events storing their whole envelope)."""
+    _, rows = await store.query_readonly(
+        "SELECT COUNT(version_id), COUNT(*) - COUNT(version_id) FROM events"
+        " WHERE payload LIKE '%\"entry\":null%' OR version_id IS NULL"
+    )
+    return [(int(a), int(b)) for a, b in rows]
+
+
+async def test_prune_keeps_every_version_an_event_is_built_from(store: Store) -> None:
+    """keep_versions lets a version go only once no remaining event names it: an event's
+    envelope is built from its version, so pruning never changes what a sink or reader gets."""
+    feed_id = await feed(store)
+    times = [NOW + timedelta(hours=h) for h in range(4)]
+    for n, at in enumerate(times[:3]):
+        await commit(store, feed_id, [entry(1, title=f"v{n}", updated=at)], now=at)
+    await commit(store, feed_id, [entry(2)])
+    await delete(store, feed_id, ["tag:blog.test,2026:2"], times[3])
+    await commit(store, feed_id, [entry(2, title="back", updated=times[3])], now=times[3])
+    before = (await store.reads().events(0, 100)).events
+    keep_one = Policy(keep_versions=1, keep_events_s=None, keep_deliveries_s=None)
+    assert (await store.prune(keep_one, times[3], dry_run=True)).versions == 0
+    assert (await store.prune(keep_one, times[3], dry_run=False)).versions == 0
+    assert (await store.reads().events(0, 100)).events == before
+    # Once the events are done with and pruned, their versions go in the same run.
+    later = times[3] + timedelta(days=30)
+    claimed = await store.outbox.claim_due("hook", later, 100, later + timedelta(minutes=1))
+    while claimed:
+        ok = SendOutcome(ok=True, status=200)
+        await store.outbox.record_attempts(
+            [AttemptRecord((d.id,), ok, None, later) for d in claimed]
+        )
+        claimed = await store.outbox.claim_due("hook", later, 100, later + timedelta(minutes=1))
+    everything = Policy(keep_versions=1, keep_events_s=86400.0, keep_deliveries_s=None)
+    dry = await store.prune(everything, later, dry_run=True)
+    assert (dry.events, dry.versions) == (len(before), 3)
+    assert await store.prune(everything, later, dry_run=False) == dry
+    [one] = await store.reads().entry("tag:blog.test,2026:1", "blog")
+    [two] = await store.reads().entry("tag:blog.test,2026:2", "blog")
+    assert [v["title"] for v in one["versions"] + two["versions"]] == ["v2", "back"]

@@ -17,6 +17,7 @@ from syncd.app import App, build_app
 from syncd.config import load_config
 from tests.conftest import db_rows, sqlite_store, write_config
 from tests.support.documents import serve_documents
+from tests.support.envelopes import envelopes
 from tests.support.feedserver import BloggerFeed, serve_feed
 
 DATA = Path(__file__).parent / "data"
@@ -72,10 +73,8 @@ async def test_deletion_needs_two_complete_full_crawls_and_shifts_are_silent(
         assert await sync(app, full=True) == (1, 0, 0)
         assert events(app)[-1] == ("entry.created", victim)
         assert len(events(app)) == 122
-        payload = db_rows(
-            app.config.store.path, "SELECT payload FROM events WHERE type='entry.deleted'"
-        )
-        assert '"reason":"absent-from-complete-crawls"' in payload[0][0]
+        [(_, _, deleted)] = envelopes(app.config.store.path, "e.type = 'entry.deleted'")
+        assert '"reason":"absent-from-complete-crawls"' in deleted
 
 
 async def test_an_incomplete_crawl_is_no_evidence(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from syncd.app import App, build_app
 from syncd.config import load_config
 from syncd.parse import parse_page
 from tests.conftest import db_rows, write_config
+from tests.support.envelopes import envelopes
 from tests.support.feedserver import BloggerFeed, serve_feed
 
 PAGE = 5
@@ -164,10 +165,7 @@ class FeedSync(RuleBasedStateMachine):
 
     def events(self) -> list[dict[str, Any]]:
         assert self.app is not None
-        return [
-            json.loads(r[0])
-            for r in db_rows(self.app.config.store.path, "SELECT payload FROM events ORDER BY seq")
-        ]
+        return [json.loads(r[2]) for r in envelopes(self.app.config.store.path)]
 
     def check_after_full(self) -> None:
         assert self.app is not None

@@ -1,5 +1,5 @@
 """How the store's values become rows and rows become values, the same for every backend: the
-columns an entry is written with, a feed row read as a `FeedState`, the event envelope, how
+columns an entry is written with, a feed row read as a `FeedState`, how
 instants and JSON are written as text, and the column lists both backends select. No I/O.
 """
 
@@ -11,7 +11,7 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
-from syncd.model import Change, EventDraft, Link, Person, StoredEntry, Validators
+from syncd.model import Change, Link, Person, StoredEntry, Validators
 from syncd.storage.values import (
     ArchivedEntry,
     EntryKey,
@@ -196,18 +196,6 @@ def resume_values(now: datetime) -> dict[str, Any]:
         "pause_reason": None,
         "resume_requested_at": to_text(now),
     }
-
-
-def envelope(draft: EventDraft, seq: int) -> str:
-    """The event as every sink receives it, with the seq the store gave it."""
-    return dump(
-        {
-            "id": draft.id,
-            "type": str(draft.type),
-            "timestamp": to_text(draft.timestamp),
-            "data": {"seq": seq, **draft.data},
-        }
-    )
 
 
 def entries_after(param: Callable[[str], str]) -> str:

@@ -31,6 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from tests.support.envelopes import read_envelopes
 from tests.support.process import start_syncd
 
 Phase = Literal["startup", "crawl", "delivery", "late"]
@@ -232,6 +233,7 @@ def read_store(db: Path) -> StoreSnapshot:
         ):
             versions[event_id] = (updated, content_hash)
             versions_per_event[event_id] = versions_per_event.get(event_id, 0) + 1
+        envelope = {seq: text for seq, _, text in read_envelopes(conn)}
         events = tuple(
             EventRow(
                 seq=seq,
@@ -239,12 +241,11 @@ def read_store(db: Path) -> StoreSnapshot:
                 type=etype,
                 entry_id=entry_id,
                 initial=bool(initial),
-                payload=payload.encode(),
+                payload=envelope[seq].encode(),
                 version=versions.get(eid),
             )
-            for seq, eid, etype, entry_id, initial, payload in _table_rows(
-                conn,
-                "SELECT seq, id, type, entry_id, initial, payload FROM events ORDER BY seq",
+            for seq, eid, etype, entry_id, initial in _table_rows(
+                conn, "SELECT seq, id, type, entry_id, initial FROM events ORDER BY seq"
             )
         )
         rows = _table_rows(conn, "SELECT entry_id, updated, content_hash, deleted_at FROM entries")
@@ -304,14 +305,23 @@ def committed_pages(db: Path) -> int:
 
 def pending_payload_bytes(db: Path, sink: str) -> tuple[int, int]:
     """(deliveries not yet delivered to ``sink``, the bytes their lines would take)."""
-    row = _scalars(
-        db,
-        "SELECT COUNT(*), COALESCE(SUM(LENGTH(CAST(e.payload AS BLOB)) + 1), 0)"
-        " FROM deliveries d JOIN events e ON e.seq = d.event_seq"
-        " WHERE d.sink = ? AND d.state IN ('pending', 'failed')",
-        (sink,),
-    )
-    return (int(row[0]), int(row[1])) if row else (0, 0)
+    if not db.exists():
+        return (0, 0)
+    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        found = read_envelopes(
+            conn,
+            "e.seq IN (SELECT event_seq FROM deliveries WHERE sink = ?"
+            " AND state IN ('pending', 'failed'))",
+            (sink,),
+        )
+    except sqlite3.OperationalError as e:
+        if "no such table" in str(e):
+            return (0, 0)
+        raise
+    finally:
+        conn.close()
+    return len(found), sum(len(text.encode()) + 1 for _, _, text in found)
 
 
 def read_lines(path: Path) -> tuple[list[bytes], bytes]:

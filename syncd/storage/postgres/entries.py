@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 from syncd.model import Change, Deletion, StoredEntry
+from syncd.storage.envelopes import VERSION_FIELDS
 from syncd.storage.postgres import search
 from syncd.storage.postgres.db import Conn, Pg
 from syncd.storage.rows import ENTRY_COLUMNS, as_stored_entry, entry_values, ms, text_changed
@@ -55,8 +57,9 @@ async def newest_updated(pg: Pg, feed_id: int) -> datetime | None:
 
 async def write(
     conn: Conn, feed_id: int, change: Change, event_id: str | None, now_s: str | None
-) -> None:
-    """Store the entry as `change` has it, and a version row naming the event it raised."""
+) -> tuple[int, dict[str, Any]]:
+    """Store the entry as `change` has it, and a version row naming the event it raised; the
+    version's id and columns."""
     values = entry_values(feed_id, change, now_s)
     cols = ", ".join(values)
     places = ", ".join(f"%({c})s" for c in values)
@@ -68,17 +71,35 @@ async def write(
         " deleted_reason = NULL, missing_crawls = 0, revision = entries.revision + 1",
         values,
     )
-    await conn.execute(
+    cur = await conn.execute(
         """INSERT INTO entry_versions (feed_id, entry_id, event_id, recorded_at, title, link,
-           published, updated, authors, categories, summary, content, content_hash)
+           published, updated, authors, categories, summary, content, content_hash, base_url)
            VALUES (%(feed_id)s, %(entry_id)s, %(event_id)s, %(now)s, %(title)s, %(link)s,
            %(published)s, %(updated)s, %(authors)s, %(categories)s, %(summary)s, %(content)s,
-           %(content_hash)s)""",
+           %(content_hash)s, %(base_url)s) RETURNING id""",
         {**values, "event_id": event_id, "now": now_s},
     )
+    row = await cur.fetchone()
+    assert row is not None
     if text_changed(change):
         e = change.entry
         await search.index_entry(conn, feed_id, e.entry_id, e.title, e.summary, e.content)
+    return int(row["id"]), values
+
+
+async def latest_version(
+    conn: Conn, feed_id: int, entry_id: str
+) -> tuple[int, dict[str, Any]] | None:
+    """The entry's newest version, its id and columns (what `entry.deleted` shows)."""
+    cur = await conn.execute(
+        f"SELECT id, {', '.join(VERSION_FIELDS)} FROM entry_versions"
+        " WHERE feed_id = %s AND entry_id = %s ORDER BY id DESC LIMIT 1",
+        (feed_id, entry_id),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    return int(row["id"]), {c: row[c] for c in VERSION_FIELDS}
 
 
 async def seen(conn: Conn, feed_id: int, entry_ids: Sequence[str], now_s: str | None) -> None:
@@ -114,14 +135,17 @@ async def delete(conn: Conn, feed_id: int, deletion: Deletion, now: datetime) ->
     await search.unindex_entry(conn, feed_id, deletion.entry.entry_id)
 
 
+# As SQLite's: beyond the newest `keep`, and no event after `upto` is built from it.
 _OLD_VERSIONS = """SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY feed_id, entry_id
-                   ORDER BY id DESC) AS newer FROM entry_versions) v WHERE newer > %(keep)s"""
+                   ORDER BY id DESC) AS newer FROM entry_versions) o WHERE newer > %(keep)s
+                   AND NOT EXISTS (SELECT 1 FROM events ev WHERE ev.version_id = o.id
+                                   AND ev.seq > %(upto)s)"""
 
 
-async def prune_versions(conn: Conn, keep: int | None, *, dry_run: bool) -> int:
+async def prune_versions(conn: Conn, keep: int | None, upto: int, *, dry_run: bool) -> int:
     if keep is None:
         return 0
-    params = {"keep": keep}
+    params = {"keep": keep, "upto": upto}
     cur = await conn.execute(f"SELECT COUNT(*) AS n FROM ({_OLD_VERSIONS}) old", params)
     row = await cur.fetchone()
     if not dry_run:

@@ -12,12 +12,13 @@ those inserts and the commit itself. Functions take the caller's transaction.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from syncd.model import EventDraft
+from syncd.storage.envelopes import ENVELOPE_COLUMNS, VERSION_JOIN, spliced, stored
 from syncd.storage.postgres.db import Conn, Pg
-from syncd.storage.rows import envelope
 from syncd.timestamps import to_text
 
 EVENT_LOCK = 0x73796E65  # "syne": serialises the commits of event-inserting transactions
@@ -28,9 +29,16 @@ async def lock(conn: Conn) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(%s)", (EVENT_LOCK,))
 
 
-async def insert(conn: Conn, feed_id: int, draft: EventDraft, now: datetime) -> int | None:
+async def insert(
+    conn: Conn,
+    feed_id: int,
+    draft: EventDraft,
+    now: datetime,
+    version: tuple[int, Mapping[str, Any]] | None = None,
+) -> int | None:
     """Insert the event (idempotent on its id) with its envelope; its seq, None if it existed.
-    The caller holds the event lock."""
+    `version` (id and row) is named instead of repeated when it reproduces the event's entry
+    exactly (syncd.storage.envelopes). The caller holds the event lock."""
     cur = await conn.execute(
         "INSERT INTO events (id, type, feed_id, entry_id, created_at, initial, payload)"
         " VALUES (%s, %s, %s, %s, %s, %s, '') ON CONFLICT (id) DO NOTHING RETURNING seq",
@@ -40,21 +48,30 @@ async def insert(conn: Conn, feed_id: int, draft: EventDraft, now: datetime) -> 
     if row is None:
         return None
     seq = int(row["seq"])
-    await conn.execute("UPDATE events SET payload = %s WHERE seq = %s", (envelope(draft, seq), seq))
+    payload, named = stored(draft, seq, version[1] if version else None)
+    await conn.execute(
+        "UPDATE events SET payload = %s, version_id = %s WHERE seq = %s",
+        (payload, version[0] if version and named else None, seq),
+    )
     return seq
 
 
 async def latest(pg: Pg, feed: str | None, limit: int) -> list[dict[str, Any]]:
     rows = await pg.rows(
-        """SELECT e.seq, e.id, e.type, f.name AS feed, e.entry_id, e.created_at, e.payload
+        """SELECT e.seq, e.id, e.type, f.name AS feed, e.entry_id, e.created_at,
+                  CASE WHEN e.version_id IS NULL THEN e.payload END AS payload,
+                  v.title, v.link
            FROM events e JOIN feeds f ON f.id = e.feed_id
+           LEFT JOIN entry_versions v ON v.id = e.version_id
            WHERE %(feed)s::text IS NULL OR f.name = %(feed)s
            ORDER BY e.seq DESC LIMIT %(limit)s""",
         {"feed": feed, "limit": limit},
     )
     for r in rows:
-        entry = json.loads(r.pop("payload")).get("data", {}).get("entry", {})
-        r["title"], r["link"] = entry.get("title"), entry.get("link")
+        payload = r.pop("payload")
+        if payload is not None:  # a whole envelope, stored before versions were named
+            entry = json.loads(payload).get("data", {}).get("entry") or {}
+            r["title"], r["link"] = entry.get("title"), entry.get("link")
     return rows
 
 
@@ -63,15 +80,15 @@ async def after(
 ) -> tuple[list[dict[str, Any]], int]:
     """Up to `limit` envelopes with seq > `after`, and the cursor to pass next; in one snapshot
     (REPEATABLE READ), so `next` never passes an event the rows did not show."""
-    where = ["ev.seq > %(after)s"]
+    where = ["e.seq > %(after)s"]
     params: dict[str, Any] = {"after": after, "limit": limit, "feed": feed, "type": type}
     if feed is not None:
-        where.append("ev.feed_id = (SELECT id FROM feeds WHERE name = %(feed)s)")
+        where.append("e.feed_id = (SELECT id FROM feeds WHERE name = %(feed)s)")
     if type is not None:
-        where.append("ev.type = %(type)s")
+        where.append("e.type = %(type)s")
     cur = await conn.execute(
-        f"SELECT ev.seq, ev.payload FROM events ev WHERE {' AND '.join(where)}"
-        " ORDER BY ev.seq LIMIT %(limit)s",
+        f"SELECT e.seq, {ENVELOPE_COLUMNS} FROM events e {VERSION_JOIN}"
+        f" WHERE {' AND '.join(where)} ORDER BY e.seq LIMIT %(limit)s",
         params,
     )
     rows = await cur.fetchall()
@@ -81,7 +98,7 @@ async def after(
         cur = await conn.execute("SELECT MAX(seq) AS newest FROM events")
         newest = await cur.fetchone()
         nxt = max(after, int(newest["newest"] or 0) if newest else 0)
-    return [json.loads(r["payload"]) for r in rows], nxt
+    return [json.loads(spliced(r)) for r in rows], nxt
 
 
 async def done_prefix(conn: Conn, cutoff: datetime) -> int:

@@ -224,9 +224,22 @@ M002_WEBSUB_LEASES = (
     "CREATE INDEX websub_subscriptions_due ON websub_subscriptions (state, retry_at, renew_at)",
 )
 
+# Content stored once per version (issue 11), as SQLite's m014_content_once_per_version: an
+# event names the version its entry is (`events.version_id`) and stores `"entry":null` in its
+# envelope. Events stored before keep their whole envelope (version_id NULL) and read as before;
+# versions take the base_url their event sent, so later deletions can name them.
+M003_CONTENT_ONCE_PER_VERSION = (
+    "ALTER TABLE entry_versions ADD COLUMN base_url TEXT",
+    "ALTER TABLE events ADD COLUMN version_id BIGINT REFERENCES entry_versions(id)",
+    "CREATE INDEX idx_events_version ON events (version_id)",
+    """UPDATE entry_versions v SET base_url = ev.payload::json #>> '{data,entry,base_url}'
+       FROM events ev WHERE ev.id = v.event_id""",
+)
+
 MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("m001_initial", M001_INITIAL),
     ("m002_websub_leases", M002_WEBSUB_LEASES),
+    ("m003_content_once_per_version", M003_CONTENT_ONCE_PER_VERSION),
 )
 
 

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from syncd.model import DeliveryState, OutboundEvent
+from syncd.storage.envelopes import ENVELOPE_COLUMNS, VERSION_JOIN, spliced
 from syncd.storage.postgres.db import Conn, Pg
 from syncd.storage.rows import DELIVERY_COLUMNS, as_sink_row, resume_values
 from syncd.storage.values import (
@@ -85,16 +86,17 @@ async def queue_figures(pg: Pg, sinks: Sequence[str]) -> list[dict[str, Any]]:
 def _claim_query(claim: Claim) -> tuple[str, dict[str, Any]]:
     params: dict[str, Any] = {"sink": claim.sink, "now": to_text(claim.now), "limit": claim.limit}
     if claim.strict:
-        sql = f"""SELECT d.id, d.attempts, e.id AS event_id, e.seq, e.type, e.payload,
+        sql = f"""SELECT d.id, d.attempts, e.id AS event_id, e.seq, e.type, {ENVELOPE_COLUMNS},
                     (d.next_attempt_at <= %(now)s
                      AND (d.leased_until IS NULL OR d.leased_until <= %(now)s)) AS free
-                  FROM deliveries d JOIN events e ON e.seq = d.event_seq
+                  FROM deliveries d JOIN events e ON e.seq = d.event_seq {VERSION_JOIN}
                   WHERE d.sink = %(sink)s AND d.state IN {_QUEUED}
                   ORDER BY d.event_seq LIMIT %(limit)s"""
         return sql, params
     order = "d.attempts, d.event_seq" if claim.probe else "d.event_seq"
-    sql = f"""SELECT d.id, d.attempts, e.id AS event_id, e.seq, e.type, e.payload, TRUE AS free
-              FROM deliveries d JOIN events e ON e.seq = d.event_seq
+    sql = f"""SELECT d.id, d.attempts, e.id AS event_id, e.seq, e.type, {ENVELOPE_COLUMNS},
+                TRUE AS free
+              FROM deliveries d JOIN events e ON e.seq = d.event_seq {VERSION_JOIN}
               WHERE d.sink = %(sink)s AND d.state IN {_QUEUED} AND d.next_attempt_at <= %(now)s
                 AND (d.leased_until IS NULL OR d.leased_until <= %(now)s)
                 AND {_NO_EARLIER_OF_ENTRY}
@@ -122,15 +124,13 @@ async def _claim(conn: Conn, claim: Claim) -> list[DueDelivery]:
         (to_text(claim.lease_until), [r["id"] for r in rows]),
     )
     return [
-        DueDelivery(
-            r["id"],
-            r["attempts"],
-            OutboundEvent(r["event_id"], r["seq"], r["type"], r["payload"].encode()),
-            claim.sink,
-            claim.lease_until,
-        )
-        for r in rows
+        DueDelivery(r["id"], r["attempts"], _event(r), claim.sink, claim.lease_until) for r in rows
     ]
+
+
+def _event(r: dict[str, Any]) -> OutboundEvent:
+    """The event as sinks receive it, from a row with ENVELOPE_COLUMNS."""
+    return OutboundEvent(r["event_id"], r["seq"], r["type"], spliced(r).encode())
 
 
 async def _release(conn: Conn, deliveries: Sequence[DueDelivery]) -> None:
@@ -351,15 +351,16 @@ class PostgresOutbox:
 
     async def load(self, delivery_id: int) -> DueDelivery | None:
         rows = await self.pg.rows(
-            """SELECT d.id, d.sink, d.attempts, e.id AS event_id, e.seq, e.type, e.payload
-               FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.id = %s""",
+            f"""SELECT d.id, d.sink, d.attempts, e.id AS event_id, e.seq, e.type,
+                {ENVELOPE_COLUMNS}
+                FROM deliveries d JOIN events e ON e.seq = d.event_seq {VERSION_JOIN}
+                WHERE d.id = %s""",
             (delivery_id,),
         )
         if not rows:
             return None
         r = rows[0]
-        event = OutboundEvent(r["event_id"], r["seq"], r["type"], r["payload"].encode())
-        return DueDelivery(r["id"], r["attempts"], event, r["sink"])
+        return DueDelivery(r["id"], r["attempts"], _event(r), r["sink"])
 
     async def recover(self, sink: str, now: datetime, since: datetime | None = None) -> int:
         sql = """UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = %s,

@@ -33,7 +33,7 @@ async def prune(pg: Pg, policy: Policy, now: datetime, *, dry_run: bool) -> Prun
         )
         deliveries, attempts = await outbox.prune(conn, upto, delivered_before, dry_run=dry_run)
         gone = await events.prune_through(conn, upto, dry_run=dry_run)
-        versions = await entries.prune_versions(conn, policy.keep_versions, dry_run=dry_run)
+        versions = await entries.prune_versions(conn, policy.keep_versions, upto, dry_run=dry_run)
         if not dry_run:
             await conn.execute(
                 "INSERT INTO prune_state (id, events_pruned_through) VALUES (1, %s)"

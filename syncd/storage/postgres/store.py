@@ -113,8 +113,12 @@ class PostgresStore:
                 conn, feed_id, commit.result, commit.page, commit.next_url, now,
                 partial=commit.partial,
             )  # fmt: skip
+            versions = {}
             for w in commit.writes:
-                await entries.write(conn, feed_id, w.change, w.event.id if w.event else None, now_s)
+                event_id = w.event.id if w.event else None
+                version = await entries.write(conn, feed_id, w.change, event_id, now_s)
+                if event_id is not None:
+                    versions[event_id] = version
             written = {w.change.entry.entry_id for w in commit.writes}
             await entries.seen(
                 conn,
@@ -124,14 +128,14 @@ class PostgresStore:
             )
             for d in commit.deletions:
                 await entries.delete(conn, feed_id, d.deletion, now)
-            return await _events(conn, feed_id, commit, now)
+            return await _events(conn, feed_id, commit, now, versions)
 
     async def commit_presence(self, commit: PresenceCommit) -> list[int]:
         async with self.pg.write() as conn:
             await entries.count_presence(conn, commit.feed_id, commit.seen, commit.missing)
             for d in commit.deletions:
                 await entries.delete(conn, commit.feed_id, d.deletion, commit.now)
-            return await _events(conn, commit.feed_id, commit, commit.now)
+            return await _events(conn, commit.feed_id, commit, commit.now, {})
 
     # ---------------------------------------------------------------- the operator's views
 
@@ -198,20 +202,28 @@ class PostgresStore:
 
 
 async def _events(
-    conn: Conn, feed_id: int, commit: PageCommit | PresenceCommit, now: datetime
+    conn: Conn,
+    feed_id: int,
+    commit: PageCommit | PresenceCommit,
+    now: datetime,
+    versions: dict[str, tuple[int, dict[str, Any]]],
 ) -> list[int]:
     """The commit's events and their deliveries, last in its transaction and under the event
-    lock: writes first, then deletions, as `PageCommit` orders them."""
-    items: list[tuple[Any, Sequence[str]]] = []
+    lock: writes first, then deletions, as `PageCommit` orders them. `versions`: the version
+    each write's event shows, by event id; a deletion shows its entry's newest."""
+    items: list[tuple[Any, Sequence[str], tuple[int, dict[str, Any]] | None]] = []
     if isinstance(commit, PageCommit):
-        items += [(w.event, w.sinks) for w in commit.writes if w.event is not None]
-    items += [(d.event, d.sinks) for d in _deletions(commit)]
+        items += [(w.event, w.sinks, versions.get(w.event.id)) for w in commit.writes if w.event]
+    for d in _deletions(commit):
+        items.append(
+            (d.event, d.sinks, await entries.latest_version(conn, feed_id, d.event.entry_id))
+        )
     if not items:
         return []
     await events.lock(conn)
     seqs: list[int] = []
-    for event, sinks in items:
-        seq = await events.insert(conn, feed_id, event, now)
+    for event, sinks, version in items:
+        seq = await events.insert(conn, feed_id, event, now, version)
         if seq is not None:
             await outbox.enqueue(conn, seq, sinks, now)
             seqs.append(seq)

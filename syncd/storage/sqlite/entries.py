@@ -8,8 +8,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 from syncd.model import Change, Deletion, StoredEntry
+from syncd.storage.envelopes import VERSION_FIELDS
 from syncd.storage.rows import ENTRY_COLUMNS, as_stored_entry, entry_values, ms, text_changed
 from syncd.storage.sqlite import search
 from syncd.storage.sqlite.db import Db, marks
@@ -68,8 +70,9 @@ def newest_updated(db: Db, feed_id: int) -> datetime | None:
 
 def write(
     conn: sqlite3.Connection, feed_id: int, change: Change, event_id: str | None, now_s: str | None
-) -> None:
-    """Store the entry as `change` has it, and a version row naming the event it raised."""
+) -> tuple[int, dict[str, Any]]:
+    """Store the entry as `change` has it, and a version row naming the event it raised; the
+    version's id and columns."""
     values = entry_values(feed_id, change, now_s)
     cols = ", ".join(values)
     places = ", ".join(f":{c}" for c in values)
@@ -81,17 +84,34 @@ def write(
         " deleted_reason = NULL, missing_crawls = 0, revision = revision + 1",
         values,
     )
-    conn.execute(
+    cur = conn.execute(
         """INSERT INTO entry_versions (feed_id, entry_id, event_id, recorded_at, title, link,
-           published, updated, authors, categories, summary, content, content_hash)
+           published, updated, authors, categories, summary, content, content_hash, base_url)
            VALUES (:feed_id, :entry_id, :event_id, :now, :title, :link, :published, :updated,
-           :authors, :categories, :summary, :content, :content_hash)""",
+           :authors, :categories, :summary, :content, :content_hash, :base_url)""",
         {**values, "event_id": event_id, "now": now_s},
     )
     if text_changed(change):
         # Only changed text is re-tokenised: a hash-only update keeps its index row.
         e = change.entry
         search.index_entry(conn, feed_id, e.entry_id, e.title, e.summary, e.content)
+    assert cur.lastrowid is not None
+    return cur.lastrowid, values
+
+
+def latest_version(
+    conn: sqlite3.Connection, feed_id: int, entry_id: str
+) -> tuple[int, dict[str, Any]] | None:
+    """The entry's newest version, its id and columns (what `entry.deleted` shows)."""
+    cur = conn.execute(
+        f"SELECT id, {', '.join(VERSION_FIELDS)} FROM entry_versions"
+        " WHERE feed_id = ? AND entry_id = ? ORDER BY id DESC LIMIT 1",
+        (feed_id, entry_id),
+    )
+    row = cur.fetchone()
+    if row is None:
+        return None
+    return row[0], dict(zip(VERSION_FIELDS, row[1:], strict=True))
 
 
 def seen(
@@ -131,15 +151,21 @@ def delete(conn: sqlite3.Connection, feed_id: int, deletion: Deletion, now: date
     search.unindex_entry(conn, feed_id, deletion.entry.entry_id)
 
 
+# Versions beyond the newest `keep` of their entry that no event keeps (an event's envelope is
+# built from its version: events.version_id) but those up to seq `upto`, which go first.
 _OLD_VERSIONS = """SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY feed_id, entry_id
-                   ORDER BY id DESC) AS newer FROM entry_versions) WHERE newer > :keep"""
+                   ORDER BY id DESC) AS newer FROM entry_versions) o WHERE newer > :keep
+                   AND NOT EXISTS (SELECT 1 FROM events ev WHERE ev.version_id = o.id
+                                   AND ev.seq > :upto)"""
 
 
-def prune_versions(conn: sqlite3.Connection, keep: int | None, *, dry_run: bool) -> int:
-    """Versions beyond the newest `keep` of each entry: counted, and deleted unless `dry_run`."""
+def prune_versions(conn: sqlite3.Connection, keep: int | None, upto: int, *, dry_run: bool) -> int:
+    """Versions beyond the newest `keep` of each entry, except those an event after seq `upto`
+    is built from: counted, and deleted unless `dry_run` (events up to `upto` are gone
+    first)."""
     if keep is None:
         return 0
-    params = {"keep": keep}
+    params = {"keep": keep, "upto": upto}
     count = int(conn.execute(f"SELECT COUNT(*) FROM ({_OLD_VERSIONS})", params).fetchone()[0])
     if not dry_run:
         conn.execute(f"DELETE FROM entry_versions WHERE id IN ({_OLD_VERSIONS})", params)

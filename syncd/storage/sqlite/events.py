@@ -1,24 +1,34 @@
 """The event log (`events`): the only writer of it. An event's `seq` is its rowid, assigned inside
 the page's write transaction; SQLite runs one write transaction at a time, so events become
 visible in `seq` order and a cursor reader (`after = seq`) never skips one. Functions take the
-caller's transaction or connection; they decide nothing about which events to raise.
+caller's transaction or connection; they decide nothing about which events to raise. An event
+whose entry is a stored version's names it instead of repeating it (syncd.storage.envelopes).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from syncd.model import EventDraft
-from syncd.storage.rows import envelope
-from syncd.storage.sqlite.db import Db
+from syncd.storage.envelopes import ENVELOPE_COLUMNS, VERSION_JOIN, spliced, stored
+from syncd.storage.sqlite.db import Db, fetch
 from syncd.timestamps import to_text
 
 
-def insert(conn: sqlite3.Connection, feed_id: int, draft: EventDraft, now: datetime) -> int | None:
-    """Insert the event (idempotent on its id) with its envelope; its seq, None if it existed."""
+def insert(
+    conn: sqlite3.Connection,
+    feed_id: int,
+    draft: EventDraft,
+    now: datetime,
+    version: tuple[int, Mapping[str, Any]] | None = None,
+) -> int | None:
+    """Insert the event (idempotent on its id) with its envelope; its seq, None if it existed.
+    `version` (its id and row) is the stored version the event's entry should be: named instead
+    of repeated when it reproduces the entry exactly."""
     cur = conn.execute(
         "INSERT OR IGNORE INTO events (id, type, feed_id, entry_id, created_at, initial,"
         " payload) VALUES (?, ?, ?, ?, ?, ?, '')",
@@ -28,7 +38,11 @@ def insert(conn: sqlite3.Connection, feed_id: int, draft: EventDraft, now: datet
         return None
     seq = cur.lastrowid
     assert seq is not None
-    conn.execute("UPDATE events SET payload = ? WHERE seq = ?", (envelope(draft, seq), seq))
+    payload, named = stored(draft, seq, version[1] if version else None)
+    conn.execute(
+        "UPDATE events SET payload = ?, version_id = ? WHERE seq = ?",
+        (payload, version[0] if version and named else None, seq),
+    )
     return seq
 
 
@@ -36,9 +50,12 @@ def latest(db: Db, feed: str | None, limit: int) -> list[dict[str, Any]]:
     """The newest events, of one feed or all: seq, id, type, feed, entry id, title, link."""
     return db.rows(
         """SELECT e.seq, e.id, e.type, f.name AS feed, e.entry_id, e.created_at,
-                  json_extract(e.payload, '$.data.entry.title') AS title,
-                  json_extract(e.payload, '$.data.entry.link') AS link
+                  CASE WHEN e.version_id IS NULL THEN json_extract(e.payload,
+                    '$.data.entry.title') ELSE v.title END AS title,
+                  CASE WHEN e.version_id IS NULL THEN json_extract(e.payload,
+                    '$.data.entry.link') ELSE v.link END AS link
            FROM events e JOIN feeds f ON f.id = e.feed_id
+           LEFT JOIN entry_versions v ON v.id = e.version_id
            WHERE :feed IS NULL OR f.name = :feed
            ORDER BY e.seq DESC LIMIT :limit""",
         {"feed": feed, "limit": limit},
@@ -50,25 +67,26 @@ def after(
 ) -> tuple[list[dict[str, Any]], int]:
     """Up to `limit` envelopes with seq > `after` (of `feed`, of `type`), and the cursor to pass
     next. Run it in one read transaction: `next` is computed in the same snapshot as the rows."""
-    where = ["ev.seq > :after"]
+    where = ["e.seq > :after"]
     params: dict[str, Any] = {"after": after, "limit": limit, "feed": feed, "type": type}
     if feed is not None:
-        where.append("ev.feed_id = (SELECT id FROM feeds WHERE name = :feed)")
+        where.append("e.feed_id = (SELECT id FROM feeds WHERE name = :feed)")
     if type is not None:
-        where.append("ev.type = :type")
-    rows = conn.execute(
-        f"SELECT ev.seq, ev.payload FROM events ev WHERE {' AND '.join(where)}"
-        " ORDER BY ev.seq LIMIT :limit",
+        where.append("e.type = :type")
+    rows = fetch(
+        conn,
+        f"SELECT e.seq, {ENVELOPE_COLUMNS} FROM events e {VERSION_JOIN}"
+        f" WHERE {' AND '.join(where)} ORDER BY e.seq LIMIT :limit",
         params,
-    ).fetchall()
+    )
     if len(rows) == limit:
-        nxt = rows[-1][0]
+        nxt = rows[-1]["seq"]
     else:
         # Every matching event up to the snapshot's newest was returned: the cursor may skip the
         # non-matching rest. Same snapshot, so nothing committed later is passed over.
         newest = conn.execute("SELECT MAX(seq) FROM events").fetchone()[0]
         nxt = max(after, newest or 0)
-    return [json.loads(r[1]) for r in rows], nxt
+    return [json.loads(spliced(r)) for r in rows], nxt
 
 
 # The longest prefix of events that are old enough and that no sink still waits for.

@@ -6,11 +6,13 @@ applied one. The README's "Database schema" section documents what these create.
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from syncd.storage.envelopes import VERSION_FIELDS, leave_out
 from syncd.storage.sqlite import search
 
 migrations = Migrations("syncd")
@@ -402,3 +404,59 @@ def m013_websub_leases(db: Database) -> None:
     db.execute(
         "CREATE INDEX websub_subscriptions_due ON websub_subscriptions(state, retry_at, renew_at)"
     )
+
+
+@migrations()
+def m014_content_once_per_version(db: Database) -> None:
+    """Content stored once per version (issue 11): an event names the version its entry is
+    (`events.version_id`, kept by a foreign key) and stores its envelope with `"entry":null`;
+    readers splice the version back in (syncd.storage.envelopes). Versions gain `base_url`,
+    the one field of an envelope's entry they lacked. Existing events are converted where a
+    version reproduces their entry byte for byte, and keep their whole envelope otherwise."""
+    db.execute("ALTER TABLE entry_versions ADD COLUMN base_url TEXT")
+    db.execute("ALTER TABLE events ADD COLUMN version_id INTEGER REFERENCES entry_versions(id)")
+    db.execute("CREATE INDEX idx_events_version ON events(version_id)")
+    # An entry's base_url as each version's event sent it; the newest version of an entry
+    # without one takes the entry's (what a later entry.deleted will show).
+    db.execute(
+        """UPDATE entry_versions SET base_url = (SELECT json_extract(ev.payload,
+             '$.data.entry.base_url') FROM events ev WHERE ev.id = entry_versions.event_id)
+           WHERE event_id IS NOT NULL"""
+    )
+    db.execute(
+        """UPDATE entry_versions SET base_url = (SELECT e.base_url FROM entries e
+             WHERE e.feed_id = entry_versions.feed_id AND e.entry_id = entry_versions.entry_id)
+           WHERE base_url IS NULL AND id = (SELECT MAX(v.id) FROM entry_versions v
+             WHERE v.feed_id = entry_versions.feed_id AND v.entry_id = entry_versions.entry_id)"""
+    )
+    _name_versions(db.conn)
+
+
+def _name_versions(conn: sqlite3.Connection) -> None:
+    """Leave each stored event's entry to a version that reproduces it byte for byte (its own
+    version first, then the entry's others, newest first), 500 events at a time."""
+    fields = ", ".join(VERSION_FIELDS)
+    last = 0
+    while True:
+        batch = conn.execute(
+            "SELECT seq, id, feed_id, entry_id, payload FROM events WHERE seq > ?"
+            " AND version_id IS NULL ORDER BY seq LIMIT 500",
+            (last,),
+        ).fetchall()
+        if not batch:
+            return
+        for seq, event_id, feed_id, entry_id, payload in batch:
+            candidates = conn.execute(
+                f"SELECT id, {fields} FROM entry_versions WHERE feed_id = ? AND entry_id = ?"
+                " ORDER BY event_id IS ? DESC, id DESC",
+                (feed_id, entry_id, event_id),
+            ).fetchall()
+            for version_id, *columns in candidates:
+                short = leave_out(payload, dict(zip(VERSION_FIELDS, columns, strict=True)))
+                if short is not None:
+                    conn.execute(
+                        "UPDATE events SET payload = ?, version_id = ? WHERE seq = ?",
+                        (short, version_id, seq),
+                    )
+                    break
+        last = batch[-1][0]

@@ -24,8 +24,9 @@ from datetime import datetime
 from typing import Any
 
 from syncd.model import DeliveryState, OutboundEvent
+from syncd.storage.envelopes import ENVELOPE_COLUMNS, VERSION_JOIN, spliced
 from syncd.storage.rows import DELIVERY_COLUMNS, as_sink_row, resume_values
-from syncd.storage.sqlite.db import Db, marks
+from syncd.storage.sqlite.db import Db, fetch, marks
 from syncd.storage.values import (
     AttemptInfo,
     AttemptRecord,
@@ -51,7 +52,8 @@ _NO_EARLIER_OF_ENTRY = f"""NOT EXISTS (
 
 
 def _event(r: dict[str, Any]) -> OutboundEvent:
-    return OutboundEvent(r["event_id"], r["seq"], r["type"], r["payload"].encode())
+    """The event as sinks receive it, from a row with ENVELOPE_COLUMNS."""
+    return OutboundEvent(r["event_id"], r["seq"], r["type"], spliced(r).encode())
 
 
 def _claim_query(claim: Claim) -> tuple[str, tuple[Any, ...]]:
@@ -59,18 +61,17 @@ def _claim_query(claim: Claim) -> tuple[str, tuple[Any, ...]]:
     now_s = to_text(claim.now)
     if claim.strict:
         # The head of the queue, due or not: the claimable part is its due, unleased prefix.
-        sql = f"""SELECT d.id, d.attempts, e.id AS event_id, e.seq, e.type,
-                    CAST(e.payload AS BLOB) AS payload,
+        sql = f"""SELECT d.id, d.attempts, e.id AS event_id, e.seq, e.type, {ENVELOPE_COLUMNS},
                     d.next_attempt_at <= ? AND (d.leased_until IS NULL OR d.leased_until <= ?)
                     AS free
-                  FROM deliveries d JOIN events e ON e.seq = d.event_seq
+                  FROM deliveries d JOIN events e ON e.seq = d.event_seq {VERSION_JOIN}
                   WHERE d.sink = ? AND d.state IN {_QUEUED}
                   ORDER BY d.event_seq LIMIT ?"""
         return sql, (now_s, now_s, claim.sink, claim.limit)
     order = "d.attempts, d.event_seq" if claim.probe else "d.event_seq"
-    sql = f"""SELECT d.id, d.attempts, e.id AS event_id, e.seq, e.type,
-                CAST(e.payload AS BLOB) AS payload, 1 AS free
-              FROM deliveries d JOIN events e ON e.seq = d.event_seq
+    sql = f"""SELECT d.id, d.attempts, e.id AS event_id, e.seq, e.type, {ENVELOPE_COLUMNS},
+                1 AS free
+              FROM deliveries d JOIN events e ON e.seq = d.event_seq {VERSION_JOIN}
               WHERE d.sink = ? AND d.state IN {_QUEUED} AND d.next_attempt_at <= ?
                 AND (d.leased_until IS NULL OR d.leased_until <= ?)
                 AND {_NO_EARLIER_OF_ENTRY}
@@ -80,20 +81,17 @@ def _claim_query(claim: Claim) -> tuple[str, tuple[Any, ...]]:
 
 def _claim(conn: sqlite3.Connection, claim: Claim) -> list[DueDelivery]:
     sql, params = _claim_query(claim)
-    rows = conn.execute(sql, params).fetchall()
+    rows = fetch(conn, sql, params)
     if claim.strict:
-        rows = list(itertools.takewhile(lambda r: bool(r[6]), rows))
+        rows = list(itertools.takewhile(lambda r: bool(r["free"]), rows))
     if not rows:
         return []
     conn.execute(
         "UPDATE deliveries SET leased_until = ? WHERE id IN (SELECT value FROM json_each(?))",
-        (to_text(claim.lease_until), json.dumps([r[0] for r in rows])),
+        (to_text(claim.lease_until), json.dumps([r["id"] for r in rows])),
     )
     lease = claim.lease_until
-    return [
-        DueDelivery(r[0], r[1], OutboundEvent(r[2], r[3], r[4], r[5]), claim.sink, lease)
-        for r in rows
-    ]
+    return [DueDelivery(r["id"], r["attempts"], _event(r), claim.sink, lease) for r in rows]
 
 
 def _release(conn: sqlite3.Connection, deliveries: Sequence[DueDelivery]) -> None:
@@ -408,8 +406,10 @@ class SqliteOutbox:
     async def load(self, delivery_id: int) -> DueDelivery | None:
         """A delivery and its event in any state, to be sent again on request."""
         rows = self.db.rows(
-            """SELECT d.id, d.sink, d.attempts, e.id AS event_id, e.seq, e.type, e.payload
-               FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.id = ?""",
+            f"""SELECT d.id, d.sink, d.attempts, e.id AS event_id, e.seq, e.type,
+                {ENVELOPE_COLUMNS}
+                FROM deliveries d JOIN events e ON e.seq = d.event_seq {VERSION_JOIN}
+                WHERE d.id = ?""",
             (delivery_id,),
         )
         if not rows:

@@ -38,7 +38,7 @@ def prune(db: Db, policy: Policy, now: datetime, *, dry_run: bool) -> PruneRepor
         # Deliveries first: they reference the events.
         deliveries, attempts = outbox.prune(conn, upto, delivered_before, dry_run=dry_run)
         gone = events.prune_through(conn, upto, dry_run=dry_run)
-        versions = entries.prune_versions(conn, policy.keep_versions, dry_run=dry_run)
+        versions = entries.prune_versions(conn, policy.keep_versions, upto, dry_run=dry_run)
         if not dry_run:
             conn.execute(
                 "INSERT INTO prune_state (id, events_pruned_through) VALUES (1, ?) ON CONFLICT(id)"

@@ -138,12 +138,15 @@ class SqliteStore:
                 partial=commit.partial,
             )  # fmt: skip
             for w in commit.writes:
+                # The version first: the event names it rather than repeating its content.
+                version = entries.write(
+                    conn, feed_id, w.change, w.event.id if w.event else None, now_s
+                )
                 if w.event is not None:
-                    seq = events.insert(conn, feed_id, w.event, now)
+                    seq = events.insert(conn, feed_id, w.event, now, version)
                     if seq is not None:
                         outbox.enqueue(conn, seq, w.sinks, now)
                         seqs.append(seq)
-                entries.write(conn, feed_id, w.change, w.event.id if w.event else None, now_s)
             written = {w.change.entry.entry_id for w in commit.writes}
             entries.seen(
                 conn,
@@ -241,7 +244,9 @@ def _delete(
 ) -> list[int]:
     seqs: list[int] = []
     for d in deletions:
-        seq = events.insert(conn, feed_id, d.event, now)
+        # `entry.deleted` shows the entry as last stored: its newest version.
+        version = entries.latest_version(conn, feed_id, d.deletion.entry.entry_id)
+        seq = events.insert(conn, feed_id, d.event, now, version)
         if seq is not None:
             outbox.enqueue(conn, seq, d.sinks, now)
             seqs.append(seq)

@@ -1,0 +1,101 @@
+"""The event envelope as stored and as delivered, the same for every backend. No I/O.
+
+An entry's content is stored once per version (`entry_versions`), not again in each event: an
+event whose entry is exactly a version's stores its envelope with `"entry":null` and names the
+version (`events.version_id`); whoever reads the envelope (the outbox for sinks, the pull API,
+the operator's commands) splices the version's entry back in. The result is byte for byte the
+envelope built from the event itself (webhook signatures cover the body), because JSON text
+composes: the entry's serialisation inside the envelope is `dump(entry)`, whatever surrounds it.
+An event whose entry no stored version reproduces exactly keeps its whole envelope
+(`version_id` NULL), so nothing here can change what a sink receives.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from syncd.errors import StoreError
+from syncd.model import EventDraft
+from syncd.storage.rows import dump
+from syncd.timestamps import to_text
+
+# What a stored envelope holds in place of its entry. Inside a JSON string every `"` is escaped,
+# so this text can only be the `entry` key of the envelope's `data` (no other object has one).
+ENTRY_LEFT_OUT = '"entry":null'
+# The columns of `entry_versions` an envelope's entry is built from.
+VERSION_FIELDS = (
+    "entry_id", "title", "link", "published", "updated", "authors", "categories", "summary",
+    "content", "base_url",
+)  # fmt: skip
+# What reading an envelope needs, from events `e` left-joined to their version `v` (VERSION_JOIN).
+ENVELOPE_COLUMNS = "e.payload, e.version_id, " + ", ".join(
+    f"v.{c} AS v_{c}" for c in VERSION_FIELDS
+)
+VERSION_JOIN = "LEFT JOIN entry_versions v ON v.id = e.version_id"
+
+
+def version_entry(row: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The envelope's `entry` as a version row (`prefix`ed column names) has it; the same keys,
+    in the same order, as `syncd.events.entry_payload`."""
+    return {
+        "id": row[f"{prefix}entry_id"],
+        "title": row[f"{prefix}title"],
+        "link": row[f"{prefix}link"],
+        "published": row[f"{prefix}published"],
+        "updated": row[f"{prefix}updated"],
+        "authors": json.loads(row[f"{prefix}authors"] or "[]"),
+        "categories": json.loads(row[f"{prefix}categories"] or "[]"),
+        "summary": row[f"{prefix}summary"],
+        "content": row[f"{prefix}content"],
+        "base_url": row[f"{prefix}base_url"],
+    }
+
+
+def envelope(draft: EventDraft, seq: int) -> str:
+    """The event as every sink receives it, with the seq the store gave it."""
+    return _dump(draft, seq, draft.data)
+
+
+def _dump(draft: EventDraft, seq: int, data: Mapping[str, Any]) -> str:
+    return dump(
+        {
+            "id": draft.id,
+            "type": str(draft.type),
+            "timestamp": to_text(draft.timestamp),
+            "data": {"seq": seq, **data},
+        }
+    )
+
+
+def stored(draft: EventDraft, seq: int, version: Mapping[str, Any] | None) -> tuple[str, bool]:
+    """The text to store in `events.payload`, and whether it leaves the entry to `version` (a
+    version row, unprefixed): only when the version reproduces the event's entry byte for byte;
+    otherwise the whole envelope."""
+    entry = draft.data.get("entry")
+    if version is not None and entry is not None and dump(entry) == dump(version_entry(version)):
+        return _dump(draft, seq, {**draft.data, "entry": None}), True
+    return envelope(draft, seq), False
+
+
+def spliced(row: Mapping[str, Any]) -> str:
+    """The envelope as sent, from a row of ENVELOPE_COLUMNS: the stored text with the version's
+    entry put back where the store left it out."""
+    payload: str = row["payload"]
+    if row["version_id"] is None:
+        return payload
+    if row["v_entry_id"] is None:
+        # The foreign key keeps a referenced version; only a hand edit can get here.
+        raise StoreError(f"an event's version {row['version_id']} is missing from entry_versions")
+    return payload.replace(ENTRY_LEFT_OUT, '"entry":' + dump(version_entry(row, "v_")), 1)
+
+
+def leave_out(payload: str, version: Mapping[str, Any]) -> str | None:
+    """A whole stored envelope (written before versions were named) with its entry left out to
+    `version`, if the version reproduces that entry byte for byte; None otherwise."""
+    whole = '"entry":' + dump(version_entry(version))
+    short = payload.replace(whole, ENTRY_LEFT_OUT, 1)
+    if short == payload or short.replace(ENTRY_LEFT_OUT, whole, 1) != payload:
+        return None
+    return short
