@@ -52,23 +52,40 @@ def extract(revision: str, into: Path) -> None:
 async def backfill(url: str, directory: Path, pythonpath: Path) -> Path:
     """Run `syncd sync` (the code at `pythonpath`) into a new store; its path."""
     db = directory / "syncd.db"
-    config = directory / "syncd.toml"
-    config.write_text(
+    (directory / "syncd.toml").write_text(
         f'[store]\npath = "{db}"\n'
+        'keep_events = "1s"\nkeep_deliveries = "1s"\nkeep_versions = 1\n'
         "[fetch]\nper_host_rate = 1000\nallow_private_networks = true\n"
         f'[[feeds]]\nname = "bench"\nurl = "{url}"\n'
         f'[[sinks]]\nname = "file"\ntype = "file"\npath = "{directory}/events.jsonl"\n'
     )
+    await run_syncd(directory, pythonpath, "sync")
+    return db
+
+
+async def run_syncd(directory: Path, pythonpath: Path, *args: str) -> str:
+    """Run `syncd` (the code at `pythonpath`) on the store in `directory`; its output."""
     env = {**measured_env(), "PYTHONPATH": str(pythonpath)}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "syncd", "--config", str(config), "sync",
-        cwd=str(directory), env=env, stdout=asyncio.subprocess.DEVNULL,
+        sys.executable, "-m", "syncd", "--config", str(directory / "syncd.toml"), *args,
+        cwd=str(directory), env=env, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    _, err = await proc.communicate()
+    out, err = await proc.communicate()
     if proc.returncode != 0:
-        raise SystemExit(f"syncd sync failed ({pythonpath}): {err.decode()[-2000:]}")
-    return db
+        raise SystemExit(f"syncd {args[0]} failed ({pythonpath}): {err.decode()[-2000:]}")
+    return out.decode()
+
+
+def file_size(db: Path) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return int(
+            conn.execute("PRAGMA page_count").fetchone()[0]
+            * conn.execute("PRAGMA page_size").fetchone()[0]
+        )
+    finally:
+        conn.close()
 
 
 def table_sizes(db: Path) -> dict[str, int]:
@@ -103,7 +120,17 @@ async def main(revision: str) -> None:
             (Path(tmp) / "before").mkdir()
             (Path(tmp) / "after").mkdir()
             before = table_sizes(await backfill(url, Path(tmp) / "before", old_code))
-            after = table_sizes(await backfill(url, Path(tmp) / "after", ROOT))
+            db = await backfill(url, Path(tmp) / "after", ROOT)
+            after = table_sizes(db)
+            # Retention: every event delivered (the file sink), then all of them older than
+            # keep_events; what `syncd prune` and `syncd vacuum` leave.
+            await asyncio.sleep(1.5)
+            pruned = await run_syncd(db.parent, ROOT, "prune")
+            kept = table_sizes(db)
+            kept.pop("(has m014)")
+            unvacuumed = file_size(db)
+            vacuumed = await run_syncd(db.parent, ROOT, "vacuum")
+            final = file_size(db)
     if before.pop("(has m014)") or not after.pop("(has m014)"):
         raise SystemExit(f"{revision} already stores content once, or this tree does not")
     print(f"515-post backfill, raw page bytes: {raw / MB:.2f} MB (21 pages)")
@@ -119,6 +146,16 @@ async def main(revision: str) -> None:
     ratio = f"{total_a / total_b:.2f}"
     print(f"{'store (file)':<22}{total_b / MB:>11.2f}{total_a / MB:>11.2f}{ratio:>14}")
     print(f"store / raw page bytes: before {total_b / raw:.2f}, after {total_a / raw:.2f}")
+    print()
+    print("retention, after (keep_events = 1s, keep_deliveries = 1s, keep_versions = 1, every")
+    print("event delivered to the file sink, then 1.5 s):")
+    print(f"  syncd prune: {pruned.strip().replace(chr(10), '; ')}")
+    largest = sorted(kept.items(), key=lambda item: -item[1])
+    tables = ", ".join(f"{t} {b / MB:.2f}" for t, b in largest if b >= 100_000)
+    print(f"  tables after prune: {sum(kept.values()) / MB:.2f} MB ({tables})")
+    print(f"  file after prune: {unvacuumed / MB:.2f} MB (freed pages stay until a vacuum)")
+    print(f"  syncd vacuum: {vacuumed.strip()}; file {final / MB:.2f} MB")
+    print(f"  store / raw page bytes after prune and vacuum: {final / raw:.2f}")
 
 
 if __name__ == "__main__":

@@ -7,11 +7,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator, Sequence
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
 from syncd.diff import diff_page
@@ -454,3 +458,114 @@ async def test_prune_keeps_every_version_an_event_is_built_from(store: Store) ->
     [one] = await store.reads().entry("tag:blog.test,2026:1", "blog")
     [two] = await store.reads().entry("tag:blog.test,2026:2", "blog")
     assert [v["title"] for v in one["versions"] + two["versions"]] == ["v2", "back"]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def two_stores(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Store, Store]]:
+    """Two empty stores of one backend."""
+    if request.param == "sqlite":
+        pair: tuple[Store, Store] = (
+            SqliteStore.open(tmp_path / "a.db"),
+            SqliteStore.open(tmp_path / "b.db"),
+        )
+        yield pair
+        for s in pair:
+            await s.close()
+        return
+    async with scratch_schema() as a, scratch_schema() as b:
+        pair = (await PostgresStore.open(a), await PostgresStore.open(b))
+        yield pair
+        for s in pair:
+            await s.close()
+
+
+async def count_deletes(store: Store) -> Callable[[], Awaitable[list[int]]]:
+    """Start counting the rows each write transaction of `store` deletes; what to call for the
+    counts, one per transaction that deleted anything (SQLite: changed anything)."""
+    if isinstance(store, SqliteStore):
+        db, sqlite_write = store.db, store.db.write
+        counts: list[int] = []
+
+        @contextmanager
+        def counted() -> Iterator[sqlite3.Connection]:
+            with sqlite_write() as conn:
+                before = conn.total_changes
+                yield conn
+                counts.append(conn.total_changes - before)
+
+        db.write = counted  # type: ignore[method-assign]
+
+        async def sqlite_counts() -> list[int]:
+            return [n for n in counts if n]
+
+        return sqlite_counts
+    # PostgreSQL: a row trigger notes the transaction of every deleted row.
+    assert isinstance(store, PostgresStore)
+    async with await psycopg.AsyncConnection.connect(store.pg.url, autocommit=True) as conn:
+        await conn.execute("CREATE TABLE deleted_rows (xid BIGINT NOT NULL)")
+        await conn.execute(
+            "CREATE FUNCTION note_delete() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN INSERT INTO deleted_rows VALUES (txid_current()); RETURN OLD; END $$"
+        )
+        for table in ("entry_versions", "events", "deliveries", "delivery_attempts"):
+            await conn.execute(
+                f"CREATE TRIGGER note_delete AFTER DELETE ON {table}"
+                " FOR EACH ROW EXECUTE FUNCTION note_delete()"
+            )
+
+    async def pg_counts() -> list[int]:
+        _, rows = await store.query_readonly(
+            "SELECT COUNT(*) FROM deleted_rows GROUP BY xid ORDER BY MIN(xid)"
+        )
+        return [int(r[0]) for r in rows]
+
+    return pg_counts
+
+
+async def history(store: Store) -> list[tuple[Any, ...]]:
+    """Every row a prune may delete, as (table, key) pairs."""
+    _, rows = await store.query_readonly(
+        "SELECT 'version', id FROM entry_versions UNION ALL SELECT 'event', seq FROM events"
+        " UNION ALL SELECT 'delivery', id FROM deliveries"
+        " UNION ALL SELECT 'attempt', id FROM delivery_attempts ORDER BY 1, 2"
+    )
+    return rows
+
+
+async def test_prune_deletes_in_bounded_batches_with_the_one_shot_result(
+    two_stores: tuple[Store, Store],
+) -> None:
+    """The same store pruned in one transaction per table (a batch larger than everything) and
+    in batches of 7: the same report and the same rows left, and no transaction of the batched
+    prune deletes more than 7 rows."""
+    later = NOW + timedelta(days=10)
+    for store in two_stores:
+        feed_id = await feed(store)
+        await commit(store, feed_id, [entry(n) for n in range(1, 31)])
+        edited = [entry(n, title="edited", updated=NOW + timedelta(hours=1)) for n in range(1, 31)]
+        await commit(store, feed_id, edited, now=NOW + timedelta(hours=1))
+        await commit(store, feed_id, [entry(31)], now=later)  # recent: stays, with its version
+        await deliver_everything(store, later)
+    policy = Policy(keep_versions=1, keep_events_s=86400.0, keep_deliveries_s=None)
+    whole, batched = two_stores
+    deletes = await count_deletes(batched)
+    one_shot = await whole.prune(replace(policy, batch=10_000), later, dry_run=False)
+    in_batches = await batched.prune(replace(policy, batch=7), later, dry_run=False)
+    assert in_batches == one_shot
+    assert (one_shot.events, one_shot.deliveries, one_shot.attempts, one_shot.versions) == (
+        60, 60, 60, 30,
+    )  # fmt: skip
+    assert await history(batched) == await history(whole)
+    per_transaction = await deletes()
+    assert max(per_transaction) <= 7
+    assert sum(per_transaction) >= 210  # every deleted row was counted (+1: prune_state)
+    assert len(per_transaction) >= 210 // 7
+
+
+async def deliver_everything(store: Store, at: datetime) -> None:
+    """Claim and deliver every queued delivery (one attempt each)."""
+    ok = SendOutcome(ok=True, status=200)
+    while claimed := await store.outbox.claim_due("hook", at, 100, at + timedelta(minutes=1)):
+        await store.outbox.record_attempts([AttemptRecord((d.id,), ok, None, at) for d in claimed])

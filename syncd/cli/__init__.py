@@ -28,6 +28,7 @@ COMMANDS = {
     "query": "syncd.cli.query:query",
     "search": "syncd.cli.search:search",
     "prune": "syncd.cli.prune:prune_command",
+    "vacuum": "syncd.cli.vacuum:vacuum_command",
     "datasette": "syncd.cli.browse:datasette_command",
     "check-config": "syncd.cli.configcmd:check_config",
     "config-schema": "syncd.cli.configcmd:config_schema",

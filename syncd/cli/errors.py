@@ -1,8 +1,9 @@
 """How the CLI fails: click exceptions that carry syncd's exit codes and print one line each.
 
-Exit codes: 0 success, 1 operational failure, 2 bad usage or bad config, 130 interrupted
-(Ctrl-C). `reported` turns syncd's own errors (and, as a last resort, a bug) into these; with
-`--verbose` the traceback is printed first. Nothing here knows a command.
+Exit codes: 0 success, 1 operational failure, 2 bad usage or bad config, 3 the store is held by
+a running daemon and the command would block it (`syncd vacuum`), 130 interrupted (Ctrl-C).
+`reported` turns syncd's own errors (and, as a last resort, a bug) into these; with `--verbose`
+the traceback is printed first. Nothing here knows a command.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import click
 
 from syncd.errors import ConfigError, SyncdError
 
-__all__ = ["CliError", "ConfigFailure", "Interrupted", "UsageFailure", "reported"]
+__all__ = ["CliError", "ConfigFailure", "Interrupted", "StoreBusy", "UsageFailure", "reported"]
 
 
 class CliError(click.ClickException):
@@ -32,6 +33,12 @@ class UsageFailure(CliError):
     """A command used wrongly in a way click cannot see (an unknown sink name, a bad range)."""
 
     exit_code = 2
+
+
+class StoreBusy(CliError):
+    """A running daemon holds the store and the command would stall its writes."""
+
+    exit_code = 3
 
 
 class ConfigFailure(CliError):

@@ -39,6 +39,7 @@ from syncd.storage.values import (
     SearchQuery,
     SinkRow,
     Subscription,
+    VacuumReport,
 )
 
 SubscriptionCounter = Literal["pushes", "rejected"]
@@ -217,6 +218,11 @@ class Store(Protocol):
 
     # retention, reads for other threads, health
     async def prune(self, policy: Policy, now: datetime, *, dry_run: bool) -> PruneReport: ...
+    async def vacuum(self, *, incremental: bool) -> VacuumReport:
+        """Give back (SQLite) or make reusable (PostgreSQL) the space deleted rows left;
+        `incremental`: in short steps, beside a running daemon (SQLite)."""
+        ...
+
     def reads(self) -> Reads: ...
     async def probe(self, timeout_s: float) -> str | None:
         """None if the store answers a read and can start a write within `timeout_s`, else why

@@ -283,6 +283,8 @@ class Policy:
     keep_versions: int | None = None  # newest versions kept per entry; None: all
     keep_events_s: float | None = None  # events older than this may go; None: all kept
     keep_deliveries_s: float | None = None  # delivered deliveries older than this may go
+    # Rows deleted per transaction: a prune of a large backlog never holds the writers long.
+    batch: int = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +296,16 @@ class PruneReport:
     events_through: int  # events up to this seq are gone (0: none ever were)
 
     def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class VacuumReport:
+    before_bytes: int  # the store's size before: the SQLite file, or syncd's PostgreSQL tables
+    after_bytes: int
+    note: str | None = None  # what the operator should know (how to switch an old store)
+
+    def as_dict(self) -> dict[str, int | str | None]:
         return asdict(self)
 
 

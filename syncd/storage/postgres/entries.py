@@ -142,12 +142,27 @@ _OLD_VERSIONS = """SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY fe
                                    AND ev.seq > %(upto)s)"""
 
 
-async def prune_versions(conn: Conn, keep: int | None, upto: int, *, dry_run: bool) -> int:
+async def count_old_versions(conn: Conn, keep: int | None, upto: int) -> int:
     if keep is None:
         return 0
-    params = {"keep": keep, "upto": upto}
-    cur = await conn.execute(f"SELECT COUNT(*) AS n FROM ({_OLD_VERSIONS}) old", params)
+    cur = await conn.execute(
+        f"SELECT COUNT(*) AS n FROM ({_OLD_VERSIONS}) old", {"keep": keep, "upto": upto}
+    )
     row = await cur.fetchone()
-    if not dry_run:
-        await conn.execute(f"DELETE FROM entry_versions WHERE id IN ({_OLD_VERSIONS})", params)
     return int(row["n"]) if row else 0
+
+
+async def old_versions(pg: Pg, keep: int | None) -> list[int]:
+    if keep is None:
+        return []
+    rows = await pg.rows(_OLD_VERSIONS + " ORDER BY id", {"keep": keep, "upto": 0})
+    return [int(r["id"]) for r in rows]
+
+
+async def prune_versions(conn: Conn, ids: Sequence[int]) -> int:
+    cur = await conn.execute(
+        """DELETE FROM entry_versions v WHERE id = ANY(%s)
+           AND NOT EXISTS (SELECT 1 FROM events ev WHERE ev.version_id = v.id)""",
+        (list(ids),),
+    )
+    return cur.rowcount

@@ -112,9 +112,18 @@ async def done_prefix(conn: Conn, cutoff: datetime) -> int:
     return int(row["upto"] or 0) if row else 0
 
 
-async def prune_through(conn: Conn, upto: int, *, dry_run: bool) -> int:
+async def count_through(conn: Conn, upto: int) -> int:
     cur = await conn.execute("SELECT COUNT(*) AS n FROM events WHERE seq <= %s", (upto,))
     row = await cur.fetchone()
-    if not dry_run:
-        await conn.execute("DELETE FROM events WHERE seq <= %s", (upto,))
     return int(row["n"]) if row else 0
+
+
+async def prune_batch(conn: Conn, upto: int, limit: int) -> int:
+    """As SQLite's: the oldest `limit` events up to `upto` no delivery references any more."""
+    cur = await conn.execute(
+        """DELETE FROM events WHERE seq IN (SELECT seq FROM events e WHERE seq <= %s
+           AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = e.seq)
+           ORDER BY seq LIMIT %s)""",
+        (upto, limit),
+    )
+    return cur.rowcount

@@ -48,23 +48,47 @@ async def enqueue(conn: Conn, seq: int, sinks: Sequence[str], now: datetime) -> 
         )
 
 
-async def prune(
-    conn: Conn, upto: int, delivered_before: datetime | None, *, dry_run: bool
+# As SQLite's: deliveries of events up to the pruned seq, or delivered before the cutoff; done.
+_PRUNABLE = """SELECT id FROM deliveries WHERE state IN ('delivered', 'dead')
+    AND (event_seq <= %(upto)s OR (%(cutoff)s::text IS NOT NULL AND state = 'delivered'
+         AND delivered_at < %(cutoff)s))"""
+
+
+async def count_prunable(
+    conn: Conn, upto: int, delivered_before: datetime | None
 ) -> tuple[int, int]:
-    doomed = """SELECT id FROM deliveries WHERE event_seq <= %(upto)s
-                OR (%(cutoff)s::text IS NOT NULL AND state = 'delivered'
-                    AND delivered_at < %(cutoff)s)"""
     params = {"upto": upto, "cutoff": to_text(delivered_before)}
-    cur = await conn.execute(f"SELECT COUNT(*) AS n FROM ({doomed}) x", params)
+    cur = await conn.execute(f"SELECT COUNT(*) AS n FROM ({_PRUNABLE}) x", params)
     deliveries = await cur.fetchone()
     cur = await conn.execute(
-        f"SELECT COUNT(*) AS n FROM delivery_attempts WHERE delivery_id IN ({doomed})", params
+        f"SELECT COUNT(*) AS n FROM delivery_attempts WHERE delivery_id IN ({_PRUNABLE})", params
     )
     attempts = await cur.fetchone()
-    if not dry_run:
-        await conn.execute(f"DELETE FROM delivery_attempts WHERE delivery_id IN ({doomed})", params)
-        await conn.execute(f"DELETE FROM deliveries WHERE id IN ({doomed})", params)
     return (int(deliveries["n"]) if deliveries else 0, int(attempts["n"]) if attempts else 0)
+
+
+async def prunable(pg: Pg, upto: int, delivered_before: datetime | None) -> list[int]:
+    params = {"upto": upto, "cutoff": to_text(delivered_before)}
+    return [int(r["id"]) for r in await pg.rows(_PRUNABLE + " ORDER BY id", params)]
+
+
+async def prune_attempts(conn: Conn, delivery_ids: Sequence[int], limit: int) -> int:
+    cur = await conn.execute(
+        """DELETE FROM delivery_attempts WHERE id IN (SELECT a.id FROM delivery_attempts a
+           JOIN deliveries d ON d.id = a.delivery_id WHERE d.id = ANY(%s)
+           AND d.state IN ('delivered', 'dead') LIMIT %s)""",
+        (list(delivery_ids), limit),
+    )
+    return cur.rowcount
+
+
+async def prune_deliveries(conn: Conn, delivery_ids: Sequence[int]) -> int:
+    cur = await conn.execute(
+        """DELETE FROM deliveries d WHERE id = ANY(%s) AND state IN ('delivered', 'dead')
+           AND NOT EXISTS (SELECT 1 FROM delivery_attempts a WHERE a.delivery_id = d.id)""",
+        (list(delivery_ids),),
+    )
+    return cur.rowcount
 
 
 async def queue_figures(pg: Pg, sinks: Sequence[str]) -> list[dict[str, Any]]:

@@ -1,9 +1,12 @@
-"""Retention on PostgreSQL: the same rules as syncd.storage.sqlite.prune, in one transaction.
-Owns `prune_state`; each other table is pruned by its owner module."""
+"""Retention on PostgreSQL: the same rules as syncd.storage.sqlite.prune (whose docstring says
+why the pruned-through seq is recorded first and the deleting done `Policy.batch` rows per
+transaction). Owns `prune_state`; each other table is pruned by its owner module."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from functools import partial
 
 from syncd.storage.postgres import entries, events, outbox
 from syncd.storage.postgres.db import Conn, Pg
@@ -17,28 +20,58 @@ async def pruned_through(conn: Conn) -> int:
 
 
 async def prune(pg: Pg, policy: Policy, now: datetime, *, dry_run: bool) -> PruneReport:
+    delivered_before = (
+        now - timedelta(seconds=policy.keep_deliveries_s)
+        if policy.keep_deliveries_s is not None
+        else None
+    )
     async with pg.write() as conn:
-        # No event commits while the prefix is chosen and cut: a seq about to become visible
-        # below it would be deleted unseen by cursor readers.
+        # No event commits while the prefix is chosen: a seq about to become visible below it
+        # would be deleted unseen by cursor readers. Later events get larger seqs, so once it
+        # is chosen (and recorded) the deleting needs the lock no more.
         await events.lock(conn)
         through = await pruned_through(conn)
         upto = through
         if policy.keep_events_s is not None:
             cutoff = now - timedelta(seconds=policy.keep_events_s)
             upto = max(through, await events.done_prefix(conn, cutoff))
-        delivered_before = (
-            now - timedelta(seconds=policy.keep_deliveries_s)
-            if policy.keep_deliveries_s is not None
-            else None
+        if dry_run:
+            deliveries, attempts = await outbox.count_prunable(conn, upto, delivered_before)
+            versions = await entries.count_old_versions(conn, policy.keep_versions, upto)
+            gone = await events.count_through(conn, upto)
+            return PruneReport(versions, gone, deliveries, attempts, upto)
+        await conn.execute(
+            "INSERT INTO prune_state (id, events_pruned_through) VALUES (1, %s)"
+            " ON CONFLICT (id) DO UPDATE SET"
+            " events_pruned_through = excluded.events_pruned_through",
+            (upto,),
         )
-        deliveries, attempts = await outbox.prune(conn, upto, delivered_before, dry_run=dry_run)
-        gone = await events.prune_through(conn, upto, dry_run=dry_run)
-        versions = await entries.prune_versions(conn, policy.keep_versions, upto, dry_run=dry_run)
-        if not dry_run:
-            await conn.execute(
-                "INSERT INTO prune_state (id, events_pruned_through) VALUES (1, %s)"
-                " ON CONFLICT (id) DO UPDATE SET"
-                " events_pruned_through = excluded.events_pruned_through",
-                (upto,),
-            )
+    batch = policy.batch
+    attempts = deliveries = 0
+    for chunk in _chunks(await outbox.prunable(pg, upto, delivered_before), batch):
+        step = partial(outbox.prune_attempts, delivery_ids=chunk, limit=batch)
+        attempts += await _drain(pg, step, batch)
+        async with pg.write() as conn:
+            deliveries += await outbox.prune_deliveries(conn, chunk)
+    gone = await _drain(pg, partial(events.prune_batch, upto=upto, limit=batch), batch)
+    versions = 0
+    for chunk in _chunks(await entries.old_versions(pg, policy.keep_versions), batch):
+        async with pg.write() as conn:
+            versions += await entries.prune_versions(conn, chunk)
     return PruneReport(versions, gone, deliveries, attempts, upto)
+
+
+def _chunks(ids: list[int], size: int) -> list[list[int]]:
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+async def _drain(pg: Pg, step: Callable[[Conn], Awaitable[int]], batch: int) -> int:
+    """Run `step` (a delete of at most `batch` rows) in a transaction of its own until it
+    deletes fewer: then nothing it may delete is left."""
+    total = 0
+    while True:
+        async with pg.write() as conn:
+            n = await step(conn)
+        total += n
+        if n < batch:
+            return total

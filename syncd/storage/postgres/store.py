@@ -15,7 +15,16 @@ import psycopg
 from syncd.diff import DEFAULT_HASH_ONLY_CAP
 from syncd.errors import StoreError
 from syncd.model import FetchResult, StoredEntry
-from syncd.storage.postgres import entries, events, feeds, history, outbox, prune, search
+from syncd.storage.postgres import (
+    entries,
+    events,
+    feeds,
+    history,
+    outbox,
+    prune,
+    search,
+    vacuum,
+)
 from syncd.storage.postgres.db import Conn, Pg
 from syncd.storage.postgres.outbox import PostgresOutbox
 from syncd.storage.postgres.reader import PostgresReads
@@ -33,6 +42,7 @@ from syncd.storage.values import (
     PresenceCommit,
     PruneReport,
     SearchQuery,
+    VacuumReport,
 )
 from syncd.timestamps import to_text
 
@@ -183,6 +193,10 @@ class PostgresStore:
 
     async def prune(self, policy: Policy, now: datetime, *, dry_run: bool) -> PruneReport:
         return await prune.prune(self.pg, policy, now, dry_run=dry_run)
+
+    async def vacuum(self, *, incremental: bool) -> VacuumReport:
+        # Plain VACUUM is already the kind that runs beside writers: both ask for it.
+        return await vacuum.vacuum(self.pg)
 
     def reads(self) -> PostgresReads:
         return self._reads

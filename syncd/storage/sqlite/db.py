@@ -51,6 +51,10 @@ class Db:
         try:
             db = Database(conn)
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if not db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
+                # Only possible before the first table: lets `syncd vacuum --incremental` hand
+                # pruned pages back beside the daemon (older stores switch with one VACUUM).
+                db.execute("PRAGMA auto_vacuum = INCREMENTAL")
             db.enable_wal()
             # NORMAL is durable across process crashes in WAL mode; only an OS crash can lose the
             # last transactions, never corrupt the file.

@@ -5,6 +5,7 @@ caller's transaction; they decide nothing about what changed (the diff did).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
@@ -159,14 +160,28 @@ _OLD_VERSIONS = """SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY fe
                                    AND ev.seq > :upto)"""
 
 
-def prune_versions(conn: sqlite3.Connection, keep: int | None, upto: int, *, dry_run: bool) -> int:
-    """Versions beyond the newest `keep` of each entry, except those an event after seq `upto`
-    is built from: counted, and deleted unless `dry_run` (events up to `upto` are gone
-    first)."""
+def count_old_versions(conn: sqlite3.Connection, keep: int | None, upto: int) -> int:
+    """Versions beyond the newest `keep` of each entry that no event after seq `upto` is built
+    from: what a prune deletes once the events up to `upto` are gone."""
     if keep is None:
         return 0
-    params = {"keep": keep, "upto": upto}
-    count = int(conn.execute(f"SELECT COUNT(*) FROM ({_OLD_VERSIONS})", params).fetchone()[0])
-    if not dry_run:
-        conn.execute(f"DELETE FROM entry_versions WHERE id IN ({_OLD_VERSIONS})", params)
-    return count
+    sql = f"SELECT COUNT(*) FROM ({_OLD_VERSIONS})"
+    return int(conn.execute(sql, {"keep": keep, "upto": upto}).fetchone()[0])
+
+
+def old_versions(db: Db, keep: int | None) -> list[int]:
+    """The ids of the versions beyond the newest `keep` of each entry that no event is built
+    from, read once."""
+    if keep is None:
+        return []
+    return [r["id"] for r in db.rows(_OLD_VERSIONS + " ORDER BY id", {"keep": keep, "upto": 0})]
+
+
+def prune_versions(conn: sqlite3.Connection, ids: Sequence[int]) -> int:
+    """Delete those of `ids` no event is built from (one may have been named since); how
+    many."""
+    return conn.execute(
+        """DELETE FROM entry_versions WHERE id IN (SELECT value FROM json_each(?))
+           AND NOT EXISTS (SELECT 1 FROM events ev WHERE ev.version_id = entry_versions.id)""",
+        (json.dumps(list(ids)),),
+    ).rowcount

@@ -101,10 +101,17 @@ def done_prefix(conn: sqlite3.Connection, cutoff: datetime) -> int:
     return int(conn.execute(_PREFIX, {"cutoff": to_text(cutoff)}).fetchone()[0] or 0)
 
 
-def prune_through(conn: sqlite3.Connection, upto: int, *, dry_run: bool) -> int:
-    """Events with seq <= `upto`: counted, and deleted unless `dry_run` (their deliveries must
-    be gone first)."""
-    count = int(conn.execute("SELECT COUNT(*) FROM events WHERE seq <= ?", (upto,)).fetchone()[0])
-    if not dry_run:
-        conn.execute("DELETE FROM events WHERE seq <= ?", (upto,))
-    return count
+def count_through(conn: sqlite3.Connection, upto: int) -> int:
+    """Events with seq <= `upto` (what a prune through `upto` deletes)."""
+    return int(conn.execute("SELECT COUNT(*) FROM events WHERE seq <= ?", (upto,)).fetchone()[0])
+
+
+def prune_batch(conn: sqlite3.Connection, upto: int, limit: int) -> int:
+    """Delete the oldest `limit` events with seq <= `upto` that no delivery references any more
+    (their deliveries go first); how many."""
+    return conn.execute(
+        """DELETE FROM events WHERE seq IN (SELECT seq FROM events e WHERE seq <= ?
+           AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = e.seq)
+           ORDER BY seq LIMIT ?)""",
+        (upto, limit),
+    ).rowcount

@@ -38,7 +38,15 @@ from syncd.storage.values import (
 )
 from syncd.timestamps import from_text, to_text
 
-__all__ = ["SqliteOutbox", "enqueue", "prune", "queue_figures"]
+__all__ = [
+    "SqliteOutbox",
+    "count_prunable",
+    "enqueue",
+    "prunable",
+    "prune_attempts",
+    "prune_deliveries",
+    "queue_figures",
+]
 
 _QUEUED = "('pending', 'failed')"  # written identically everywhere: the partial index matches it
 
@@ -152,22 +160,50 @@ def enqueue(conn: sqlite3.Connection, seq: int, sinks: Sequence[str], now: datet
     )
 
 
-def prune(
-    conn: sqlite3.Connection, upto: int, delivered_before: datetime | None, *, dry_run: bool
+# Deliveries a prune may let go: of events up to the pruned seq, or delivered before the
+# keep_deliveries cutoff; done either way (a replay that queued one again keeps it).
+_PRUNABLE = """SELECT id FROM deliveries WHERE state IN ('delivered', 'dead')
+    AND (event_seq <= :upto OR (:cutoff IS NOT NULL AND state = 'delivered'
+         AND delivered_at < :cutoff))"""
+
+
+def count_prunable(
+    conn: sqlite3.Connection, upto: int, delivered_before: datetime | None
 ) -> tuple[int, int]:
-    """Deliveries of events up to seq `upto`, and delivered ones older than `delivered_before`,
-    with their attempts: (deliveries, attempts) counted, and deleted unless `dry_run`."""
-    doomed = """SELECT id FROM deliveries WHERE event_seq <= :upto
-                OR (:cutoff IS NOT NULL AND state = 'delivered' AND delivered_at < :cutoff)"""
+    """(deliveries, attempts) a prune through `upto` would delete."""
     params = {"upto": upto, "cutoff": to_text(delivered_before)}
-    deliveries = conn.execute(f"SELECT COUNT(*) FROM ({doomed})", params).fetchone()[0]
+    deliveries = conn.execute(f"SELECT COUNT(*) FROM ({_PRUNABLE})", params).fetchone()[0]
     attempts = conn.execute(
-        f"SELECT COUNT(*) FROM delivery_attempts WHERE delivery_id IN ({doomed})", params
+        f"SELECT COUNT(*) FROM delivery_attempts WHERE delivery_id IN ({_PRUNABLE})", params
     ).fetchone()[0]
-    if not dry_run:
-        conn.execute(f"DELETE FROM delivery_attempts WHERE delivery_id IN ({doomed})", params)
-        conn.execute(f"DELETE FROM deliveries WHERE id IN ({doomed})", params)
     return int(deliveries), int(attempts)
+
+
+def prunable(db: Db, upto: int, delivered_before: datetime | None) -> list[int]:
+    """The ids of the deliveries a prune through `upto` deletes, read once."""
+    params = {"upto": upto, "cutoff": to_text(delivered_before)}
+    return [r["id"] for r in db.rows(_PRUNABLE + " ORDER BY id", params)]
+
+
+def prune_attempts(conn: sqlite3.Connection, delivery_ids: Sequence[int], limit: int) -> int:
+    """Delete up to `limit` attempts of those of `delivery_ids` still done; how many."""
+    return conn.execute(
+        """DELETE FROM delivery_attempts WHERE id IN (SELECT a.id FROM delivery_attempts a
+           JOIN deliveries d ON d.id = a.delivery_id WHERE d.id IN (SELECT value FROM json_each(?))
+           AND d.state IN ('delivered', 'dead') LIMIT ?)""",
+        (json.dumps(list(delivery_ids)), limit),
+    ).rowcount
+
+
+def prune_deliveries(conn: sqlite3.Connection, delivery_ids: Sequence[int]) -> int:
+    """Delete those of `delivery_ids` still done and without attempts left; how many."""
+    return conn.execute(
+        """DELETE FROM deliveries WHERE id IN (SELECT value FROM json_each(?))
+           AND state IN ('delivered', 'dead')
+           AND NOT EXISTS (SELECT 1 FROM delivery_attempts a
+                           WHERE a.delivery_id = deliveries.id)""",
+        (json.dumps(list(delivery_ids)),),
+    ).rowcount
 
 
 def queue_figures(db: Db, sinks: Sequence[str]) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from typing import Any
 from syncd.diff import DEFAULT_HASH_ONLY_CAP
 from syncd.errors import StoreError
 from syncd.model import FetchResult, StoredEntry
-from syncd.storage.sqlite import entries, events, feeds, history, outbox, prune, search
+from syncd.storage.sqlite import entries, events, feeds, history, outbox, prune, search, vacuum
 from syncd.storage.sqlite.db import Db, Params, readonly_connection
 from syncd.storage.sqlite.outbox import SqliteOutbox
 from syncd.storage.sqlite.reader import SqliteReads
@@ -36,6 +36,7 @@ from syncd.storage.values import (
     PresenceCommit,
     PruneReport,
     SearchQuery,
+    VacuumReport,
 )
 from syncd.timestamps import to_text
 
@@ -212,6 +213,9 @@ class SqliteStore:
 
     async def prune(self, policy: Policy, now: datetime, *, dry_run: bool) -> PruneReport:
         return prune.prune(self.db, policy, now, dry_run=dry_run)
+
+    async def vacuum(self, *, incremental: bool) -> VacuumReport:
+        return vacuum.incremental(self.db) if incremental else vacuum.full(self.db)
 
     def reads(self) -> SqliteReads:
         return SqliteReads(self.db.path)

@@ -1,0 +1,100 @@
+"""`syncd vacuum` on a real SQLite file: a full VACUUM gives pruned space back and switches an
+old store to incremental auto-vacuum, and is refused (exit 3, one line) while a daemon holds the
+store; `--incremental` runs beside the daemon in short steps, and on a store that predates
+incremental vacuum says to run a full one once. New stores are created incremental."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from syncd.daemonlock import DaemonLock
+from syncd.model import ChangeKind, EventDraft
+from syncd.storage.sqlite import SqliteStore, events
+from syncd.storage.values import Policy
+from tests.conftest import syncd, write_config
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def pragma(db: Path, name: str) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return int(conn.execute(f"PRAGMA {name}").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def size(db: Path) -> int:
+    return pragma(db, "page_count") * pragma(db, "page_size")
+
+
+async def filled_then_pruned(db: Path) -> None:
+    """A store with 400 events of 10 KB each, all pruned: ~4 MB of free pages."""
+    store = SqliteStore.open(db)
+    feed_id = (await store.ensure_feed("blog", "http://blog.test/feed", NOW)).id
+    old = NOW - timedelta(days=10)
+    with store.write() as conn:
+        for i in range(400):
+            draft = EventDraft(
+                f"evt_{i}", ChangeKind.CREATED, old, f"e{i}", False, {"x": "y" * 10_000}
+            )
+            events.insert(conn, feed_id, draft, old)
+    await store.prune(Policy(keep_events_s=86400.0), NOW, dry_run=False)
+    await store.close()
+
+
+def config_for(tmp_path: Path) -> Path:
+    return write_config(tmp_path, feeds=[{"name": "blog", "url": "http://blog.test/feed"}])
+
+
+async def test_new_stores_vacuum_incrementally_beside_a_daemon(tmp_path: Path) -> None:
+    db = tmp_path / "syncd.db"
+    await filled_then_pruned(db)
+    assert pragma(db, "auto_vacuum") == 2  # INCREMENTAL, from the first table on
+    before, free = size(db), pragma(db, "freelist_count")
+    assert free * 4096 > 3_000_000
+    lock = DaemonLock.for_store(db)
+    lock.acquire()  # as `syncd run` does: incremental vacuum still runs
+    try:
+        done = await syncd(config_for(tmp_path), "vacuum", "--incremental")
+    finally:
+        lock.release()
+    assert done.code == 0, done.stderr
+    assert pragma(db, "freelist_count") == 0
+    assert size(db) < before - 3_000_000
+    assert "MB given back" in done.stdout
+
+
+async def test_a_full_vacuum_is_refused_while_the_daemon_holds_the_store(tmp_path: Path) -> None:
+    db = tmp_path / "syncd.db"
+    await filled_then_pruned(db)
+    before = size(db)
+    lock = DaemonLock.for_store(db)
+    lock.acquire()
+    try:
+        refused = await syncd(config_for(tmp_path), "vacuum")
+    finally:
+        lock.release()
+    assert refused.code == 3
+    assert len(refused.stderr.splitlines()) == 1 and "--incremental" in refused.stderr
+    assert size(db) == before
+    done = await syncd(config_for(tmp_path), "vacuum", "--json")
+    assert done.code == 0, done.stderr
+    assert size(db) < before - 3_000_000
+
+
+async def test_an_old_store_is_switched_to_incremental_by_one_full_vacuum(tmp_path: Path) -> None:
+    db = tmp_path / "syncd.db"
+    conn = sqlite3.connect(db)  # a table before syncd's: created as stores were before
+    conn.execute("CREATE TABLE older (x)")
+    conn.close()
+    await filled_then_pruned(db)
+    assert pragma(db, "auto_vacuum") == 0
+    config = config_for(tmp_path)
+    told = await syncd(config, "vacuum", "--incremental")
+    assert told.code == 0, told.stderr
+    assert "run `syncd vacuum` once" in told.stdout and pragma(db, "freelist_count") > 0
+    assert (await syncd(config, "vacuum")).code == 0
+    assert pragma(db, "auto_vacuum") == 2 and pragma(db, "freelist_count") == 0
