@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -96,6 +97,38 @@ async def test_prune_counts_then_deletes_a_done_prefix(tmp_path: Path) -> None:
     # Nothing more to let go: a second prune changes nothing and keeps the floor.
     again = await store.prune(policy, NOW, dry_run=False)
     assert (again.events, again.versions, again.events_through) == (0, 0, 3)
+    await store.close()
+
+
+async def test_a_delivery_queued_again_mid_prune_keeps_its_attempts_and_event(
+    tmp_path: Path,
+) -> None:
+    """A replay that commits between a batched prune's transactions: the delivery it queued
+    again keeps its row, its attempt and its event, which still goes out; the rest goes."""
+    store = SqliteStore.open(tmp_path / "syncd.db")
+    await fill(store)
+    with store.write() as conn:
+        conn.execute("UPDATE deliveries SET state = 'delivered' WHERE event_seq = 4")
+    original = store.db.write
+    transactions = 0
+
+    @contextmanager
+    def write() -> Iterator[sqlite3.Connection]:
+        nonlocal transactions
+        with original() as conn:
+            yield conn
+        transactions += 1
+        if transactions == 1:  # the prefix is chosen: an operator replays event 1
+            with original() as conn:
+                conn.execute("UPDATE deliveries SET state = 'pending' WHERE event_seq = 1")
+
+    store.db.write = write  # type: ignore[method-assign]
+    report = await store.prune(Policy(keep_events_s=86400.0 * 7, batch=2), NOW, dry_run=False)
+    assert report.events_through == 6 and report.events == 5 and report.attempts == 0
+    assert store.rows("SELECT seq FROM events") == [{"seq": 1}]
+    assert count(tmp_path / "syncd.db", "delivery_attempts") == 1
+    [again] = await store.outbox.claim_due("hook", NOW, 10, NOW + timedelta(minutes=1))
+    assert again.event.seq == 1 and json.loads(again.event.body)["id"] == "evt_0"
     await store.close()
 
 
