@@ -5,13 +5,16 @@ incremental vacuum says to run a full one once. New stores are created increment
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from syncd.daemonlock import DaemonLock
 from syncd.model import ChangeKind, EventDraft
-from syncd.storage.sqlite import SqliteStore, events
+from syncd.storage.sqlite import SqliteStore, events, vacuum
+from syncd.storage.sqlite.db import Db
 from syncd.storage.values import Policy
 from tests.conftest import syncd, write_config
 
@@ -98,3 +101,50 @@ async def test_an_old_store_is_switched_to_incremental_by_one_full_vacuum(tmp_pa
     assert "run `syncd vacuum` once" in told.stdout and pragma(db, "freelist_count") > 0
     assert (await syncd(config, "vacuum")).code == 0
     assert pragma(db, "auto_vacuum") == 2 and pragma(db, "freelist_count") == 0
+
+
+async def test_incremental_vacuum_never_holds_writers_behind_a_reader(tmp_path: Path) -> None:
+    """Beside the daemon, a reader (pull API, SSE, Datasette, `syncd query`) may sit in an
+    older snapshot while the vacuum ends: its closing checkpoint must not take the write lock
+    and wait for that reader (a TRUNCATE checkpoint does, for the whole busy timeout, and the
+    daemon's writes then fail with "database is locked")."""
+    db = tmp_path / "syncd.db"
+    await filled_then_pruned(db)
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("PRAGMA busy_timeout = 0")  # a refused write shows at once
+    writer.execute("CREATE TABLE scratch (x)")
+    reader = sqlite3.connect(db, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM events").fetchall()  # holds this snapshot
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        store_db = Db.open(db)
+        try:
+            vacuum.incremental(store_db)
+        except BaseException as e:
+            failures.append(e)
+        finally:
+            store_db.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    refused: list[str] = []
+    try:
+        while thread.is_alive():
+            # Once every free page is handed back, only the closing checkpoint is left.
+            if writer.execute("PRAGMA freelist_count").fetchone()[0] == 0:
+                try:
+                    writer.execute("BEGIN IMMEDIATE")
+                    writer.execute("INSERT INTO scratch VALUES (1)")
+                    writer.execute("COMMIT")
+                except sqlite3.OperationalError as e:
+                    refused.append(str(e))
+            await asyncio.sleep(0.005)
+    finally:
+        thread.join()
+        reader.close()
+        writer.close()
+    assert not failures
+    assert refused == []
+    assert pragma(db, "freelist_count") == 0

@@ -6,7 +6,10 @@ writer waits (and past the busy timeout fails): its caller makes sure no daemon 
 switches a store made before incremental vacuum existed to `auto_vacuum = INCREMENTAL` (new
 stores are created so, syncd.storage.sqlite.db). The incremental kind moves at most
 STEP_PAGES pages per write transaction, so it can run beside the daemon: its writers wait at
-most one short step. Decides nothing about when to vacuum.
+most one short step, and its closing checkpoint is the passive kind, which takes no lock (a
+TRUNCATE checkpoint holds the write lock while it waits for readers in older snapshots, up to
+the busy timeout, and the daemon's writes would fail meanwhile). Decides nothing about when to
+vacuum.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ def full(db: Db) -> VacuumReport:
         db.conn.execute("VACUUM")
     except sqlite3.Error as e:
         raise StoreError(f"database error in {str(db.path)!r}: {e}") from e
-    _checkpoint(db.conn)
+    _checkpoint(db.conn, "TRUNCATE")
     return VacuumReport(before, _size(db.conn))
 
 
@@ -48,7 +51,9 @@ def incremental(db: Db) -> VacuumReport:
     while db.conn.execute("PRAGMA freelist_count").fetchone()[0]:
         with db.write() as conn:
             conn.execute(f"PRAGMA incremental_vacuum({STEP_PAGES})").fetchall()
-    _checkpoint(db.conn)
+    # Beside the daemon: copy what no reader still needs, wait for nobody. The file shrinks
+    # once a checkpoint has copied every frame (this one, or the daemon's next automatic one).
+    _checkpoint(db.conn, "PASSIVE")
     return VacuumReport(before, _size(db.conn))
 
 
@@ -58,7 +63,7 @@ def _size(conn: sqlite3.Connection) -> int:
     return int(page * conn.execute("PRAGMA page_count").fetchone()[0])
 
 
-def _checkpoint(conn: sqlite3.Connection) -> None:
-    """Copy the WAL into the file and truncate it, so the file system sees the new size; a
-    reader still in an old snapshot makes this a no-op, never an error."""
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+def _checkpoint(conn: sqlite3.Connection, mode: str) -> None:
+    """Copy the WAL into the file (TRUNCATE: and empty the WAL), so the file system sees the
+    new size; a reader still in an old snapshot makes this partial, never an error."""
+    conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
