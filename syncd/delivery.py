@@ -379,8 +379,16 @@ class Dispatcher:
                     peek=not bound.in_flight,
                 )
             else:
-                claimed = await self.outbox.exchange(records, release=give_back, claim=claim)
+                # Taken out before the write awaits: attempts that finish meanwhile (the store
+                # is remote) append to fresh lists, not to ones this write already went through.
+                since = bound.unrecorded_since
                 bound.unrecorded, bound.give_back, bound.unrecorded_since = [], [], None
+                try:
+                    claimed = await self.outbox.exchange(records, release=give_back, claim=claim)
+                except BaseException:
+                    bound.unrecorded[:0], bound.give_back[:0] = records, give_back
+                    bound.unrecorded_since = since if records else bound.unrecorded_since
+                    raise
             bound.ready.extend(claimed)
             self._start_ready(bound, report, now, window)
             # Claimed less than asked: nothing more is claimable now. Otherwise the window may
