@@ -34,9 +34,11 @@ from syncd.sinks.webhook import session_for_webhooks
 from syncd.storage import Store
 from syncd.storage.postgres.store import PostgresStore
 from syncd.storage.sqlite import SqliteStore
+from syncd.storage.values import FeedLease
 from syncd.subscriber import Subscriber
 from syncd.sync import FeedSyncer, PageFetcher, PageParser, Progress, SyncReport
-from syncd.throttle import HostThrottle
+from syncd.throttle import ClusterThrottle, HostThrottle, Throttle
+from syncd.workers import Worker, new_worker_id
 
 if TYPE_CHECKING:
     from syncd.metrics import Metrics  # prometheus_client: imported only by the daemon
@@ -92,6 +94,7 @@ class App:
     bell: Bell = field(default_factory=Bell)
     websub: Subscriber | None = None  # the WebSub subscriber (the daemon's callback routes)
     housekeeping: Housekeeping | None = None  # the daemon's periodic prune
+    worker: Worker | None = None  # this process as a worker of the store: its feed leases
 
     def committed(self) -> None:
         """Events were committed: wake the sinks, and the pull API's waiting readers."""
@@ -117,8 +120,23 @@ class App:
             if reason:
                 log.warning("feed skipped", feed=feed.name, reason=reason, hint="use --force")
                 return None
-            async with limit:
-                report = await self.syncer.sync(feed, full=full)
+            lease: FeedLease | None = None
+            if self.worker is not None:
+                try:
+                    state = await self.store.ensure_feed(feed.name, feed.url, self.clock())
+                    lease = await self.worker.lease(state.id)
+                except SyncdError as e:  # the store is unwritable: as the syncer reports it
+                    log.error("feed sync not started", feed=feed.name, error=str(e))
+                    return SyncReport(feed.name, outcome="error", error=str(e), recorded=False)
+                if lease is None:
+                    log.warning("feed skipped", feed=feed.name, reason="a worker is crawling it")
+                    return None
+            try:
+                async with limit:
+                    report = await self.syncer.sync(feed, full=full, lease=lease)
+            finally:
+                if lease is not None and self.worker is not None:
+                    await self.worker.release(lease)
             if report.seqs:
                 self.committed()
             return report
@@ -191,17 +209,30 @@ class App:
         return {f.name: f for f in config.feeds}
 
     async def _poll_loop(self, stop: asyncio.Event) -> None:
+        worker = self.worker
+        if worker is None:
+            raise SyncdError("this app has no worker to lease feeds with")
         in_flight: dict[str, asyncio.Task[SyncReport | None]] = {}
         limit = asyncio.Semaphore(self.config.fetch.concurrency)
         # Feeds whose outcome could not be written (the store failing): their next due time in
-        # the store did not move, so hold them here instead of re-crawling them every tick.
-        held: dict[str, datetime] = {}
+        # the store did not move, so hold them here, leased, instead of re-crawling them every
+        # tick; the lease is dropped when the hold ends.
+        held: dict[str, tuple[datetime, FeedLease]] = {}
 
-        async def one(feed: FeedConfig) -> SyncReport | None:
-            async with limit:
-                report = await self.syncer.sync(feed)
-            if not report.recorded:
-                held[feed.name] = self.clock() + timedelta(seconds=UNRECORDED_HOLD_S)
+        async def one(feed: FeedConfig, lease: FeedLease) -> SyncReport | None:
+            kept = False
+            try:
+                async with limit:
+                    report = await self.syncer.sync(feed, lease=lease)
+                if not report.recorded:
+                    held[feed.name] = (
+                        self.clock() + timedelta(seconds=UNRECORDED_HOLD_S),
+                        lease,
+                    )
+                    kept = True
+            finally:
+                if not kept:
+                    await worker.release(lease)
             if report.seqs:
                 self.committed()
             if self.websub is not None:
@@ -238,30 +269,33 @@ class App:
                     )
                 await self._websub(Subscriber.tick(self.websub) if self.websub else None)
                 now = self.clock()
-                for name in [n for n, until in held.items() if until <= now]:
-                    del held[name]
+                for name, (until, lease) in list(held.items()):
+                    if until <= now:
+                        del held[name]
+                        await worker.release(lease)
                 room = target - len(in_flight)
                 started, cut = 0, False
                 if room > 0:
-                    # One indexed query for what is due, not one per feed, and bounded: a
-                    # backlog (the daemon was down) stays a queue in the store, not a task per
-                    # feed here. Feeds in flight or held are still due and come first, and so
-                    # may feeds removed from the config: the limit leaves room for them.
-                    ask = target + len(held) + 2 * removed
+                    # One claim for what is due, not one per feed, and bounded: a backlog (the
+                    # daemon was down) stays a queue in the store, not a task per feed here.
+                    # Feeds this worker crawls or holds are leased, so never claimed again; feeds
+                    # removed from the config may be, and are handed back: the limit leaves room.
+                    ask = room + 2 * removed
                     try:
-                        due_names = await self.store.due_feeds(now, limit=ask)
+                        leases = await worker.claim(ask)
                     except SyncdError as e:
                         log.error("cannot read the schedule; retrying", error=str(e))
-                        due_names = []
-                    cut = len(due_names) >= ask
-                    removed = sum(1 for name in due_names if name not in by_name)
-                    for name in due_names:
-                        due = by_name.get(name)
-                        if started >= room or due is None or name in in_flight or name in held:
+                        leases = []
+                    cut = len(leases) >= ask
+                    removed = sum(1 for lease in leases if lease.name not in by_name)
+                    for lease in leases:
+                        due = by_name.get(lease.name)
+                        if started >= room or due is None or lease.name in in_flight:
+                            await worker.release(lease)
                             continue
-                        task = asyncio.create_task(one(due))
-                        in_flight[name] = task
-                        task.add_done_callback(functools.partial(done, name))
+                        task = asyncio.create_task(one(due, lease))
+                        in_flight[lease.name] = task
+                        task.add_done_callback(functools.partial(done, lease.name))
                         started += 1
                 self.scheduled.set()
                 low.clear()
@@ -277,6 +311,8 @@ class App:
             for task in list(in_flight.values()):
                 task.cancel()
             await asyncio.gather(*in_flight.values(), return_exceptions=True)
+            for _, lease in held.values():
+                await worker.release(lease)
 
     async def _websub(self, step: Awaitable[None] | None) -> None:
         """One step of the WebSub subscriber's upkeep; a store failure is logged and retried."""
@@ -390,15 +426,22 @@ async def build_dispatcher(
     async with AsyncExitStack() as stack:
         store = await open_store(config)
         stack.push_async_callback(store.close)
+        worker = Worker(store, clock, config.store.lease_s, new_worker_id())
+        await worker.start()
+        stack.push_async_callback(worker.stop)
         sinks = await _bind_sinks(stack, config, clock)
-        yield Dispatcher(store=store, sinks=sinks, clock=clock, rng=rng or random.Random())
+        yield Dispatcher(
+            store=store, sinks=sinks, clock=clock, rng=rng or random.Random(), worker=worker.id
+        )
 
 
 async def _fetch_and_parse(
-    stack: AsyncExitStack, config: Config
+    stack: AsyncExitStack, config: Config, store: Store | None = None
 ) -> tuple[Fetcher, ParserPool, aiohttp.ClientSession]:
     """The feed session (address guard, caps, User-Agent), the fetcher over it and the parser
-    pool, closed by `stack`."""
+    pool, closed by `stack`. Given a shared store (PostgreSQL), per-host pacing holds across
+    all its workers; otherwise (SQLite: one daemon) within this process, without a write per
+    request."""
     fc = config.fetch
     limits = FetchLimits(
         timeout_s=fc.timeout_s,
@@ -413,7 +456,12 @@ async def _fetch_and_parse(
             concurrency=fc.concurrency,
         )
     )
-    fetcher = Fetcher(session, HostThrottle(fc.per_host_rate), limits)
+    throttle: Throttle = (
+        ClusterThrottle(fc.per_host_rate, store.reserve_host_slot)
+        if store is not None and config.store.url is not None
+        else HostThrottle(fc.per_host_rate)
+    )
+    fetcher = Fetcher(session, throttle, limits)
     parser = await stack.enter_async_context(ParserPool(workers=fc.parse_workers))
     return fetcher, parser, session
 
@@ -454,18 +502,23 @@ async def build_app(
 ) -> AsyncIterator[App]:
     """Everything syncd needs for one command, opened in order and closed in reverse.
     With `metrics`, the fetcher, parser, syncer and dispatcher report to it. `exclusive` (the
-    daemon): refuse to start if another daemon holds this store."""
+    daemon): on SQLite, refuse to start if another daemon holds this store; on PostgreSQL any
+    number of daemons share it, each a worker leasing the feeds it crawls."""
     rng = rng or random.Random()
+    shared = config.store.url is not None
     async with AsyncExitStack() as stack:
-        if exclusive:
+        if exclusive and not shared:
             lock = DaemonLock.for_store(config.store.path)
             lock.acquire()
             stack.callback(lock.release)
         store = await open_store(config)
         stack.push_async_callback(store.close)
+        worker = Worker(store, clock, config.store.lease_s, new_worker_id())
+        await worker.start()
+        stack.push_async_callback(worker.stop)
         fetcher: PageFetcher
         parser: PageParser
-        fetcher, parser, session = await _fetch_and_parse(stack, config)
+        fetcher, parser, session = await _fetch_and_parse(stack, config, store)
         if metrics is not None:
             from syncd.metrics import ObservedFetcher, ObservedParser
 
@@ -490,13 +543,17 @@ async def build_app(
             sinks=bound,
             clock=clock,
             rng=rng,
-            owner_lock=_owner_lock(stack, config),
+            # On a shared store, the leases of gone workers are reclaimed instead.
+            owner_lock=None if shared else _owner_lock(stack, config),
             observer=metrics,
+            worker=worker.id,
         )
 
         def new_dispatcher(bound: list[BoundSink]) -> Dispatcher:
-            # The first dispatcher holds the owner lock (and reclaimed stale leases) already.
-            return Dispatcher(store=store, sinks=bound, clock=clock, rng=rng, observer=metrics)
+            # The first dispatcher reclaimed stale leases already (and holds the owner lock).
+            return Dispatcher(
+                store=store, sinks=bound, clock=clock, rng=rng, observer=metrics, worker=worker.id
+            )
 
         app = App(
             config=config,
@@ -506,6 +563,7 @@ async def build_app(
             clock=clock,
             sinks=sinks,
             new_dispatcher=new_dispatcher,
+            worker=worker,
             housekeeping=Housekeeping(
                 store=store,
                 policy=lambda: retention_policy(
@@ -525,6 +583,7 @@ async def build_app(
             committed=app.committed,
             rng=rng,
             observer=metrics,
+            worker=worker,
         )
         stack.push_async_callback(app.websub.aclose)
         yield app

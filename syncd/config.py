@@ -150,6 +150,9 @@ class StoreTable(_Table):
     keep_events: Duration | None = None  # events older than this, every sink done with them
     keep_deliveries: Duration | None = None  # delivered deliveries older than this
     prune_interval: Duration = 3600.0  # how often `syncd run` prunes (0: never)
+    # How long a worker's feed leases outlive its last heartbeat: a killed worker's feeds are
+    # taken over within this long (docs/design.md, "Many workers").
+    lease_seconds: Annotated[Duration, Field(ge=1)] = 60.0
 
 
 class FetchTable(_Table):
@@ -312,6 +315,7 @@ class StoreConfig:
     keep_deliveries_s: float | None = None
     url: str | None = None  # a PostgreSQL database instead of the SQLite file
     prune_interval_s: float = 3600.0  # the daemon's periodic prune; 0: off
+    lease_s: float = 60.0  # a worker's feed leases outlive its last heartbeat by this much
 
     @property
     def where(self) -> str:
@@ -740,6 +744,7 @@ def parse_config(
             store.keep_deliveries,
             store.url,
             store.prune_interval,
+            store.lease_seconds,
         ),
         fetch=FetchConfig(
             timeout_s=fc.timeout,

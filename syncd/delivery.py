@@ -195,10 +195,14 @@ class Dispatcher:
         shutdown_grace_s: float = SHUTDOWN_GRACE_S,
         owner_lock: OwnerLock | None = None,
         observer: DeliveryObserver | None = None,
+        worker: str | None = None,
     ) -> None:
         self.observer = observer
         self.outbox = store.outbox
         self.owner_lock = owner_lock
+        # The worker whose leases these are (syncd.workers): on a shared store, its leases are
+        # taken back only once its row is gone or expired.
+        self.worker = worker
         self._started = False
         self.sinks = list(sinks)
         self.clock = clock
@@ -221,15 +225,21 @@ class Dispatcher:
         return list(await asyncio.gather(*(self._pass(b) for b in self.sinks)))
 
     async def _start(self) -> None:
-        """Once per dispatcher: if no other dispatcher is alive, reclaim the leases a crashed
-        one left, so its in-flight deliveries are due now rather than when the leases run out."""
+        """Once per dispatcher: reclaim the leases a crashed dispatcher left, so its in-flight
+        deliveries are due now rather than when the leases run out. With an owner lock (SQLite:
+        one machine), holding it proves no other dispatcher is alive: every lease. Without one,
+        as a worker of a shared store: only the leases of workers that are gone."""
         if self._started:
             return
         self._started = True
-        if self.owner_lock is not None and self.owner_lock.try_acquire():
-            reclaimed = await self.outbox.reclaim_leases()
-            if reclaimed:
-                log.info("reclaimed leases of an unfinished run", deliveries=reclaimed)
+        reclaimed = 0
+        if self.owner_lock is not None:
+            if self.owner_lock.try_acquire():
+                reclaimed = await self.outbox.reclaim_leases(self.clock(), everyone=True)
+        elif self.worker is not None:
+            reclaimed = await self.outbox.reclaim_leases(self.clock())
+        if reclaimed:
+            log.info("reclaimed leases of an unfinished run", deliveries=reclaimed)
 
     def notify(self) -> None:
         """New events were committed: wake the sink loops."""
@@ -377,6 +387,7 @@ class Dispatcher:
                     probe=claim.probe,
                     strict=claim.strict,
                     peek=not bound.in_flight,
+                    owner=claim.owner,
                 )
             else:
                 # Taken out before the write awaits: attempts that finish meanwhile (the store
@@ -415,6 +426,7 @@ class Dispatcher:
             now + timedelta(seconds=lease_s),
             probe=probe,
             strict=bound.strict,
+            owner=self.worker,
         )
 
     def _start_ready(

@@ -81,6 +81,16 @@ class NoSuchFeed(StoreError):
     """The store has no feed of that name."""
 
 
+class LeaseLost(StoreError):
+    """A fenced write was refused: another worker took the feed over (its lease ran out and the
+    fencing token moved on), so this worker's crawl is stale and must write nothing."""
+
+    def __init__(self, feed_id: int, token: int) -> None:
+        super().__init__(f"feed {feed_id}: lease {token} was taken over by another worker")
+        self.feed_id = feed_id
+        self.token = token
+
+
 class CursorGone(SyncdError):
     """The cursor is behind events that were pruned: the reader must restart from a later one."""
 

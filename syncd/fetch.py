@@ -33,7 +33,7 @@ from syncd.errors import BlockedAddressError, FetchError, GoneError
 from syncd.model import FetchResult, Validators
 from syncd.netguard import AddressPolicy, GuardedConnector, blocked_cause, trusting
 from syncd.retry import parse_retry_after
-from syncd.throttle import HostThrottle
+from syncd.throttle import Throttle
 
 __all__ = [
     "DEFAULT_USER_AGENT",
@@ -146,7 +146,7 @@ class Fetcher:
     """
 
     def __init__(
-        self, session: aiohttp.ClientSession, throttle: HostThrottle, limits: FetchLimits
+        self, session: aiohttp.ClientSession, throttle: Throttle, limits: FetchLimits
     ) -> None:
         self._session = session
         self._throttle = throttle

@@ -8,6 +8,11 @@ commit path, as a partial page. When to renew, retry or poll is decided in syncd
 rows are read and written through `Store.websub`. This module serves no HTTP itself: the
 routes in syncd.web.websub call it, and the daemon's poll loop calls `tick`, `configured` and
 `polled`.
+
+A push is a write to a feed like a crawl's page, so it takes the feed's lease for its commit
+(docs/design.md, "Many workers"): while a worker crawls the feed, the push waits for the lease
+(at most one lease period, then page 1 is polled instead), and its commit is fenced like a
+crawl's.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from syncd.config import Config, FeedConfig
 from syncd.errors import SyncdError
 from syncd.schedule import spread_first_poll
 from syncd.storage import Store
-from syncd.storage.values import Subscription
+from syncd.storage.values import FeedLease, Subscription
 from syncd.sync import FeedSyncer, SyncReport
 from syncd.websub import (
     PENDING,
@@ -44,6 +49,7 @@ from syncd.websub import (
     signature_ok,
     take_push,
 )
+from syncd.workers import Worker
 
 log = structlog.get_logger("syncd.websub")
 
@@ -54,6 +60,7 @@ HUB_TIMEOUT_S = 30.0
 # safety-net poll will not find.
 ANSWER_WITHIN_S = 5.0
 RECEIVING = (*PENDING, "active")  # states in which a push is taken (anything else: 410)
+PUSH_LEASE_RETRY_S = 0.25  # how often a push waiting for a crawl to end asks for the lease
 
 
 class PushObserver(Protocol):
@@ -82,7 +89,9 @@ class Subscriber:
         committed: Callable[[], None],
         rng: random.Random,
         observer: PushObserver | None = None,
+        worker: Worker | None = None,
     ) -> None:
+        self.worker = worker  # None: pushes commit unfenced (a store no other worker shares)
         self.store = store
         self.syncer = syncer
         self.session = session
@@ -403,10 +412,33 @@ class Subscriber:
             log.warning("websub push answered before its commit", feed=feed.name)
         return Answer(202)
 
+    async def _push_lease(self, worker: Worker, feed_id: int) -> FeedLease | None:
+        """The feed's lease for a push, waiting while a crawl holds it; None if one held it for
+        a whole lease period (that crawl's worker is stalled, or the feed is huge)."""
+        deadline = asyncio.get_running_loop().time() + worker.lease_s
+        while (lease := await worker.lease(feed_id)) is None:
+            if asyncio.get_running_loop().time() >= deadline:
+                return None
+            await asyncio.sleep(PUSH_LEASE_RETRY_S)
+        return lease
+
     async def _take(self, feed: FeedConfig, sub: Subscription, body: bytes, ctype: str) -> None:
+        lease: FeedLease | None = None
+        if self.worker is not None:
+            try:
+                lease = await self._push_lease(self.worker, sub.feed_id)
+            except SyncdError as e:
+                log.warning("websub push not taken; fetching page 1", feed=feed.name, error=str(e))
+                await self._thin_ping(feed, sub)
+                return
+            if lease is None:
+                log.warning("websub push not taken: the feed stayed leased; fetching page 1",
+                            feed=feed.name)  # fmt: skip
+                await self._thin_ping(feed, sub)
+                return
         try:
             changed, usable = await self.syncer.apply_push(
-                feed, body, {"content-type": ctype}, f"websub:{sub.id}"
+                feed, body, {"content-type": ctype}, f"websub:{sub.id}", lease=lease
             )
         except SyncdError as e:
             # Signed, so the hub did say the topic changed: fetch it instead.
@@ -414,6 +446,9 @@ class Subscriber:
             await self._reject(sub.id, "unparsable")
             await self._thin_ping(feed, sub)
             return
+        finally:
+            if lease is not None and self.worker is not None:
+                await self.worker.release(lease)
         if self.observer is not None:
             self.observer.pushed("accepted")
         await self.store.websub.count_push(sub.id, "pushes", self.clock())

@@ -37,7 +37,7 @@ from syncd.diff import (
     diff_page,
     tombstone_deletions,
 )
-from syncd.errors import FetchError, GoneError, ParseError, SyncdError
+from syncd.errors import FetchError, GoneError, LeaseLost, ParseError, SyncdError
 from syncd.events import build_deletion_event, build_event
 from syncd.model import (
     Change,
@@ -69,6 +69,7 @@ from syncd.storage.values import (
     CrawlOutcome,
     EntryDeletion,
     EntryWrite,
+    FeedLease,
     FeedState,
     PageCommit,
     PageState,
@@ -176,6 +177,7 @@ class SyncReport:
     completed: bool = False  # ended without error
     chain_complete: bool = False  # a full, clean walk to the end of the chain
     recorded: bool = True  # the outcome (and so the next due time) reached the store
+    lease_lost: bool = False  # abandoned: another worker took the feed over mid-crawl
     move: MoveState | None = None  # what the first page's redirects said, if it was fetched
     changes_pages: int = 0  # requests the changes query made (not counted in `pages`)
     changes_base: str | None = None  # where the feed answers the changes query, if it does
@@ -220,13 +222,30 @@ class FeedSyncer:
         self.hash_only_cap = hash_only_cap
         self.progress = progress
 
-    async def sync(self, feed: FeedConfig, *, full: bool = False) -> SyncReport:
+    async def sync(
+        self, feed: FeedConfig, *, full: bool = False, lease: FeedLease | None = None
+    ) -> SyncReport:
+        """Crawl `feed`. Under a `lease`, every write is fenced with its token: once another
+        worker has taken the feed over, the crawl is abandoned and writes nothing more."""
         started = time.perf_counter()
         try:
             state = await self.store.ensure_feed(feed.name, feed.url, self.clock())
         except SyncdError as e:  # the store is unwritable: nothing can be crawled or recorded
             log.error("feed sync not started", feed=feed.name, error=str(e))
             return SyncReport(feed=feed.name, outcome="error", error=str(e), recorded=False)
+        if lease is not None:
+            state = replace(state, fence=lease.token)
+        try:
+            return await self._sync(feed, state, full, started)
+        except LeaseLost as e:
+            log.warning(
+                "crawl abandoned: another worker took the feed over", feed=feed.name, error=str(e)
+            )
+            return SyncReport(feed=feed.name, outcome="lease_lost", error=str(e), lease_lost=True)
+
+    async def _sync(
+        self, feed: FeedConfig, state: FeedState, full: bool, started: float
+    ) -> SyncReport:
         full = (
             full
             # The last crawl committed pages and then died or failed: those pages answer 304
@@ -267,6 +286,8 @@ class FeedSyncer:
             report.error = _describe(e, e.url)
         except ParseError as e:
             report.outcome, report.error = "error", _describe(e, e.url, "failed page: ")
+        except LeaseLost:
+            raise  # not the feed's outcome: another worker's crawl now records that
         except SyncdError as e:
             report.outcome, report.error = "error", str(e)
         except Exception as e:  # a bug must not leave the feed due again every second
@@ -283,6 +304,8 @@ class FeedSyncer:
             )
         try:
             await self._finish(feed, state, report, title, cache, retry_after)
+        except LeaseLost:
+            raise
         except SyncdError as e:  # e.g. the disk is full: nothing more can be recorded now
             report.recorded = False
             log.error("feed outcome not recorded", feed=feed.name, error=str(e))
@@ -354,7 +377,9 @@ class FeedSyncer:
                         report.publisher = _publisher_of(loaded.page)
                 if loaded.page is None:
                     assert loaded.known is not None
-                    await self.store.record_unchanged_page(state.id, loaded.result, self.clock())
+                    await self.store.record_unchanged_page(
+                        state.id, loaded.result, self.clock(), fence=state.fence
+                    )
                     listed.update(loaded.known.entry_ids)
                     stated.add(loaded.known.total_results)
                     self._tell(feed, listed, total)
@@ -416,14 +441,23 @@ class FeedSyncer:
         return title, cache
 
     async def apply_push(
-        self, feed: FeedConfig, body: bytes, headers: Mapping[str, str], page_key: str
+        self,
+        feed: FeedConfig,
+        body: bytes,
+        headers: Mapping[str, str],
+        page_key: str,
+        *,
+        lease: FeedLease | None = None,
     ) -> tuple[PageChanges, int]:
         """A document a WebSub hub pushed, parsed, diffed and committed like a fetched page, as a
         partial one: hubs send only new or changed entries, so it proves no absence and is no
         step of a crawl (its tombstones are explicit evidence, and delete as in a poll).
         `page_key` names it in the pages table. Returns the changes and how many entries and
-        tombstones it carried (none: a thin ping). Raises ParseError/SyncdError."""
+        tombstones it carried (none: a thin ping). Under a `lease`, its commit is fenced as a
+        crawl's. Raises ParseError/SyncdError (LeaseLost among them)."""
         state = await self.store.ensure_feed(feed.name, feed.url, self.clock())
+        if lease is not None:
+            state = replace(state, fence=lease.token)
         page = await self.parser.parse(
             body, url=feed.url, headers=headers, ignore_fields=feed.ignore_fields
         )
@@ -493,7 +527,9 @@ class FeedSyncer:
             report.pages_parsed += loaded.page is not None
             kept.append(url)
             if loaded.page is None:  # a 304: nothing was updated since the last time
-                await self.store.record_unchanged_page(state.id, loaded.result, self.clock())
+                await self.store.record_unchanged_page(
+                    state.id, loaded.result, self.clock(), fence=state.fence
+                )
                 return ChangesOutcome(base, None, keep_pages=tuple(kept))
             problem = check_page(loaded.page, since)
             if problem is not None:
@@ -639,6 +675,7 @@ class FeedSyncer:
             writes=tuple(writes),
             deletions=self._deletions(feed, ref, deletions, initial, now),
             partial=partial,
+            fence=state.fence,
         )
         seqs = await self.store.commit_page(commit)
         return PageChanges(decided.changes, decided.silent, deletions, seqs)
@@ -682,6 +719,7 @@ class FeedSyncer:
                 seen=frozenset(listed),
                 missing=tuple(decision.missing),
                 deletions=self._deletions(feed, ref, decision.deletions, initial, now),
+                fence=state.fence,
             )
         )
         report.seqs.extend(seqs)
@@ -782,6 +820,7 @@ class FeedSyncer:
                     else (None, None)
                 ),
             ),
+            fence=state.fence,
         )
 
 

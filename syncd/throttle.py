@@ -1,23 +1,43 @@
 """Per-host politeness: at most `rate_per_s` requests per second to any one host (DESIGN §3, §4.10).
 
-asyncio-throttle offers one untyped sliding window with no notion of keys, so this adapter keeps one
-`Throttler` per host, created on first use. Hosts never wait for each other. This module only paces
-requests; it does not cap concurrency (the HTTP connector does) and does no I/O.
+`HostThrottle` paces one process: asyncio-throttle offers one untyped sliding window with no
+notion of keys, so this adapter keeps one `Throttler` per host, created on first use.
+`ClusterThrottle` paces every worker of a shared store: each request reserves the host's next slot
+in the store (`Store.reserve_host_slot`, one statement) and sleeps until it. Hosts never wait for
+each other. This module only paces requests; it does not cap concurrency (the HTTP connector
+does), and its only I/O is the reservation it is given.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
+from collections.abc import Awaitable, Callable
 from typing import Protocol, cast
 
+import structlog
 from asyncio_throttle.throttler import Throttler
 
-__all__ = ["HostThrottle", "window_for_rate"]
+from syncd.errors import SyncdError
+
+__all__ = ["ClusterThrottle", "HostThrottle", "Throttle", "window_for_rate"]
+
+log = structlog.get_logger("syncd.throttle")
 
 # Past this many idle-capable windows, forget the idle ones so a long-running daemon that has met
 # many hosts (next links may point anywhere) does not keep a throttler for each forever.
 _PRUNE_ABOVE = 64
+
+
+class Throttle(Protocol):
+    async def wait(self, host: str) -> None:
+        """Return when one more request to `host` is allowed."""
+        ...
+
+
+def _key(host: str) -> str:
+    return host.lower().rstrip(".")
 
 
 class _Window(Protocol):
@@ -58,7 +78,7 @@ class HostThrottle:
 
     async def wait(self, host: str) -> None:
         """Return when one more request to `host` fits in its window (immediately if it fits)."""
-        key = host.lower().rstrip(".")
+        key = _key(host)
         entry = self._windows.get(key)
         if entry is None:
             now = time.monotonic()
@@ -80,3 +100,30 @@ class HostThrottle:
         stale = [k for k, (_, last) in self._windows.items() if now - last > self._period]
         for key in stale:
             del self._windows[key]
+
+
+Reserve = Callable[[str, float], Awaitable[float]]
+
+
+class ClusterThrottle:
+    """`await throttle.wait(host)` before each request to `host`, for all workers together:
+    requests to one host are spaced `1 / rate_per_s` apart across the cluster (evenly, where
+    HostThrottle allows a burst of `rate` within a second). If the store cannot reserve, this
+    process falls back to pacing itself alone, and says so."""
+
+    def __init__(self, rate_per_s: float, reserve: Reserve) -> None:
+        window_for_rate(rate_per_s)  # the same check of the rate
+        self.gap_s = 1.0 / rate_per_s
+        self._reserve = reserve
+        self._local = HostThrottle(rate_per_s)
+
+    async def wait(self, host: str) -> None:
+        key = _key(host)
+        try:
+            delay = await self._reserve(key, self.gap_s)
+        except SyncdError as e:
+            log.warning("host slot not reserved; pacing this worker alone", host=key, error=str(e))
+            await self._local.wait(key)
+            return
+        if delay > 0:
+            await asyncio.sleep(delay)

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from syncd.diff import diff_page
-from syncd.errors import CursorGone, StoreError
+from syncd.errors import CursorGone, LeaseLost, StoreError
 from syncd.events import build_deletion_event, build_event
 from syncd.model import (
     Deletion,
@@ -37,6 +37,7 @@ from syncd.storage.postgres.store import PostgresStore
 from syncd.storage.sqlite import SqliteStore
 from syncd.storage.values import (
     AttemptRecord,
+    CrawlOutcome,
     EntryDeletion,
     EntryKey,
     EntryQuery,
@@ -569,3 +570,152 @@ async def deliver_everything(store: Store, at: datetime) -> None:
     ok = SendOutcome(ok=True, status=200)
     while claimed := await store.outbox.claim_due("hook", at, 100, at + timedelta(minutes=1)):
         await store.outbox.record_attempts([AttemptRecord((d.id,), ok, None, at) for d in claimed])
+
+
+# ---------------------------------------------------------------- workers and leases
+
+LEASE = timedelta(seconds=60)
+
+
+async def twin(store: Store, tmp_path: Path) -> Store:
+    """A second handle on the same store, as another worker process would open it."""
+    if isinstance(store, PostgresStore):
+        return await PostgresStore.open(store.pg.url)
+    assert isinstance(store, SqliteStore)
+    return SqliteStore.open(store.path)
+
+
+async def test_a_stalled_workers_writes_are_refused_once_another_took_the_feed_over(
+    store: Store, tmp_path: Path
+) -> None:
+    """Worker A leases the feed and stalls past its lease; B leases it (a new token) and
+    commits; every write A then tries, fenced with its old token, is refused whole."""
+    feed_id = await feed(store)
+    other = await twin(store, tmp_path)
+    try:
+        [a] = await store.claim_feeds("A", NOW, NOW + LEASE, 10)
+        assert await other.claim_feeds("B", NOW + LEASE / 2, NOW + LEASE * 2, 10) == []
+        later = NOW + LEASE + timedelta(seconds=1)
+        [b] = await other.claim_feeds("B", later, later + LEASE, 10)
+        assert (a.feed_id, b.feed_id) == (feed_id, feed_id) and b.token == a.token + 1
+        seqs = await commit_fenced(other, feed_id, [entry(1)], fence=b.token, now=later)
+        assert len(seqs) == 1
+
+        with pytest.raises(LeaseLost):
+            await commit_fenced(store, feed_id, [entry(2), entry(3)], fence=a.token, now=later)
+        with pytest.raises(LeaseLost):
+            await store.commit_presence(PresenceCommit(feed_id, later, fence=a.token))
+        result = FetchResult(URL, URL, 304, b"", {}, '"stale"', None, None, 1.0)
+        with pytest.raises(LeaseLost):
+            await store.record_unchanged_page(feed_id, result, later, fence=a.token)
+        with pytest.raises(LeaseLost):
+            await store.reschedule(feed_id, later + LEASE * 10, "stale", fence=a.token)
+        outcome = CrawlOutcome(
+            outcome="ok", error=None, next_due_at=later + LEASE * 10, next_due_reason="stale",
+            consecutive_errors=0, full=False, completed=True,
+        )  # fmt: skip
+        with pytest.raises(LeaseLost):
+            await store.finish_crawl(feed_id, later, outcome, fence=a.token)
+
+        # Nothing of A's landed: B's entry alone, B's validators, the schedule untouched.
+        known = await store.known_entries(feed_id, [entry(n).entry_id for n in (1, 2, 3)])
+        assert set(known) == {entry(1).entry_id}
+        page = await store.page_state(feed_id, URL)
+        assert page is not None and page.validators.etag == '"v1"'
+        state = await store.feed_state("blog")
+        assert state.next_due_at is None and state.first_synced_at is None
+        # B's own writes pass, and its release does not free a lease it no longer holds.
+        await other.finish_crawl(feed_id, later, outcome, fence=b.token)
+        await store.release_feed(a)
+        assert await store.claim_feeds("C", later, later + LEASE, 10) == []
+    finally:
+        await other.close()
+
+
+async def commit_fenced(
+    store: Store, feed_id: int, entries: Sequence[ParsedEntry], *, fence: int, now: datetime
+) -> list[int]:
+    known = await store.known_entries(feed_id, [e.entry_id for e in entries])
+    decided = diff_page(entries, known, {})
+    writes = tuple(
+        EntryWrite(c, build_event(c, REF, initial=False, now=now), ("hook",))
+        for c in decided.changes
+    )
+    page = ParsedPage(url=URL, feed_title="Blog", next_url=None, entries=tuple(entries))
+    result = FetchResult(URL, URL, 200, b"", {}, '"v1"', None, "hash", 1.0)
+    return await store.commit_page(
+        PageCommit(feed_id, result, page, None, now, writes, fence=fence)
+    )
+
+
+async def test_workers_claiming_at_once_share_the_due_feeds_without_overlap(
+    store: Store, tmp_path: Path
+) -> None:
+    ids = {(await store.ensure_feed(f"f{i}", f"{URL}/{i}", NOW)).id for i in range(30)}
+    await store.reschedule(min(ids), NOW + LEASE, "not due yet")
+    other = await twin(store, tmp_path)
+    try:
+        a, b = await asyncio.gather(
+            store.claim_feeds("A", NOW, NOW + LEASE, 20),
+            other.claim_feeds("B", NOW, NOW + LEASE, 20),
+        )
+    finally:
+        await other.close()
+    got_a, got_b = {x.feed_id for x in a}, {x.feed_id for x in b}
+    assert not got_a & got_b
+    assert got_a | got_b == ids - {min(ids)}
+    # Everything due is leased now: nothing more to claim until a lease ends.
+    assert await store.claim_feeds("C", NOW, NOW + LEASE, 50) == []
+
+
+async def test_a_heartbeat_renews_a_workers_leases_and_retiring_drops_them(
+    store: Store,
+) -> None:
+    feed_id = await feed(store)
+    await store.heartbeat("A", NOW, NOW + LEASE)
+    [lease] = await store.claim_feeds("A", NOW, NOW + LEASE, 1)
+    assert await store.lease_feed("B", feed_id, NOW, NOW + LEASE) is None
+    # Renewed before it ran out: past the first lease period it is still A's.
+    await store.heartbeat("A", NOW + LEASE / 2, NOW + LEASE * 2)
+    assert await store.lease_feed("B", feed_id, NOW + LEASE * 1.5, NOW + LEASE * 3) is None
+    await store.retire_worker("A")
+    taken = await store.lease_feed("B", feed_id, NOW + LEASE * 1.5, NOW + LEASE * 3)
+    assert taken is not None and taken.token == lease.token + 1
+    await store.release_feed(taken)
+    again = await store.lease_feed("C", feed_id, NOW + LEASE * 1.5, NOW + LEASE * 3)
+    assert again is not None and again.token == taken.token + 1
+
+
+async def test_reclaiming_takes_back_only_the_delivery_leases_of_gone_workers(
+    store: Store,
+) -> None:
+    feed_id = await feed(store)
+    await commit(store, feed_id, [entry(n) for n in range(1, 5)])
+    later = NOW + timedelta(seconds=1)
+    lease = later + timedelta(minutes=10)
+    await store.heartbeat("alive", later, later + LEASE)
+    mine = await store.outbox.claim_due("hook", later, 2, lease, owner="alive")
+    theirs = await store.outbox.claim_due("hook", later, 2, lease, owner="killed")
+    assert len(mine) == 2 and len(theirs) == 2
+    assert await store.outbox.reclaim_leases(later) == 2  # the killed worker's, not the live one's
+    again = await store.outbox.claim_due("hook", later, 10, lease, owner="new")
+    assert {d.id for d in again} == {d.id for d in theirs}
+    # Once the live worker's row runs out, it counts as gone too.
+    assert await store.outbox.reclaim_leases(later + LEASE * 2) == 4
+    assert await store.outbox.reclaim_leases(later, everyone=True) == 0
+
+
+async def test_host_slots_space_requests_to_one_host_across_workers(
+    store: Store, tmp_path: Path
+) -> None:
+    other = await twin(store, tmp_path)
+    try:
+        waits = [await s.reserve_host_slot("blog.test", 100.0) for s in (store, other, store)]
+        elsewhere = await other.reserve_host_slot("other.test", 100.0)
+    finally:
+        await other.close()
+    # The first goes now, the next one gap later, the one after two gaps (less the moments
+    # the reservations themselves took), whichever worker asked; another host waits for none.
+    assert waits[0] == 0.0
+    assert 90 < waits[1] <= 100 and 190 < waits[2] <= 200
+    assert elsewhere == 0.0

@@ -28,6 +28,7 @@ from syncd.storage.values import (
     EntryQuery,
     EventPage,
     FeedHead,
+    FeedLease,
     FeedState,
     Hit,
     PageCommit,
@@ -60,6 +61,7 @@ class Outbox(Protocol):
         probe: bool = False,
         peek: bool = True,
         strict: bool = False,
+        owner: str | None = None,
     ) -> list[DueDelivery]: ...
     async def exchange(
         self,
@@ -69,7 +71,12 @@ class Outbox(Protocol):
         claim: Claim | None = None,
     ) -> list[DueDelivery]: ...
     async def release(self, deliveries: Sequence[DueDelivery]) -> None: ...
-    async def reclaim_leases(self) -> int: ...
+    async def reclaim_leases(self, now: datetime, *, everyone: bool = False) -> int:
+        """Hand back the delivery leases of workers that are gone (no `workers` row alive at
+        `now`, or none named), never a live worker's; `everyone`: every lease (the caller
+        knows no other dispatcher is alive: SQLite's owner lock). How many."""
+        ...
+
     async def next_due_at(self, sink: str) -> datetime | None: ...
     async def record_attempts(self, records: Sequence[AttemptRecord]) -> list[DeliveryState]: ...
 
@@ -177,13 +184,57 @@ class Store(Protocol):
     # feeds, pages and the schedule
     async def ensure_feed(self, name: str, url: str, now: datetime) -> FeedState: ...
     async def feed_state(self, name: str) -> FeedState: ...
-    async def reschedule(self, feed_id: int, at: datetime, reason: str) -> None: ...
+    async def reschedule(
+        self, feed_id: int, at: datetime, reason: str, *, fence: int | None = None
+    ) -> None: ...
     async def due_feeds(self, now: datetime, limit: int) -> list[str]: ...
-    async def finish_crawl(self, feed_id: int, now: datetime, outcome: CrawlOutcome) -> None: ...
+    async def finish_crawl(
+        self, feed_id: int, now: datetime, outcome: CrawlOutcome, *, fence: int | None = None
+    ) -> None: ...
     async def page_state(self, feed_id: int, url: str) -> PageState | None: ...
     async def record_unchanged_page(
-        self, feed_id: int, result: FetchResult, now: datetime
+        self, feed_id: int, result: FetchResult, now: datetime, *, fence: int | None = None
     ) -> None: ...
+
+    # Workers and feed leases. Every write above and every commit below that is given a `fence`
+    # (the token of the crawl's FeedLease) checks it in its own transaction and raises LeaseLost,
+    # writing nothing, if the feed's token moved on (another worker leased it since).
+    async def heartbeat(self, worker: str, now: datetime, until: datetime) -> None:
+        """The worker is alive until `until`: its `workers` row is written (created on the
+        first beat) and every feed lease it holds is renewed to `until`."""
+        ...
+
+    async def retire_worker(self, worker: str) -> None:
+        """The worker stops (or is known dead): its row goes and its feed leases are dropped."""
+        ...
+
+    async def worker_ids(self) -> list[str]:
+        """Every worker with a row, alive or not yet expired."""
+        ...
+
+    async def claim_feeds(
+        self, worker: str, now: datetime, until: datetime, limit: int
+    ) -> list[FeedLease]:
+        """Lease up to `limit` due feeds (as `due_feeds` orders them) that no lease holds at
+        `now`, skipping rows another transaction has locked; each lease's token is one more
+        than the feed's last."""
+        ...
+
+    async def lease_feed(
+        self, worker: str, feed_id: int, now: datetime, until: datetime
+    ) -> FeedLease | None:
+        """Lease one feed whether due or not (a `syncd sync`, a WebSub push); None while
+        another worker's lease holds it."""
+        ...
+
+    async def release_feed(self, lease: FeedLease) -> None:
+        """Drop the lease, unless it was taken over meanwhile (then the new holder keeps it)."""
+        ...
+
+    async def reserve_host_slot(self, host: str, gap_s: float) -> float:
+        """Reserve the next request slot to `host`, `gap_s` after the one reserved before it
+        by any worker; the seconds to wait for it (0: now). Instants are the store's clock."""
+        ...
 
     # entries
     async def known_entries(
@@ -194,6 +245,7 @@ class Store(Protocol):
     async def newest_updated(self, feed_id: int) -> datetime | None: ...
 
     # commits: each one transaction, returning the seqs of the events it created
+    # (a commit with a `fence` raises LeaseLost, writing nothing, as the writes above)
     async def commit_page(self, commit: PageCommit) -> list[int]: ...
     async def commit_presence(self, commit: PresenceCommit) -> list[int]: ...
 

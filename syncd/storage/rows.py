@@ -48,6 +48,18 @@ DELIVERY_COLUMNS = """d.id, d.sink, d.event_seq, e.id AS event_id, e.type AS eve
     d.delivered_at"""
 
 
+def reclaim_query(now: datetime, everyone: bool) -> tuple[str, dict[str, Any]]:
+    """`Outbox.reclaim_leases` in either dialect (`%(now)s`; SQLite renames it): the live
+    delivery leases of workers with no live `workers` row (or of no named worker), or all."""
+    sql = "UPDATE deliveries SET leased_until = NULL, leased_by = NULL WHERE leased_until > %(now)s"
+    if not everyone:
+        sql += (
+            " AND (leased_by IS NULL OR leased_by NOT IN"
+            " (SELECT id FROM workers WHERE expires_at > %(wnow)s))"
+        )
+    return sql, {"now": to_text(now), "wnow": ms(now)}
+
+
 def ms(dt: datetime | None) -> str | None:
     """Bookkeeping instants (next due, last fetch) at a fixed millisecond precision, so that text
     comparison is instant order: "…12.5Z" would sort after "…12.123456Z"."""

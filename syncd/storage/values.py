@@ -58,6 +58,20 @@ class FeedState:
     full_crawl_reason: str | None = None  # set: the next poll walks the whole chain
     publisher_interval_s: float | None = None  # the feed's stated cadence (ttl, sy:*)
     publisher_interval_why: str | None = None
+    # The fencing token of the lease this crawl holds (set by the syncer from its FeedLease,
+    # never read from the row): every write of the crawl is refused once the token moved on.
+    fence: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedLease:
+    """A feed leased to one worker until `until`; `token` grows with every acquisition, so a
+    write fenced with an older one is refused (see Store.claim_feeds)."""
+
+    feed_id: int
+    name: str
+    token: int
+    until: datetime
 
 
 @dataclass(frozen=True)
@@ -137,6 +151,7 @@ class PageCommit:
     writes: tuple[EntryWrite, ...] = ()
     deletions: tuple[EntryDeletion, ...] = ()
     partial: bool = False
+    fence: int | None = None  # the crawl's lease token: refused (LeaseLost) once it moved on
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +164,7 @@ class PresenceCommit:
     seen: frozenset[str] = frozenset()
     missing: tuple[str, ...] = ()
     deletions: tuple[EntryDeletion, ...] = ()
+    fence: int | None = None  # as PageCommit's
 
 
 # ---------------------------------------------------------------- the outbox
@@ -191,6 +207,7 @@ class Claim:
     lease_until: datetime
     probe: bool = False
     strict: bool = False
+    owner: str | None = None  # the claiming worker: its leases are reclaimed once it is gone
 
 
 @dataclass(frozen=True)

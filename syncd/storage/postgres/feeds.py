@@ -7,11 +7,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from syncd.errors import StoreError
+from syncd.errors import LeaseLost, StoreError
 from syncd.model import FetchResult, ParsedPage
 from syncd.storage.postgres.db import Conn, Pg
 from syncd.storage.rows import as_feed_state, as_page_state, dump, ms
-from syncd.storage.values import CrawlOutcome, FeedState, PageState
+from syncd.storage.values import CrawlOutcome, FeedLease, FeedState, PageState
 from syncd.timestamps import to_text
 
 
@@ -35,8 +35,9 @@ async def state(pg: Pg, name: str) -> FeedState:
     return as_feed_state(rows[0])
 
 
-async def reschedule(pg: Pg, feed_id: int, at: datetime, reason: str) -> None:
+async def reschedule(pg: Pg, feed_id: int, at: datetime, reason: str, fence: int | None) -> None:
     async with pg.write() as conn:
+        await check_fence(conn, feed_id, fence)
         await conn.execute(
             "UPDATE feeds SET next_due_at = %s, next_due_reason = %s WHERE id = %s",
             (ms(at), reason, feed_id),
@@ -55,7 +56,9 @@ async def due(pg: Pg, now: datetime, limit: int) -> list[str]:
     return [r["name"] for r in rows]
 
 
-async def finish_crawl(pg: Pg, feed_id: int, now: datetime, outcome: CrawlOutcome) -> None:
+async def finish_crawl(
+    pg: Pg, feed_id: int, now: datetime, outcome: CrawlOutcome, fence: int | None
+) -> None:
     move = outcome.move
     adopt = move is not None and move.adopt
     full_done = outcome.full and outcome.completed
@@ -113,6 +116,7 @@ async def finish_crawl(pg: Pg, feed_id: int, now: datetime, outcome: CrawlOutcom
             values["ch_since"] = ms(changes.since)
     values["id"] = feed_id
     async with pg.write() as conn:
+        await check_fence(conn, feed_id, fence)
         await conn.execute(f"UPDATE feeds SET {', '.join(sets)} WHERE id = %(id)s", values)
         if changes is not None and changes.keep_pages is not None:
             # Each changes query has its own URL (its instant moves): keep only the latest.
@@ -120,6 +124,84 @@ async def finish_crawl(pg: Pg, feed_id: int, now: datetime, outcome: CrawlOutcom
                 "DELETE FROM pages WHERE feed_id = %s AND partial = 1 AND NOT (url = ANY(%s))",
                 (feed_id, list(changes.keep_pages)),
             )
+
+
+# ---------------------------------------------------------------- leases
+
+_FREE = "(lease_until IS NULL OR lease_until <= %(now)s)"
+_TAKE = """UPDATE feeds f SET lease_owner = %(worker)s, lease_until = %(until)s,
+           lease_token = f.lease_token + 1
+           FROM picked WHERE f.id = picked.id RETURNING f.id, f.name, f.lease_token"""
+
+
+async def check_fence(conn: Conn, feed_id: int, fence: int | None) -> None:
+    """In the write's transaction: refuse it if the feed was leased again since `fence`. The row
+    lock taken here holds off a takeover until the write commits."""
+    if fence is None:
+        return
+    cur = await conn.execute("SELECT lease_token FROM feeds WHERE id = %s FOR UPDATE", (feed_id,))
+    row = await cur.fetchone()
+    if row is None or row["lease_token"] != fence:
+        raise LeaseLost(feed_id, fence)
+
+
+async def claim(pg: Pg, worker: str, now: datetime, until: datetime, limit: int) -> list[FeedLease]:
+    """Lease up to `limit` due, unleased feeds in `due`'s order. SKIP LOCKED: workers claiming
+    at once take different feeds instead of queueing on each other's rows."""
+    params = {"now": ms(now), "until": ms(until), "worker": worker, "limit": limit}
+    async with pg.write() as conn:
+        cur = await conn.execute(
+            f"""WITH picked AS (
+                  SELECT id FROM feeds WHERE gone_at IS NULL
+                    AND (next_due_at IS NULL OR next_due_at <= %(now)s) AND {_FREE}
+                  ORDER BY next_due_at NULLS FIRST LIMIT %(limit)s
+                  FOR UPDATE SKIP LOCKED)
+                {_TAKE}""",
+            params,
+        )
+        rows = await cur.fetchall()
+    return sorted(
+        (FeedLease(r["id"], r["name"], r["lease_token"], until) for r in rows),
+        key=lambda lease: lease.feed_id,
+    )
+
+
+async def lease_one(
+    pg: Pg, worker: str, feed_id: int, now: datetime, until: datetime
+) -> FeedLease | None:
+    params = {"now": ms(now), "until": ms(until), "worker": worker, "id": feed_id}
+    async with pg.write() as conn:
+        cur = await conn.execute(
+            f"""WITH picked AS (
+                  SELECT id FROM feeds WHERE id = %(id)s AND {_FREE} FOR UPDATE)
+                {_TAKE}""",
+            params,
+        )
+        row = await cur.fetchone()
+    return None if row is None else FeedLease(row["id"], row["name"], row["lease_token"], until)
+
+
+async def release(pg: Pg, lease: FeedLease) -> None:
+    async with pg.write() as conn:
+        await conn.execute(
+            "UPDATE feeds SET lease_owner = NULL, lease_until = NULL"
+            " WHERE id = %s AND lease_token = %s",
+            (lease.feed_id, lease.token),
+        )
+
+
+async def renew(conn: Conn, worker: str, until: datetime) -> None:
+    """Every lease `worker` holds, extended to `until` (its heartbeat's transaction)."""
+    await conn.execute(
+        "UPDATE feeds SET lease_until = %s WHERE lease_owner = %s", (ms(until), worker)
+    )
+
+
+async def drop_leases(conn: Conn, worker: str) -> None:
+    await conn.execute(
+        "UPDATE feeds SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = %s",
+        (worker,),
+    )
 
 
 async def page_state(pg: Pg, feed_id: int, url: str) -> PageState | None:
@@ -133,9 +215,12 @@ async def page_state(pg: Pg, feed_id: int, url: str) -> PageState | None:
     return as_page_state(rows[0])
 
 
-async def record_unchanged_page(pg: Pg, feed_id: int, result: FetchResult, now: datetime) -> None:
+async def record_unchanged_page(
+    pg: Pg, feed_id: int, result: FetchResult, now: datetime, fence: int | None
+) -> None:
     """A 304 or an identical body: refresh validators (a 304 may carry new ones)."""
     async with pg.write() as conn:
+        await check_fence(conn, feed_id, fence)
         await conn.execute(
             "UPDATE pages SET fetched_at = %s, etag = COALESCE(%s, etag),"
             " last_modified = COALESCE(%s, last_modified) WHERE feed_id = %s AND url = %s",

@@ -236,10 +236,28 @@ M003_CONTENT_ONCE_PER_VERSION = (
        FROM events ev WHERE ev.id = v.event_id""",
 )
 
+# Many workers (issue 12), as SQLite's m015_worker_leases: feed leases with a fencing token,
+# the worker of a delivery's lease, live workers, and per-host request slots for the cluster.
+M004_WORKER_LEASES = (
+    "ALTER TABLE feeds ADD COLUMN lease_owner TEXT",
+    'ALTER TABLE feeds ADD COLUMN lease_until TEXT COLLATE "C"',
+    "ALTER TABLE feeds ADD COLUMN lease_token BIGINT NOT NULL DEFAULT 0",
+    "CREATE INDEX feeds_leased ON feeds (lease_owner) WHERE lease_owner IS NOT NULL",
+    "ALTER TABLE deliveries ADD COLUMN leased_by TEXT",
+    """CREATE TABLE workers (
+        id TEXT PRIMARY KEY,
+        started_at TEXT COLLATE "C" NOT NULL,
+        seen_at TEXT COLLATE "C" NOT NULL,
+        expires_at TEXT COLLATE "C" NOT NULL
+    )""",
+    "CREATE TABLE host_slots (host TEXT PRIMARY KEY, next_at DOUBLE PRECISION NOT NULL)",
+)
+
 MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("m001_initial", M001_INITIAL),
     ("m002_websub_leases", M002_WEBSUB_LEASES),
     ("m003_content_once_per_version", M003_CONTENT_ONCE_PER_VERSION),
+    ("m004_worker_leases", M004_WORKER_LEASES),
 )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from syncd.model import DeliveryState, OutboundEvent
 from syncd.storage.envelopes import ENVELOPE_COLUMNS, VERSION_JOIN, spliced
 from syncd.storage.postgres.db import Conn, Pg
-from syncd.storage.rows import DELIVERY_COLUMNS, as_sink_row, resume_values
+from syncd.storage.rows import DELIVERY_COLUMNS, as_sink_row, reclaim_query, resume_values
 from syncd.storage.values import (
     AttemptInfo,
     AttemptRecord,
@@ -144,8 +144,8 @@ async def _claim(conn: Conn, claim: Claim) -> list[DueDelivery]:
     if not rows:
         return []
     await conn.execute(
-        "UPDATE deliveries SET leased_until = %s WHERE id = ANY(%s)",
-        (to_text(claim.lease_until), [r["id"] for r in rows]),
+        "UPDATE deliveries SET leased_until = %s, leased_by = %s WHERE id = ANY(%s)",
+        (to_text(claim.lease_until), claim.owner, [r["id"] for r in rows]),
     )
     return [
         DueDelivery(r["id"], r["attempts"], _event(r), claim.sink, claim.lease_until) for r in rows
@@ -212,9 +212,10 @@ class PostgresOutbox:
         probe: bool = False,
         peek: bool = True,
         strict: bool = False,
+        owner: str | None = None,
     ) -> list[DueDelivery]:
-        """As the SQLite outbox's `claim_due` (order, strict, probe, peek)."""
-        claim = Claim(sink, now, limit, lease_until, probe, strict)
+        """As the SQLite outbox's `claim_due` (order, strict, probe, peek, owner)."""
+        claim = Claim(sink, now, limit, lease_until, probe, strict, owner)
         if limit <= 0:
             return []
         if peek:
@@ -243,12 +244,10 @@ class PostgresOutbox:
     async def release(self, deliveries: Sequence[DueDelivery]) -> None:
         await self.exchange(release=deliveries)
 
-    async def reclaim_leases(self) -> int:
+    async def reclaim_leases(self, now: datetime, *, everyone: bool = False) -> int:
+        sql, params = reclaim_query(now, everyone)
         async with self.pg.write() as conn:
-            cur = await conn.execute(
-                "UPDATE deliveries SET leased_until = NULL WHERE leased_until IS NOT NULL"
-            )
-            return cur.rowcount
+            return (await conn.execute(sql, params)).rowcount
 
     async def next_due_at(self, sink: str) -> datetime | None:
         rows = await self.pg.rows(

@@ -24,6 +24,7 @@ from syncd.storage.postgres import (
     prune,
     search,
     vacuum,
+    workers,
 )
 from syncd.storage.postgres.db import Conn, Pg
 from syncd.storage.postgres.outbox import PostgresOutbox
@@ -34,6 +35,7 @@ from syncd.storage.values import (
     CrawlOutcome,
     EntryDeletion,
     FeedHead,
+    FeedLease,
     FeedState,
     Hit,
     PageCommit,
@@ -84,20 +86,53 @@ class PostgresStore:
     async def feed_state(self, name: str) -> FeedState:
         return await feeds.state(self.pg, name)
 
-    async def reschedule(self, feed_id: int, at: datetime, reason: str) -> None:
-        await feeds.reschedule(self.pg, feed_id, at, reason)
+    async def reschedule(
+        self, feed_id: int, at: datetime, reason: str, *, fence: int | None = None
+    ) -> None:
+        await feeds.reschedule(self.pg, feed_id, at, reason, fence)
 
     async def due_feeds(self, now: datetime, limit: int) -> list[str]:
         return await feeds.due(self.pg, now, limit)
 
-    async def finish_crawl(self, feed_id: int, now: datetime, outcome: CrawlOutcome) -> None:
-        await feeds.finish_crawl(self.pg, feed_id, now, outcome)
+    async def finish_crawl(
+        self, feed_id: int, now: datetime, outcome: CrawlOutcome, *, fence: int | None = None
+    ) -> None:
+        await feeds.finish_crawl(self.pg, feed_id, now, outcome, fence)
 
     async def page_state(self, feed_id: int, url: str) -> PageState | None:
         return await feeds.page_state(self.pg, feed_id, url)
 
-    async def record_unchanged_page(self, feed_id: int, result: FetchResult, now: datetime) -> None:
-        await feeds.record_unchanged_page(self.pg, feed_id, result, now)
+    async def record_unchanged_page(
+        self, feed_id: int, result: FetchResult, now: datetime, *, fence: int | None = None
+    ) -> None:
+        await feeds.record_unchanged_page(self.pg, feed_id, result, now, fence)
+
+    # ---------------------------------------------------------------- workers and leases
+
+    async def heartbeat(self, worker: str, now: datetime, until: datetime) -> None:
+        await workers.heartbeat(self.pg, worker, now, until)
+
+    async def retire_worker(self, worker: str) -> None:
+        await workers.retire(self.pg, worker)
+
+    async def worker_ids(self) -> list[str]:
+        return await workers.ids(self.pg)
+
+    async def claim_feeds(
+        self, worker: str, now: datetime, until: datetime, limit: int
+    ) -> list[FeedLease]:
+        return await feeds.claim(self.pg, worker, now, until, limit) if limit > 0 else []
+
+    async def lease_feed(
+        self, worker: str, feed_id: int, now: datetime, until: datetime
+    ) -> FeedLease | None:
+        return await feeds.lease_one(self.pg, worker, feed_id, now, until)
+
+    async def release_feed(self, lease: FeedLease) -> None:
+        await feeds.release(self.pg, lease)
+
+    async def reserve_host_slot(self, host: str, gap_s: float) -> float:
+        return await workers.reserve_host_slot(self.pg, host, gap_s)
 
     # ---------------------------------------------------------------- entries
 
@@ -119,6 +154,7 @@ class PostgresStore:
         feed_id, now = commit.feed_id, commit.now
         now_s = to_text(now)
         async with self.pg.write() as conn:
+            await feeds.check_fence(conn, feed_id, commit.fence)
             await feeds.write_page(
                 conn, feed_id, commit.result, commit.page, commit.next_url, now,
                 partial=commit.partial,
@@ -142,6 +178,7 @@ class PostgresStore:
 
     async def commit_presence(self, commit: PresenceCommit) -> list[int]:
         async with self.pg.write() as conn:
+            await feeds.check_fence(conn, commit.feed_id, commit.fence)
             await entries.count_presence(conn, commit.feed_id, commit.seen, commit.missing)
             for d in commit.deletions:
                 await entries.delete(conn, commit.feed_id, d.deletion, commit.now)

@@ -67,6 +67,19 @@ class Db:
         return cls(db, path)
 
     @classmethod
+    def open_for_writes(cls, path: Path) -> Db:
+        """A second writer connection to the store at `path`, which `open` created and migrated
+        (for a worker thread: a connection stays in the thread that opened it)."""
+        try:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True,
+                                   timeout=BUSY_TIMEOUT_MS / 1000)  # fmt: skip
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as e:
+            raise open_error(path, e) from e
+        return cls(Database(conn), path)
+
+    @classmethod
     def open_existing(cls, path: Path) -> Db:
         """The database at `path` read-only, for commands that only look: never creates a file
         or a directory, never migrates, and a write through it fails. A missing or not yet

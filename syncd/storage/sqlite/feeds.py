@@ -1,6 +1,6 @@
 """Feeds and their pages (`feeds`, `pages`): the only writer of both. A feed's row holds its
-schedule and crawl history, a page's row its validators and what it listed. Decides nothing: the
-schedule and the outcome come from the pure modules; functions here record them.
+schedule, crawl history and lease, a page's row its validators and what it listed. Decides
+nothing: the schedule and the outcome come from the pure modules; functions here record them.
 """
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
-from syncd.errors import StoreError
+from syncd.errors import LeaseLost, StoreError
 from syncd.model import FetchResult, ParsedPage
 from syncd.storage.rows import as_feed_state, as_page_state, dump, ms
 from syncd.storage.sqlite.db import Db
-from syncd.storage.values import CrawlOutcome, FeedState, PageState
+from syncd.storage.values import CrawlOutcome, FeedLease, FeedState, PageState
 from syncd.timestamps import to_text
 
 
@@ -37,8 +37,9 @@ def state(db: Db, name: str) -> FeedState:
     return as_feed_state(found[0])
 
 
-def reschedule(db: Db, feed_id: int, at: datetime, reason: str) -> None:
+def reschedule(db: Db, feed_id: int, at: datetime, reason: str, fence: int | None) -> None:
     with db.write() as conn:
+        check_fence(conn, feed_id, fence)
         conn.execute(
             "UPDATE feeds SET next_due_at = ?, next_due_reason = ? WHERE id = ?",
             (ms(at), reason, feed_id),
@@ -62,10 +63,13 @@ def due(db: Db, now: datetime, limit: int) -> list[str]:
     return [r["name"] for r in (*never, *overdue)]
 
 
-def finish_crawl(db: Db, feed_id: int, now: datetime, outcome: CrawlOutcome) -> None:
+def finish_crawl(
+    db: Db, feed_id: int, now: datetime, outcome: CrawlOutcome, fence: int | None
+) -> None:
     move = outcome.move
     adopt = move is not None and move.adopt
     with db.write() as conn:
+        check_fence(conn, feed_id, fence)
         conn.execute(
             """UPDATE feeds SET last_fetch_at = ?, last_outcome = ?, last_error = ?,
                consecutive_errors = ?, next_due_at = ?, retry_after_until = ?,
@@ -148,6 +152,95 @@ def finish_crawl(db: Db, feed_id: int, now: datetime, outcome: CrawlOutcome) -> 
             )
 
 
+# ---------------------------------------------------------------- leases
+
+_FREE = "(lease_until IS NULL OR lease_until <= :now)"
+
+
+def check_fence(conn: sqlite3.Connection, feed_id: int, fence: int | None) -> None:
+    """In the write's transaction: refuse it if the feed was leased again since `fence`."""
+    if fence is None:
+        return
+    row = conn.execute("SELECT lease_token FROM feeds WHERE id = ?", (feed_id,)).fetchone()
+    if row is None or row[0] != fence:
+        raise LeaseLost(feed_id, fence)
+
+
+def claim(db: Db, worker: str, now: datetime, until: datetime, limit: int) -> list[FeedLease]:
+    """Lease up to `limit` due, unleased feeds in `due`'s order. One writer at a time: the
+    immediate transaction is SQLite's SKIP LOCKED. Looked for first without the write lock (the
+    daemon asks every second, mostly finding nothing)."""
+    params = {"now": ms(now), "until": ms(until), "worker": worker, "limit": limit}
+    try:
+        if not _claimable(db.conn, params):
+            return []
+    except sqlite3.Error as e:
+        raise StoreError(f"database error in {str(db.path)!r}: {e}") from e
+    with db.write() as conn:
+        return [_take(conn, feed_id, params, until) for feed_id in _claimable(conn, params)]
+
+
+def _claimable(conn: sqlite3.Connection, params: dict[str, Any]) -> list[int]:
+    """Two walks of the `feeds_due` index that stop at the limit, never polled ones first."""
+    ids = [
+        r[0]
+        for r in conn.execute(
+            f"SELECT id FROM feeds WHERE gone_at IS NULL AND next_due_at IS NULL AND {_FREE}"
+            " LIMIT :limit",
+            params,
+        ).fetchall()
+    ]
+    rest = {**params, "limit": params["limit"] - len(ids)}
+    return ids + [
+        r[0]
+        for r in conn.execute(
+            f"SELECT id FROM feeds WHERE gone_at IS NULL AND next_due_at <= :now AND {_FREE}"
+            " ORDER BY next_due_at LIMIT :limit",
+            rest,
+        ).fetchall()
+    ]
+
+
+def lease_one(
+    db: Db, worker: str, feed_id: int, now: datetime, until: datetime
+) -> FeedLease | None:
+    params = {"now": ms(now), "until": ms(until), "worker": worker, "id": feed_id}
+    with db.write() as conn:
+        free = conn.execute(f"SELECT 1 FROM feeds WHERE id = :id AND {_FREE}", params).fetchone()
+        return _take(conn, feed_id, params, until) if free else None
+
+
+def _take(
+    conn: sqlite3.Connection, feed_id: int, params: dict[str, Any], until: datetime
+) -> FeedLease:
+    name, token = conn.execute(
+        "UPDATE feeds SET lease_owner = :worker, lease_until = :until,"
+        " lease_token = lease_token + 1 WHERE id = :id RETURNING name, lease_token",
+        {**params, "id": feed_id},
+    ).fetchone()
+    return FeedLease(feed_id, name, token, until)
+
+
+def release(db: Db, lease: FeedLease) -> None:
+    with db.write() as conn:
+        conn.execute(
+            "UPDATE feeds SET lease_owner = NULL, lease_until = NULL"
+            " WHERE id = ? AND lease_token = ?",
+            (lease.feed_id, lease.token),
+        )
+
+
+def renew(conn: sqlite3.Connection, worker: str, until: datetime) -> None:
+    """Every lease `worker` holds, extended to `until` (its heartbeat's transaction)."""
+    conn.execute("UPDATE feeds SET lease_until = ? WHERE lease_owner = ?", (ms(until), worker))
+
+
+def drop_leases(conn: sqlite3.Connection, worker: str) -> None:
+    conn.execute(
+        "UPDATE feeds SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?", (worker,)
+    )
+
+
 def page_state(db: Db, feed_id: int, url: str) -> PageState | None:
     found = db.rows(
         "SELECT etag, last_modified, body_hash, next_url, entry_ids, archive, total_results"
@@ -160,9 +253,12 @@ def page_state(db: Db, feed_id: int, url: str) -> PageState | None:
     return as_page_state(found[0])
 
 
-def record_unchanged_page(db: Db, feed_id: int, result: FetchResult, now: datetime) -> None:
+def record_unchanged_page(
+    db: Db, feed_id: int, result: FetchResult, now: datetime, fence: int | None
+) -> None:
     """A 304 or an identical body: refresh validators (a 304 may carry new ones)."""
     with db.write() as conn:
+        check_fence(conn, feed_id, fence)
         conn.execute(
             "UPDATE pages SET fetched_at = ?, etag = COALESCE(?, etag),"
             " last_modified = COALESCE(?, last_modified) WHERE feed_id = ? AND url = ?",

@@ -460,3 +460,24 @@ def _name_versions(conn: sqlite3.Connection) -> None:
                     )
                     break
         last = batch[-1][0]
+
+
+@migrations()
+def m015_worker_leases(db: Database) -> None:
+    """Many workers (issue 12): a feed is crawled under a lease (`lease_owner` until
+    `lease_until`; `lease_token` grows with each acquisition and fences the crawl's writes), a
+    delivery's lease names its worker (`leased_by`), `workers` says which workers are alive, and
+    `host_slots` paces requests per host across workers (epoch seconds of the store's clock)."""
+    for column in (
+        "lease_owner TEXT",
+        "lease_until TEXT",
+        "lease_token INTEGER NOT NULL DEFAULT 0",
+    ):
+        db.execute(f"ALTER TABLE feeds ADD COLUMN {column}")
+    db.execute("CREATE INDEX feeds_leased ON feeds(lease_owner) WHERE lease_owner IS NOT NULL")
+    db.execute("ALTER TABLE deliveries ADD COLUMN leased_by TEXT")
+    db.execute(
+        "CREATE TABLE workers (id TEXT PRIMARY KEY, started_at TEXT NOT NULL,"
+        " seen_at TEXT NOT NULL, expires_at TEXT NOT NULL)"
+    )
+    db.execute("CREATE TABLE host_slots (host TEXT PRIMARY KEY, next_at REAL NOT NULL)")

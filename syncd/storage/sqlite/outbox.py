@@ -25,7 +25,7 @@ from typing import Any
 
 from syncd.model import DeliveryState, OutboundEvent
 from syncd.storage.envelopes import ENVELOPE_COLUMNS, VERSION_JOIN, spliced
-from syncd.storage.rows import DELIVERY_COLUMNS, as_sink_row, resume_values
+from syncd.storage.rows import DELIVERY_COLUMNS, as_sink_row, reclaim_query, resume_values
 from syncd.storage.sqlite.db import Db, fetch, marks
 from syncd.storage.values import (
     AttemptInfo,
@@ -95,8 +95,9 @@ def _claim(conn: sqlite3.Connection, claim: Claim) -> list[DueDelivery]:
     if not rows:
         return []
     conn.execute(
-        "UPDATE deliveries SET leased_until = ? WHERE id IN (SELECT value FROM json_each(?))",
-        (to_text(claim.lease_until), json.dumps([r["id"] for r in rows])),
+        "UPDATE deliveries SET leased_until = ?, leased_by = ?"
+        " WHERE id IN (SELECT value FROM json_each(?))",
+        (to_text(claim.lease_until), claim.owner, json.dumps([r["id"] for r in rows])),
     )
     lease = claim.lease_until
     return [DueDelivery(r["id"], r["attempts"], _event(r), claim.sink, lease) for r in rows]
@@ -242,6 +243,7 @@ class SqliteOutbox:
         probe: bool = False,
         peek: bool = True,
         strict: bool = False,
+        owner: str | None = None,
     ) -> list[DueDelivery]:
         """Lease up to `limit` due, unleased deliveries of `sink` that their order allows, and
         return them in `seq` order.
@@ -256,9 +258,9 @@ class SqliteOutbox:
         A probe (`probe=True`, not strict) takes the least-tried claimable deliveries first
         instead, so that one event the receiver keeps refusing cannot keep a recovering sink
         paused. `peek` looks without the write lock first (for idle polling, which mostly finds
-        nothing).
+        nothing). The leases name `owner`, the claiming worker.
         """
-        claim = Claim(sink, now, limit, lease_until, probe, strict)
+        claim = Claim(sink, now, limit, lease_until, probe, strict, owner)
         if limit <= 0:
             return []
         if peek:
@@ -292,12 +294,12 @@ class SqliteOutbox:
         """Give back leases of deliveries that were not attempted after all (a shutdown)."""
         await self.exchange(release=deliveries)
 
-    async def reclaim_leases(self) -> int:
-        """Drop every lease. Only for a dispatcher that knows no other one is alive."""
+    async def reclaim_leases(self, now: datetime, *, everyone: bool = False) -> int:
+        """Drop the leases of workers that are gone (`everyone`: every lease, for a dispatcher
+        that knows no other one is alive)."""
+        sql, params = reclaim_query(now, everyone)
         with self.db.write() as conn:
-            return conn.execute(
-                "UPDATE deliveries SET leased_until = NULL WHERE leased_until IS NOT NULL"
-            ).rowcount
+            return conn.execute(sql.replace("%(", ":").replace(")s", ""), params).rowcount
 
     async def next_due_at(self, sink: str) -> datetime | None:
         """When the earliest queued delivery of `sink` becomes claimable (its lease included)."""

@@ -18,7 +18,17 @@ from typing import Any
 from syncd.diff import DEFAULT_HASH_ONLY_CAP
 from syncd.errors import StoreError
 from syncd.model import FetchResult, StoredEntry
-from syncd.storage.sqlite import entries, events, feeds, history, outbox, prune, search, vacuum
+from syncd.storage.sqlite import (
+    entries,
+    events,
+    feeds,
+    history,
+    outbox,
+    prune,
+    search,
+    vacuum,
+    workers,
+)
 from syncd.storage.sqlite.db import Db, Params, readonly_connection
 from syncd.storage.sqlite.outbox import SqliteOutbox
 from syncd.storage.sqlite.reader import SqliteReads
@@ -28,6 +38,7 @@ from syncd.storage.values import (
     CrawlOutcome,
     EntryDeletion,
     FeedHead,
+    FeedLease,
     FeedState,
     Hit,
     PageCommit,
@@ -96,20 +107,61 @@ class SqliteStore:
     async def feed_state(self, name: str) -> FeedState:
         return feeds.state(self.db, name)
 
-    async def reschedule(self, feed_id: int, at: datetime, reason: str) -> None:
-        feeds.reschedule(self.db, feed_id, at, reason)
+    async def reschedule(
+        self, feed_id: int, at: datetime, reason: str, *, fence: int | None = None
+    ) -> None:
+        feeds.reschedule(self.db, feed_id, at, reason, fence)
 
     async def due_feeds(self, now: datetime, limit: int) -> list[str]:
         return feeds.due(self.db, now, limit)
 
-    async def finish_crawl(self, feed_id: int, now: datetime, outcome: CrawlOutcome) -> None:
-        feeds.finish_crawl(self.db, feed_id, now, outcome)
+    async def finish_crawl(
+        self, feed_id: int, now: datetime, outcome: CrawlOutcome, *, fence: int | None = None
+    ) -> None:
+        feeds.finish_crawl(self.db, feed_id, now, outcome, fence)
 
     async def page_state(self, feed_id: int, url: str) -> PageState | None:
         return feeds.page_state(self.db, feed_id, url)
 
-    async def record_unchanged_page(self, feed_id: int, result: FetchResult, now: datetime) -> None:
-        feeds.record_unchanged_page(self.db, feed_id, result, now)
+    async def record_unchanged_page(
+        self, feed_id: int, result: FetchResult, now: datetime, *, fence: int | None = None
+    ) -> None:
+        feeds.record_unchanged_page(self.db, feed_id, result, now, fence)
+
+    # ---------------------------------------------------------------- workers and leases
+
+    async def heartbeat(self, worker: str, now: datetime, until: datetime) -> None:
+        """In a thread, on a connection of its own: never stalls the loop on a locked file."""
+        await asyncio.to_thread(self._heartbeat, worker, now, until)
+
+    def _heartbeat(self, worker: str, now: datetime, until: datetime) -> None:
+        db = Db.open_for_writes(self.db.path)
+        try:
+            workers.heartbeat(db, worker, now, until)
+        finally:
+            db.close()
+
+    async def retire_worker(self, worker: str) -> None:
+        workers.retire(self.db, worker)
+
+    async def worker_ids(self) -> list[str]:
+        return workers.ids(self.db)
+
+    async def claim_feeds(
+        self, worker: str, now: datetime, until: datetime, limit: int
+    ) -> list[FeedLease]:
+        return feeds.claim(self.db, worker, now, until, limit) if limit > 0 else []
+
+    async def lease_feed(
+        self, worker: str, feed_id: int, now: datetime, until: datetime
+    ) -> FeedLease | None:
+        return feeds.lease_one(self.db, worker, feed_id, now, until)
+
+    async def release_feed(self, lease: FeedLease) -> None:
+        feeds.release(self.db, lease)
+
+    async def reserve_host_slot(self, host: str, gap_s: float) -> float:
+        return workers.reserve_host_slot(self.db, host, gap_s)
 
     # ---------------------------------------------------------------- entries
 
@@ -134,6 +186,7 @@ class SqliteStore:
         now_s = to_text(now)
         seqs: list[int] = []
         with self.db.write() as conn:
+            feeds.check_fence(conn, feed_id, commit.fence)
             feeds.write_page(
                 conn, feed_id, commit.result, commit.page, commit.next_url, now,
                 partial=commit.partial,
@@ -162,6 +215,7 @@ class SqliteStore:
         """After a complete full crawl: absence counts and the deletions they condemn, in one
         transaction; the seqs of the events it created."""
         with self.db.write() as conn:
+            feeds.check_fence(conn, commit.feed_id, commit.fence)
             entries.count_presence(conn, commit.feed_id, commit.seen, commit.missing)
             return _delete(conn, commit.feed_id, commit.deletions, commit.now)
 

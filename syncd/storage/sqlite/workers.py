@@ -1,0 +1,51 @@
+"""Workers and per-host request slots (`workers`, `host_slots`): the only writer of both. A
+worker's row says it is alive until `expires_at`; its heartbeat also renews its feed leases
+(through syncd.storage.sqlite.feeds, their owner). The heartbeat runs in a worker thread on a
+connection of its own (`SqliteStore.heartbeat`), so an idle daemon never stalls its event loop
+on a database another process keeps locked. Decides nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from syncd.storage.rows import ms
+from syncd.storage.sqlite import feeds
+from syncd.storage.sqlite.db import Db
+from syncd.timestamps import to_text
+
+
+def heartbeat(db: Db, worker: str, now: datetime, until: datetime) -> None:
+    """On `db`'s connection: call from the thread that opened it."""
+    with db.write() as conn:
+        conn.execute(
+            "INSERT INTO workers (id, started_at, seen_at, expires_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(id) DO UPDATE SET seen_at = excluded.seen_at,"
+            " expires_at = excluded.expires_at",
+            (worker, to_text(now), to_text(now), ms(until)),
+        )
+        feeds.renew(conn, worker, until)
+
+
+def ids(db: Db) -> list[str]:
+    return [r["id"] for r in db.rows("SELECT id FROM workers ORDER BY id")]
+
+
+def retire(db: Db, worker: str) -> None:
+    with db.write() as conn:
+        conn.execute("DELETE FROM workers WHERE id = ?", (worker,))
+        feeds.drop_leases(conn, worker)
+
+
+def reserve_host_slot(db: Db, host: str, gap_s: float) -> float:
+    """The next slot for `host`, `gap_s` after the last one reserved (or now); the wait until it.
+    The store's clock is this machine's: the file is local."""
+    now = time.time()
+    with db.write() as conn:
+        (next_at,) = conn.execute(
+            "INSERT INTO host_slots (host, next_at) VALUES (?, ?) ON CONFLICT(host) DO UPDATE"
+            " SET next_at = MAX(host_slots.next_at, ?) + ? RETURNING next_at",
+            (host, now + gap_s, now, gap_s),
+        ).fetchone()
+    return max(0.0, float(next_at) - gap_s - now)
