@@ -40,6 +40,15 @@ async def scalar(url: str, sql: str) -> object:
         return None if row is None else row[0]
 
 
+async def workers_registered(url: str) -> int:
+    try:
+        n = await scalar(url, "SELECT COUNT(*) FROM workers")
+    except psycopg.errors.UndefinedTable:  # no worker has migrated the schema yet
+        return 0
+    assert isinstance(n, int)
+    return n
+
+
 async def owners_of(url: str, names: list[str]) -> dict[str, str | None]:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         cur = await conn.execute(
@@ -74,6 +83,13 @@ async def test_a_killed_workers_feeds_are_taken_over_within_one_lease_period(
                         new_session=True,
                     )
                 )
+            # All three are registered before the kill: one starting later would retire the dead
+            # worker of its host at once (workers.dead_here), not wait for its lease to run out.
+            registered = 0
+            async with asyncio.timeout(60):
+                while registered != 3:
+                    await asyncio.sleep(0.1)
+                    registered = await workers_registered(pg_url)
             # Whoever leased f0 first is stuck on its answer: that worker is killed.
             await wait_until(lambda: len(farm.arrivals.get(0, [])) == 1, timeout=60)
             owner = await scalar(pg_url, "SELECT lease_owner FROM feeds WHERE name = 'f0'")
