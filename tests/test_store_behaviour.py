@@ -428,6 +428,42 @@ async def _stored_payloads(store: Store) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in rows]
 
 
+async def test_concurrent_prunes_delete_each_row_once(store: Store, tmp_path: Path) -> None:
+    """Every worker of a shared store prunes: two prunes at once (two store handles, as two
+    workers have) neither fail nor count a row twice, and together they delete what one would."""
+    feed_id = await feed(store)
+    for n in range(1, 13):
+        await commit(store, feed_id, [entry(n)], now=NOW + timedelta(minutes=n))
+    sent = NOW + timedelta(days=1)
+    claimed = await store.outbox.claim_due("hook", sent, 100, sent + timedelta(hours=1))
+    assert len(claimed) == 12
+    ok = SendOutcome(ok=True, status=200)
+    await store.outbox.record_attempts([AttemptRecord((d.id,), ok, None, sent) for d in claimed])
+    policy = Policy(keep_events_s=60.0, keep_deliveries_s=60.0, batch=3)
+    later = NOW + timedelta(days=3)
+    other = await _second_handle(store, tmp_path)
+    try:
+        one, two = await asyncio.gather(
+            store.prune(policy, later, dry_run=False), other.prune(policy, later, dry_run=False)
+        )
+    finally:
+        await other.close()
+    # one at a time: the first deletes everything, the second finds nothing left (interleaved
+    # batches would split the work, and on PostgreSQL could deadlock on each other's rows)
+    assert sorted([one.events, two.events]) == [0, 12]
+    assert sorted([one.deliveries, two.deliveries]) == [0, 12]
+    assert one.events_through == two.events_through > 0
+    with pytest.raises(CursorGone):
+        await store.reads().events(0, 10)
+
+
+async def _second_handle(store: Store, tmp_path: Path) -> Store:
+    """Another store object on the same database, as a second worker has."""
+    if isinstance(store, PostgresStore):
+        return await PostgresStore.open(store.pg.url)
+    return SqliteStore.open(tmp_path / "syncd.db")
+
+
 async def test_prune_keeps_every_version_an_event_is_built_from(store: Store) -> None:
     """keep_versions lets a version go only once no remaining event names it: an event's
     envelope is built from its version, so pruning never changes what a sink or reader gets."""

@@ -13,10 +13,12 @@ from pathlib import Path
 
 from syncd.daemonlock import DaemonLock
 from syncd.model import ChangeKind, EventDraft
+from syncd.storage.postgres.store import PostgresStore
 from syncd.storage.sqlite import SqliteStore, events, vacuum
 from syncd.storage.sqlite.db import Db
 from syncd.storage.values import Policy
 from tests.conftest import syncd, write_config
+from tests.support.postgres import scratch_schema
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -148,3 +150,24 @@ async def test_incremental_vacuum_never_holds_writers_behind_a_reader(tmp_path: 
     assert not failures
     assert refused == []
     assert pragma(db, "freelist_count") == 0
+
+
+async def test_postgres_vacuum_covers_every_table_of_the_store() -> None:
+    """`syncd vacuum` on PostgreSQL runs VACUUM (ANALYZE) on each table of the store's schema,
+    the ones later migrations added (workers, host slots) included, beside open connections."""
+    async with scratch_schema() as url:
+        store = await PostgresStore.open(url)
+        try:
+            await store.ensure_feed("blog", "http://blog.test/feed", NOW)
+            report = await store.vacuum(incremental=False)
+            rows = await store.pg.rows(
+                "SELECT relname AS name, last_vacuum, last_analyze FROM pg_stat_user_tables"
+                " WHERE schemaname = current_schema()"
+            )
+        finally:
+            await store.close()
+    names = {r["name"] for r in rows}
+    assert {"feeds", "events", "entry_versions", "workers", "host_slots"} <= names
+    assert [r["name"] for r in rows if r["last_vacuum"] is None] == []
+    assert [r["name"] for r in rows if r["last_analyze"] is None] == []
+    assert report.before_bytes > 0 and report.after_bytes > 0

@@ -1,6 +1,11 @@
 """Retention on PostgreSQL: the same rules as syncd.storage.sqlite.prune (whose docstring says
 why the pruned-through seq is recorded first and the deleting done `Policy.batch` rows per
-transaction). Owns `prune_state`; each other table is pruned by its owner module."""
+transaction). Owns `prune_state`; each other table is pruned by its owner module.
+
+Every worker of a shared store runs its periodic prune; one at a time does the deleting (a
+session advisory lock held across the batches): two prunes deleting the same rows in their own
+orders could deadlock each other, and the second finds nothing left to do anyway. The other
+waits for the lock, then prunes what remains (usually nothing)."""
 
 from __future__ import annotations
 
@@ -19,7 +24,27 @@ async def pruned_through(conn: Conn) -> int:
     return int(row["t"]) if row else 0
 
 
+PRUNE_LOCK = 0x7379E070  # one prune at a time per database
+
+
 async def prune(pg: Pg, policy: Policy, now: datetime, *, dry_run: bool) -> PruneReport:
+    if dry_run:
+        return await _prune(pg, policy, now, dry_run=True)
+    async with pg.write() as holder:
+        # A session lock, outside any transaction of the holder: it spans the batches' own
+        # transactions on other connections and ends with this block even on an error.
+        await holder.set_autocommit(True)
+        try:
+            await holder.execute("SELECT pg_advisory_lock(%s)", (PRUNE_LOCK,))
+            try:
+                return await _prune(pg, policy, now, dry_run=False)
+            finally:
+                await holder.execute("SELECT pg_advisory_unlock(%s)", (PRUNE_LOCK,))
+        finally:
+            await holder.set_autocommit(False)
+
+
+async def _prune(pg: Pg, policy: Policy, now: datetime, *, dry_run: bool) -> PruneReport:
     delivered_before = (
         now - timedelta(seconds=policy.keep_deliveries_s)
         if policy.keep_deliveries_s is not None

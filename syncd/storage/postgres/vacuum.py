@@ -9,15 +9,18 @@ each table for its whole rewrite, so syncd never runs it. Decides nothing about 
 from __future__ import annotations
 
 import psycopg
+from psycopg import sql
 
 from syncd.errors import StoreError
 from syncd.storage.postgres.db import Pg
 from syncd.storage.values import VacuumReport
 
-TABLES = (
-    "feeds", "pages", "entries", "entry_versions", "events", "deliveries", "delivery_attempts",
-    "sinks", "entries_search", "prune_state", "websub_subscriptions",
-)  # fmt: skip
+# syncd's tables are every table of the store's schema (the URL's search_path), read when the
+# vacuum runs: a table a later migration adds is never left out.
+_TABLES = (
+    "SELECT c.relname AS name FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace"
+    " WHERE s.nspname = current_schema() AND c.relkind = 'r' ORDER BY c.relname"
+)
 
 NOTE = (
     "PostgreSQL: VACUUM (ANALYZE) made deleted rows' space reusable and refreshed statistics"
@@ -28,13 +31,15 @@ NOTE = (
 
 async def vacuum(pg: Pg) -> VacuumReport:
     before = await _size(pg)
+    tables = [r["name"] for r in await pg.rows(_TABLES)]
     try:
         # VACUUM cannot run inside a transaction block.
         async with pg.pool.connection() as conn:
             await conn.set_autocommit(True)
             try:
-                for table in TABLES:
-                    await conn.execute(f"VACUUM (ANALYZE) {table}")
+                for table in tables:
+                    quoted = sql.Identifier(table)
+                    await conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(quoted))
             finally:
                 await conn.set_autocommit(False)
     except psycopg.Error as e:
@@ -47,7 +52,6 @@ async def _size(pg: Pg) -> int:
     rows = await pg.rows(
         "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) AS n FROM pg_class c"
         " JOIN pg_namespace s ON s.oid = c.relnamespace"
-        " WHERE s.nspname = current_schema() AND c.relkind = 'r' AND c.relname = ANY(%s)",
-        (list(TABLES),),
+        " WHERE s.nspname = current_schema() AND c.relkind = 'r'"
     )
     return int(rows[0]["n"])
