@@ -49,6 +49,7 @@ bench: $(BIN)/syncd
 	$(BIN)/python bench/export.py
 	$(BIN)/python bench/websub.py
 	$(BIN)/python bench/store_size.py
+	$(BIN)/python bench/workers.py
 
 clean:
 	rm -rf $(VENV) $(RUN_VENV) var .pytest_cache .mypy_cache .ruff_cache
