@@ -13,6 +13,8 @@ import sys
 
 import structlog
 
+from syncd.logs_format import logs_are_json
+
 
 class _CurrentStderr:
     """Whatever `sys.stderr` is at the time of each write: a live progress display swaps it for
@@ -26,7 +28,7 @@ class _CurrentStderr:
 
 
 def configure_logging(*, verbose: bool = False, json_output: bool | None = None) -> None:
-    use_json = not sys.stdout.isatty() if json_output is None else json_output
+    use_json = logs_are_json() if json_output is None else json_output
     processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

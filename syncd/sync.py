@@ -74,6 +74,7 @@ from syncd.storage.values import (
     PageCommit,
     PageState,
     PresenceCommit,
+    UnchangedPage,
 )
 from syncd.websub import Discovery, discover
 
@@ -185,6 +186,8 @@ class SyncReport:
     websub: Discovery | None = None  # the hub page 1 advertised, when it was fetched whole
     ms: float = 0.0
     seqs: list[int] = field(default_factory=list)
+    # Pages found unchanged: their validators are written with the outcome, in one transaction.
+    unchanged_pages: list[UnchangedPage] = field(default_factory=list)
 
     def add(self, page: PageChanges, entries: int) -> None:
         self.seqs.extend(page.seqs)
@@ -377,9 +380,7 @@ class FeedSyncer:
                         report.publisher = _publisher_of(loaded.page)
                 if loaded.page is None:
                     assert loaded.known is not None
-                    await self.store.record_unchanged_page(
-                        state.id, loaded.result, self.clock(), fence=state.fence
-                    )
+                    report.unchanged_pages.append(self._unchanged(loaded.result))
                     listed.update(loaded.known.entry_ids)
                     stated.add(loaded.known.total_results)
                     self._tell(feed, listed, total)
@@ -527,9 +528,7 @@ class FeedSyncer:
             report.pages_parsed += loaded.page is not None
             kept.append(url)
             if loaded.page is None:  # a 304: nothing was updated since the last time
-                await self.store.record_unchanged_page(
-                    state.id, loaded.result, self.clock(), fence=state.fence
-                )
+                report.unchanged_pages.append(self._unchanged(loaded.result))
                 return ChangesOutcome(base, None, keep_pages=tuple(kept))
             problem = check_page(loaded.page, since)
             if problem is not None:
@@ -623,6 +622,9 @@ class FeedSyncer:
             return
         ahead.budget -= 1
         ahead.tasks[guess] = asyncio.create_task(self._load(feed, state, guess, known, ahead))
+
+    def _unchanged(self, result: FetchResult) -> UnchangedPage:
+        return UnchangedPage(result.url, result.etag, result.last_modified, self.clock())
 
     def _tell(self, feed: FeedConfig, listed: set[str], total: int | None) -> None:
         if self.progress is not None:
@@ -819,6 +821,7 @@ class FeedSyncer:
                     if publisher is not None
                     else (None, None)
                 ),
+                unchanged_pages=tuple(report.unchanged_pages),
             ),
             fence=state.fence,
         )

@@ -14,7 +14,6 @@ from pathlib import Path
 import psycopg
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlite_utils import Database
 
 from syncd.diff import diff_page
 from syncd.events import build_deletion_event, build_event
@@ -148,7 +147,7 @@ def write_old_store(path: Path) -> list[str]:
     base_url): post 1 created, edited, deleted; post 2 created; then post 1's first version
     pruned (keep_versions = 1 then let its created event keep the content). The payloads."""
     conn = sqlite3.connect(path)
-    migrations.apply(Database(conn), stop_before="m014_content_once_per_version")
+    migrations.apply(conn, stop_before="m014_content_once_per_version")
     conn.execute(
         "INSERT INTO feeds (name, url, created_at) VALUES ('blog', 'http://blog.test/feed', ?)",
         (NOW.isoformat(),),
@@ -310,7 +309,7 @@ def write_edited_store(path: Path, edits: int) -> None:
     """A store at m013 (whole envelopes) with one post created, edited `edits` times and
     deleted: a version and an event per edit."""
     conn = sqlite3.connect(path)
-    migrations.apply(Database(conn), stop_before="m014_content_once_per_version")
+    migrations.apply(conn, stop_before="m014_content_once_per_version")
     conn.execute(
         "INSERT INTO feeds (name, url, created_at) VALUES ('blog', 'http://blog.test/feed', ?)",
         (NOW.isoformat(),),
@@ -342,7 +341,7 @@ def migration_steps(path: Path) -> int:
 
     conn.set_progress_handler(count, 100)
     try:
-        migrations.apply(Database(conn))
+        migrations.apply(conn)
         conn.commit()
     finally:
         conn.set_progress_handler(None, 0)

@@ -18,14 +18,20 @@ from tests.support.feedserver import FeedServer
 
 PARSER_PROCESS = "multiprocessing.popen_forkserver"
 # What a `syncd sync` that meets only 304s must not import: parsers, the daemon and its web server
-# and metrics, the other commands, the progress display (stderr is no terminal here), and the
-# entry-point machinery (the configured sink is a built-in type).
+# and metrics, the other commands, the progress display (stderr is no terminal here), the other
+# store backend (psycopg), sqlite-utils (only a store with migrations pending needs it), and rich
+# at all (structlog would import it for console tracebacks; these logs are JSON).
 NOT_FOR_A_304_PASS = (
     "feedparser",
     "lxml",
     PARSER_PROCESS,
     "aiohttp.web",
     "prometheus_client",
+    "psycopg",
+    "sqlite_utils",
+    "rich.console",
+    "rich.pretty",
+    "rich.traceback",
     "rich.progress",
     "syncd.daemon",
     "syncd.web",

@@ -126,7 +126,7 @@ def test_migration_rebuilds_the_index_from_markup(tmp_path: Path) -> None:
     deleted entries are left out."""
     path = tmp_path / "syncd.db"
     old = Database(sqlite3.connect(path))
-    migrations.apply(old, stop_before="m008_search_text_and_views")
+    migrations.apply(old.conn, stop_before="m008_search_text_and_views")
     old.execute("INSERT INTO feeds (id, name, url, created_at) VALUES (1, 'a', 'u', 'x')")
     for entry_id, content, deleted in (
         ("live", '<p><a href="https://x.test">narwhal</a></p>', None),

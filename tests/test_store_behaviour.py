@@ -46,6 +46,7 @@ from syncd.storage.values import (
     Policy,
     PresenceCommit,
     SearchQuery,
+    UnchangedPage,
 )
 from tests.support.postgres import scratch_schema
 
@@ -641,17 +642,18 @@ async def test_a_stalled_workers_writes_are_refused_once_another_took_the_feed_o
             await commit_fenced(store, feed_id, [entry(2), entry(3)], fence=a.token, now=later)
         with pytest.raises(LeaseLost):
             await store.commit_presence(PresenceCommit(feed_id, later, fence=a.token))
-        result = FetchResult(URL, URL, 304, b"", {}, '"stale"', None, None, 1.0)
-        with pytest.raises(LeaseLost):
-            await store.record_unchanged_page(feed_id, result, later, fence=a.token)
         with pytest.raises(LeaseLost):
             await store.reschedule(feed_id, later + LEASE * 10, "stale", fence=a.token)
         outcome = CrawlOutcome(
             outcome="ok", error=None, next_due_at=later + LEASE * 10, next_due_reason="stale",
             consecutive_errors=0, full=False, completed=True,
         )  # fmt: skip
+        # A's 304 would refresh the page's validators with its outcome: refused with it.
+        stale = UnchangedPage(URL, '"stale"', None, later)
         with pytest.raises(LeaseLost):
-            await store.finish_crawl(feed_id, later, outcome, fence=a.token)
+            await store.finish_crawl(
+                feed_id, later, replace(outcome, unchanged_pages=(stale,)), fence=a.token
+            )
 
         # Nothing of A's landed: B's entry alone, B's validators, the schedule untouched.
         known = await store.known_entries(feed_id, [entry(n).entry_id for n in (1, 2, 3)])

@@ -11,11 +11,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-import click
+from syncd.cli.startup import import_structlog_without_rich
 
-from syncd.cli.common import Ctx, accept_global_options, global_params
-from syncd.cli.errors import reported
-from syncd.logs import configure_logging
+import_structlog_without_rich()  # first: before anything imports structlog
+
+import click  # noqa: E402
+
+from syncd.cli.common import Ctx, accept_global_options, global_params  # noqa: E402
+from syncd.cli.errors import reported  # noqa: E402
+from syncd.logs import configure_logging  # noqa: E402
 
 __all__ = ["main"]
 

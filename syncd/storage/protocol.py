@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from syncd.diff import DEFAULT_HASH_ONLY_CAP
-from syncd.model import DeliveryState, FetchResult, StoredEntry
+from syncd.model import DeliveryState, StoredEntry
 from syncd.storage.values import (
     ArchivedEntry,
     AttemptInfo,
@@ -192,9 +192,6 @@ class Store(Protocol):
         self, feed_id: int, now: datetime, outcome: CrawlOutcome, *, fence: int | None = None
     ) -> None: ...
     async def page_state(self, feed_id: int, url: str) -> PageState | None: ...
-    async def record_unchanged_page(
-        self, feed_id: int, result: FetchResult, now: datetime, *, fence: int | None = None
-    ) -> None: ...
 
     # Workers and feed leases. Every write above and every commit below that is given a `fence`
     # (the token of the crawl's FeedLease) checks it in its own transaction and raises LeaseLost,

@@ -95,6 +95,18 @@ class ChangesOutcome:
 
 
 @dataclass(frozen=True)
+class UnchangedPage:
+    """A page a crawl found unchanged (a 304, or the stored bytes again): its validators (a 304
+    may carry new ones) and fetch time, refreshed when the crawl's outcome is recorded, in the
+    same transaction, so a poll that meets only 304s writes once."""
+
+    url: str
+    etag: str | None
+    last_modified: str | None
+    fetched_at: datetime
+
+
+@dataclass(frozen=True)
 class CrawlOutcome:
     """How a crawl ended, as recorded on the feed row."""
 
@@ -112,6 +124,7 @@ class CrawlOutcome:
     counted: tuple[int | None, int | None] | None = None  # page 1's (total, shortfall), if parsed
     full_crawl_reason: str | None = None  # ask for a full crawl at the next poll
     publisher: tuple[float | None, str | None] | None = None  # page 1's stated cadence, if parsed
+    unchanged_pages: tuple[UnchangedPage, ...] = ()
 
 
 # ---------------------------------------------------------------- what a commit writes

@@ -11,12 +11,15 @@ from syncd.errors import LeaseLost, StoreError
 from syncd.model import FetchResult, ParsedPage
 from syncd.storage.postgres.db import Conn, Pg
 from syncd.storage.rows import as_feed_state, as_page_state, dump, ms
-from syncd.storage.values import CrawlOutcome, FeedLease, FeedState, PageState
+from syncd.storage.values import CrawlOutcome, FeedLease, FeedState, PageState, UnchangedPage
 from syncd.timestamps import to_text
 
 
 async def ensure(pg: Pg, name: str, url: str, now: datetime) -> FeedState:
     """The feed's row, created on first sight. The configured URL wins over a stored one."""
+    found = await pg.rows("SELECT * FROM feeds WHERE name = %s", (name,))
+    if found and found[0]["url"] == url:
+        return as_feed_state(found[0])  # a known feed, as configured: nothing to write
     async with pg.write() as conn:
         await conn.execute(
             "INSERT INTO feeds (name, url, created_at, consecutive_errors) VALUES (%s, %s, %s, 0)"
@@ -117,6 +120,8 @@ async def finish_crawl(
     values["id"] = feed_id
     async with pg.write() as conn:
         await check_fence(conn, feed_id, fence)
+        for page in outcome.unchanged_pages:
+            await refresh_page(conn, feed_id, page)
         await conn.execute(f"UPDATE feeds SET {', '.join(sets)} WHERE id = %(id)s", values)
         if changes is not None and changes.keep_pages is not None:
             # Each changes query has its own URL (its instant moves): keep only the latest.
@@ -215,17 +220,13 @@ async def page_state(pg: Pg, feed_id: int, url: str) -> PageState | None:
     return as_page_state(rows[0])
 
 
-async def record_unchanged_page(
-    pg: Pg, feed_id: int, result: FetchResult, now: datetime, fence: int | None
-) -> None:
+async def refresh_page(conn: Conn, feed_id: int, page: UnchangedPage) -> None:
     """A 304 or an identical body: refresh validators (a 304 may carry new ones)."""
-    async with pg.write() as conn:
-        await check_fence(conn, feed_id, fence)
-        await conn.execute(
-            "UPDATE pages SET fetched_at = %s, etag = COALESCE(%s, etag),"
-            " last_modified = COALESCE(%s, last_modified) WHERE feed_id = %s AND url = %s",
-            (to_text(now), result.etag, result.last_modified, feed_id, result.url),
-        )
+    await conn.execute(
+        "UPDATE pages SET fetched_at = %s, etag = COALESCE(%s, etag),"
+        " last_modified = COALESCE(%s, last_modified) WHERE feed_id = %s AND url = %s",
+        (to_text(page.fetched_at), page.etag, page.last_modified, feed_id, page.url),
+    )
 
 
 async def write_page(

@@ -14,7 +14,7 @@ import psycopg
 
 from syncd.diff import DEFAULT_HASH_ONLY_CAP
 from syncd.errors import StoreError
-from syncd.model import FetchResult, StoredEntry
+from syncd.model import StoredEntry
 from syncd.storage.postgres import (
     entries,
     events,
@@ -101,11 +101,6 @@ class PostgresStore:
 
     async def page_state(self, feed_id: int, url: str) -> PageState | None:
         return await feeds.page_state(self.pg, feed_id, url)
-
-    async def record_unchanged_page(
-        self, feed_id: int, result: FetchResult, now: datetime, *, fence: int | None = None
-    ) -> None:
-        await feeds.record_unchanged_page(self.pg, feed_id, result, now, fence)
 
     # ---------------------------------------------------------------- workers and leases
 

@@ -11,8 +11,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlite_utils import Database
-
 from syncd.errors import StoreError
 from syncd.storage.sqlite.migrations import migrations
 
@@ -27,13 +25,9 @@ def marks(values: Collection[object]) -> str:
 class Db:
     """One connection to the database file. Not thread-safe; one per store."""
 
-    def __init__(self, db: Database, path: Path) -> None:
-        self.db = db
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.conn = conn
         self.path = path
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        return self.db.conn
 
     @classmethod
     def open(cls, path: Path) -> Db:
@@ -49,22 +43,27 @@ class Db:
         except (OSError, sqlite3.Error) as e:
             raise open_error(path, e) from e
         try:
-            db = Database(conn)
-            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            if not db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            # What sqlite-utils' Database sets on a connection it wraps: triggers fire from
+            # within triggers too (the search index's triggers rely on the same behaviour
+            # whether or not a migration ran in this process).
+            conn.execute("PRAGMA recursive_triggers = on")
+            if not conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
                 # Only possible before the first table: lets `syncd vacuum --incremental` hand
                 # pruned pages back beside the daemon (older stores switch with one VACUUM).
-                db.execute("PRAGMA auto_vacuum = INCREMENTAL")
-            db.enable_wal()
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                with conn:
+                    conn.execute("PRAGMA journal_mode = wal")
             # NORMAL is durable across process crashes in WAL mode; only an OS crash can lose the
             # last transactions, never corrupt the file.
-            db.execute("PRAGMA synchronous = NORMAL")
-            db.execute("PRAGMA foreign_keys = ON")
-            migrations.apply(db)
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            migrations.apply(conn)
         except sqlite3.Error as e:
             conn.close()
             raise open_error(path, e) from e
-        return cls(db, path)
+        return cls(conn, path)
 
     @classmethod
     def open_for_writes(cls, path: Path) -> Db:
@@ -77,7 +76,7 @@ class Db:
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as e:
             raise open_error(path, e) from e
-        return cls(Database(conn), path)
+        return cls(conn, path)
 
     @classmethod
     def open_existing(cls, path: Path) -> Db:
@@ -90,8 +89,8 @@ class Db:
             )
         try:
             conn = readonly_connection(path)
-            db = Database(conn)
-            pending = migrations.pending(db)
+            conn.execute("PRAGMA recursive_triggers = on")
+            pending = migrations.pending(conn)
         except sqlite3.Error as e:
             raise open_error(path, e) from e
         if pending:
@@ -100,15 +99,15 @@ class Db:
                 f"database {str(path)!r} predates this syncd ({len(pending)} migrations pending);"
                 " `syncd sync` or `syncd run` upgrades it"
             )
-        return cls(db, path)
+        return cls(conn, path)
 
     def close(self) -> None:
-        self.db.close()
+        self.conn.close()
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """One immediate transaction: a deferred BEGIN that later writes ignores busy_timeout."""
-        conn = self.db.conn
+        conn = self.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -127,7 +126,7 @@ class Db:
 
     def rows(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
         try:
-            return fetch(self.db.conn, sql, params)
+            return fetch(self.conn, sql, params)
         except sqlite3.Error as e:
             raise StoreError(f"database error in {str(self.path)!r}: {e}") from e
 

@@ -13,12 +13,15 @@ from syncd.errors import LeaseLost, StoreError
 from syncd.model import FetchResult, ParsedPage
 from syncd.storage.rows import as_feed_state, as_page_state, dump, ms
 from syncd.storage.sqlite.db import Db
-from syncd.storage.values import CrawlOutcome, FeedLease, FeedState, PageState
+from syncd.storage.values import CrawlOutcome, FeedLease, FeedState, PageState, UnchangedPage
 from syncd.timestamps import to_text
 
 
 def ensure(db: Db, name: str, url: str, now: datetime) -> FeedState:
     """The feed's row, created on first sight. The configured URL wins over a stored one."""
+    found = db.rows("SELECT * FROM feeds WHERE name = ?", (name,))
+    if found and found[0]["url"] == url:
+        return as_feed_state(found[0])  # a known feed, as configured: nothing to write
     with db.write() as conn:
         conn.execute(
             "INSERT INTO feeds (name, url, created_at, consecutive_errors) VALUES (?, ?, ?, 0)"
@@ -70,6 +73,8 @@ def finish_crawl(
     adopt = move is not None and move.adopt
     with db.write() as conn:
         check_fence(conn, feed_id, fence)
+        for page in outcome.unchanged_pages:
+            refresh_page(conn, feed_id, page)
         conn.execute(
             """UPDATE feeds SET last_fetch_at = ?, last_outcome = ?, last_error = ?,
                consecutive_errors = ?, next_due_at = ?, retry_after_until = ?,
@@ -253,17 +258,13 @@ def page_state(db: Db, feed_id: int, url: str) -> PageState | None:
     return as_page_state(found[0])
 
 
-def record_unchanged_page(
-    db: Db, feed_id: int, result: FetchResult, now: datetime, fence: int | None
-) -> None:
+def refresh_page(conn: sqlite3.Connection, feed_id: int, page: UnchangedPage) -> None:
     """A 304 or an identical body: refresh validators (a 304 may carry new ones)."""
-    with db.write() as conn:
-        check_fence(conn, feed_id, fence)
-        conn.execute(
-            "UPDATE pages SET fetched_at = ?, etag = COALESCE(?, etag),"
-            " last_modified = COALESCE(?, last_modified) WHERE feed_id = ? AND url = ?",
-            (to_text(now), result.etag, result.last_modified, feed_id, result.url),
-        )
+    conn.execute(
+        "UPDATE pages SET fetched_at = ?, etag = COALESCE(?, etag),"
+        " last_modified = COALESCE(?, last_modified) WHERE feed_id = ? AND url = ?",
+        (to_text(page.fetched_at), page.etag, page.last_modified, feed_id, page.url),
+    )
 
 
 def write_page(

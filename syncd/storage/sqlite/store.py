@@ -17,7 +17,7 @@ from typing import Any
 
 from syncd.diff import DEFAULT_HASH_ONLY_CAP
 from syncd.errors import StoreError
-from syncd.model import FetchResult, StoredEntry
+from syncd.model import StoredEntry
 from syncd.storage.sqlite import (
     entries,
     events,
@@ -122,11 +122,6 @@ class SqliteStore:
 
     async def page_state(self, feed_id: int, url: str) -> PageState | None:
         return feeds.page_state(self.db, feed_id, url)
-
-    async def record_unchanged_page(
-        self, feed_id: int, result: FetchResult, now: datetime, *, fence: int | None = None
-    ) -> None:
-        feeds.record_unchanged_page(self.db, feed_id, result, now, fence)
 
     # ---------------------------------------------------------------- workers and leases
 
