@@ -11,7 +11,10 @@ steady state is measured over a window:
 * CPU of the main process in % of one core, and of its children (parser workers);
 * RSS of the main process (peak sampled in the window) and of the children;
 * startup: seconds and CPU seconds until the first poll, and RSS then;
-* the feed server's own CPU, to show it is not what limits the rate.
+* the feed server's own CPU, to show it is not what limits the rate;
+* the main process's run-queue wait in % of the window (runnable, waiting for a CPU): on a
+  shared machine a daemon that keeps up with less than the required rate while using less
+  than a core may be starved of CPU rather than waiting for I/O.
 
 The window is shorter than the interval (a 15-minute window per size would take an hour); with
 next polls spread evenly, any window sees the steady rate. Prints figures, never verdicts.
@@ -226,11 +229,25 @@ class Sample:
     cpu_children: float
     rss_main: int  # bytes
     rss_children: int
+    wait_main: float = 0.0  # seconds runnable but not running (waiting for a CPU)
+
+
+def run_queue_wait(pid: int) -> float:
+    """Seconds `pid`'s threads have waited on a run queue (/proc/PID/schedstat, 2nd field):
+    on a loaded machine a daemon that looks idle may be waiting for a CPU, not for I/O."""
+    total = 0.0
+    for task in os.scandir(f"/proc/{pid}/task"):
+        try:
+            with open(f"{task.path}/schedstat") as f:
+                total += int(f.read().split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
 
 
 def sample(pid: int) -> Sample:
     """CPU and RSS of `pid` and of the other live processes of its session (it leads one)."""
-    main = Sample(0.0, 0.0, 0, 0)
+    main = Sample(0.0, 0.0, 0, 0, run_queue_wait(pid))
     for member, fields in session_processes(pid):
         cpu = (int(fields[11]) + int(fields[12])) / TICKS
         rss = int(fields[21]) * PAGE_SIZE
@@ -290,6 +307,7 @@ async def run_size(n: int, window: float, out: list[dict[str, float]], root: Pat
                     stdout=asyncio.subprocess.DEVNULL,
                     stderr=open(tmp / "stderr.log", "wb"),  # noqa: ASYNC230, SIM115
                     env=env,
+                    cwd=tmp,  # not this checkout: `-m syncd` would import it before --root's
                     start_new_session=True,
                 )
                 try:
@@ -325,6 +343,7 @@ async def run_size(n: int, window: float, out: list[dict[str, float]], root: Pat
                 "startup_rss": at_start.rss_main / 2**20,
                 "window": elapsed,
                 "cpu_server": 100 * (server1 - server0) / elapsed,
+                "wait_main": 100 * (last.wait_main - first.wait_main) / elapsed,
             }
             out.append(row)
             print("  " + json.dumps({k: round(v, 2) for k, v in row.items()}), flush=True)
@@ -339,7 +358,7 @@ async def main(sizes: list[int], window: float, root: Path | None) -> None:
     print(
         f"{'feeds':>9} {'required/s':>10} {'polls/s':>8} {'ratio':>6} {'CPU main':>9}"
         f" {'CPU kids':>9} {'RSS main':>9} {'RSS kids':>9} {'startup':>8} {'window':>7}"
-        f" {'server CPU':>10}"
+        f" {'server CPU':>10} {'run-queue wait':>14}"
     )
     for r in rows:
         print(
@@ -348,6 +367,7 @@ async def main(sizes: list[int], window: float, root: Path | None) -> None:
             f" {r['cpu_main']:>8.1f}% {r['cpu_children']:>8.1f}%"
             f" {r['rss_main']:>6.0f} MiB {r['rss_children']:>5.0f} MiB"
             f" {r['startup_s']:>7.1f}s {r['window']:>6.0f}s {r['cpu_server']:>9.1f}%"
+            f" {r['wait_main']:>13.1f}%"
         )
 
 

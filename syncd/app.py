@@ -203,13 +203,12 @@ class App:
     ) -> dict[str, FeedConfig]:
         """The configured feeds by name; those new or changed since `known` are put in the
         store (a new one is due at once, a new URL replaces the stored one)."""
-        for feed in config.feeds:
-            if known.get(feed.name) == feed:
-                continue
+        changed = [feed for feed in config.feeds if known.get(feed.name) != feed]
+        if changed:
             try:
-                await self.spread_start(feed)
+                await self.spread_start(changed)
             except SyncdError as e:
-                log.error("feed not registered", feed=feed.name, error=str(e))
+                log.error("feeds not registered", feeds=len(changed), error=str(e))
         return {f.name: f for f in config.feeds}
 
     async def _poll_loop(self, stop: asyncio.Event) -> None:
@@ -327,18 +326,22 @@ class App:
         except SyncdError as e:
             log.error("websub upkeep failed; retrying", error=str(e))
 
-    async def spread_start(self, feed: FeedConfig) -> None:
-        """Register the feed; if it was synced before and is overdue (the daemon was down), poll
-        it at a random point of its interval rather than with every other feed at once. A new
-        feed (its backfill) and an interrupted crawl stay due now."""
+    async def spread_start(self, feeds: Sequence[FeedConfig]) -> None:
+        """Register the feeds; those synced before and overdue (the daemon was down) are polled
+        at a random point of their interval rather than all at once. A new feed (its backfill)
+        and an interrupted crawl stay due now. In bulk: a read and at most two transactions,
+        however many feeds."""
         now = self.clock()
-        state = await self.store.ensure_feed(feed.name, feed.url, now)
-        overdue = state.next_due_at is not None and state.next_due_at <= now
-        resuming = state.crawl_incomplete or state.full_crawl_reason is not None
-        if state.first_synced_at is None or state.gone_at is not None or resuming or not overdue:
-            return
-        due = spread_first_poll(now, feed.interval_s, self.syncer.rng)
-        await self.store.reschedule(state.id, due.at, due.reason)
+        await self.store.ensure_feeds([(f.name, f.url) for f in feeds], now)
+        overdue = {name: feed_id for feed_id, name in await self.store.overdue_since_synced(now)}
+        spread = []
+        for feed in feeds:  # in config order: the same draws as one feed at a time
+            feed_id = overdue.get(feed.name)
+            if feed_id is not None:
+                due = spread_first_poll(now, feed.interval_s, self.syncer.rng)
+                spread.append((feed_id, due.at, due.reason))
+        if spread:
+            await self.store.reschedule_many(spread)
 
 
 async def _sleep_or_stop(

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, Union
+from typing import Annotated, Any, Literal, NamedTuple, TypeVar, Union
 
 from pydantic import (
     AfterValidator,
@@ -232,7 +232,9 @@ class FeedOptions(_Table):
     ignore_fields: list[IgnorableField] | None = None
     changes: Changes | None = None
     websub: bool | None = None  # None: [websub] enabled
-    tags: list[NonEmptyText] = []  # labels for selecting feeds (`--tag`) and OPML folders
+    # Labels for selecting feeds (`--tag`) and OPML folders. A factory, not `= []`: pydantic
+    # deep-copies a list default for every table (a million feeds, a million copies).
+    tags: list[NonEmptyText] = Field(default_factory=list, json_schema_extra={"default": []})
 
 
 class FeedTable(FeedOptions):
@@ -529,17 +531,53 @@ def _sink(
     )
 
 
+# What a feed's table holds besides its options: feeds whose tables set the same options share
+# everything _feed derives from them.
+_NOT_OPTIONS = frozenset({"name", "url", "tags", "changes_url", "opml"})
+
+
 def _feed(
-    where: str,
-    f: FeedTable,
+    listed: _Listed,
     d: DefaultsTable,
     source: str,
     errors: list[ConfigError],
     websub: bool = True,
-    opml: tuple[Path, str | None] | None = None,
+    shared: dict[tuple[Any, ...], dict[str, Any] | str] | None = None,
 ) -> FeedConfig | None:
     """A feed with the [defaults] filled in, or None with its problem added to `errors`.
-    `where` is its table's key path (`feeds[2]`, `feeds_from[0]`)."""
+    `listed.where` is its table's key path (`feeds[2]`, `feeds_from[0]`); `listed.options` holds
+    its own options (its `[[feeds]]` table, or the `[[feeds_from]]` table that listed it). With
+    `shared`, feeds setting the same options reuse one derivation (a million feeds, most setting
+    none)."""
+    f, where, opml = listed.options, listed.where, listed.opml
+    if shared is None:
+        derived = _derive(f, d, websub)
+    else:  # keyed by the options the table sets: most set none
+        own = sorted(f.model_fields_set - _NOT_OPTIONS)
+        key = tuple((k, _hashable(getattr(f, k))) for k in own)
+        derived = shared.get(key) or shared.setdefault(key, _derive(f, d, websub))
+    if isinstance(derived, str):
+        errors.append(ConfigError(derived, path=source, key=f"{where}.max_interval"))
+        return None
+    return FeedConfig(
+        name=listed.name,
+        url=listed.url,
+        changes_url=listed.changes_url,
+        tags=tuple(sorted(set(listed.tags))),
+        source="toml" if opml is None else "opml",
+        opml=opml[0] if opml else None,
+        opml_title=opml[1] if opml else None,
+        **derived,
+    )
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _derive(f: FeedOptions, d: DefaultsTable, websub: bool) -> dict[str, Any] | str:
+    """What a feed's own options and the [defaults] make of it (FeedConfig's fields but its
+    identity), or the problem with them."""
 
     def pick(own: Any, default: Any) -> Any:
         return default if own is None else own
@@ -548,17 +586,8 @@ def _feed(
     min_interval: float = pick(f.min_interval, d.min_interval)
     max_interval: float = pick(f.max_interval, d.max_interval)
     if max_interval < min_interval:
-        errors.append(
-            ConfigError(
-                f"{max_interval:g}s is shorter than min_interval",
-                path=source,
-                key=f"{where}.max_interval",
-            )
-        )
-        return None
-    return FeedConfig(
-        name=f.name,
-        url=f.url,
+        return f"{max_interval:g}s is shorter than min_interval"
+    return dict(
         interval_s=min_interval if interval == "auto" else interval,
         interval_auto=interval == "auto",
         min_interval_s=min_interval,
@@ -572,20 +601,28 @@ def _feed(
         if (ignored := pick(f.ignore_fields, d.ignore_fields))
         else NO_FIELDS,
         changes=pick(f.changes, d.changes),
-        changes_url=f.changes_url,
         websub=pick(f.websub, websub),
-        tags=tuple(sorted(set(f.tags))),
-        source="toml" if opml is None else "opml",
-        opml=opml[0] if opml else None,
-        opml_title=opml[1] if opml else None,
     )
+
+
+class _Listed(NamedTuple):
+    """A feed as listed, before the [defaults] are filled in: where (its key path), the table
+    holding its own options, and what is its own."""
+
+    where: str
+    options: FeedOptions
+    name: str
+    url: str
+    tags: Sequence[str]
+    changes_url: str | None
+    opml: tuple[Path, str | None] | None
 
 
 def _opml_lists(
     tables: list[tuple[int, FeedsFromTable]],
     base: Path,
     explicit: list[FeedTable],
-) -> tuple[list[tuple[str, FeedTable, tuple[Path, str | None]]], list[str], list[ConfigError]]:
+) -> tuple[list[_Listed], list[str], list[ConfigError]]:
     """The feeds the `[[feeds_from]]` lists name, as feed tables (each list's options applied),
     with their key path and file; notes about outlines a `[[feeds]]` table overrides; errors.
 
@@ -620,7 +657,7 @@ def _opml_lists(
     counts: dict[str, int] = {}
     for name in wanted.values():
         counts[name] = counts.get(name, 0) + 1
-    out: list[tuple[str, FeedTable, tuple[Path, str | None]]] = []
+    out: list[_Listed] = []
     for url, (j, table, path, feed) in found.items():
         name = wanted[url]
         if name in explicit_names:
@@ -632,10 +669,8 @@ def _opml_lists(
             name = renamed
         elif counts[name] > 1:
             name = name_with_suffix(name, url)
-        options = table.model_dump(exclude={"opml", "tags"}, exclude_unset=True)
-        tags = sorted({*table.tags, *feed.tags})
-        feed_table = FeedTable.model_construct(name=name, url=url, tags=tags, **options)
-        out.append((f"feeds_from[{j}]", feed_table, (path, feed.title)))
+        tags = (*table.tags, *feed.tags)
+        out.append(_Listed(f"feeds_from[{j}]", table, name, url, tags, None, (path, feed.title)))
     return out, notes, errors
 
 
@@ -711,13 +746,18 @@ def parse_config(
         from_tables, base, [f for f in feed_tables if f is not None]
     )
     errors += opml_errors
+    shared: dict[tuple[Any, ...], dict[str, Any] | str] = {}
     feeds = tuple(
         feed
-        for where, f, opml in [
-            *((f"feeds[{i}]", f, None) for i, f in enumerate(feed_tables) if f is not None),
+        for x in [
+            *(
+                _Listed(f"feeds[{i}]", f, f.name, f.url, f.tags, f.changes_url, None)
+                for i, f in enumerate(feed_tables)
+                if f is not None
+            ),
             *listed,
         ]
-        if (feed := _feed(where, f, d, source, errors, ws.enabled, opml)) is not None
+        if (feed := _feed(x, d, source, errors, ws.enabled, shared)) is not None
     )
     _unique(errors, source, "feeds", "name", [f.name if f else None for f in feed_tables])
     _unique(errors, source, "feeds", "url", [f.url if f else None for f in feed_tables])
@@ -774,7 +814,7 @@ def parse_config(
             max_pushes_per_minute=ws.max_pushes_per_minute,
         ),
         notes=tuple(notes),
-        defaults=_feed("defaults", FeedTable.model_construct(name="", url=""), d, source, [])
+        defaults=_feed(_Listed("defaults", FeedOptions(), "", "", (), None, None), d, source, [])
         or FeedConfig(name="", url=""),
     )
 

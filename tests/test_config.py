@@ -266,3 +266,27 @@ def test_websub_table(tmp_path: Path) -> None:
     assert "websub.public_url: 'ftp://x' is not an http(s) URL" in text
     assert "websub.alow_insecure_hubs: is not a known setting" in text
     assert "did you mean 'allow_insecure_hubs'" in text
+
+
+def test_feeds_setting_the_same_options_share_them_and_each_problem_names_its_feed(
+    tmp_path: Path,
+) -> None:
+    """Feeds that set the same options are derived once (a million-feed config), yet each feed
+    gets what its own table says, and a bad combination is reported for every feed that has it."""
+    tables = [
+        '[[feeds]]\nname = "a"\nurl = "https://a.test/f"\n',
+        '[[feeds]]\nname = "b"\nurl = "https://b.test/f"\ninterval = "1h"\ntags = ["x"]\n',
+        '[[feeds]]\nname = "c"\nurl = "https://c.test/f"\n',
+        '[[feeds]]\nname = "d"\nurl = "https://d.test/f"\ninterval = "1h"\n',
+    ]
+    config = load_config(write(tmp_path, '[defaults]\ninterval = "5m"\n' + "".join(tables)))
+    by_name = {f.name: f for f in config.feeds}
+    assert [by_name[n].interval_s for n in "abcd"] == [300.0, 3600.0, 300.0, 3600.0]
+    assert [by_name[n].tags for n in "abcd"] == [(), ("x",), (), ()]
+    bad = '\nmin_interval = "2h"\nmax_interval = "1h"\n'
+    # a and c set the same (bad) options: one derivation, two errors, each naming its table.
+    text = "".join(t.rstrip("\n") + bad for t in (tables[0], tables[2])) + tables[1]
+    with pytest.raises(ConfigErrors) as info:
+        load_config(write(tmp_path, text))
+    keys = [e.key for e in info.value.errors]
+    assert keys == ["feeds[0].max_interval", "feeds[1].max_interval"]

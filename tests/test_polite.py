@@ -134,8 +134,7 @@ async def test_overdue_feeds_are_spread_over_their_interval_at_start(tmp_path: P
         async with build_app(config, clock=clock, rng=random.Random(5)) as app:
             await app.sync_feeds(config.feeds[:6], full=False, force=True)  # f6, f7: never
             clock.now += timedelta(days=1)  # the daemon was down: everything is overdue
-            for f in config.feeds:
-                await app.spread_start(f)
+            await app.spread_start(config.feeds)
             states = [await app.store.feed_state(f.name) for f in config.feeds]
     known = [s.next_due_at for s in states[:6]]
     assert all(d is not None and clock.now < d <= clock.now + timedelta(hours=1) for d in known)

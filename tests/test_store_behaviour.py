@@ -757,3 +757,55 @@ async def test_host_slots_space_requests_to_one_host_across_workers(
     assert waits[0] == 0.0
     assert 90 < waits[1] <= 100 and 190 < waits[2] <= 200
     assert elsewhere == 0.0
+
+
+async def test_the_schedule_summary_agrees_with_the_overview(store: Store) -> None:
+    """The status line's aggregates say what the overview's row per feed says: due (never
+    polled, or due by now), backing off (failing, not gone), and the most overdue due time."""
+    from syncd.overview import take
+    from syncd.storage.values import CrawlOutcome
+
+    assert (await store.schedule_summary(NOW)).lag_s(NOW) == 0.0
+    plan = [
+        ("new", None, 0, False),
+        ("late", NOW - timedelta(minutes=5), 0, False),
+        ("later", NOW - timedelta(minutes=1), 2, False),
+        ("soon", NOW + timedelta(minutes=3), 1, False),
+        ("gone", NOW - timedelta(hours=1), 4, True),
+    ]
+    for name, due, errors, gone in plan:
+        state = await store.ensure_feed(name, f"{URL}/{name}", NOW)
+        if due is None:
+            continue
+        outcome = "gone" if gone else "error" if errors else "ok"
+        await store.finish_crawl(
+            state.id,
+            NOW,
+            CrawlOutcome(outcome, None, due, errors, full=False, completed=not errors),
+        )
+    summary = await store.schedule_summary(NOW)
+    overview = await take(store, NOW, [])
+    assert (summary.due, summary.backing_off) == (overview.due, overview.backing_off) == (3, 2)
+    assert summary.lag_s(NOW) == overview.schedule_lag_s == 300.0
+
+
+async def test_feeds_are_registered_and_spread_in_bulk(store: Store) -> None:
+    """What a starting daemon does for all its feeds at once: register them (a changed URL is
+    taken, the id kept), find those synced before and overdue, and move their due times."""
+    from syncd.storage.values import CrawlOutcome
+
+    await store.ensure_feeds([("a", f"{URL}/a"), ("b", f"{URL}/b")], NOW)
+    a = await store.feed_state("a")
+    await store.ensure_feeds([("a", f"{URL}/a2"), ("b", f"{URL}/b"), ("c", f"{URL}/c")], NOW)
+    moved = await store.feed_state("a")
+    assert (moved.id, moved.url) == (a.id, f"{URL}/a2")
+    assert (await store.feed_state("c")).first_synced_at is None
+    for name, due in (("a", NOW - timedelta(hours=1)), ("b", NOW + timedelta(hours=1))):
+        state = await store.feed_state(name)
+        await store.finish_crawl(
+            state.id, NOW, CrawlOutcome("ok", None, due, 0, full=True, completed=True)
+        )
+    assert await store.overdue_since_synced(NOW) == [(a.id, "a")]  # c: never synced
+    await store.reschedule_many([(a.id, NOW + timedelta(minutes=5), "spread")])
+    assert (await store.feed_state("a")).next_due_at == NOW + timedelta(minutes=5)
+    assert await store.overdue_since_synced(NOW) == []

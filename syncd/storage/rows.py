@@ -18,6 +18,7 @@ from syncd.storage.values import (
     EntryPage,
     FeedState,
     PageState,
+    ScheduleSummary,
     SinkRow,
     Subscription,
 )
@@ -182,6 +183,14 @@ def as_page_state(r: Mapping[str, Any]) -> PageState:
         tuple(json.loads(r["entry_ids"] or "[]")),
         bool(r["archive"]),
         r["total_results"],
+    )
+
+
+def as_schedule_summary(r: Mapping[str, Any]) -> ScheduleSummary:
+    return ScheduleSummary(
+        due=int(r["due"] or 0),
+        backing_off=int(r["backing_off"] or 0),
+        oldest_due_at=from_text(r["oldest_due_at"]),
     )
 
 

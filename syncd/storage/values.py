@@ -94,6 +94,22 @@ class ChangesOutcome:
     keep_pages: tuple[str, ...] | None = None  # changes-page URLs to keep (None: keep all)
 
 
+@dataclass(frozen=True, slots=True)
+class ScheduleSummary:
+    """The schedule in three figures (the daemon's status line): feeds due now, feeds failing
+    (not gone), and when the most overdue feed was due (None: none has a due time)."""
+
+    due: int
+    backing_off: int
+    oldest_due_at: datetime | None
+
+    def lag_s(self, now: datetime) -> float:
+        """How late the most overdue feed is: 0 when every feed is polled on time."""
+        if self.oldest_due_at is None:
+            return 0.0
+        return max((now - self.oldest_due_at).total_seconds(), 0.0)
+
+
 @dataclass(frozen=True)
 class UnchangedPage:
     """A page a crawl found unchanged (a 304, or the stored bytes again): its validators (a 304

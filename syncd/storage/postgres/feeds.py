@@ -4,14 +4,22 @@ nothing: the schedule and the outcome come from the pure modules; functions here
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from syncd.errors import LeaseLost, StoreError
 from syncd.model import FetchResult, ParsedPage
 from syncd.storage.postgres.db import Conn, Pg
-from syncd.storage.rows import as_feed_state, as_page_state, dump, ms
-from syncd.storage.values import CrawlOutcome, FeedLease, FeedState, PageState, UnchangedPage
+from syncd.storage.rows import as_feed_state, as_page_state, as_schedule_summary, dump, ms
+from syncd.storage.values import (
+    CrawlOutcome,
+    FeedLease,
+    FeedState,
+    PageState,
+    ScheduleSummary,
+    UnchangedPage,
+)
 from syncd.timestamps import to_text
 
 
@@ -21,14 +29,47 @@ async def ensure(pg: Pg, name: str, url: str, now: datetime) -> FeedState:
     if found and found[0]["url"] == url:
         return as_feed_state(found[0])  # a known feed, as configured: nothing to write
     async with pg.write() as conn:
-        await conn.execute(
-            "INSERT INTO feeds (name, url, created_at, consecutive_errors) VALUES (%s, %s, %s, 0)"
-            # A new configured URL is the operator's word: it replaces any adopted move.
-            " ON CONFLICT (name) DO UPDATE SET url = excluded.url, adopted_url = NULL,"
-            " moved_to = NULL, moved_seen = 0 WHERE feeds.url != excluded.url",
-            (name, url, to_text(now)),
-        )
+        await conn.execute(UPSERT_FEED, (name, url, to_text(now)))
     return await state(pg, name)
+
+
+UPSERT_FEED = (
+    "INSERT INTO feeds (name, url, created_at, consecutive_errors) VALUES (%s, %s, %s, 0)"
+    # A new configured URL is the operator's word: it replaces any adopted move.
+    " ON CONFLICT (name) DO UPDATE SET url = excluded.url, adopted_url = NULL,"
+    " moved_to = NULL, moved_seen = 0 WHERE feeds.url != excluded.url"
+)
+
+
+async def ensure_many(pg: Pg, feeds: Sequence[tuple[str, str]], now: datetime) -> None:
+    """`ensure` for many (name, url) pairs: one read, then one transaction writing only the new
+    feeds and the changed URLs (the twin of the SQLite function)."""
+    stored = {r["name"]: r["url"] for r in await pg.rows("SELECT name, url FROM feeds")}
+    changed = [(n, u, to_text(now)) for n, u in feeds if stored.get(n) != u]
+    if changed:
+        async with pg.write() as conn, conn.cursor() as cur:
+            await cur.executemany(UPSERT_FEED, changed)
+
+
+async def overdue_since_synced(pg: Pg, now: datetime) -> list[tuple[int, str]]:
+    """(id, name) of the feeds synced before, not gone, not resuming a crawl, that were due by
+    `now` (the twin of the SQLite function)."""
+    rows = await pg.rows(
+        "SELECT id, name FROM feeds WHERE gone_at IS NULL AND next_due_at <= %s"
+        " AND first_synced_at IS NOT NULL AND crawl_incomplete = 0"
+        " AND full_crawl_reason IS NULL",
+        (ms(now),),
+    )
+    return [(int(r["id"]), str(r["name"])) for r in rows]
+
+
+async def reschedule_many(pg: Pg, due: Sequence[tuple[int, datetime, str]]) -> None:
+    """`reschedule` for many feeds, in one transaction."""
+    async with pg.write() as conn, conn.cursor() as cur:
+        await cur.executemany(
+            "UPDATE feeds SET next_due_at = %s, next_due_reason = %s WHERE id = %s",
+            [(ms(at), reason, feed_id) for feed_id, at, reason in due],
+        )
 
 
 async def state(pg: Pg, name: str) -> FeedState:
@@ -290,6 +331,22 @@ async def summaries(pg: Pg, hash_only_cap: int) -> list[dict[str, Any]]:
            FROM feeds f ORDER BY f.name""",
         {"cap": hash_only_cap},
     )
+
+
+async def schedule_summary(pg: Pg, now: datetime) -> ScheduleSummary:
+    """What the daemon's one-line status says about the schedule, from aggregates (the twin of
+    the SQLite query): never a row per feed in Python."""
+    (row,) = await pg.rows(
+        "SELECT"
+        " (SELECT COUNT(*) FROM feeds WHERE gone_at IS NULL"
+        "  AND (next_due_at IS NULL OR next_due_at <= %(now)s)) AS due,"
+        " (SELECT COUNT(*) FROM feeds WHERE gone_at IS NULL AND consecutive_errors > 0)"
+        " AS backing_off,"
+        " (SELECT MIN(next_due_at) FROM feeds WHERE gone_at IS NULL AND next_due_at IS NOT NULL)"
+        " AS oldest_due_at",
+        {"now": ms(now)},
+    )
+    return as_schedule_summary(row)
 
 
 async def schedule_rows(pg: Pg) -> list[dict[str, Any]]:

@@ -253,11 +253,18 @@ M004_WORKER_LEASES = (
     "CREATE TABLE host_slots (host TEXT PRIMARY KEY, next_at DOUBLE PRECISION NOT NULL)",
 )
 
+# The feeds failing now, for the daemon's status line, as SQLite's m016_failing_feeds_index.
+M005_FAILING_FEEDS_INDEX = (
+    "CREATE INDEX feeds_failing ON feeds (consecutive_errors)"
+    " WHERE consecutive_errors > 0 AND gone_at IS NULL",
+)
+
 MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("m001_initial", M001_INITIAL),
     ("m002_websub_leases", M002_WEBSUB_LEASES),
     ("m003_content_once_per_version", M003_CONTENT_ONCE_PER_VERSION),
     ("m004_worker_leases", M004_WORKER_LEASES),
+    ("m005_failing_feeds_index", M005_FAILING_FEEDS_INDEX),
 )
 
 

@@ -43,6 +43,7 @@ from syncd.storage.values import (
     Policy,
     PresenceCommit,
     PruneReport,
+    ScheduleSummary,
     SearchQuery,
     VacuumReport,
 )
@@ -82,6 +83,15 @@ class PostgresStore:
 
     async def ensure_feed(self, name: str, url: str, now: datetime) -> FeedState:
         return await feeds.ensure(self.pg, name, url, now)
+
+    async def ensure_feeds(self, named: Sequence[tuple[str, str]], now: datetime) -> None:
+        await feeds.ensure_many(self.pg, named, now)
+
+    async def overdue_since_synced(self, now: datetime) -> list[tuple[int, str]]:
+        return await feeds.overdue_since_synced(self.pg, now)
+
+    async def reschedule_many(self, due: Sequence[tuple[int, datetime, str]]) -> None:
+        await feeds.reschedule_many(self.pg, due)
 
     async def feed_state(self, name: str) -> FeedState:
         return await feeds.state(self.pg, name)
@@ -188,6 +198,9 @@ class PostgresStore:
 
     async def latest_events(self, feed: str | None, limit: int) -> list[dict[str, Any]]:
         return await events.latest(self.pg, feed, limit)
+
+    async def schedule_summary(self, now: datetime) -> ScheduleSummary:
+        return await feeds.schedule_summary(self.pg, now)
 
     async def schedule_rows(self) -> list[dict[str, Any]]:
         return await feeds.schedule_rows(self.pg)

@@ -6,14 +6,22 @@ nothing: the schedule and the outcome come from the pure modules; functions here
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from syncd.errors import LeaseLost, StoreError
 from syncd.model import FetchResult, ParsedPage
-from syncd.storage.rows import as_feed_state, as_page_state, dump, ms
+from syncd.storage.rows import as_feed_state, as_page_state, as_schedule_summary, dump, ms
 from syncd.storage.sqlite.db import Db
-from syncd.storage.values import CrawlOutcome, FeedLease, FeedState, PageState, UnchangedPage
+from syncd.storage.values import (
+    CrawlOutcome,
+    FeedLease,
+    FeedState,
+    PageState,
+    ScheduleSummary,
+    UnchangedPage,
+)
 from syncd.timestamps import to_text
 
 
@@ -23,14 +31,49 @@ def ensure(db: Db, name: str, url: str, now: datetime) -> FeedState:
     if found and found[0]["url"] == url:
         return as_feed_state(found[0])  # a known feed, as configured: nothing to write
     with db.write() as conn:
-        conn.execute(
-            "INSERT INTO feeds (name, url, created_at, consecutive_errors) VALUES (?, ?, ?, 0)"
-            # A new configured URL is the operator's word: it replaces any adopted move.
-            " ON CONFLICT(name) DO UPDATE SET url = excluded.url, adopted_url = NULL,"
-            " moved_to = NULL, moved_seen = 0 WHERE url != excluded.url",
-            (name, url, to_text(now)),
-        )
+        conn.execute(UPSERT_FEED, (name, url, to_text(now)))
     return state(db, name)
+
+
+UPSERT_FEED = (
+    "INSERT INTO feeds (name, url, created_at, consecutive_errors) VALUES (?, ?, ?, 0)"
+    # A new configured URL is the operator's word: it replaces any adopted move.
+    " ON CONFLICT(name) DO UPDATE SET url = excluded.url, adopted_url = NULL,"
+    " moved_to = NULL, moved_seen = 0 WHERE url != excluded.url"
+)
+
+
+def ensure_many(db: Db, feeds: Sequence[tuple[str, str]], now: datetime) -> None:
+    """`ensure` for many (name, url) pairs: one read of the names and URLs, then one transaction
+    writing only the new feeds and the changed URLs (a daemon starting with a million feeds
+    would otherwise read and write a million times)."""
+    stored = dict(db.conn.execute("SELECT name, url FROM feeds").fetchall())
+    changed = [(n, u, to_text(now)) for n, u in feeds if stored.get(n) != u]
+    if changed:
+        with db.write() as conn:
+            conn.executemany(UPSERT_FEED, changed)
+
+
+def overdue_since_synced(db: Db, now: datetime) -> list[tuple[int, str]]:
+    """(id, name) of the feeds synced before, not gone, not resuming a crawl, that were due by
+    `now`: those a daemon starting after downtime spreads over their interval. A walk of the
+    `feeds_due` index over the overdue range only."""
+    rows = db.conn.execute(
+        "SELECT id, name FROM feeds WHERE gone_at IS NULL AND next_due_at <= ?"
+        " AND first_synced_at IS NOT NULL AND crawl_incomplete = 0"
+        " AND full_crawl_reason IS NULL",
+        (ms(now),),
+    ).fetchall()
+    return [(int(i), str(n)) for i, n in rows]
+
+
+def reschedule_many(db: Db, due: Sequence[tuple[int, datetime, str]]) -> None:
+    """`reschedule` for many feeds, in one transaction."""
+    with db.write() as conn:
+        conn.executemany(
+            "UPDATE feeds SET next_due_at = ?, next_due_reason = ? WHERE id = ?",
+            [(ms(at), reason, feed_id) for feed_id, at, reason in due],
+        )
 
 
 def state(db: Db, name: str) -> FeedState:
@@ -329,6 +372,22 @@ def summaries(db: Db, hash_only_cap: int) -> list[dict[str, Any]]:
            FROM feeds f ORDER BY f.name""",
         {"cap": hash_only_cap},
     )
+
+
+def schedule_summary(db: Db, now: datetime) -> ScheduleSummary:
+    """What the daemon's one-line status says about the schedule, from aggregates: counts over
+    the `feeds_due` index and one scan for the failing feeds, never a row per feed in Python."""
+    (row,) = db.rows(
+        "SELECT"
+        " (SELECT COUNT(*) FROM feeds WHERE gone_at IS NULL AND next_due_at IS NULL)"
+        " + (SELECT COUNT(*) FROM feeds WHERE gone_at IS NULL AND next_due_at <= :now) AS due,"
+        " (SELECT COUNT(*) FROM feeds WHERE gone_at IS NULL AND consecutive_errors > 0)"
+        " AS backing_off,"
+        " (SELECT MIN(next_due_at) FROM feeds WHERE gone_at IS NULL AND next_due_at IS NOT NULL)"
+        " AS oldest_due_at",
+        {"now": ms(now)},
+    )
+    return as_schedule_summary(row)
 
 
 def schedule_rows(db: Db) -> list[dict[str, Any]]:

@@ -46,6 +46,7 @@ from syncd.storage.values import (
     Policy,
     PresenceCommit,
     PruneReport,
+    ScheduleSummary,
     SearchQuery,
     VacuumReport,
 )
@@ -103,6 +104,15 @@ class SqliteStore:
 
     async def ensure_feed(self, name: str, url: str, now: datetime) -> FeedState:
         return feeds.ensure(self.db, name, url, now)
+
+    async def ensure_feeds(self, named: Sequence[tuple[str, str]], now: datetime) -> None:
+        feeds.ensure_many(self.db, named, now)
+
+    async def overdue_since_synced(self, now: datetime) -> list[tuple[int, str]]:
+        return feeds.overdue_since_synced(self.db, now)
+
+    async def reschedule_many(self, due: Sequence[tuple[int, datetime, str]]) -> None:
+        feeds.reschedule_many(self.db, due)
 
     async def feed_state(self, name: str) -> FeedState:
         return feeds.state(self.db, name)
@@ -223,6 +233,9 @@ class SqliteStore:
 
     async def latest_events(self, feed: str | None, limit: int) -> list[dict[str, Any]]:
         return events.latest(self.db, feed, limit)
+
+    async def schedule_summary(self, now: datetime) -> ScheduleSummary:
+        return feeds.schedule_summary(self.db, now)
 
     async def schedule_rows(self) -> list[dict[str, Any]]:
         return feeds.schedule_rows(self.db)
