@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -33,6 +34,13 @@ from syncd.sinks.file import FileSink
 from syncd.sinks.webhook import session_for_webhooks
 from syncd.storage import Store
 from syncd.storage.sqlite import SqliteStore
+from syncd.storage.transfer import (
+    DEFAULT_BATCH,
+    CopyReport,
+    TableSource,
+    TableTarget,
+    copy_store,
+)
 from syncd.storage.values import FeedLease
 from syncd.subscriber import Subscriber
 from syncd.sync import FeedSyncer, PageFetcher, PageParser, Progress, SyncReport
@@ -77,6 +85,45 @@ async def open_store_readonly(config: Config) -> Store:
 
         return await PostgresStore.open(config.store.url, migrate=False)
     return SqliteStore.open_existing(config.store.path)
+
+
+def is_store_url(location: str) -> bool:
+    """Whether a `--from`/`--to` names a PostgreSQL database rather than a SQLite file."""
+    return location.startswith(("postgresql://", "postgres://"))
+
+
+def copy_stores(
+    source: str, target: str, *, replace: bool, batch: int = DEFAULT_BATCH
+) -> CopyReport:
+    """`syncd store copy`: the store at `source` (a SQLite path or a PostgreSQL URL) into
+    `target`, each end opened by its backend (syncd.storage.transfer runs the copy), in an
+    event loop of its own."""
+    if is_store_url(source) == is_store_url(target) and (
+        source == target
+        if is_store_url(source)
+        else Path(source).resolve() == Path(target).resolve()
+    ):
+        raise SyncdError("--from and --to name the same store")
+    return asyncio.run(_copy_stores(source, target, replace=replace, batch=batch))
+
+
+async def _copy_stores(source: str, target: str, *, replace: bool, batch: int) -> CopyReport:
+    # Imported here: only this command needs them (psycopg, sqlite-utils).
+    from syncd.storage.postgres.tables import PostgresTables
+    from syncd.storage.sqlite.tables import SqliteTables
+
+    async with AsyncExitStack() as stack:
+        if is_store_url(source):
+            reader: TableSource = await PostgresTables.source(source)
+        else:
+            reader = SqliteTables.source(Path(source))
+        stack.push_async_callback(reader.close)
+        if is_store_url(target):
+            writer: TableTarget = await PostgresTables.target(target)
+        else:
+            writer = SqliteTables.target(Path(target))
+        stack.push_async_callback(writer.close)
+        return await copy_store(reader, writer, replace=replace, batch=batch)
 
 
 @dataclass
@@ -518,6 +565,13 @@ async def build_app(
             lock = DaemonLock.for_store(config.store.path)
             lock.acquire()
             stack.callback(lock.release)
+        if exclusive and config.store.url is not None:
+            # Shared by every daemon on the store; `syncd store copy` takes it exclusively, so
+            # neither runs beside the other.
+            from syncd.storage.postgres.daemonlock import DaemonPresence
+
+            presence = await DaemonPresence.hold(config.store.url)
+            stack.push_async_callback(presence.release)
         store = await open_store(config)
         stack.push_async_callback(store.close)
         worker = Worker(store, clock, config.store.lease_s, new_worker_id())

@@ -41,6 +41,7 @@ COMMANDS = {
     "feeds": "syncd.cli.feeds:feeds",
     "preview": "syncd.cli.preview:preview",
     "export": "syncd.cli.export:export",
+    "store": "syncd.cli.store:store",
 }
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
+
 from syncd.plaintext import html_to_text
 from syncd.storage.postgres.db import Conn
 from syncd.storage.rows import MARK
@@ -26,6 +28,24 @@ _DOCUMENT = f"""setweight(to_tsvector('{CONFIG}', coalesce(%(title)s, '')), 'A')
     || setweight(to_tsvector('{CONFIG}', coalesce(%(content)s, '')), 'C')"""
 
 
+_INDEX = f"""INSERT INTO entries_search (feed_id, entry_id, title, summary, content, document)
+    VALUES (%(feed_id)s, %(entry_id)s, %(title)s, %(summary)s, %(content)s, {_DOCUMENT})
+    ON CONFLICT (feed_id, entry_id) DO UPDATE SET title = excluded.title,
+    summary = excluded.summary, content = excluded.content, document = excluded.document"""
+
+
+def _text_of(
+    feed_id: int, entry_id: str, title: str | None, summary: str | None, content: str | None
+) -> dict[str, Any]:
+    return {
+        "feed_id": feed_id,
+        "entry_id": entry_id,
+        "title": html_to_text(title),
+        "summary": html_to_text(summary),
+        "content": html_to_text(content),
+    }
+
+
 async def index_entry(
     conn: Conn,
     feed_id: int,
@@ -35,20 +55,28 @@ async def index_entry(
     content: str | None,
 ) -> None:
     """(Re)index a live entry's text, replacing what the index held for it."""
-    await conn.execute(
-        f"""INSERT INTO entries_search (feed_id, entry_id, title, summary, content, document)
-            VALUES (%(feed_id)s, %(entry_id)s, %(title)s, %(summary)s, %(content)s, {_DOCUMENT})
-            ON CONFLICT (feed_id, entry_id) DO UPDATE SET title = excluded.title,
-            summary = excluded.summary, content = excluded.content,
-            document = excluded.document""",
-        {
-            "feed_id": feed_id,
-            "entry_id": entry_id,
-            "title": html_to_text(title),
-            "summary": html_to_text(summary),
-            "content": html_to_text(content),
-        },
-    )
+    await conn.execute(_INDEX, _text_of(feed_id, entry_id, title, summary, content))
+
+
+async def rebuild(conn: psycopg.AsyncConnection[Any], batch: int) -> int:
+    """Index every live entry afresh, `batch` entries in memory at a time; how many. Runs
+    inside the caller's transaction (a store copy's)."""
+    await conn.execute("DELETE FROM entries_search")
+    n = 0
+    async with conn.cursor(name="syncd_search_rebuild") as entries:
+        await entries.execute(
+            "SELECT feed_id, entry_id, title, summary, content FROM entries"
+            " WHERE deleted_at IS NULL ORDER BY feed_id, entry_id"
+        )
+        while rows := await entries.fetchmany(batch):
+            async with conn.cursor() as cur:
+                await cur.executemany(_INDEX, [_text_of(*_values(r)) for r in rows])
+            n += len(rows)
+    return n
+
+
+def _values(row: Any) -> tuple[Any, ...]:
+    return tuple(row.values()) if isinstance(row, dict) else tuple(row)
 
 
 async def unindex_entry(conn: Conn, feed_id: int, entry_id: str) -> None:

@@ -27,6 +27,9 @@ TOKENIZER = "porter unicode61 remove_diacritics 2"
 # is about than the same word somewhere in its body.
 WEIGHTS = (10.0, 2.0, 1.0)
 
+# The index's tables (FTS5 adds shadow tables named after the first): derived from `entries`, so
+# a copy of the store rebuilds them instead of copying them.
+TABLES = ("entries_search", "entries_search_keys")
 CREATE_SQL = (
     "CREATE TABLE entries_search_keys (id INTEGER PRIMARY KEY, feed_id INTEGER NOT NULL,"
     " entry_id TEXT NOT NULL, UNIQUE (feed_id, entry_id))",
@@ -74,14 +77,17 @@ def unindex_entry(conn: sqlite3.Connection, feed_id: int, entry_id: str) -> None
 
 
 def rebuild(conn: sqlite3.Connection) -> int:
-    """Index every live entry afresh; how many. Runs inside the caller's transaction."""
+    """Index every live entry afresh; how many. Runs inside the caller's transaction; reads the
+    entries one at a time (a large store's text never sits in memory at once)."""
     conn.execute("DELETE FROM entries_search")
     rows = conn.execute(
         "SELECT feed_id, entry_id, title, summary, content FROM entries WHERE deleted_at IS NULL"
-    ).fetchall()
+    )
+    n = 0
     for feed_id, entry_id, title, summary, content in rows:
         index_entry(conn, feed_id, entry_id, title, summary, content)
-    return len(rows)
+        n += 1
+    return n
 
 
 def search(conn: sqlite3.Connection, query: SearchQuery) -> list[Hit]:
