@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 
 from tests.conftest import file_sink, write_config  # noqa: E402
-from tests.support.feedfarm import FeedFarm, serve_farm  # noqa: E402
+from tests.support.changefarm import ChangeFarm, serve_change_farm  # noqa: E402
 from tests.support.feedserver import serve_feed  # noqa: E402
 from tests.support.measure import TICKS, measured_env, session_processes  # noqa: E402
 from tests.support.postgres import scratch_schema  # noqa: E402
@@ -112,9 +112,9 @@ async def blogger(tmp: Path) -> None:
 
 
 async def farm(tmp: Path, feeds: int, window: float) -> None:
-    model = FeedFarm(feeds)
+    model = ChangeFarm(feeds)
     names = sorted(model.feeds)
-    async with scratch_schema() as url, serve_farm(model, delay=0) as server:
+    async with scratch_schema() as url, serve_change_farm(model, delay=0) as server:
         conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
         config = write_config(
             tmp, feeds=[{"name": n, "url": server.url(n), "interval": "1s"} for n in names],

@@ -1,7 +1,7 @@
 """Several `syncd run` workers on one PostgreSQL store, SIGKILLed and restarted while 500 feeds
 change (issue 12, "Proof").
 
-A local server serves 500 small feeds (tests/support/feedfarm.py). The workers (real processes,
+A local server serves 500 small feeds (tests/support/changefarm.py). The workers (real processes,
 each in its own process group, with its own config naming all 500 feeds and its own User-Agent)
 share one scratch schema. While a worker is killed and restarted every `KILL_EVERY_S`, random
 feeds get an edit, a new post or a deletion. A feed is changed again only once the store shows
@@ -40,7 +40,13 @@ import pytest
 
 from syncd.storage.postgres.store import PostgresStore
 from tests.conftest import write_config
-from tests.support.changefarm import Change, FarmServer, FeedFarm, serve_farm, version_of
+from tests.support.changefarm import (
+    Change,
+    ChangeFarm,
+    ChangeFarmServer,
+    serve_change_farm,
+    version_of,
+)
 from tests.support.postgres import scratch_schema
 from tests.support.process import start_syncd
 
@@ -133,7 +139,7 @@ async def stored_state(conn: Conn, names: list[str]) -> dict[str, Any]:
     return state
 
 
-async def forget_stored(conn: Conn, farm: FeedFarm, dirty: set[str]) -> None:
+async def forget_stored(conn: Conn, farm: ChangeFarm, dirty: set[str]) -> None:
     """Drop from `dirty` the feeds whose served state the store now holds. A feed in `dirty` is
     not changed again meanwhile, so a match cannot be with a state it has left."""
     names = sorted(dirty)
@@ -142,7 +148,7 @@ async def forget_stored(conn: Conn, farm: FeedFarm, dirty: set[str]) -> None:
         dirty.difference_update(n for n in names if state[n] == farm.state(n))
 
 
-async def settle(conn: Conn, farm: FeedFarm, dirty: set[str], within: float) -> None:
+async def settle(conn: Conn, farm: ChangeFarm, dirty: set[str], within: float) -> None:
     """Wait until the store holds what every feed in `dirty` serves; drop each as it does."""
     deadline = time.monotonic() + within
     while dirty:
@@ -156,7 +162,7 @@ async def settle(conn: Conn, farm: FeedFarm, dirty: set[str], within: float) -> 
 
 
 def worker_config(
-    root: Path, index: int, server: FarmServer, pg_url: str, names: list[str]
+    root: Path, index: int, server: ChangeFarmServer, pg_url: str, names: list[str]
 ) -> Path:
     home = root / f"worker{index}"
     home.mkdir()
@@ -179,10 +185,10 @@ async def test_workers_killed_while_feeds_change_lose_and_duplicate_nothing(
     tmp_path: Path, pg_url: str
 ) -> None:
     rng = random.Random(SEED)
-    farm = FeedFarm(FEEDS)
+    farm = ChangeFarm(FEEDS)
     names = sorted(farm.feeds)
     started = time.monotonic()
-    async with serve_farm(farm) as server:
+    async with serve_change_farm(farm) as server:
         workers = [
             Worker(i, worker_config(tmp_path, i, server, pg_url, names),
                    (tmp_path / f"worker{i}.log").open("ab"))

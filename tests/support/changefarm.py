@@ -1,5 +1,5 @@
 """Many small feeds on one local server, for tests where several daemons share the work: a
-`FeedFarm` model (N single-page Atom feeds, each an `fh:complete` document, so a dropped entry is
+`ChangeFarm` model (N single-page Atom feeds, each an `fh:complete` document, so a dropped entry is
 a deletion at the next poll) with random edits, additions and deletions, the true change set
 they make (`Change`), and a server that logs every request with the worker that made it (its
 User-Agent) and catches two requests for one feed in flight at once (`overlaps`).
@@ -94,7 +94,7 @@ def _stamp(seconds: int) -> str:
     return (EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class FeedFarm:
+class ChangeFarm:
     """`count` feeds named f000, f001, … with `per_feed` entries each at first."""
 
     def __init__(self, count: int, per_feed: int = 2) -> None:
@@ -150,8 +150,8 @@ class Overlap:
 
 
 @dataclass
-class FarmServer:
-    farm: FeedFarm
+class ChangeFarmServer:
+    farm: ChangeFarm
     delay: float
     port: int = 0
     log: list[Request] = field(default_factory=list)
@@ -192,9 +192,11 @@ class FarmServer:
 
 
 @contextlib.asynccontextmanager
-async def serve_farm(farm: FeedFarm, *, delay: float = 0.01) -> AsyncIterator[FarmServer]:
+async def serve_change_farm(
+    farm: ChangeFarm, *, delay: float = 0.01
+) -> AsyncIterator[ChangeFarmServer]:
     """Serve `farm` on loopback in this event loop."""
-    server = FarmServer(farm, delay)
+    server = ChangeFarmServer(farm, delay)
 
     def make_app(_port: int) -> web.Application:
         app = web.Application()
