@@ -69,6 +69,18 @@ async def wal(conn: psycopg.AsyncConnection[Any]) -> int:
     return int(row[0])
 
 
+async def commit_latency(conn: psycopg.AsyncConnection[Any], n: int = 200) -> float:
+    """The median seconds of a one-row write transaction, round trip and commit (fsync)."""
+    await conn.execute("CREATE TABLE IF NOT EXISTS syncd_bench_probe (n INTEGER)")
+    took = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        await conn.execute("INSERT INTO syncd_bench_probe (n) VALUES (%s)", (i,))
+        took.append(time.perf_counter() - t0)
+    await conn.execute("DROP TABLE syncd_bench_probe")
+    return sorted(took)[n // 2]
+
+
 async def footprint(conn: psycopg.AsyncConnection[Any]) -> dict[str, tuple[int, int]]:
     """Per table (rows counted exactly, bytes on disk)."""
     await conn.execute("ANALYZE")
@@ -130,9 +142,14 @@ async def farm(tmp: Path, feeds: int, window: float) -> None:
         )  # fmt: skip
         print(f"  WAL {(w1 - w0) / feeds:.0f} B per new feed (2 posts; bound)")
 
+        latency = await commit_latency(conn)  # autocommit: each insert is a transaction
         proc = await syncd(config, "run")
         try:
-            await asyncio.sleep(10)  # the start, and the overdue feeds spread over a second
+            t_start = time.perf_counter()
+            while not _count(server):  # noqa: ASYNC110 (the start registers every feed first)
+                await asyncio.sleep(0.2)
+            started = time.perf_counter() - t_start
+            await asyncio.sleep(5)  # the overdue feeds spread over a second, then steady
             c0, w0, t0 = _count(server), await wal(conn), time.perf_counter()
             cpu0 = _cpu(proc.pid)
             await asyncio.sleep(window)
@@ -151,6 +168,8 @@ async def farm(tmp: Path, feeds: int, window: float) -> None:
                     "cpu_syncd_pct": round(100 * (cpu1 - cpu0) / (t1 - t0), 1),
                     "wal_bytes_per_poll": round((w1 - w0) / polls) if polls else None,
                     "window_s": round(t1 - t0, 1),
+                    "start_to_first_poll_s": round(started, 1),
+                    "commit_ms_median": round(1000 * latency, 2),
                 }
             )
         )
