@@ -1,13 +1,14 @@
 """Several `syncd run` workers on one PostgreSQL store, SIGKILLed and restarted while 500 feeds
 change (issue 12, "Proof").
 
-A local server serves 500 small feeds (tests/support/changefarm.py). The workers (real processes,
+A local server serves 500 small feeds (tests/support/changefarm.py). Three workers (real processes,
 each in its own process group, with its own config naming all 500 feeds and its own User-Agent)
-share one scratch schema. While a worker is killed and restarted every `KILL_EVERY_S`, random
-feeds get an edit, a new post or a deletion. A feed is changed again only once the store shows
-its previous change (the entries table holds exactly what the feed serves), so the true change
-set is known exactly: one `entry.created` per post (initial ones included), one `entry.updated`
-per edit, one `entry.deleted` per deletion. At the end (no more kills, every change stored):
+share one scratch schema, leasing feeds with a 2 s lease. While a worker is killed and restarted
+every `KILL_EVERY_S`, random feeds get an edit, a new post or a deletion. A feed is changed again
+only once the store shows its previous change (the entries table holds exactly what the feed
+serves), so the true change set is known exactly: one `entry.created` per post (initial ones
+included), one `entry.updated` per edit, one `entry.deleted` per deletion. At the end (no more
+kills, every change stored):
 
 * the events equal that change set: none missing, none extra, none twice (by feed, entry,
   type and the version the entry's title carries);
@@ -50,8 +51,7 @@ from tests.support.postgres import scratch_schema
 from tests.support.process import start_syncd
 
 SEED = int(os.environ.get("SYNCD_KILL_LOOP_SEED", "20261130"))
-# One worker until feed leases let several share a store (issue 12): then three.
-WORKERS = int(os.environ.get("SYNCD_KILL_LOOP_WORKERS", "1"))
+WORKERS = int(os.environ.get("SYNCD_KILL_LOOP_WORKERS", "3"))
 FEEDS = 500
 INTERVAL = "3s"  # each feed's poll interval
 CHAOS_S = 15.0  # how long feeds change and workers die
@@ -61,8 +61,9 @@ MIN_KILLS = 5
 RESTART_AFTER_S = 0.3
 MUTATE_EVERY_S = 0.05
 SETTLE_TIMEOUT_S = 90.0
-# What a worker needs to share the store with others (lease settings, once they exist).
-WORKER_OPTIONS: dict[str, dict[str, Any]] = {}
+# A killed worker's feeds are taken over within one lease period: short, so a test of many kills
+# stays short (its heartbeat renews every third of it).
+LEASE_SECONDS = 2
 Conn = psycopg.AsyncConnection[Any]
 
 
@@ -169,7 +170,7 @@ def worker_config(
         home,
         feeds=[{"name": n, "url": server.url(n), "interval": INTERVAL} for n in names],
         fetch={"contact_url": f"http://worker{index}.test/", "concurrency": 16},
-        store={"url": pg_url, **WORKER_OPTIONS.get("store", {})},
+        store={"url": pg_url, "lease_seconds": LEASE_SECONDS},
     )
 
 
