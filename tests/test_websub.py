@@ -345,8 +345,11 @@ async def test_poll_that_finds_a_missed_change_marks_websub_unreliable(
         config = websub_config(tmp_path, port, feeds, receiver.url, limits)
         async with daemon(config):
             await eventually(lambda: _async(bool(hub_server.hub.subscriptions)))
-            # The callback's budget: two pushes a minute, the third is refused.
-            pushes = [await hub_server.hub.publish(feed_server.url, b"<feed/>") for _ in range(3)]
+            # The callback's budget: two pushes a minute, the third is refused. The pushes carry
+            # an unchanged entry: a thin ping (no entries) would make the next poll the ping's
+            # fetch, which is not judged, and racing the edit below it could hide the miss.
+            same = keep_entries(await _page1(feed_server.url), 1)
+            pushes = [await hub_server.hub.publish(feed_server.url, same) for _ in range(3)]
             assert pushes == [[202], [202], [429]]
             # One safety-net poll under the subscription, then an edit no push delivers.
             before = _page1_reads(model)
