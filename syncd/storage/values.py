@@ -382,7 +382,6 @@ class EntryQuery:
     include_deleted: bool = False
     limit: int = 50
     after: EntryKey | None = None  # continue after this entry (keyset: no skips, no repeats)
-    offset: int = 0  # kept for old clients; `after` is stable while entries arrive
 
 
 @dataclass(frozen=True, slots=True)

@@ -227,10 +227,7 @@ async def entries(request: web.Request) -> web.Response:
         include_deleted=_bool(q, "include_deleted"),
         limit=_int(q, "limit", 50, 1, MAX_LIMIT),
         after=_entry_cursor(q),
-        offset=_int(q, "offset", 0, 0, 2**31),
     )
-    if query.after is not None and query.offset:
-        bad("offset", "not with after (the cursor already says where to go on)")
     if query.feed is not None and not await _read(reader.feed_exists, query.feed):
         raise ApiError(404, "unknown_feed", f"feed: no feed named {query.feed!r}")
     page = await _read(reader.entries, query)

@@ -190,11 +190,6 @@ DOCUMENT: dict[str, Any] = {
                         {"type": "string"},
                         "the `next` of the previous page: continue after its last entry",
                     ),
-                    _param(
-                        "offset",
-                        {"type": "integer", "minimum": 0, "maximum": 2147483648},
-                        "skip this many (not with after; shifts as entries arrive)",
-                    ),
                 ],
                 "responses": {"200": _json("EntryList", "the entries"), **_ERRORS},
             }

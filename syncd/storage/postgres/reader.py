@@ -51,7 +51,7 @@ class PostgresReads:
 
     async def entries(self, query: EntryQuery) -> EntryPage:
         where = ["TRUE"]
-        params: dict[str, Any] = {"limit": query.limit + 1, "offset": query.offset}
+        params: dict[str, Any] = {"limit": query.limit + 1}
         if query.q is not None:
             where.append(
                 "(e.feed_id, e.entry_id) IN (SELECT s.feed_id, s.entry_id FROM entries_search s"
@@ -74,7 +74,7 @@ class PostgresReads:
             f"SELECT {ENTRY_FIELDS}, {ENTRY_SORT} AS sort_at, e.feed_id"
             f" FROM entries e JOIN feeds f ON f.id = e.feed_id"
             f" WHERE {' AND '.join(where)} ORDER BY {ENTRY_ORDER}"
-            " LIMIT %(limit)s OFFSET %(offset)s",
+            " LIMIT %(limit)s",
             params,
         )
         return entry_page(rows, query.limit)

@@ -82,7 +82,7 @@ class SqliteReads:
 
     def _entries(self, query: EntryQuery) -> EntryPage:
         where = ["1"]
-        params: dict[str, Any] = {"limit": query.limit + 1, "offset": query.offset}
+        params: dict[str, Any] = {"limit": query.limit + 1}
         if query.q is not None:
             search.check_query(query.q)
             where.append(
@@ -108,7 +108,7 @@ class SqliteReads:
                 f"SELECT {ENTRY_FIELDS}, {ENTRY_SORT} AS sort_at, e.feed_id"
                 f" FROM entries e JOIN feeds f ON f.id = e.feed_id"
                 f" WHERE {' AND '.join(where)} ORDER BY {ENTRY_ORDER}"
-                " LIMIT :limit OFFSET :offset",
+                " LIMIT :limit",
                 params,
             ).fetchall()
         return entry_page([dict(r) for r in rows], query.limit)
