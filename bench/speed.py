@@ -15,7 +15,7 @@ The yardstick is bench/yardstick.py (conditional GET, lxml, no store). `reader` 
 here; see docs/design.md for the side environment that would add its column. Prints figures and
 ratios, never verdicts.
 
-    .venv/bin/python bench/speed.py [--runs 3] [--feeds 200]
+    .venv/bin/python bench/speed.py [--runs 3] [--feeds 200] [--root OTHER_CHECKOUT]
 """
 
 from __future__ import annotations
@@ -56,23 +56,38 @@ def write_config(tmp: Path, urls: Sequence[str], changes: str = "off") -> Path:
 
 
 async def side_by_side(
-    tmp: Path, urls: Sequence[str], rows: Sequence[str], figures: Figures, between: object
+    tmp: Path,
+    urls: Sequence[str],
+    rows: Sequence[str],
+    figures: Figures,
+    between: object,
+    roots: Sequence[tuple[str, Path]],
 ) -> None:
-    """Run syncd and the yardstick once per row, each with its own state kept across rows."""
-    config = write_config(tmp, urls)
+    """Run each syncd (label, checkout) and the yardstick once per row, each with its own state
+    (store, validators) kept across rows."""
     (tmp / "urls.txt").write_text("\n".join(urls))
     state = tmp / "yardstick.json"
-    syncd = [sys.executable, "-m", "syncd", "--config", str(config), "sync"]
-    yardstick = [sys.executable, str(YARDSTICK), str(tmp / "urls.txt"), str(state)]
+    commands: list[tuple[str, list[str], Path]] = []
+    for label, root in roots:
+        own = tmp / label
+        own.mkdir()
+        config = write_config(own, urls)
+        commands.append(
+            (label, [sys.executable, "-m", "syncd", "--config", str(config), "sync"], root)
+        )
+    commands.append(
+        ("yardstick", [sys.executable, str(YARDSTICK), str(tmp / "urls.txt"), str(state)], ROOT)
+    )
     for row in rows:
         if row == "edit":
             assert callable(between)
             await between()
-        figures.setdefault(f"{row}/syncd", []).append(await measure(syncd, tmp))
-        figures.setdefault(f"{row}/yardstick", []).append(await measure(yardstick, tmp))
+        for label, argv, root in commands:
+            figures.setdefault(f"{row}/{label}", []).append(await measure(argv, tmp, root))
 
 
-async def main(runs: int, feeds: int) -> None:
+async def main(runs: int, feeds: int, other: Path | None) -> None:
+    roots = [("syncd", ROOT)] + ([("before", other)] if other else [])
     figures: Figures = {}
     async with spawn_feed_server(entries=25) as single:
         urls = [f"{single.server.url}?feed={i}" for i in range(feeds)]
@@ -84,31 +99,51 @@ async def main(runs: int, feeds: int) -> None:
         for _ in range(runs):
             with tempfile.TemporaryDirectory() as tmp:
                 await side_by_side(
-                    Path(tmp), urls, ("cold", "edit", "unchanged"), figures, between=edit
+                    Path(tmp), urls, ("cold", "edit", "unchanged"), figures, edit, roots
                 )
     async with spawn_feed_server(entries=515) as paged:
         for _ in range(runs):
             with tempfile.TemporaryDirectory() as tmp:
-                await side_by_side(Path(tmp), [paged.server.url], ("backfill",), figures, None)
+                await side_by_side(
+                    Path(tmp), [paged.server.url], ("backfill",), figures, None, roots
+                )
 
     med = statistics.median
+
+    def cell(key: str) -> tuple[float, float]:
+        return med(w for w, _ in figures[key]), med(c for _, c in figures[key])
+
     print(f"{feeds} single-page feeds of 25 Blogger entries; backfill 515 entries / 21 pages")
     print(f"whole processes, median of {runs}; wall s (CPU s of the process tree)")
-    print(f"{'work':<12} {'syncd':>16} {'yardstick':>16} {'ratio wall':>11} {'ratio CPU':>10}")
+    if other:
+        print(f"before = the syncd of {other}")
+    labels = [label for label, _ in roots]
+    head = "".join(f"{label:>16}" for label in labels)
+    ratios = "".join(f"{label + '/yard':>16}" for label in labels)
+    print(f"{'work':<10}{head}{'yardstick':>16}{ratios}{'  syncd/before' if other else ''}")
     for row in ("cold", "edit", "unchanged", "backfill"):
-        s_wall = med(w for w, _ in figures[f"{row}/syncd"])
-        s_cpu = med(c for _, c in figures[f"{row}/syncd"])
-        y_wall = med(w for w, _ in figures[f"{row}/yardstick"])
-        y_cpu = med(c for _, c in figures[f"{row}/yardstick"])
-        print(
-            f"{row:<12} {s_wall:8.2f} ({s_cpu:5.2f}) {y_wall:8.2f} ({y_cpu:5.2f})"
-            f" {s_wall / y_wall:10.2f}x {s_cpu / y_cpu:9.2f}x"
-        )
+        y_wall, y_cpu = cell(f"{row}/yardstick")
+        line = f"{row:<10}"
+        for label in labels:
+            wall, cpu = cell(f"{row}/{label}")
+            line += f"{wall:8.2f} ({cpu:5.2f})"
+        line += f"{y_wall:8.2f} ({y_cpu:5.2f})"
+        for label in labels:
+            wall, cpu = cell(f"{row}/{label}")
+            line += f"   {wall / y_wall:5.2f}x/{cpu / y_cpu:5.2f}x"
+        if other:
+            (wall, cpu), (b_wall, b_cpu) = cell(f"{row}/syncd"), cell(f"{row}/before")
+            line += f"   {wall / b_wall:5.2f}x/{cpu / b_cpu:5.2f}x"
+        print(line)
+    print("ratios: wall/CPU")
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--feeds", type=int, default=200)
+    ap.add_argument(
+        "--root", type=Path, help="also run the syncd of this checkout (e.g. an old commit's)"
+    )
     args = ap.parse_args()
-    asyncio.run(main(args.runs, args.feeds))
+    asyncio.run(main(args.runs, args.feeds, args.root.resolve() if args.root else None))

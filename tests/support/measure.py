@@ -26,15 +26,16 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @functools.cache
-def measured_env() -> dict[str, str]:
-    """The environment of a measured command: this one with syncd importable, after compiling
-    syncd's and the benches' bytecode."""
+def measured_env(root: Path = ROOT) -> dict[str, str]:
+    """The environment of a measured command: this one with the syncd of checkout `root`
+    importable, after compiling its syncd's and benches' bytecode. Measured commands run in
+    another directory, so `-m syncd` finds `root`'s package, not the current one."""
     subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", str(ROOT / "syncd"), str(ROOT / "bench")],
+        [sys.executable, "-m", "compileall", "-q", str(root / "syncd"), str(root / "bench")],
         env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
         check=True,
     )
-    return {**os.environ, "PYTHONPATH": str(ROOT)}
+    return {**os.environ, "PYTHONPATH": str(root)}
 
 
 def session_processes(sid: int) -> Iterator[tuple[int, list[str]]]:
@@ -58,8 +59,9 @@ def session_cpu(sid: int, seen: dict[int, float]) -> None:
         seen[pid] = (int(fields[11]) + int(fields[12])) / TICKS
 
 
-async def measure(argv: Sequence[str], cwd: Path) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the whole session) of one command, in a session of its own.
+async def measure(argv: Sequence[str], cwd: Path, root: Path = ROOT) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the whole session) of one command, in a session of its own,
+    with the syncd of checkout `root` importable.
 
     Raises SystemExit with the command's stderr when it fails.
     """
@@ -67,7 +69,7 @@ async def measure(argv: Sequence[str], cwd: Path) -> tuple[float, float]:
     proc = await asyncio.create_subprocess_exec(
         *argv,
         cwd=str(cwd),
-        env=measured_env(),
+        env=measured_env(root),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
