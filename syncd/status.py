@@ -111,7 +111,11 @@ async def status_report(
             row["stale"] = is_stale(newest, f.expect_update_within_s, now)
         row["websub"] = websub.get(f.name)  # None: no hub subscribed (or none advertised)
         out.append(row)
-    return {"feeds": out, "sinks": await sink_status(config, store, now)}
+    return {
+        "feeds": out,
+        "sinks": await sink_status(config, store, now),
+        "workers": await store.worker_summaries(now),
+    }
 
 
 async def feed_list(feeds: Sequence[FeedConfig], store: Store | None) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from syncd.app import build_app
+from syncd.cli.status import describe_worker
 from syncd.config import load_config
 from syncd.delivery import BoundSink, Dispatcher
 from syncd.diff import diff_page
@@ -33,11 +34,12 @@ from syncd.storage.postgres.store import PostgresStore
 from syncd.storage.sqlite import SqliteStore
 from syncd.storage.values import EntryWrite, PageCommit
 from syncd.throttle import ClusterThrottle
+from syncd.timestamps import format_timestamp
 from syncd.workers import Worker, new_worker_id
 from tests.conftest import write_config
 from tests.support.feedfarm import FeedFarm, serve_farm
 from tests.support.ordering import OrderingReceiver, order_violations, per_entry
-from tests.support.outbox import sink_config
+from tests.support.outbox import seed_events, sink_config
 from tests.support.postgres import scratch_schema
 from tests.support.receiver import TEST_SECRET, serve_receiver
 from tests.test_e2e_daemon import wait_until
@@ -233,3 +235,49 @@ async def test_a_starting_worker_retires_the_dead_workers_of_its_host(tmp_path: 
             await worker.stop()
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_status_names_each_worker_alive_or_gone_with_the_leases_it_holds(
+    tmp_path: Path, backend: str
+) -> None:
+    """`syncd status` lists every worker row: a live one with the feed leases and deliveries in
+    flight it holds at `now` (an expired lease of its own is not counted), a gone one as GONE."""
+    alive, gone = "here.example:10:aaa", "here.example:11:bbb"
+    until, past = T0 + timedelta(minutes=1), T0 - timedelta(seconds=1)
+    async with scratch_or_file(tmp_path, backend) as table:
+        store = (
+            SqliteStore.open(Path(table["path"]))
+            if backend == "sqlite"
+            else await PostgresStore.open(table["url"])
+        )
+        try:
+            ids = [(await store.ensure_feed(n, f"http://x.test/{n}", T0)).id for n in "abcd"]
+            await store.heartbeat(alive, T0 - timedelta(minutes=2), T0 - timedelta(minutes=1))
+            assert await store.lease_feed(alive, ids[0], T0 - timedelta(minutes=2), past)
+            await store.heartbeat(alive, T0, until)  # renews the lease on "a" to `until`
+            assert await store.lease_feed(alive, ids[1], T0, until)
+            await store.heartbeat(gone, T0 - timedelta(minutes=5), past)
+            assert await store.lease_feed(gone, ids[2], T0 - timedelta(minutes=5), past)
+            if isinstance(store, SqliteStore):
+                # Deliveries in flight: one leased by the live worker until later, one whose
+                # lease ran out; the dispatcher's own claim writes these two columns.
+                seqs = seed_events(store, 2, sinks=["hook"], now=T0)
+                with store.write() as conn:
+                    for seq, lease in zip(seqs, (until, past), strict=True):
+                        conn.execute(
+                            "UPDATE deliveries SET leased_by = ?, leased_until = ?"
+                            " WHERE event_seq = ?",
+                            (alive, format_timestamp(lease), seq),
+                        )
+            rows = {w["id"]: w for w in await store.worker_summaries(T0)}
+        finally:
+            await store.close()
+    assert sorted(rows) == [alive, gone]
+    assert rows[alive]["alive"] is True and rows[gone]["alive"] is False
+    assert rows[alive]["feeds_leased"] == 2
+    assert rows[gone]["feeds_leased"] == 0  # its lease on "c" ran out with it
+    assert rows[alive]["deliveries_leased"] == (1 if backend == "sqlite" else 0)
+    line = describe_worker(rows[alive])
+    assert line.startswith(f"{alive}: alive since ") and ", 2 feeds leased," in line
+    assert describe_worker(rows[gone]).startswith(f"{gone}: GONE, last seen ")

@@ -13,7 +13,7 @@ from syncd.cli.common import Ctx, json_option, pass_ctx, reading, tag_option
 from syncd.cli.output import echo_json, short, short_time
 from syncd.status import describe_websub, status_report
 
-__all__ = ["describe_sink_state", "freshness_notes", "status"]
+__all__ = ["describe_sink_state", "describe_worker", "freshness_notes", "status"]
 
 
 @click.command()
@@ -21,7 +21,8 @@ __all__ = ["describe_sink_state", "freshness_notes", "status"]
 @json_option
 @pass_ctx
 def status(ctx: Ctx, tags: tuple[str, ...], as_json: bool) -> None:
-    """Per feed: last fetch, outcome, next due, entries, errors. Per sink: delivery states."""
+    """Per feed: last fetch, outcome, next due, entries, errors. Per sink: delivery states.
+    Per worker (`syncd run` process): alive or gone, and the leases it holds."""
     config = ctx.config()
     feeds = ctx.feeds(tags)
     data = reading(config, lambda store: status_report(config, store, system_clock(), feeds))
@@ -51,6 +52,11 @@ def status(ctx: Ctx, tags: tuple[str, ...], as_json: bool) -> None:
             f"  {s['name']} ({s['type']}, {describe_sink_state(s)}): {s['pending']} pending,"
             f" {s['failed']} failed, {s['dead']} dead, {s['delivered']} delivered"
         )
+    click.echo("WORKERS")
+    for w in data["workers"]:
+        click.echo(f"  {describe_worker(w)}")
+    if not data["workers"]:
+        click.echo("  none: no syncd run works on this store")
 
 
 def freshness_notes(f: Mapping[str, Any]) -> list[str]:
@@ -67,6 +73,18 @@ def freshness_notes(f: Mapping[str, Any]) -> list[str]:
     if f.get("websub"):
         notes.append(f"websub {describe_websub(f['websub'])}")
     return notes
+
+
+def describe_worker(w: Mapping[str, Any]) -> str:
+    """One line for a worker (a `syncd run` process) in `status`."""
+    seen = short_time(w["seen_at"])
+    if not w["alive"]:
+        # Its leases run out on their own; the next worker to start removes its row.
+        return f"{w['id']}: GONE, last seen {seen} (expired {short_time(w['expires_at'])})"
+    return (
+        f"{w['id']}: alive since {short_time(w['started_at'])}, last seen {seen},"
+        f" {w['feeds_leased']} feeds leased, {w['deliveries_leased']} deliveries in flight"
+    )
 
 
 def describe_sink_state(s: Mapping[str, Any]) -> str:

@@ -213,6 +213,12 @@ class Store(Protocol):
         """Every worker with a row, alive or not yet expired."""
         ...
 
+    async def worker_summaries(self, now: datetime) -> list[dict[str, Any]]:
+        """Every worker with a row, for `syncd status`: id, started_at, seen_at, expires_at,
+        `alive` (its row has not expired at `now`), `feeds_leased` (feed leases it holds at
+        `now`) and `deliveries_leased` (deliveries it has in flight at `now`)."""
+        ...
+
     async def claim_feeds(
         self, worker: str, now: datetime, until: datetime, limit: int
     ) -> list[FeedLease]:

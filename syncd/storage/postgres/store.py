@@ -123,6 +123,9 @@ class PostgresStore:
     async def worker_ids(self) -> list[str]:
         return await workers.ids(self.pg)
 
+    async def worker_summaries(self, now: datetime) -> list[dict[str, Any]]:
+        return await workers.summaries(self.pg, now)
+
     async def claim_feeds(
         self, worker: str, now: datetime, until: datetime, limit: int
     ) -> list[FeedLease]:

@@ -6,6 +6,7 @@ workers' clocks need not agree for politeness. Decides nothing.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from syncd.storage.postgres import feeds
 from syncd.storage.postgres.db import Pg
@@ -26,6 +27,20 @@ async def heartbeat(pg: Pg, worker: str, now: datetime, until: datetime) -> None
 
 async def ids(pg: Pg) -> list[str]:
     return [r["id"] for r in await pg.rows("SELECT id FROM workers ORDER BY id")]
+
+
+# As the SQLite twin: each instant compared in the form its writer stores.
+_SUMMARIES = """SELECT w.id, w.started_at, w.seen_at, w.expires_at, w.expires_at > %(ms)s AS alive,
+      (SELECT COUNT(*) FROM feeds f WHERE f.lease_owner = w.id AND f.lease_until > %(ms)s)
+        AS feeds_leased,
+      (SELECT COUNT(*) FROM deliveries d WHERE d.leased_by = w.id AND d.leased_until > %(text)s)
+        AS deliveries_leased
+    FROM workers w ORDER BY w.id"""
+
+
+async def summaries(pg: Pg, now: datetime) -> list[dict[str, Any]]:
+    """Each worker with its liveness and what it holds at `now` (Store.worker_summaries)."""
+    return await pg.rows(_SUMMARIES, {"ms": ms(now), "text": to_text(now)})
 
 
 async def retire(pg: Pg, worker: str) -> None:

@@ -152,6 +152,9 @@ class SqliteStore:
     async def worker_ids(self) -> list[str]:
         return workers.ids(self.db)
 
+    async def worker_summaries(self, now: datetime) -> list[dict[str, Any]]:
+        return workers.summaries(self.db, now)
+
     async def claim_feeds(
         self, worker: str, now: datetime, until: datetime, limit: int
     ) -> list[FeedLease]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from typing import Any
 
 from syncd.storage.rows import ms
 from syncd.storage.sqlite import feeds
@@ -30,6 +31,22 @@ def heartbeat(db: Db, worker: str, now: datetime, until: datetime) -> None:
 
 def ids(db: Db) -> list[str]:
     return [r["id"] for r in db.rows("SELECT id FROM workers ORDER BY id")]
+
+
+# Instants compared as the writers store them: feed leases and worker expiry at a fixed
+# millisecond precision (rows.ms), delivery leases as to_text (syncd.storage.sqlite.outbox).
+_SUMMARIES = """SELECT w.id, w.started_at, w.seen_at, w.expires_at, w.expires_at > :ms AS alive,
+      (SELECT COUNT(*) FROM feeds f WHERE f.lease_owner = w.id AND f.lease_until > :ms)
+        AS feeds_leased,
+      (SELECT COUNT(*) FROM deliveries d WHERE d.leased_by = w.id AND d.leased_until > :text)
+        AS deliveries_leased
+    FROM workers w ORDER BY w.id"""
+
+
+def summaries(db: Db, now: datetime) -> list[dict[str, Any]]:
+    """Each worker with its liveness and what it holds at `now` (Store.worker_summaries)."""
+    rows = db.rows(_SUMMARIES, {"ms": ms(now), "text": to_text(now)})
+    return [{**r, "alive": bool(r["alive"])} for r in rows]
 
 
 def retire(db: Db, worker: str) -> None:
