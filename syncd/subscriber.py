@@ -163,6 +163,9 @@ class Subscriber:
         pushes sent while syncd was down were lost."""
         now = self.clock()
         wanted = {f.name: f for f in config.feeds if f.websub} if config.websub.active else {}
+        # Another live worker on the store has kept the leases while this one was not running:
+        # renew at start only what it could not (a callback under a changed public_url).
+        others = starting and await self._other_workers_alive(now)
         for sub in await self.store.websub.open_subscriptions():
             feed = wanted.get(sub.feed_name)
             if feed is None:
@@ -177,10 +180,19 @@ class Subscriber:
                     await self._catch_up(feed, sub, now)
                 except SyncdError as e:  # the feed could not be registered: logged there
                     log.warning("websub catch-up poll not scheduled", feed=feed.name, error=str(e))
+            if others and sub.callback == self.callback_url(sub.id):
+                continue
             if sub.state in (*PENDING, "active"):
                 await self._send(sub, "renew" if sub.state == "active" else "subscribe", now)
             elif sub.state == "unsubscribing":
                 await self._send(sub, "unsubscribe", now)
+
+    async def _other_workers_alive(self, now: datetime) -> bool:
+        if self.worker is None:
+            return False
+        return any(
+            w["alive"] and w["id"] != self.worker.id for w in await self.store.worker_summaries(now)
+        )
 
     async def _catch_up(self, feed: FeedConfig, sub: Subscription, now: datetime) -> None:
         state = await self.store.feed_state(feed.name)
@@ -205,8 +217,17 @@ class Subscriber:
     async def _send(self, sub: Subscription, step: str, now: datetime) -> None:
         """Record the request as pending (before it is sent: the hub may verify before it
         answers), then send it. `close` gives up on an unverified unsubscription."""
+        # Only if the row is still as read: another worker that read it too and got here first
+        # has sent the request (docs/design.md, "Many workers").
+        expect: dict[str, str | int | datetime | None] = {
+            "state": sub.state,
+            "requested_at": sub.requested_at,
+        }
         if step == "close":
-            await self._set(sub.id, state="unsubscribed", reason="unsubscription not verified")
+            await self.store.websub.update_subscription(
+                sub.id, {"state": "unsubscribed", "reason": "unsubscription not verified"},
+                expect=expect,
+            )  # fmt: skip
             return
         mode = "unsubscribe" if step == "unsubscribe" else "subscribe"
         if step == "renew":
@@ -222,14 +243,16 @@ class Subscriber:
         callback = sub.callback or self.callback_url(sub.id)
         if mode == "subscribe":
             callback = self.callback_url(sub.id)  # where hubs reach this daemon now
-        await self._set(
-            sub.id,
-            state=state,
-            attempts=attempts,
-            retry_at=retry_at(now, attempts, self.rng),
-            callback=callback,
-            requested_at=now,
-        )
+        values: dict[str, str | int | datetime | None] = {
+            "state": state,
+            "attempts": attempts,
+            "retry_at": retry_at(now, attempts, self.rng),
+            "callback": callback,
+            "requested_at": now,
+        }
+        if not await self.store.websub.update_subscription(sub.id, values, expect=expect):
+            log.debug("websub request sent by another worker", feed=sub.feed_name, step=step)
+            return
         fresh = await self.store.websub.subscription(sub.id)
         assert fresh is not None
         self._spawn(self._ask_hub(fresh, mode))

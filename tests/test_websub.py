@@ -11,12 +11,14 @@ the old one and subscribed at the new one."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
 import random
 import signal
 import sqlite3
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from syncd.fetch import Fetcher, FetchLimits, create_feed_session
+from syncd.storage import Store
+from syncd.storage.postgres.store import PostgresStore
+from syncd.storage.sqlite import SqliteStore
 from syncd.throttle import HostThrottle
 from syncd.websub import (
     RETRY_CAP_S,
@@ -43,6 +48,7 @@ from syncd.websub import (
 from tests.conftest import syncd
 from tests.support.feedserver import BloggerFeed, serve_feed
 from tests.support.hub import keep_entries, serve_hub, websub_config
+from tests.support.postgres import scratch_schema
 from tests.support.process import free_port
 from tests.support.receiver import ReceiverServer
 from tests.test_daemon_http import daemon, eventually, get
@@ -454,3 +460,94 @@ async def test_a_hub_change_moves_the_subscription(
             assert shown["pushes"] == 1  # taken as a push (the 1 s poll may also have seen it)
             # the old hub's callback is no longer a subscription: 410 tells a hub to stop
             assert await old.push(old_sub, body) == 410
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_a_subscription_request_is_recorded_only_over_the_row_as_read(
+    tmp_path: Path, backend: str
+) -> None:
+    """Two workers that read the same due subscription both try to record its request; only
+    the first finds the row as it read it, so only one sends it to the hub."""
+    t0 = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    async with _store(tmp_path, backend) as store:
+        feed_id = (await store.ensure_feed("blog", "http://blog.test/feed", t0)).id
+        await store.websub.add_subscription(
+            "cb1", feed_id=feed_id, hub="http://hub.test/", topic="http://blog.test/feed",
+            secret="s", callback="http://me.test/websub/cb1", lease_s=600, now=t0,
+            retry_at=t0,
+        )  # fmt: skip
+        read = await store.websub.subscription("cb1")
+        assert read is not None and (read.requested_at, read.reason) == (t0, None)
+        Values = dict[str, str | int | datetime | None]
+        # What both workers read: an instant, and a NULL (None matches it).
+        expect: Values = {"state": read.state, "requested_at": t0, "reason": None}
+        t1 = t0 + timedelta(seconds=1)
+        first: Values = {"state": "subscribing", "attempts": 2, "requested_at": t1}
+        second: Values = {"state": "subscribing", "attempts": 9, "requested_at": t1}
+        assert await store.websub.update_subscription("cb1", first, expect=expect) is True
+        assert await store.websub.update_subscription("cb1", second, expect=expect) is False
+        row = await store.websub.subscription("cb1")
+        assert row is not None and (row.attempts, row.requested_at) == (2, t1)
+        assert await store.websub.update_subscription("cb1", {"attempts": 3}) is True
+
+
+@contextlib.asynccontextmanager
+async def _store(tmp_path: Path, backend: str) -> AsyncIterator[Store]:
+    if backend == "sqlite":
+        store: Store = SqliteStore.open(tmp_path / "syncd.db")
+        try:
+            yield store
+        finally:
+            await store.close()
+        return
+    async with scratch_schema() as url:
+        store = await PostgresStore.open(url)
+        try:
+            yield store
+        finally:
+            await store.close()
+
+
+async def test_a_starting_worker_leaves_renewal_to_the_live_one(
+    tmp_path: Path, receiver: ReceiverServer
+) -> None:
+    """Two `syncd run` on one PostgreSQL store, behind one public URL: the second to start does
+    not renew the subscription the first keeps (a hub would see one request per worker start);
+    with no other worker alive, a start renews it (the hub may have lost it meanwhile)."""
+    model = BloggerFeed()
+    async with (
+        serve_hub() as hub_server,
+        serve_feed(model) as feed_server,
+        scratch_schema() as url,
+    ):
+        hub = hub_server.hub
+        model.set_headers({"Link": f'<{hub_server.url}>; rel="hub"'})
+        feeds: list[dict[str, str | int]] = [
+            {"name": "blog", "url": feed_server.url, "interval": "1h", "max_pages": 1}
+        ]
+        port = free_port()
+        first = websub_config(tmp_path, port, feeds, receiver.url, store={"url": url})
+        (tmp_path / "b").mkdir()
+        second = tmp_path / "b" / "syncd.toml"
+        # The same public_url (a load balancer in front of both), its own listening port.
+        second.write_text(
+            first.read_text().replace(
+                f'listen = "127.0.0.1:{port}"', f'listen = "127.0.0.1:{free_port()}"'
+            )
+        )
+        async with daemon(first):
+            await eventually(lambda: _async(bool(hub.subscriptions)))
+            assert [r["hub.mode"] for r in hub.requests] == ["subscribe"]
+            async with daemon(second):
+                b_port = second.read_text().split('listen = "127.0.0.1:')[1].split('"')[0]
+                await eventually(lambda: _ready(int(b_port)))
+                await asyncio.sleep(1.0)  # the start's renewals are sent before it is ready
+                assert [r["hub.mode"] for r in hub.requests] == ["subscribe"]
+        async with daemon(first):  # alone now: its start renews
+            await eventually(lambda: _async(len(hub.requests) == 2))
+            assert hub.requests[1]["hub.mode"] == "subscribe"
+
+
+async def _ready(port: int) -> bool:
+    status, _ = await get(f"http://127.0.0.1:{port}/healthz")
+    return status == 200

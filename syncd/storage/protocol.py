@@ -147,8 +147,16 @@ class WebSubStore(Protocol):
         ...
 
     async def update_subscription(
-        self, sub_id: str, values: Mapping[str, str | int | datetime | None]
-    ) -> None: ...
+        self,
+        sub_id: str,
+        values: Mapping[str, str | int | datetime | None],
+        *,
+        expect: Mapping[str, str | int | datetime | None] | None = None,
+    ) -> bool:
+        """Set `values` on the row, only if its columns still hold `expect` (None equals NULL):
+        whether it did. Two workers that read the same due row both try; one sends the request."""
+        ...
+
     async def count_push(
         self, sub_id: str, counter: SubscriptionCounter, now: datetime
     ) -> None: ...

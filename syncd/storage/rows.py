@@ -11,6 +11,7 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
+from syncd.errors import StoreError
 from syncd.model import Change, Link, Person, StoredEntry, Validators
 from syncd.storage.values import (
     ArchivedEntry,
@@ -278,6 +279,28 @@ SUBSCRIPTION_UPDATABLE = frozenset(
         "verified_at", "renew_at", "retry_at", "attempts", "unreliable_at", "unreliable_reason",
     }
 )  # fmt: skip
+
+
+def subscription_update(
+    sub_id: str,
+    values: Mapping[str, str | int | datetime | None],
+    expect: Mapping[str, str | int | datetime | None] | None,
+    *,
+    mark: str,
+    same: str,
+) -> tuple[str, list[Any]]:
+    """`Store.websub.update_subscription`'s statement in a backend's dialect (`mark`: its
+    placeholder; `same`: its NULL-safe equality) and its parameters."""
+    unknown = (set(values) | set(expect or {})) - SUBSCRIPTION_UPDATABLE
+    if unknown:
+        raise StoreError(f"websub subscription {sub_id!r}: cannot set {sorted(unknown)}")
+    sets = ", ".join(f"{k} = {mark}" for k in values)
+    checks = "".join(f" AND {k} {same} {mark}" for k in expect or {})
+    params = [
+        stamp(v) if isinstance(v, datetime) else v
+        for v in (*values.values(), sub_id, *(expect or {}).values())
+    ]
+    return f"UPDATE websub_subscriptions SET {sets} WHERE id = {mark}{checks}", params
 
 
 def stamp(dt: datetime | None) -> str | None:

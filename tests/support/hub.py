@@ -157,6 +157,7 @@ def websub_config(
     hook: str,
     websub: str = "",
     fetch: dict[str, Any] | None = None,
+    store: dict[str, Any] | None = None,
 ) -> Path:
     """A test config whose daemon listens on `port` and subscribes through any hub."""
     config = write_config(
@@ -165,6 +166,7 @@ def websub_config(
         sinks=[webhook_sink(hook, initial="skip")],
         fetch=fetch,
         http={"listen": f"127.0.0.1:{port}"},
+        store=store,
     )
     with config.open("a") as f:
         f.write(

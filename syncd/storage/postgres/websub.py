@@ -8,15 +8,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from syncd.errors import StoreError
 from syncd.storage.postgres.db import Pg
 from syncd.storage.protocol import SubscriptionCounter
 from syncd.storage.rows import (
     OPEN_SUBSCRIPTION_STATES,
     SUBSCRIPTION_COLUMNS,
-    SUBSCRIPTION_UPDATABLE,
     as_subscription,
     stamp,
+    subscription_update,
 )
 from syncd.storage.values import Subscription
 from syncd.websub import PENDING
@@ -90,17 +89,17 @@ class PostgresWebSub:
         return await self._select("TRUE ORDER BY s.requested_at")
 
     async def update_subscription(
-        self, sub_id: str, values: Mapping[str, str | int | datetime | None]
-    ) -> None:
-        unknown = set(values) - SUBSCRIPTION_UPDATABLE
-        if unknown:
-            raise StoreError(f"websub subscription {sub_id!r}: cannot set {sorted(unknown)}")
-        sets = ", ".join(f"{k} = %s" for k in values)
-        params = [stamp(v) if isinstance(v, datetime) else v for v in values.values()]
+        self,
+        sub_id: str,
+        values: Mapping[str, str | int | datetime | None],
+        *,
+        expect: Mapping[str, str | int | datetime | None] | None = None,
+    ) -> bool:
+        sql, params = subscription_update(
+            sub_id, values, expect, mark="%s", same="IS NOT DISTINCT FROM"
+        )
         async with self.pg.write() as conn:
-            await conn.execute(
-                f"UPDATE websub_subscriptions SET {sets} WHERE id = %s", (*params, sub_id)
-            )
+            return (await conn.execute(sql, params)).rowcount == 1
 
     async def count_push(self, sub_id: str, counter: SubscriptionCounter, now: datetime) -> None:
         async with self.pg.write() as conn:

@@ -9,14 +9,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from syncd.errors import StoreError
 from syncd.storage.protocol import SubscriptionCounter
 from syncd.storage.rows import (
     OPEN_SUBSCRIPTION_STATES,
     SUBSCRIPTION_COLUMNS,
-    SUBSCRIPTION_UPDATABLE,
     as_subscription,
     stamp,
+    subscription_update,
 )
 from syncd.storage.sqlite.db import Db
 from syncd.storage.values import Subscription
@@ -94,15 +93,15 @@ class SqliteWebSub:
         return self._select("1 ORDER BY s.requested_at")
 
     async def update_subscription(
-        self, sub_id: str, values: Mapping[str, str | int | datetime | None]
-    ) -> None:
-        unknown = set(values) - SUBSCRIPTION_UPDATABLE
-        if unknown:
-            raise StoreError(f"websub subscription {sub_id!r}: cannot set {sorted(unknown)}")
-        sets = ", ".join(f"{k} = ?" for k in values)
-        params = [stamp(v) if isinstance(v, datetime) else v for v in values.values()]
+        self,
+        sub_id: str,
+        values: Mapping[str, str | int | datetime | None],
+        *,
+        expect: Mapping[str, str | int | datetime | None] | None = None,
+    ) -> bool:
+        sql, params = subscription_update(sub_id, values, expect, mark="?", same="IS")
         with self.db.write() as conn:
-            conn.execute(f"UPDATE websub_subscriptions SET {sets} WHERE id = ?", (*params, sub_id))
+            return (conn.execute(sql, params)).rowcount == 1
 
     async def count_push(self, sub_id: str, counter: SubscriptionCounter, now: datetime) -> None:
         """One more push taken (`pushes`, stamping `last_push_at`) or refused (`rejected`)."""
