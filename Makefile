@@ -39,8 +39,14 @@ test: lint typecheck pytest
 
 # FP_CORPUS: a directory of feeds to run through both parse paths too, e.g. the "wellformed"
 # tests of feedparser's sdist (see bench/parse_paths.py).
+# The side environment with lemon24/reader that adds reader's column to bench/speed.py (reader's
+# own dependencies, apart from syncd's): `make .venv-reader/bin/python`, then `make bench`.
+.venv-reader/bin/python:
+	$(PYTHON) -m venv .venv-reader
+	.venv-reader/bin/pip install --quiet reader sgmllib3k  # its vendored feedparser needs sgmllib
+
 bench: $(BIN)/syncd
-	$(BIN)/python bench/speed.py
+	$(BIN)/python bench/speed.py $(if $(wildcard .venv-reader/bin/python),--reader .venv-reader/bin/python)
 	$(BIN)/python bench/parse_paths.py $(if $(FP_CORPUS),--corpus $(FP_CORPUS))
 	$(BIN)/python bench/backfill.py
 	$(BIN)/python bench/deliveries.py
@@ -52,4 +58,4 @@ bench: $(BIN)/syncd
 	$(BIN)/python bench/workers.py
 
 clean:
-	rm -rf $(VENV) $(RUN_VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(RUN_VENV) .venv-reader var .pytest_cache .mypy_cache .ruff_cache

@@ -11,11 +11,14 @@ median of --runs), each row measured for both in the same run against the same s
 syncd runs with `changes = "off"`: the GData changes query (issue 9) adds a request and a parse
 to every incremental poll of a Blogger feed, which the yardstick does not make.
 
-The yardstick is bench/yardstick.py (conditional GET, lxml, no store). `reader` is not installed
-here; see docs/design.md for the side environment that would add its column. Prints figures and
-ratios, never verdicts.
+The yardstick is bench/yardstick.py (conditional GET, lxml, no store). `--reader PYTHON` adds
+lemon24/reader's column (bench/reader_run.py under that Python): `make .venv-reader/bin/python`
+makes that side environment, and `make bench` passes it when it exists. reader cannot follow
+next links, so it has no backfill figure. `--root` adds another checkout's syncd (e.g. an old
+commit's) beside this one. Prints figures and ratios, never verdicts.
 
     .venv/bin/python bench/speed.py [--runs 3] [--feeds 200] [--root OTHER_CHECKOUT]
+                                    [--reader .venv-reader/bin/python]
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from tests.support.feedserver import spawn_feed_server  # noqa: E402
 from tests.support.measure import measure  # noqa: E402
 
 YARDSTICK = ROOT / "bench" / "yardstick.py"
+READER = ROOT / "bench" / "reader_run.py"
 
 Figures = dict[str, list[tuple[float, float]]]  # row -> [(wall, cpu)] per run
 
@@ -55,6 +59,9 @@ def write_config(tmp: Path, urls: Sequence[str], changes: str = "off") -> Path:
     return config
 
 
+Command = tuple[str, list[str], Path]  # label, argv, the checkout whose syncd it may import
+
+
 async def side_by_side(
     tmp: Path,
     urls: Sequence[str],
@@ -62,12 +69,13 @@ async def side_by_side(
     figures: Figures,
     between: object,
     roots: Sequence[tuple[str, Path]],
+    reader: Path | None,
 ) -> None:
-    """Run each syncd (label, checkout) and the yardstick once per row, each with its own state
-    (store, validators) kept across rows."""
-    (tmp / "urls.txt").write_text("\n".join(urls))
-    state = tmp / "yardstick.json"
-    commands: list[tuple[str, list[str], Path]] = []
+    """Run each syncd (label, checkout), reader if given, and the yardstick once per row, each
+    with its own state (store, validators) kept across rows."""
+    urls_file = tmp / "urls.txt"
+    urls_file.write_text("\n".join(urls))
+    commands: list[Command] = []
     for label, root in roots:
         own = tmp / label
         own.mkdir()
@@ -75,18 +83,23 @@ async def side_by_side(
         commands.append(
             (label, [sys.executable, "-m", "syncd", "--config", str(config), "sync"], root)
         )
-    commands.append(
-        ("yardstick", [sys.executable, str(YARDSTICK), str(tmp / "urls.txt"), str(state)], ROOT)
-    )
+    if reader is not None:
+        commands.append(
+            ("reader", [str(reader), str(READER), str(urls_file), str(tmp / "r.db")], ROOT)
+        )
+    yardstick = [sys.executable, str(YARDSTICK), str(urls_file), str(tmp / "yardstick.json")]
+    commands.append(("yardstick", yardstick, ROOT))
     for row in rows:
         if row == "edit":
             assert callable(between)
             await between()
         for label, argv, root in commands:
+            if label == "reader" and row == "backfill":
+                continue  # reader reads the first page only
             figures.setdefault(f"{row}/{label}", []).append(await measure(argv, tmp, root))
 
 
-async def main(runs: int, feeds: int, other: Path | None) -> None:
+async def main(runs: int, feeds: int, other: Path | None, reader: Path | None) -> None:
     roots = [("syncd", ROOT)] + ([("before", other)] if other else [])
     figures: Figures = {}
     async with spawn_feed_server(entries=25) as single:
@@ -99,43 +112,54 @@ async def main(runs: int, feeds: int, other: Path | None) -> None:
         for _ in range(runs):
             with tempfile.TemporaryDirectory() as tmp:
                 await side_by_side(
-                    Path(tmp), urls, ("cold", "edit", "unchanged"), figures, edit, roots
+                    Path(tmp), urls, ("cold", "edit", "unchanged"), figures, edit, roots, reader
                 )
     async with spawn_feed_server(entries=515) as paged:
         for _ in range(runs):
             with tempfile.TemporaryDirectory() as tmp:
                 await side_by_side(
-                    Path(tmp), [paged.server.url], ("backfill",), figures, None, roots
+                    Path(tmp), [paged.server.url], ("backfill",), figures, None, roots, reader
                 )
+    report(
+        figures, runs, feeds, other, [label for label, _ in roots] + (["reader"] if reader else [])
+    )
 
-    med = statistics.median
 
-    def cell(key: str) -> tuple[float, float]:
-        return med(w for w, _ in figures[key]), med(c for _, c in figures[key])
+def report(
+    figures: Figures, runs: int, feeds: int, other: Path | None, labels: Sequence[str]
+) -> None:
+    """Each command's median wall (CPU) per row, then syncd against each of the others."""
+
+    def cell(row: str, label: str) -> tuple[float, float] | None:
+        runs_of = figures.get(f"{row}/{label}")
+        if not runs_of:
+            return None
+        med = statistics.median
+        return med(w for w, _ in runs_of), med(c for _, c in runs_of)
 
     print(f"{feeds} single-page feeds of 25 Blogger entries; backfill 515 entries / 21 pages")
     print(f"whole processes, median of {runs}; wall s (CPU s of the process tree)")
     if other:
         print(f"before = the syncd of {other}")
-    labels = [label for label, _ in roots]
-    head = "".join(f"{label:>16}" for label in labels)
-    ratios = "".join(f"{label + '/yard':>16}" for label in labels)
-    print(f"{'work':<10}{head}{'yardstick':>16}{ratios}{'  syncd/before' if other else ''}")
+    columns = [*labels, "yardstick"]
+    against = [c for c in columns if c != "syncd"]
+    print(
+        f"{'work':<10}" + "".join(f"{c:>16}" for c in columns)
+        + "".join(f"{'syncd/' + c:>16}" for c in against) + "   (ratios: wall/CPU)"
+    )  # fmt: skip
     for row in ("cold", "edit", "unchanged", "backfill"):
-        y_wall, y_cpu = cell(f"{row}/yardstick")
         line = f"{row:<10}"
-        for label in labels:
-            wall, cpu = cell(f"{row}/{label}")
-            line += f"{wall:8.2f} ({cpu:5.2f})"
-        line += f"{y_wall:8.2f} ({y_cpu:5.2f})"
-        for label in labels:
-            wall, cpu = cell(f"{row}/{label}")
-            line += f"   {wall / y_wall:5.2f}x/{cpu / y_cpu:5.2f}x"
-        if other:
-            (wall, cpu), (b_wall, b_cpu) = cell(f"{row}/syncd"), cell(f"{row}/before")
-            line += f"   {wall / b_wall:5.2f}x/{cpu / b_cpu:5.2f}x"
+        for c in columns:
+            got = cell(row, c)
+            line += f"{got[0]:8.2f} ({got[1]:5.2f})" if got else f"{'-':>16}"
+        mine = cell(row, "syncd")
+        for c in against:
+            theirs = cell(row, c)
+            if mine and theirs:
+                line += f"   {mine[0] / theirs[0]:5.2f}x/{mine[1] / theirs[1]:5.2f}x"
+            else:
+                line += f"{'-':>16}"
         print(line)
-    print("ratios: wall/CPU")
 
 
 if __name__ == "__main__":
@@ -145,5 +169,11 @@ if __name__ == "__main__":
     ap.add_argument(
         "--root", type=Path, help="also run the syncd of this checkout (e.g. an old commit's)"
     )
+    ap.add_argument(
+        "--reader",
+        type=Path,
+        help="a Python with lemon24/reader installed (make .venv-reader/bin/python)",
+    )
     args = ap.parse_args()
-    asyncio.run(main(args.runs, args.feeds, args.root.resolve() if args.root else None))
+    other = args.root.resolve() if args.root else None
+    asyncio.run(main(args.runs, args.feeds, other, args.reader.absolute() if args.reader else None))
