@@ -41,7 +41,7 @@ from syncd.storage.transfer import (
     TableTarget,
     copy_store,
 )
-from syncd.storage.values import FeedLease
+from syncd.storage.values import FeedLease, FeedState
 from syncd.subscriber import Subscriber
 from syncd.sync import FeedSyncer, PageFetcher, PageParser, Progress, SyncReport
 from syncd.throttle import ClusterThrottle, HostThrottle, Throttle
@@ -153,13 +153,8 @@ class App:
         self.bell.ring()
 
     async def skip_reason(self, feed: FeedConfig, now: datetime) -> str | None:
-        """Why a feed must not be fetched now even on request: the publisher asked us to wait."""
-        state = await self.store.ensure_feed(feed.name, feed.url, now)
-        if state.gone_at is not None:
-            return "the publisher answered 410 Gone"
-        if state.retry_after_until is not None and state.retry_after_until > now:
-            return f"the publisher asked to wait until {state.retry_after_until.isoformat()}"
-        return None
+        """Why `feed` must not be fetched now even on request (registering it if new)."""
+        return skip_reason(await self.store.ensure_feed(feed.name, feed.url, now), now)
 
     async def sync_feeds(
         self, feeds: Sequence[FeedConfig], *, full: bool, force: bool
@@ -167,26 +162,32 @@ class App:
         limit = asyncio.Semaphore(self.config.fetch.concurrency)
 
         async def one(feed: FeedConfig) -> SyncReport | None:
-            reason = None if force else await self.skip_reason(feed, self.clock())
+            try:
+                state = await self.store.ensure_feed(feed.name, feed.url, self.clock())
+            except SyncdError as e:  # the store is unwritable: as the syncer reports it
+                log.error("feed sync not started", feed=feed.name, error=str(e))
+                return SyncReport(feed.name, outcome="error", error=str(e), recorded=False)
+            reason = None if force else skip_reason(state, self.clock())
             if reason:
                 log.warning("feed skipped", feed=feed.name, reason=reason, hint="use --force")
                 return None
             lease: FeedLease | None = None
             if self.worker is not None:
                 try:
-                    state = await self.store.ensure_feed(feed.name, feed.url, self.clock())
                     lease = await self.worker.lease(state.id)
-                except SyncdError as e:  # the store is unwritable: as the syncer reports it
+                except SyncdError as e:
                     log.error("feed sync not started", feed=feed.name, error=str(e))
                     return SyncReport(feed.name, outcome="error", error=str(e), recorded=False)
                 if lease is None:
                     log.warning("feed skipped", feed=feed.name, reason="a worker is crawling it")
                     return None
+            report: SyncReport | None = None
             try:
                 async with limit:
-                    report = await self.syncer.sync(feed, full=full, lease=lease)
+                    report = await self.syncer.sync(feed, full=full, lease=lease, hand_back=True)
             finally:
-                if lease is not None and self.worker is not None:
+                released = report is not None and report.released  # ended with its record
+                if lease is not None and self.worker is not None and not released:
                     await self.worker.release(lease)
             if report.seqs:
                 self.committed()
@@ -271,9 +272,10 @@ class App:
 
         async def one(feed: FeedConfig, lease: FeedLease) -> SyncReport | None:
             kept = False
+            report: SyncReport | None = None
             try:
                 async with limit:
-                    report = await self.syncer.sync(feed, lease=lease)
+                    report = await self.syncer.sync(feed, lease=lease, hand_back=True)
                 if not report.recorded:
                     held[feed.name] = (
                         self.clock() + timedelta(seconds=UNRECORDED_HOLD_S),
@@ -281,7 +283,7 @@ class App:
                     )
                     kept = True
             finally:
-                if not kept:
+                if not kept and (report is None or not report.released):
                     await worker.release(lease)
             if report.seqs:
                 self.committed()
@@ -389,6 +391,15 @@ class App:
                 spread.append((feed_id, due.at, due.reason))
         if spread:
             await self.store.reschedule_many(spread)
+
+
+def skip_reason(state: FeedState, now: datetime) -> str | None:
+    """Why a feed must not be fetched now even on request: the publisher asked us to wait."""
+    if state.gone_at is not None:
+        return "the publisher answered 410 Gone"
+    if state.retry_after_until is not None and state.retry_after_until > now:
+        return f"the publisher asked to wait until {state.retry_after_until.isoformat()}"
+    return None
 
 
 async def _sleep_or_stop(

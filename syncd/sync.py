@@ -179,6 +179,7 @@ class SyncReport:
     chain_complete: bool = False  # a full, clean walk to the end of the chain
     recorded: bool = True  # the outcome (and so the next due time) reached the store
     lease_lost: bool = False  # abandoned: another worker took the feed over mid-crawl
+    released: bool = False  # the crawl's lease ended with the recorded outcome (`hand_back`)
     move: MoveState | None = None  # what the first page's redirects said, if it was fetched
     changes_pages: int = 0  # requests the changes query made (not counted in `pages`)
     changes_base: str | None = None  # where the feed answers the changes query, if it does
@@ -226,10 +227,18 @@ class FeedSyncer:
         self.progress = progress
 
     async def sync(
-        self, feed: FeedConfig, *, full: bool = False, lease: FeedLease | None = None
+        self,
+        feed: FeedConfig,
+        *,
+        full: bool = False,
+        lease: FeedLease | None = None,
+        hand_back: bool = False,
     ) -> SyncReport:
         """Crawl `feed`. Under a `lease`, every write is fenced with its token: once another
-        worker has taken the feed over, the crawl is abandoned and writes nothing more."""
+        worker has taken the feed over, the crawl is abandoned and writes nothing more. With
+        `hand_back`, the lease ends in the transaction that records the outcome (a poll's
+        writes: one transaction, not two); `report.released` says whether it did, so the caller
+        releases it only when not (the outcome could not be recorded, the crawl was abandoned)."""
         started = time.perf_counter()
         try:
             state = await self.store.ensure_feed(feed.name, feed.url, self.clock())
@@ -239,7 +248,7 @@ class FeedSyncer:
         if lease is not None:
             state = replace(state, fence=lease.token)
         try:
-            return await self._sync(feed, state, full, started)
+            return await self._sync(feed, state, full, started, hand_back and lease is not None)
         except LeaseLost as e:
             log.warning(
                 "crawl abandoned: another worker took the feed over", feed=feed.name, error=str(e)
@@ -247,7 +256,7 @@ class FeedSyncer:
             return SyncReport(feed=feed.name, outcome="lease_lost", error=str(e), lease_lost=True)
 
     async def _sync(
-        self, feed: FeedConfig, state: FeedState, full: bool, started: float
+        self, feed: FeedConfig, state: FeedState, full: bool, started: float, hand_back: bool
     ) -> SyncReport:
         full = (
             full
@@ -306,7 +315,7 @@ class FeedSyncer:
                 state.changes_error,
             )
         try:
-            await self._finish(feed, state, report, title, cache, retry_after)
+            await self._finish(feed, state, report, title, cache, retry_after, hand_back)
         except LeaseLost:
             raise
         except SyncdError as e:  # e.g. the disk is full: nothing more can be recorded now
@@ -758,6 +767,7 @@ class FeedSyncer:
         title: str | None,
         cache: Floor | None,
         retry_after: float | None,
+        hand_back: bool,
     ) -> None:
         now = self.clock()
         failed = not report.completed
@@ -824,7 +834,9 @@ class FeedSyncer:
                 unchanged_pages=tuple(report.unchanged_pages),
             ),
             fence=state.fence,
+            release=hand_back,
         )
+        report.released = hand_back
 
 
 def _publisher_of(page: ParsedPage) -> tuple[Floor | None]:

@@ -1,6 +1,6 @@
-"""A poll that meets only 304s records once: the feed's row (outcome, next due time) and the
-page's refreshed validators in one transaction (besides the feed's lease and its release), and
-registering a known feed writes nothing.
+"""A poll that meets only 304s records once: the feed's row (outcome, next due time), the
+page's refreshed validators and the end of the feed's lease in one transaction (besides taking
+the lease), and registering a known feed writes nothing.
 Counted with SQLite's statement trace on the real store, against a real feed server."""
 
 from __future__ import annotations
@@ -44,18 +44,29 @@ async def test_a_poll_of_304s_is_one_write_transaction_per_feed(tmp_path: Path) 
             app.store.db.conn.set_trace_callback(None)
 
     assert [r.outcome for r in unchanged] == ["not_modified"] * 3
-    # Per feed: its lease, the poll's record (outcome and validators together), the release.
+    # Per feed: its lease, then the poll's record (outcome, validators and release together).
     transactions = _transactions(statements)
-    assert len(transactions) == 3 * 3
+    assert len(transactions) == 3 * 2
     records = [t for t in transactions if any("UPDATE pages" in s for s in t)]
     assert len(records) == 3
-    assert all(any("last_fetch_at" in s for s in t) for t in records)
+    assert all(any("last_fetch_at" in s and "lease_owner" in s for s in t) for t in records)
+    assert _leased(config.store.path) == 0  # every lease ended with its record
     assert not any(s.startswith("INSERT INTO feeds") for s in statements)
     after = pages(config.store.path)
     assert after.keys() == before.keys()
     for url, (etag, fetched_at) in after.items():
         assert etag == before[url][0]  # the 304 carried the same validator: kept
         assert fetched_at > before[url][1]  # refreshed with the outcome
+
+
+def _leased(db: Path) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        query = "SELECT count(*) FROM feeds WHERE lease_owner IS NOT NULL"
+        (count,) = conn.execute(query).fetchone()
+    finally:
+        conn.close()
+    return int(count)
 
 
 def _transactions(statements: list[str]) -> list[list[str]]:

@@ -686,6 +686,38 @@ async def commit_fenced(
     )
 
 
+async def test_a_record_that_releases_ends_its_own_lease_and_never_a_successors(
+    store: Store, tmp_path: Path
+) -> None:
+    """`finish_crawl(release=True)` frees the feed with the outcome, in one transaction; under
+    a stale fence it writes nothing and the new holder keeps its lease; a crawl without a
+    lease has nothing to release."""
+    feed_id = await feed(store)
+    other = await twin(store, tmp_path)
+    outcome = CrawlOutcome(
+        outcome="not_modified", error=None, next_due_at=NOW + LEASE * 10, next_due_reason="t",
+        consecutive_errors=0, full=False, completed=True,
+    )  # fmt: skip
+    try:
+        lease = await store.lease_feed("A", feed_id, NOW, NOW + LEASE)
+        assert lease is not None
+        await store.finish_crawl(feed_id, NOW, outcome, fence=lease.token, release=True)
+        assert (await store.feed_state("blog")).last_outcome == "not_modified"
+        taken = await other.lease_feed("B", feed_id, NOW, NOW + LEASE)  # free at once
+        assert taken is not None and taken.token == lease.token + 1
+
+        with pytest.raises(LeaseLost):
+            await store.finish_crawl(
+                feed_id, NOW, replace(outcome, outcome="ok"), fence=lease.token, release=True
+            )
+        assert (await store.feed_state("blog")).last_outcome == "not_modified"
+        assert await store.lease_feed("C", feed_id, NOW, NOW + LEASE) is None  # still B's
+        with pytest.raises(ValueError):
+            await store.finish_crawl(feed_id, NOW, outcome, release=True)
+    finally:
+        await other.close()
+
+
 async def test_workers_claiming_at_once_share_the_due_feeds_without_overlap(
     store: Store, tmp_path: Path
 ) -> None:

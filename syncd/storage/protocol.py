@@ -201,8 +201,18 @@ class Store(Protocol):
     ) -> None: ...
     async def due_feeds(self, now: datetime, limit: int) -> list[str]: ...
     async def finish_crawl(
-        self, feed_id: int, now: datetime, outcome: CrawlOutcome, *, fence: int | None = None
-    ) -> None: ...
+        self,
+        feed_id: int,
+        now: datetime,
+        outcome: CrawlOutcome,
+        *,
+        fence: int | None = None,
+        release: bool = False,
+    ) -> None:
+        """Record a crawl's outcome. With `release`, the lease `fence` names ends in the same
+        transaction (what `release_feed` would do after it, without a second transaction)."""
+        ...
+
     async def page_state(self, feed_id: int, url: str) -> PageState | None: ...
 
     # Workers and feed leases. Every write above and every commit below that is given a `fence`

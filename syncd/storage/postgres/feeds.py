@@ -101,8 +101,16 @@ async def due(pg: Pg, now: datetime, limit: int) -> list[str]:
 
 
 async def finish_crawl(
-    pg: Pg, feed_id: int, now: datetime, outcome: CrawlOutcome, fence: int | None
+    pg: Pg,
+    feed_id: int,
+    now: datetime,
+    outcome: CrawlOutcome,
+    fence: int | None,
+    *,
+    release: bool = False,
 ) -> None:
+    if release and fence is None:
+        raise ValueError("only a fenced crawl holds a lease to release")
     move = outcome.move
     adopt = move is not None and move.adopt
     full_done = outcome.full and outcome.completed
@@ -158,6 +166,8 @@ async def finish_crawl(
         if not full_done:
             sets.append("changes_since = %(ch_since)s")
             values["ch_since"] = ms(changes.since)
+    if release:  # the fence is checked below, in the same transaction: the lease is this crawl's
+        sets += ["lease_owner = NULL", "lease_until = NULL"]
     values["id"] = feed_id
     async with pg.write() as conn:
         await check_fence(conn, feed_id, fence)

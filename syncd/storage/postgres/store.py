@@ -105,9 +105,15 @@ class PostgresStore:
         return await feeds.due(self.pg, now, limit)
 
     async def finish_crawl(
-        self, feed_id: int, now: datetime, outcome: CrawlOutcome, *, fence: int | None = None
+        self,
+        feed_id: int,
+        now: datetime,
+        outcome: CrawlOutcome,
+        *,
+        fence: int | None = None,
+        release: bool = False,
     ) -> None:
-        await feeds.finish_crawl(self.pg, feed_id, now, outcome, fence)
+        await feeds.finish_crawl(self.pg, feed_id, now, outcome, fence, release=release)
 
     async def page_state(self, feed_id: int, url: str) -> PageState | None:
         return await feeds.page_state(self.pg, feed_id, url)

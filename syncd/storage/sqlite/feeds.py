@@ -110,8 +110,16 @@ def due(db: Db, now: datetime, limit: int) -> list[str]:
 
 
 def finish_crawl(
-    db: Db, feed_id: int, now: datetime, outcome: CrawlOutcome, fence: int | None
+    db: Db,
+    feed_id: int,
+    now: datetime,
+    outcome: CrawlOutcome,
+    fence: int | None,
+    *,
+    release: bool = False,
 ) -> None:
+    if release and fence is None:
+        raise ValueError("only a fenced crawl holds a lease to release")
     move = outcome.move
     adopt = move is not None and move.adopt
     with db.write() as conn:
@@ -131,7 +139,9 @@ def finish_crawl(
                moved_to = CASE WHEN ? THEN ? ELSE moved_to END,
                moved_seen = CASE WHEN ? THEN ? ELSE moved_seen END,
                next_due_reason = ?,
-               full_crawl_reason = CASE WHEN ? THEN NULL ELSE full_crawl_reason END
+               full_crawl_reason = CASE WHEN ? THEN NULL ELSE full_crawl_reason END,
+               lease_owner = CASE WHEN ? THEN NULL ELSE lease_owner END,
+               lease_until = CASE WHEN ? THEN NULL ELSE lease_until END
                WHERE id = ?""",
             (
                 to_text(now),
@@ -156,6 +166,8 @@ def finish_crawl(
                 0 if adopt or move is None else move.seen,
                 outcome.next_due_reason,
                 outcome.full and outcome.completed,
+                release,  # the fence was checked above: the lease is still this crawl's
+                release,
                 feed_id,
             ),
         )

@@ -126,9 +126,15 @@ class SqliteStore:
         return feeds.due(self.db, now, limit)
 
     async def finish_crawl(
-        self, feed_id: int, now: datetime, outcome: CrawlOutcome, *, fence: int | None = None
+        self,
+        feed_id: int,
+        now: datetime,
+        outcome: CrawlOutcome,
+        *,
+        fence: int | None = None,
+        release: bool = False,
     ) -> None:
-        feeds.finish_crawl(self.db, feed_id, now, outcome, fence)
+        feeds.finish_crawl(self.db, feed_id, now, outcome, fence, release=release)
 
     async def page_state(self, feed_id: int, url: str) -> PageState | None:
         return feeds.page_state(self.db, feed_id, url)
