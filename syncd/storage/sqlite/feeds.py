@@ -118,91 +118,55 @@ def finish_crawl(
     *,
     release: bool = False,
 ) -> None:
+    """The crawl's record: its unchanged pages' validators, then the feed's row in one
+    statement whose WHERE checks the fence (no row updated under a fence: the lease moved on,
+    and the rollback takes the pages' writes back too)."""
     if release and fence is None:
         raise ValueError("only a fenced crawl holds a lease to release")
     move = outcome.move
     adopt = move is not None and move.adopt
+    full_done = outcome.full and outcome.completed
+    changes = outcome.changes
+    publisher = outcome.publisher or (None, None)
+    counted = outcome.counted or (None, None)
+    params = {
+        "id": feed_id,
+        "fence": fence,
+        "now": to_text(now),
+        "outcome": outcome.outcome,
+        "error": outcome.error,
+        "errors": outcome.consecutive_errors,
+        "due": ms(outcome.next_due_at),
+        "retry_after": ms(outcome.retry_after_until),
+        "title": outcome.title,
+        "completed": outcome.completed,
+        "full_done": full_done,
+        "adopt": adopt,
+        "moved": move is not None,
+        "moved_url": move.moved_to if move else None,
+        "moved_to": None if adopt or move is None else move.moved_to,
+        "moved_seen": 0 if adopt or move is None else move.seen,
+        "reason": outcome.next_due_reason,
+        "full_reason": outcome.full_crawl_reason,
+        "has_publisher": outcome.publisher is not None,
+        "pub_s": publisher[0],
+        "pub_why": publisher[1],
+        "has_counted": outcome.counted is not None,
+        "total": counted[0],
+        "shortfall": counted[1],
+        "has_changes": changes is not None,
+        "ch_base": changes.base if changes else None,
+        "ch_since": ms(changes.since) if changes else None,
+        "ch_off": ms(changes.off_until) if changes else None,
+        "ch_error": changes.error if changes else None,
+        "release": release,  # the fence is checked by the same statement
+    }
     with db.write() as conn:
-        check_fence(conn, feed_id, fence)
         for page in outcome.unchanged_pages:
             refresh_page(conn, feed_id, page)
-        conn.execute(
-            """UPDATE feeds SET last_fetch_at = ?, last_outcome = ?, last_error = ?,
-               consecutive_errors = ?, next_due_at = ?, retry_after_until = ?,
-               title = COALESCE(?, title),
-               first_synced_at = CASE WHEN ? THEN COALESCE(first_synced_at, ?)
-                                 ELSE first_synced_at END,
-               last_full_sync_at = CASE WHEN ? THEN ? ELSE last_full_sync_at END,
-               gone_at = CASE WHEN ? = 'gone' THEN COALESCE(gone_at, ?) ELSE NULL END,
-               crawl_incomplete = CASE WHEN ? THEN 0 ELSE crawl_incomplete END,
-               adopted_url = CASE WHEN ? THEN ? ELSE adopted_url END,
-               moved_to = CASE WHEN ? THEN ? ELSE moved_to END,
-               moved_seen = CASE WHEN ? THEN ? ELSE moved_seen END,
-               next_due_reason = ?,
-               full_crawl_reason = CASE WHEN ? THEN NULL ELSE full_crawl_reason END,
-               lease_owner = CASE WHEN ? THEN NULL ELSE lease_owner END,
-               lease_until = CASE WHEN ? THEN NULL ELSE lease_until END
-               WHERE id = ?""",
-            (
-                to_text(now),
-                outcome.outcome,
-                outcome.error,
-                outcome.consecutive_errors,
-                ms(outcome.next_due_at),
-                ms(outcome.retry_after_until),
-                outcome.title,
-                outcome.completed,
-                to_text(now),
-                outcome.full and outcome.completed,
-                to_text(now),
-                outcome.outcome,
-                to_text(now),
-                outcome.completed,
-                adopt,
-                move.moved_to if move else None,
-                move is not None,
-                None if adopt or move is None else move.moved_to,
-                move is not None,
-                0 if adopt or move is None else move.seen,
-                outcome.next_due_reason,
-                outcome.full and outcome.completed,
-                release,  # the fence was checked above: the lease is still this crawl's
-                release,
-                feed_id,
-            ),
-        )
-        if outcome.full_crawl_reason is not None:
-            conn.execute(
-                "UPDATE feeds SET full_crawl_reason = ? WHERE id = ?",
-                (outcome.full_crawl_reason, feed_id),
-            )
-        if outcome.publisher is not None:
-            conn.execute(
-                "UPDATE feeds SET publisher_interval_s = ?, publisher_interval_why = ?"
-                " WHERE id = ?",
-                (*outcome.publisher, feed_id),
-            )
-        if outcome.counted is not None:
-            conn.execute(
-                "UPDATE feeds SET total_results = ?, page1_shortfall = ? WHERE id = ?",
-                (*outcome.counted, feed_id),
-            )
-        changes = outcome.changes
-        if changes is not None:
-            conn.execute(
-                "UPDATE feeds SET changes_base = ?, changes_since = ?, changes_off_until = ?,"
-                " changes_error = ? WHERE id = ?",
-                (
-                    changes.base,
-                    ms(changes.since),
-                    ms(changes.off_until),
-                    changes.error,
-                    feed_id,
-                ),
-            )
-        if outcome.full and outcome.completed:
-            # A complete walk saw every entry: the changes query starts afresh from it.
-            conn.execute("UPDATE feeds SET changes_since = NULL WHERE id = ?", (feed_id,))
+        updated = conn.execute(_FINISH, params).rowcount
+        if fence is not None and updated == 0:
+            raise LeaseLost(feed_id, fence)
         if changes is not None and changes.keep_pages is not None:
             # Each changes query has its own URL (its instant moves): keep only the latest.
             marks = ",".join("?" * len(changes.keep_pages))
@@ -210,6 +174,38 @@ def finish_crawl(
                 f"DELETE FROM pages WHERE feed_id = ? AND partial = 1 AND url NOT IN ({marks})",
                 (feed_id, *changes.keep_pages),
             )
+
+
+# One statement for the whole row (a poll's record was up to six): every optional part is a CASE
+# on whether the outcome carries it. A complete full walk saw every entry, so the changes query
+# starts afresh from it (changes_since NULL), and a reason given now wins over clearing one.
+_FINISH = """UPDATE feeds SET last_fetch_at = :now, last_outcome = :outcome, last_error = :error,
+   consecutive_errors = :errors, next_due_at = :due, retry_after_until = :retry_after,
+   title = COALESCE(:title, title),
+   first_synced_at = CASE WHEN :completed THEN COALESCE(first_synced_at, :now)
+                     ELSE first_synced_at END,
+   last_full_sync_at = CASE WHEN :full_done THEN :now ELSE last_full_sync_at END,
+   gone_at = CASE WHEN :outcome = 'gone' THEN COALESCE(gone_at, :now) ELSE NULL END,
+   crawl_incomplete = CASE WHEN :completed THEN 0 ELSE crawl_incomplete END,
+   adopted_url = CASE WHEN :adopt THEN :moved_url ELSE adopted_url END,
+   moved_to = CASE WHEN :moved THEN :moved_to ELSE moved_to END,
+   moved_seen = CASE WHEN :moved THEN :moved_seen ELSE moved_seen END,
+   next_due_reason = :reason,
+   full_crawl_reason = CASE WHEN :full_reason IS NOT NULL THEN :full_reason
+                       WHEN :full_done THEN NULL ELSE full_crawl_reason END,
+   publisher_interval_s = CASE WHEN :has_publisher THEN :pub_s ELSE publisher_interval_s END,
+   publisher_interval_why = CASE WHEN :has_publisher THEN :pub_why
+                            ELSE publisher_interval_why END,
+   total_results = CASE WHEN :has_counted THEN :total ELSE total_results END,
+   page1_shortfall = CASE WHEN :has_counted THEN :shortfall ELSE page1_shortfall END,
+   changes_base = CASE WHEN :has_changes THEN :ch_base ELSE changes_base END,
+   changes_since = CASE WHEN :full_done THEN NULL WHEN :has_changes THEN :ch_since
+                   ELSE changes_since END,
+   changes_off_until = CASE WHEN :has_changes THEN :ch_off ELSE changes_off_until END,
+   changes_error = CASE WHEN :has_changes THEN :ch_error ELSE changes_error END,
+   lease_owner = CASE WHEN :release THEN NULL ELSE lease_owner END,
+   lease_until = CASE WHEN :release THEN NULL ELSE lease_until END
+   WHERE id = :id AND (:fence IS NULL OR lease_token = :fence)"""
 
 
 # ---------------------------------------------------------------- leases
