@@ -241,7 +241,10 @@ class FeedSyncer:
         releases it only when not (the outcome could not be recorded, the crawl was abandoned)."""
         started = time.perf_counter()
         try:
-            state = await self.store.ensure_feed(feed.name, feed.url, self.clock())
+            if lease is not None and lease.state is not None and lease.state.url == feed.url:
+                state = lease.state  # read when leased; nothing else writes what a crawl reads
+            else:
+                state = await self.store.ensure_feed(feed.name, feed.url, self.clock())
         except SyncdError as e:  # the store is unwritable: nothing can be crawled or recorded
             log.error("feed sync not started", feed=feed.name, error=str(e))
             return SyncReport(feed=feed.name, outcome="error", error=str(e), recorded=False)

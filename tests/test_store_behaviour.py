@@ -37,6 +37,7 @@ from syncd.storage.postgres.store import PostgresStore
 from syncd.storage.sqlite import SqliteStore
 from syncd.storage.values import (
     AttemptRecord,
+    ChangesOutcome,
     CrawlOutcome,
     EntryDeletion,
     EntryKey,
@@ -716,6 +717,24 @@ async def test_a_record_that_releases_ends_its_own_lease_and_never_a_successors(
             await store.finish_crawl(feed_id, NOW, outcome, release=True)
     finally:
         await other.close()
+
+
+async def test_a_lease_carries_its_feeds_row_as_the_lease_left_it(store: Store) -> None:
+    """The crawl takes the feed's state from its lease instead of reading the row again: the
+    lease's state is what a read gives right after it, whether claimed or leased one by one."""
+    feed_id = await feed(store)
+    outcome = CrawlOutcome(
+        outcome="not_modified", error=None, next_due_at=NOW, next_due_reason="t",
+        consecutive_errors=0, full=True, completed=True, title="Blog",
+        changes=ChangesOutcome("http://blog.test/changes", None, None, None),
+    )  # fmt: skip
+    await store.finish_crawl(feed_id, NOW, outcome)
+    [claimed] = await store.claim_feeds("A", NOW, NOW + LEASE, 10)
+    assert claimed.state == await store.feed_state("blog")
+    assert claimed.state is not None and claimed.state.title == "Blog"
+    await store.release_feed(claimed)
+    one = await store.lease_feed("B", feed_id, NOW, NOW + LEASE)
+    assert one is not None and one.state == await store.feed_state("blog")
 
 
 async def test_workers_claiming_at_once_share_the_due_feeds_without_overlap(

@@ -6,7 +6,7 @@ no I/O and no SQL here.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -72,6 +72,11 @@ class FeedLease:
     name: str
     token: int
     until: datetime
+    # The feed's row as the lease's own transaction left it. Every column a crawl reads is
+    # written only under the feed's lease (crawls, pushes) or with its URL (registration), so
+    # until this lease ends it is what a fresh read would give, for the URL it names: the
+    # crawl need not read the row again (one query per poll).
+    state: FeedState | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -187,7 +187,7 @@ async def finish_crawl(
 _FREE = "(lease_until IS NULL OR lease_until <= %(now)s)"
 _TAKE = """UPDATE feeds f SET lease_owner = %(worker)s, lease_until = %(until)s,
            lease_token = f.lease_token + 1
-           FROM picked WHERE f.id = picked.id RETURNING f.id, f.name, f.lease_token"""
+           FROM picked WHERE f.id = picked.id RETURNING f.*"""
 
 
 async def check_fence(conn: Conn, feed_id: int, fence: int | None) -> None:
@@ -216,10 +216,7 @@ async def claim(pg: Pg, worker: str, now: datetime, until: datetime, limit: int)
             params,
         )
         rows = await cur.fetchall()
-    return sorted(
-        (FeedLease(r["id"], r["name"], r["lease_token"], until) for r in rows),
-        key=lambda lease: lease.feed_id,
-    )
+    return sorted((_lease(r, until) for r in rows), key=lambda lease: lease.feed_id)
 
 
 async def lease_one(
@@ -234,7 +231,12 @@ async def lease_one(
             params,
         )
         row = await cur.fetchone()
-    return None if row is None else FeedLease(row["id"], row["name"], row["lease_token"], until)
+    return None if row is None else _lease(row, until)
+
+
+def _lease(row: dict[str, Any], until: datetime) -> FeedLease:
+    """A lease from its feed's row as the taking update returned it."""
+    return FeedLease(row["id"], row["name"], row["lease_token"], until, as_feed_state(row))
 
 
 async def release(pg: Pg, lease: FeedLease) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from syncd.errors import LeaseLost, StoreError
 from syncd.model import FetchResult, ParsedPage
 from syncd.storage.rows import as_feed_state, as_page_state, as_schedule_summary, dump, ms
-from syncd.storage.sqlite.db import Db
+from syncd.storage.sqlite.db import Db, fetch
 from syncd.storage.values import (
     CrawlOutcome,
     FeedLease,
@@ -269,12 +269,13 @@ def lease_one(
 def _take(
     conn: sqlite3.Connection, feed_id: int, params: dict[str, Any], until: datetime
 ) -> FeedLease:
-    name, token = conn.execute(
+    (row,) = fetch(
+        conn,
         "UPDATE feeds SET lease_owner = :worker, lease_until = :until,"
-        " lease_token = lease_token + 1 WHERE id = :id RETURNING name, lease_token",
+        " lease_token = lease_token + 1 WHERE id = :id RETURNING *",
         {**params, "id": feed_id},
-    ).fetchone()
-    return FeedLease(feed_id, name, token, until)
+    )
+    return FeedLease(feed_id, row["name"], row["lease_token"], until, as_feed_state(row))
 
 
 def release(db: Db, lease: FeedLease) -> None:
