@@ -564,6 +564,95 @@ def test_content_and_summary_are_not_interchangeable() -> None:
     assert hash_of(content="X", summary=None) != hash_of(content=None, summary="X")
 
 
+def reference_content_hash(
+    *,
+    title: str | None,
+    content: str | None,
+    summary: str | None,
+    links: tuple[Link, ...],
+    authors: tuple[Person, ...],
+    categories: tuple[str, ...],
+    published: datetime | None,
+    ignore_fields: frozenset[str],
+) -> str:
+    """The content hash as first defined: sha256 of one json.dumps of the projection.
+
+    Stored hashes were made this way; content_hash builds the same bytes faster and must stay equal.
+    """
+
+    def projected(link: Link) -> list[str | None]:
+        return (
+            [link.href, link.type, link.length]
+            if link.rel == "enclosure"
+            else [link.href, link.type]
+        )
+
+    projection: dict[str, Any] = {
+        "title": title,
+        "content": content,
+        "summary": summary,
+        "links": {
+            rel: sorted(
+                (projected(link) for link in links if link.rel == rel),
+                key=lambda item: [part or "" for part in item],
+            )
+            for rel in {link.rel for link in links}
+        },
+        "authors": [[a.name, a.email, a.uri] for a in authors],
+        "categories": sorted(categories),
+        "published": format_timestamp(published) if published is not None else None,
+    }
+    for name in ignore_fields:
+        del projection[name]
+    canonical = json.dumps(projection, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# Any code point, lone surrogates included, with the characters JSON escapes made likely.
+_hash_text = st.text(
+    alphabet=st.one_of(
+        st.sampled_from('"\\\n\r\t\b\f\x00\x1f\x7f/<>&é€😀\ud800\udfff'),
+        st.characters(codec=None),
+    )
+)
+_optional_text = st.none() | _hash_text
+_hash_links = st.lists(
+    st.builds(
+        Link,
+        href=_hash_text,
+        rel=st.sampled_from(["alternate", "enclosure", "replies", "self"]) | _hash_text,
+        type=_optional_text,
+        title=_optional_text,
+        length=_optional_text,
+    ),
+    max_size=5,
+).map(tuple)
+_hash_people = st.lists(
+    st.builds(Person, name=_optional_text, email=_optional_text, uri=_optional_text), max_size=3
+).map(tuple)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    title=_optional_text,
+    content=_optional_text,
+    summary=_optional_text,
+    links=_hash_links,
+    authors=_hash_people,
+    categories=st.lists(_hash_text, max_size=4).map(tuple),
+    published=st.none() | st.datetimes(timezones=st.just(UTC)),
+    ignore_fields=st.frozensets(st.sampled_from(sorted(HASH_FIELDS))),
+)
+def test_content_hash_equals_the_reference_json_form(**parts: Any) -> None:
+    assert content_hash(**parts) == reference_content_hash(**parts)
+
+
+def test_content_hash_of_every_seed_entry_equals_the_reference_json_form() -> None:
+    for entry in seed_page().entries:
+        parts: dict[str, Any] = {name: getattr(entry, name) for name in sorted(HASH_FIELDS)}
+        assert entry.content_hash == reference_content_hash(**parts, ignore_fields=frozenset())
+
+
 def test_hash_fields_are_the_documented_set() -> None:
     documented = {"title", "content", "summary", "links", "authors", "categories", "published"}
     assert documented == HASH_FIELDS

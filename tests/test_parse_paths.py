@@ -274,3 +274,40 @@ def test_the_fast_path_declines_entity_bombs_without_expanding_them(name: str) -
         tracemalloc.stop()
     assert outcome == Declined("DOCTYPE")
     assert peak < 1_000_000
+
+
+# --- the cheap pre-checks in front of the fast path's exact ones ---------------------------------
+
+_BASE_FEED = (
+    '<feed xmlns="http://www.w3.org/2005/Atom" xmlns:x="urn:x"><title>T</title>'
+    "<entry><id>a</id><x:ext {attr}/><title>database = big; base=x</title></entry></feed>"
+)
+
+
+@pytest.mark.parametrize(
+    "attr",
+    ['xml:base="https://b.example/"', 'x:BaSe \n\t= "y"', "BASE='z'", 'base\r\n="w"'],
+)
+def test_every_spelling_of_a_base_attribute_is_declined(attr: str) -> None:
+    body = _BASE_FEED.format(attr=attr).encode()
+    assert parse_page_fast(body, url="u", headers={}) == Declined(
+        "xml:base (or another attribute named base)"
+    )
+
+
+def test_base_in_text_alone_does_not_decline() -> None:
+    body = _BASE_FEED.format(attr='x:basement="1"').encode()
+    page = parse_page_fast(body, url="u", headers={})
+    assert isinstance(page, ParsedPage)
+    assert page == parse_page_feedparser(body, url="u", headers={})
+
+
+@pytest.mark.parametrize("text", ["&#x85;", "&#133;", "\u0085", "&amp;#133;"])
+def test_c1_controls_are_mapped_like_feedparser_maps_them(text: str) -> None:
+    body = (
+        '<feed xmlns="http://www.w3.org/2005/Atom"><entry><id>a</id>'
+        f"<title>caf\u00e9 {text}</title></entry></feed>"
+    ).encode()
+    page = parse_page_fast(body, url="u", headers={})
+    assert isinstance(page, ParsedPage)
+    assert page == parse_page_feedparser(body, url="u", headers={})
