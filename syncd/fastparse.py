@@ -360,15 +360,15 @@ _XML_DECL_RE: Final = re.compile(
 _BASE_ATTRS: Final = etree.XPath("//@*[translate(local-name(), 'BASE', 'base') = 'base']")
 # Such an attribute is spelt `[prefix:]base`, whitespace, `=` in the (UTF-8) source, since names
 # hold no references. A body (lower-cased) without that spelling needs no XPath walk over every
-# attribute; a literal-prefixed search of the lower-cased copy is four times cheaper than it.
-_BASE_SPELLING_RE: Final = re.compile(rb"base[ \t\r\n]*=")
+# attribute, which costs several times more than lower-casing the body and finding the spelling.
+_BASE_SPELLING: Final = (b"base", re.compile(rb"base[ \t\r\n]*="))
 # Where a C1 control (U+0080..U+009F) can come from in UTF-8 XML: its encoding, or a character
 # reference (over-approximated). A body with neither has no text feedparser's Windows-1252
-# mapping would change. Two literal-prefixed patterns: one alternation scans ten times slower.
-# The second one is only searched when `&#` occurs at all: escaped HTML has an `&` in every tag,
-# and the regex engine stops at each, where bytes.find does not.
-_C1_UTF8_RE: Final = re.compile(rb"\xc2[\x80-\x9f]")
-_CHARREF_RE: Final = re.compile(rb"&#[xX]?0*[1-9]")
+# mapping would change.
+_C1_UTF8: Final = (b"\xc2", re.compile(rb"\xc2[\x80-\x9f]"))
+_CHARREF: Final = (b"#", re.compile(rb"(?<=&)#[xX]?0*[1-9]"))
+# How many occurrences of a needle _spelt checks one by one before it lets the regex scan on.
+_SPELT_PROBES: Final = 64
 # feedparser collapses extra slashes after "scheme://" when it "resolves" a URI against no base.
 _URI_FIXER_RE: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+-.]*://)(/*)(.*?)")
 _QUERY_ENTITY_RE: Final = re.compile(r"&([A-Za-z0-9_]+);")
@@ -458,13 +458,29 @@ def _read(body: bytes) -> FastRead:
         message = parts[6].strip() if len(parts) == 7 else str(exc)
         raise _Decline(f"not well-formed: {message}") from None
     root = events.root
-    if _BASE_SPELLING_RE.search(body.lower()) is not None and _BASE_ATTRS(root):
+    if _spelt(body.lower(), *_BASE_SPELLING) and _BASE_ATTRS(root):
         raise _Decline("xml:base (or another attribute named base)")
-    c1 = _C1_UTF8_RE.search(body) is not None or (
-        b"&#" in body and _CHARREF_RE.search(body) is not None
-    )
+    c1 = _spelt(body, *_C1_UTF8) or _spelt(body, *_CHARREF)
     reader = _Reader(declarations, c1=c1)
     return reader.document(root)
+
+
+def _spelt(data: bytes, needle: bytes, pattern: re.Pattern[bytes]) -> bool:
+    """Whether `pattern`, which starts with `needle`, matches anywhere in `data`.
+
+    bytes.find skips to a one-byte or rare needle at memchr speed, where re's own scan stops at
+    every candidate: on escaped HTML (an `&` in every tag) a plain search costs up to ten times
+    more. After a few probes the regex scans the rest, so a body full of needles costs no more
+    than a search would.
+    """
+    start = data.find(needle)
+    for _ in range(_SPELT_PROBES):
+        if start < 0:
+            return False
+        if pattern.match(data, start):  # a lookbehind still sees the bytes before `start`
+            return True
+        start = data.find(needle, start + 1)
+    return start >= 0 and pattern.search(data, start) is not None
 
 
 class _Reader:

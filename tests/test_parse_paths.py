@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from syncd import fastparse
 from syncd.errors import ParseError
@@ -311,3 +312,42 @@ def test_c1_controls_are_mapped_like_feedparser_maps_them(text: str) -> None:
     page = parse_page_fast(body, url="u", headers={})
     assert isinstance(page, ParsedPage)
     assert page == parse_page_feedparser(body, url="u", headers={})
+
+
+_SPELLINGS = {
+    "base": fastparse._BASE_SPELLING,
+    "c1": fastparse._C1_UTF8,
+    "charref": fastparse._CHARREF,
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    name=st.sampled_from(sorted(_SPELLINGS)),
+    pieces=st.lists(
+        st.sampled_from([b"base", b"bas", b"e", b" ", b"\n", b"=", b"&", b"#", b"x", b"0", b"7"])
+        | st.sampled_from([b"\xc2", b"\x85", b"\xa0", b"&#", b"&amp;#9", b"a"])
+        | st.binary(max_size=3),
+        max_size=400,
+    ),
+)
+def test_spelt_finds_what_a_plain_regex_search_finds(name: str, pieces: list[bytes]) -> None:
+    # Lists long enough to pass the probes the needle search makes before the regex scans on.
+    data = b"".join(pieces)
+    needle, pattern = _SPELLINGS[name]
+    assert fastparse._spelt(data, needle, pattern) == (pattern.search(data) is not None)
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "found"),
+    [
+        ("charref", b"#" * 100 + b"&#12", True),  # found by the regex scan after the probes
+        ("charref", b"&#" * 100 + b"&#0;", False),
+        ("base", b"base" * 70 + b"base \t=", True),
+        ("c1", b"\xc2\xa0" * 70 + b"\xc2\x9f", True),
+        ("c1", b"\xc2\xa0" * 70, False),
+    ],
+)
+def test_spelt_past_its_probes(name: str, data: bytes, found: bool) -> None:
+    needle, pattern = _SPELLINGS[name]
+    assert fastparse._spelt(data, needle, pattern) is found

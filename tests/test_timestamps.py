@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from syncd.timestamps import format_timestamp, parse_timestamp
@@ -156,3 +156,80 @@ def test_offsets_name_the_same_instant(dt: datetime, offset_minutes: int) -> Non
     hours, minutes = divmod(abs(offset_minutes), 60)
     raw = local.replace(tzinfo=None).isoformat(timespec="microseconds")
     assert parse_timestamp(f"{raw}{sign}{hours:02d}:{minutes:02d}") == dt
+
+
+def _general_reading(text: str) -> datetime | None:
+    """parse_timestamp without its strict RFC 3339 shortcut."""
+    from syncd import timestamps
+
+    try:
+        return timestamps._parse_iso(text) or timestamps._parse_rfc822(text)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _two_digits(low: int, high: int) -> st.SearchStrategy[str]:
+    """Mostly in range, sometimes anything two digits can say (month 13, hour 24, minute 60)."""
+    return st.one_of(st.integers(low, high), st.integers(0, 99)).map(lambda n: f"{n:02d}")
+
+
+@settings(max_examples=500)
+@given(
+    year=st.integers(min_value=0, max_value=9999).map(lambda n: f"{n:04d}"),
+    month=_two_digits(1, 12),
+    day=_two_digits(1, 31),
+    hour=_two_digits(0, 23),
+    minute=_two_digits(0, 59),
+    second=_two_digits(0, 59),
+    fraction=st.none() | st.text(alphabet="0123456789", min_size=1, max_size=6),
+    zone=st.just("Z")
+    | st.builds(
+        lambda sign, h, m: f"{sign}{h}:{m}",
+        st.sampled_from("+-"),
+        _two_digits(0, 23),
+        _two_digits(0, 59),
+    ),
+)
+def test_the_rfc3339_shortcut_reads_like_the_general_reading(
+    year: str,
+    month: str,
+    day: str,
+    hour: str,
+    minute: str,
+    second: str,
+    fraction: str | None,
+    zone: str,
+) -> None:
+    # Every field drawn out of range too (month 13, day 31 of June, hour 24, minute 60, offset
+    # 99:99, year 0): both readings must refuse the same strings and agree on the others.
+    text = (
+        f"{year}-{month}-{day}T{hour}:{minute}:{second}{'.' + fraction if fraction else ''}{zone}"
+    )
+    parsed = parse_timestamp(text)
+    assert parsed == _general_reading(text)
+    if parsed is not None:
+        assert parsed.tzinfo is UTC
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2017-07-21T12:45:00.000-07:00",  # Blogger
+        "2016-12-31T23:59:60Z",  # a leap second
+        "2017-07-21T24:00:00Z",  # ISO end of day
+        "2017-07-21T12:60:00Z",
+        "2017-13-01T00:00:00Z",
+        "2017-06-31T00:00:00Z",
+        "2016-02-29T00:00:00+01:00",
+        "2017-02-29T00:00:00Z",
+        "0000-01-01T00:00:00Z",
+        "0001-01-01T00:00:00+00:01",
+        "9999-12-31T23:59:59.999999-00:01",
+        "2017-07-21T12:45:00.5+23:59",
+        "2017-07-21T12:45:00+24:00",
+        "2017-07-21T12:45:00.1234567Z",
+        " 2017-07-21T12:45:00Z\n",
+    ],
+)
+def test_the_rfc3339_shortcut_at_its_edges(text: str) -> None:
+    assert parse_timestamp(text) == _general_reading(text.strip())
