@@ -87,8 +87,9 @@ def edit_split() -> None:
     from lxml import etree
 
     from syncd.diff import diff_page
-    from syncd.model import ParsedPage, StoredEntry
+    from syncd.model import ParsedPage
     from syncd.parse import parse_page_fast
+    from tests.test_diff import stored  # a StoredEntry that knows a parsed entry as it is
 
     body = SEED.read_bytes()
     spans = [m.span() for m in _ENTRY_RE.finditer(body)]
@@ -112,21 +113,7 @@ def edit_split() -> None:
     def tostring_keys() -> list[str]:
         return [hashlib.sha256(etree.tostring(e)).hexdigest() for e in elements]
 
-    known = {
-        e.entry_id: StoredEntry(
-            entry_id=e.entry_id,
-            updated=e.updated,
-            content_hash=e.content_hash,
-            title=e.title,
-            link=e.link,
-            published=e.published,
-            authors=e.authors,
-            categories=e.categories,
-            summary=e.summary,
-            content=e.content,
-        )
-        for e in page.entries
-    }
+    known = {e.entry_id: stored(e) for e in page.entries}
     edited = (replace(page.entries[0], content_hash="edited"), *page.entries[1:])
     diff = best_of(lambda: diff_page(edited, known, {}))
     unchanged = (n - 1) * per_entry
