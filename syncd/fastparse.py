@@ -361,14 +361,14 @@ _BASE_ATTRS: Final = etree.XPath("//@*[translate(local-name(), 'BASE', 'base') =
 # Such an attribute is spelt `[prefix:]base`, whitespace, `=` in the (UTF-8) source, since names
 # hold no references. A body (lower-cased) without that spelling needs no XPath walk over every
 # attribute, which costs several times more than lower-casing the body and finding the spelling.
-_BASE_SPELLING: Final = (b"base", re.compile(rb"base[ \t\r\n]*="))
+_BASE_SPELLING: Final = (b"base", re.compile(rb"base[ \t\r\n]*="), 0)
 # Where a C1 control (U+0080..U+009F) can come from in UTF-8 XML: its encoding, or a character
 # reference (over-approximated). A body with neither has no text feedparser's Windows-1252
 # mapping would change.
-_C1_UTF8: Final = (b"\xc2", re.compile(rb"\xc2[\x80-\x9f]"))
-_CHARREF: Final = (b"#", re.compile(rb"(?<=&)#[xX]?0*[1-9]"))
+_C1_UTF8: Final = (b"\xc2", re.compile(rb"\xc2[\x80-\x9f]"), 0)
+_CHARREF: Final = (b"#", re.compile(rb"&#[xX]?0*[1-9]"), 1)  # "#" is rarer than "&"
 # How many occurrences of a needle _spelt checks one by one before it lets the regex scan on.
-_SPELT_PROBES: Final = 64
+_SPELT_PROBES: Final = 1024
 # feedparser collapses extra slashes after "scheme://" when it "resolves" a URI against no base.
 _URI_FIXER_RE: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+-.]*://)(/*)(.*?)")
 _QUERY_ENTITY_RE: Final = re.compile(r"&([A-Za-z0-9_]+);")
@@ -465,22 +465,22 @@ def _read(body: bytes) -> FastRead:
     return reader.document(root)
 
 
-def _spelt(data: bytes, needle: bytes, pattern: re.Pattern[bytes]) -> bool:
-    """Whether `pattern`, which starts with `needle`, matches anywhere in `data`.
+def _spelt(data: bytes, needle: bytes, pattern: re.Pattern[bytes], lead: int) -> bool:
+    """Whether `pattern` matches anywhere in `data`; its match has `needle` after `lead` bytes.
 
     bytes.find skips to a one-byte or rare needle at memchr speed, where re's own scan stops at
     every candidate: on escaped HTML (an `&` in every tag) a plain search costs up to ten times
     more. After a few probes the regex scans the rest, so a body full of needles costs no more
     than a search would.
     """
-    start = data.find(needle)
+    start = data.find(needle, lead)
     for _ in range(_SPELT_PROBES):
         if start < 0:
             return False
-        if pattern.match(data, start):  # a lookbehind still sees the bytes before `start`
+        if pattern.match(data, start - lead):
             return True
         start = data.find(needle, start + 1)
-    return start >= 0 and pattern.search(data, start) is not None
+    return start >= 0 and pattern.search(data, start - lead) is not None
 
 
 class _Reader:
@@ -526,6 +526,8 @@ class _Reader:
                 self._first_prefix.setdefault(uri, prefix)
 
     def popped(self, text: str, *, relative: bool) -> str:
+        if text.isascii() and not (relative and ":///" in text):
+            return text  # what _popped gives for it, without the calls: most values are ASCII
         return _popped(text, relative=relative, c1=self.c1)
 
     # -- names ---------------------------------------------------------------------------------
