@@ -48,6 +48,7 @@ test: lint typecheck pytest
 bench: $(BIN)/syncd
 	$(BIN)/python bench/speed.py $(if $(wildcard .venv-reader/bin/python),--reader .venv-reader/bin/python)
 	$(BIN)/python bench/parse_paths.py $(if $(FP_CORPUS),--corpus $(FP_CORPUS))
+	$(BIN)/python bench/parse_speed.py
 	$(BIN)/python bench/backfill.py
 	$(BIN)/python bench/deliveries.py
 	$(BIN)/python bench/freshness.py
