@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlite_utils import Database
 
 from syncd.errors import SearchQueryError
@@ -32,6 +34,68 @@ def test_text_not_markup() -> None:
     assert html_to_text("Plain  title\n") == "Plain title"
     assert html_to_text(None) == ""
     assert html_to_text("<noscript><b>gone</b></noscript>kept") == "kept"
+
+
+def _index_as_before(conn: sqlite3.Connection, feed_id: int, entry_id: str, text: str) -> None:
+    """`search.index_entry` before it made a key in one statement and replaced in one."""
+    conn.execute(
+        "INSERT OR IGNORE INTO entries_search_keys (feed_id, entry_id) VALUES (?, ?)",
+        (feed_id, entry_id),
+    )
+    key = conn.execute(
+        "SELECT id FROM entries_search_keys WHERE feed_id = ? AND entry_id = ?",
+        (feed_id, entry_id),
+    ).fetchone()[0]
+    conn.execute("DELETE FROM entries_search WHERE rowid = ?", (key,))
+    conn.execute(
+        "INSERT INTO entries_search (rowid, title, summary, content) VALUES (?, ?, ?, ?)",
+        (key, html_to_text(text), html_to_text(text[::-1]), html_to_text(text * 2)),
+    )
+
+
+def _shadow_tables(conn: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
+    names = [
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'entries_search%'"
+            " AND sql NOT LIKE 'CREATE VIRTUAL%'"
+        )
+    ]
+    return {n: conn.execute(f"SELECT * FROM {n} ORDER BY 1, 2").fetchall() for n in names}
+
+
+_OPS = st.lists(
+    st.tuples(
+        st.integers(1, 2),  # feed
+        st.sampled_from(["a", "b", "c"]),  # entry
+        st.sampled_from(["", "<p>quokka &amp; tapir</p>", "wombat wombats", "<b>x</b> y"]),
+        st.booleans(),  # index (or unindex)
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_OPS)
+def test_index_writes_the_same_shadow_tables_as_before(
+    ops: list[tuple[int, str, str, bool]],
+) -> None:
+    """Creates, edits, deletes and restores leave every FTS5 shadow table and the keys byte for
+    byte as the former DELETE + INSERT did: the index users search is the same."""
+    before, after = sqlite3.connect(":memory:"), sqlite3.connect(":memory:")
+    for conn in (before, after):
+        for sql in search.CREATE_SQL:
+            conn.execute(sql)
+    for feed_id, entry_id, text, index in ops:
+        if index:
+            _index_as_before(before, feed_id, entry_id, text)
+            search.index_entry(after, feed_id, entry_id, text, text[::-1], text * 2)
+        else:
+            for conn in (before, after):
+                search.unindex_entry(conn, feed_id, entry_id)
+    tables = _shadow_tables(after)
+    assert {"entries_search_data", "entries_search_keys", "entries_search_content"} <= set(tables)
+    assert tables == _shadow_tables(before)
 
 
 def hits(db: Path, query: str, **kw: object) -> list[str]:

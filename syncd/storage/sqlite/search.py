@@ -39,10 +39,12 @@ CREATE_SQL = (
 
 
 def _key(conn: sqlite3.Connection, feed_id: int, entry_id: str) -> int:
-    conn.execute(
+    cur = conn.execute(
         "INSERT OR IGNORE INTO entries_search_keys (feed_id, entry_id) VALUES (?, ?)",
         (feed_id, entry_id),
     )
+    if cur.rowcount == 1 and cur.lastrowid is not None:
+        return cur.lastrowid  # a new entry: no need to read back the key just made
     row = conn.execute(
         "SELECT id FROM entries_search_keys WHERE feed_id = ? AND entry_id = ?",
         (feed_id, entry_id),
@@ -59,11 +61,17 @@ def index_entry(
     content: str | None,
 ) -> None:
     """(Re)index a live entry's text, replacing what the index held for it."""
-    key = _key(conn, feed_id, entry_id)
-    conn.execute("DELETE FROM entries_search WHERE rowid = ?", (key,))
+    # FTS5 takes OR REPLACE as "first delete the row of this rowid, if any": one statement
+    # where a DELETE and an INSERT were, and its shadow tables end byte for byte the same.
     conn.execute(
-        "INSERT INTO entries_search (rowid, title, summary, content) VALUES (?, ?, ?, ?)",
-        (key, html_to_text(title), html_to_text(summary), html_to_text(content)),
+        "INSERT OR REPLACE INTO entries_search (rowid, title, summary, content)"
+        " VALUES (?, ?, ?, ?)",
+        (
+            _key(conn, feed_id, entry_id),
+            html_to_text(title),
+            html_to_text(summary),
+            html_to_text(content),
+        ),
     )
 
 
