@@ -12,7 +12,14 @@ from syncd.model import Change, Deletion, StoredEntry
 from syncd.storage.envelopes import VERSION_FIELDS
 from syncd.storage.postgres import search
 from syncd.storage.postgres.db import Conn, Pg
-from syncd.storage.rows import ENTRY_COLUMNS, as_stored_entry, entry_values, ms, text_changed
+from syncd.storage.rows import (
+    ENTRY_COLUMNS,
+    as_stored_entry,
+    entry_upsert,
+    entry_values,
+    ms,
+    text_changed,
+)
 from syncd.timestamps import from_text, to_text
 
 
@@ -55,22 +62,16 @@ async def newest_updated(pg: Pg, feed_id: int) -> datetime | None:
     return max(stamps, default=None)
 
 
+_UPSERT = entry_upsert(lambda c: f"%({c})s", "entries.revision")
+
+
 async def write(
     conn: Conn, feed_id: int, change: Change, event_id: str | None, now_s: str | None
 ) -> tuple[int, dict[str, Any]]:
     """Store the entry as `change` has it, and a version row naming the event it raised; the
     version's id and columns."""
     values = entry_values(feed_id, change, now_s)
-    cols = ", ".join(values)
-    places = ", ".join(f"%({c})s" for c in values)
-    keep = {"feed_id", "entry_id", "first_seen"}
-    updates = ", ".join(f"{c} = excluded.{c}" for c in values if c not in keep)
-    await conn.execute(
-        f"INSERT INTO entries ({cols}, revision) VALUES ({places}, 1)"
-        f" ON CONFLICT (feed_id, entry_id) DO UPDATE SET {updates}, deleted_at = NULL,"
-        " deleted_reason = NULL, missing_crawls = 0, revision = entries.revision + 1",
-        values,
-    )
+    await conn.execute(_UPSERT, values)
     cur = await conn.execute(
         """INSERT INTO entry_versions (feed_id, entry_id, event_id, recorded_at, title, link,
            published, updated, authors, categories, summary, content, content_hash, base_url)

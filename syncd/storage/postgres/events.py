@@ -6,7 +6,9 @@ reader could pass over it. Every transaction that inserts events therefore first
 transaction-level advisory lock (`EVENT_LOCK`) and holds it until it commits: event-inserting
 transactions commit one at a time, in the order they took their seqs, so events become visible in
 `seq` order, as on SQLite. The commit path inserts its events last, so the lock is held only for
-those inserts and the commit itself. Functions take the caller's transaction.
+those inserts and the commit itself. Under the lock it reserves its seqs in one statement
+(`reserve`), so that each event is one INSERT carrying its envelope (which holds the seq).
+Functions take the caller's transaction.
 """
 
 from __future__ import annotations
@@ -29,31 +31,40 @@ async def lock(conn: Conn) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(%s)", (EVENT_LOCK,))
 
 
+async def reserve(conn: Conn, n: int) -> list[int]:
+    """`n` seqs for the events about to be inserted, in the order they are to be used. The
+    caller holds the event lock, so no other transaction takes seqs meanwhile: these are the
+    values the inserts' own `nextval` defaults would have taken one by one (an event id that
+    exists already used one up then too)."""
+    cur = await conn.execute(
+        "SELECT nextval(pg_get_serial_sequence('events', 'seq')) AS seq"
+        " FROM generate_series(1, %s)",
+        (n,),
+    )
+    return sorted(int(r["seq"]) for r in await cur.fetchall())
+
+
 async def insert(
     conn: Conn,
     feed_id: int,
     draft: EventDraft,
-    now: datetime,
-    version: tuple[int, Mapping[str, Any]] | None = None,
-) -> int | None:
-    """Insert the event (idempotent on its id) with its envelope; its seq, None if it existed.
-    `version` (id and row) is named instead of repeated when it reproduces the event's entry
-    exactly (syncd.storage.envelopes). The caller holds the event lock."""
-    cur = await conn.execute(
-        "INSERT INTO events (id, type, feed_id, entry_id, created_at, initial, payload)"
-        " VALUES (%s, %s, %s, %s, %s, %s, '') ON CONFLICT (id) DO NOTHING RETURNING seq",
-        (draft.id, str(draft.type), feed_id, draft.entry_id, to_text(now), int(draft.initial)),
-    )
-    row = await cur.fetchone()
-    if row is None:
-        return None
-    seq = int(row["seq"])
+    now: str,
+    version: tuple[int, Mapping[str, Any]] | None,
+    seq: int,
+) -> bool:
+    """Insert the event at `seq` (from `reserve`) with its envelope, in one statement; False if
+    its id existed (nothing written). `version` (id and row) is named instead of repeated when
+    it reproduces the event's entry exactly (syncd.storage.envelopes). `now`: as stored text."""
     payload, named = stored(draft, seq, version[1] if version else None)
-    await conn.execute(
-        "UPDATE events SET payload = %s, version_id = %s WHERE seq = %s",
-        (payload, version[0] if version and named else None, seq),
-    )
-    return seq
+    cur = await conn.execute(
+        "INSERT INTO events (seq, id, type, feed_id, entry_id, created_at, initial, payload,"
+        " version_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+        (
+            seq, draft.id, str(draft.type), feed_id, draft.entry_id, now, int(draft.initial),
+            payload, version[0] if version and named else None,
+        ),
+    )  # fmt: skip
+    return cur.rowcount == 1
 
 
 async def latest(pg: Pg, feed: str | None, limit: int) -> list[dict[str, Any]]:

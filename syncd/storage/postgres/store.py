@@ -47,7 +47,7 @@ from syncd.storage.values import (
     SearchQuery,
     VacuumReport,
 )
-from syncd.timestamps import to_text
+from syncd.timestamps import format_timestamp, to_text
 
 
 class PostgresStore:
@@ -289,10 +289,11 @@ async def _events(
     if not items:
         return []
     await events.lock(conn)
+    reserved = await events.reserve(conn, len(items))
+    now_s = format_timestamp(now)
     seqs: list[int] = []
-    for event, sinks, version in items:
-        seq = await events.insert(conn, feed_id, event, now, version)
-        if seq is not None:
+    for (event, sinks, version), seq in zip(items, reserved, strict=True):
+        if await events.insert(conn, feed_id, event, now_s, version, seq):
             await outbox.enqueue(conn, seq, sinks, now)
             seqs.append(seq)
     return seqs

@@ -13,7 +13,14 @@ from typing import Any
 
 from syncd.model import Change, Deletion, StoredEntry
 from syncd.storage.envelopes import VERSION_FIELDS
-from syncd.storage.rows import ENTRY_COLUMNS, as_stored_entry, entry_values, ms, text_changed
+from syncd.storage.rows import (
+    ENTRY_COLUMNS,
+    as_stored_entry,
+    entry_upsert,
+    entry_values,
+    ms,
+    text_changed,
+)
 from syncd.storage.sqlite import search
 from syncd.storage.sqlite.db import Db, marks
 from syncd.timestamps import from_text, to_text
@@ -69,22 +76,16 @@ def newest_updated(db: Db, feed_id: int) -> datetime | None:
 # ---------------------------------------------------------------- writes (caller's transaction)
 
 
+_UPSERT = entry_upsert(lambda c: f":{c}", "revision")
+
+
 def write(
     conn: sqlite3.Connection, feed_id: int, change: Change, event_id: str | None, now_s: str | None
 ) -> tuple[int, dict[str, Any]]:
     """Store the entry as `change` has it, and a version row naming the event it raised; the
     version's id and columns."""
     values = entry_values(feed_id, change, now_s)
-    cols = ", ".join(values)
-    places = ", ".join(f":{c}" for c in values)
-    keep = {"feed_id", "entry_id", "first_seen"}
-    updates = ", ".join(f"{c} = excluded.{c}" for c in values if c not in keep)
-    conn.execute(
-        f"INSERT INTO entries ({cols}, revision) VALUES ({places}, 1)"
-        f" ON CONFLICT(feed_id, entry_id) DO UPDATE SET {updates}, deleted_at = NULL,"
-        " deleted_reason = NULL, missing_crawls = 0, revision = revision + 1",
-        values,
-    )
+    conn.execute(_UPSERT, values)
     cur = conn.execute(
         """INSERT INTO entry_versions (feed_id, entry_id, event_id, recorded_at, title, link,
            published, updated, authors, categories, summary, content, content_hash, base_url)

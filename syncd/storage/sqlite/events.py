@@ -1,7 +1,7 @@
 """The event log (`events`): the only writer of it. An event's `seq` is its rowid, assigned inside
-the page's write transaction; SQLite runs one write transaction at a time, so events become
-visible in `seq` order and a cursor reader (`after = seq`) never skips one. Functions take the
-caller's transaction or connection; they decide nothing about which events to raise. An event
+the page's write transaction (`EventLog`); SQLite runs one write transaction at a time, so events
+become visible in `seq` order and a cursor reader (`after = seq`) never skips one. Functions take
+the caller's transaction or connection; they decide nothing about which events to raise. An event
 whose entry is a stored version's names it instead of repeating it (syncd.storage.envelopes).
 """
 
@@ -16,7 +16,64 @@ from typing import Any
 from syncd.model import EventDraft
 from syncd.storage.envelopes import ENVELOPE_COLUMNS, VERSION_JOIN, spliced, stored
 from syncd.storage.sqlite.db import Db, fetch
-from syncd.timestamps import to_text
+from syncd.timestamps import format_timestamp, to_text
+
+
+class EventLog:
+    """The events one write transaction inserts, one statement each.
+
+    An event's seq is the one AUTOINCREMENT would give it: one above both the largest seq ever
+    handed out (`sqlite_sequence`, so a pruned top is never reused) and the largest present.
+    The transaction holds SQLite's write lock, so that is read once, at its first event, and
+    counted on; the envelope, which carries the seq, is then built before the insert instead of
+    patched in by an UPDATE of the row just inserted. An insert that meets an existing event id
+    writes no event but uses its seq up, as `INSERT OR IGNORE` under AUTOINCREMENT did."""
+
+    def __init__(self, conn: sqlite3.Connection, feed_id: int, now: datetime) -> None:
+        self._conn = conn
+        self._feed_id = feed_id
+        self._now = format_timestamp(now)
+        self._next: int | None = None
+
+    def insert(
+        self, draft: EventDraft, version: tuple[int, Mapping[str, Any]] | None = None
+    ) -> int | None:
+        """Insert the event (idempotent on its id) with its envelope; its seq, None if it
+        existed. `version` (its id and row) is the stored version the event's entry should be:
+        named instead of repeated when it reproduces the entry exactly."""
+        seq = self._next if self._next is not None else next_seq(self._conn)
+        payload, named = stored(draft, seq, version[1] if version else None)
+        # ON CONFLICT names `id` alone: a clash on seq would be a miscount, and must fail.
+        cur = self._conn.execute(
+            "INSERT INTO events (seq, id, type, feed_id, entry_id, created_at, initial, payload,"
+            " version_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            (
+                seq, draft.id, str(draft.type), self._feed_id, draft.entry_id, self._now,
+                int(draft.initial), payload, version[0] if version and named else None,
+            ),
+        )  # fmt: skip
+        self._next = seq + 1
+        if cur.rowcount == 0:
+            # AUTOINCREMENT used the seq up even so (`INSERT OR IGNORE` moved sqlite_sequence
+            # on): so does the log, and so the next event's seq is the one it always was.
+            moved = self._conn.execute(
+                "UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = 'events'", (seq,)
+            )
+            if moved.rowcount == 0:  # its row deleted by hand: AUTOINCREMENT writes it anew
+                self._conn.execute(
+                    "INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)", (seq,)
+                )
+            return None
+        return seq
+
+
+def next_seq(conn: sqlite3.Connection) -> int:
+    """The seq AUTOINCREMENT would give the next event."""
+    row = conn.execute(
+        "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0),"
+        " COALESCE((SELECT MAX(seq) FROM events), 0))"
+    ).fetchone()
+    return int(row[0]) + 1
 
 
 def insert(
@@ -26,24 +83,8 @@ def insert(
     now: datetime,
     version: tuple[int, Mapping[str, Any]] | None = None,
 ) -> int | None:
-    """Insert the event (idempotent on its id) with its envelope; its seq, None if it existed.
-    `version` (its id and row) is the stored version the event's entry should be: named instead
-    of repeated when it reproduces the entry exactly."""
-    cur = conn.execute(
-        "INSERT OR IGNORE INTO events (id, type, feed_id, entry_id, created_at, initial,"
-        " payload) VALUES (?, ?, ?, ?, ?, ?, '')",
-        (draft.id, str(draft.type), feed_id, draft.entry_id, to_text(now), int(draft.initial)),
-    )
-    if cur.rowcount == 0:
-        return None
-    seq = cur.lastrowid
-    assert seq is not None
-    payload, named = stored(draft, seq, version[1] if version else None)
-    conn.execute(
-        "UPDATE events SET payload = ?, version_id = ? WHERE seq = ?",
-        (payload, version[0] if version and named else None, seq),
-    )
-    return seq
+    """One event on its own (`EventLog.insert`): its seq, None if its id existed."""
+    return EventLog(conn, feed_id, now).insert(draft, version)
 
 
 def latest(db: Db, feed: str | None, limit: int) -> list[dict[str, Any]]:

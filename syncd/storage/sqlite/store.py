@@ -200,6 +200,7 @@ class SqliteStore:
         now_s = to_text(now)
         seqs: list[int] = []
         with self.db.write() as conn:
+            log = events.EventLog(conn, feed_id, now)
             feeds.check_fence(conn, feed_id, commit.fence)
             feeds.write_page(
                 conn, feed_id, commit.result, commit.page, commit.next_url, now,
@@ -211,7 +212,7 @@ class SqliteStore:
                     conn, feed_id, w.change, w.event.id if w.event else None, now_s
                 )
                 if w.event is not None:
-                    seq = events.insert(conn, feed_id, w.event, now, version)
+                    seq = log.insert(w.event, version)
                     if seq is not None:
                         outbox.enqueue(conn, seq, w.sinks, now)
                         seqs.append(seq)
@@ -222,7 +223,7 @@ class SqliteStore:
                 [e.entry_id for e in commit.page.entries if e.entry_id not in written],
                 now_s,
             )
-            seqs += _delete(conn, feed_id, commit.deletions, now)
+            seqs += _delete(conn, log, feed_id, commit.deletions, now)
         return seqs
 
     async def commit_presence(self, commit: PresenceCommit) -> list[int]:
@@ -231,7 +232,8 @@ class SqliteStore:
         with self.db.write() as conn:
             feeds.check_fence(conn, commit.feed_id, commit.fence)
             entries.count_presence(conn, commit.feed_id, commit.seen, commit.missing)
-            return _delete(conn, commit.feed_id, commit.deletions, commit.now)
+            log = events.EventLog(conn, commit.feed_id, commit.now)
+            return _delete(conn, log, commit.feed_id, commit.deletions, commit.now)
 
     # ---------------------------------------------------------------- the operator's views
 
@@ -315,13 +317,17 @@ class SqliteStore:
 
 
 def _delete(
-    conn: sqlite3.Connection, feed_id: int, deletions: Sequence[EntryDeletion], now: datetime
+    conn: sqlite3.Connection,
+    log: events.EventLog,
+    feed_id: int,
+    deletions: Sequence[EntryDeletion],
+    now: datetime,
 ) -> list[int]:
     seqs: list[int] = []
     for d in deletions:
         # `entry.deleted` shows the entry as last stored: its newest version.
         version = entries.latest_version(conn, feed_id, d.deletion.entry.entry_id)
-        seq = events.insert(conn, feed_id, d.event, now, version)
+        seq = log.insert(d.event, version)
         if seq is not None:
             outbox.enqueue(conn, seq, d.sinks, now)
             seqs.append(seq)
