@@ -243,6 +243,34 @@ async def test_unicode_line_separators_are_escaped_to_the_same_json(tmp_path: Pa
     assert json.loads(lines[0]) == envelope
 
 
+async def test_a_batch_escapes_line_separators_line_by_line(tmp_path: Path) -> None:
+    """Separators at the very start and end of bodies, side by side in one batch (escaped over
+    the joined lines): every line is its own event's JSON, and no separator is left raw."""
+    path = tmp_path / "events.jsonl"
+    sink = FileSink("archive", path)
+    envelopes = [
+        {"id": f"evt_{i}", "data": {"title": title}}
+        for i, title in enumerate(["\u2028", "a\u2029", "\u2029\u2028b", "plain", "\u2028"])
+    ]
+    events = [
+        OutboundEvent(
+            id=str(env["id"]),
+            seq=i,
+            type="t",
+            body=json.dumps(env, ensure_ascii=False, separators=(",", ":")).encode(),
+        )
+        for i, env in enumerate(envelopes, 1)
+    ]
+    try:
+        outcomes = await sink.send_batch(events)
+    finally:
+        await sink.aclose()
+    assert all(o.ok for o in outcomes)
+    text = path.read_text(encoding="utf-8")
+    assert "\u2028" not in text and "\u2029" not in text
+    assert [json.loads(line) for line in text.splitlines()] == envelopes
+
+
 async def test_send_after_aclose_fails_cleanly(tmp_path: Path) -> None:
     sink = FileSink("archive", tmp_path / "events.jsonl")
     assert (await sink.send(make_event(1))).ok

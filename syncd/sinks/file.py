@@ -125,13 +125,16 @@ class FileSink:
         started = time.perf_counter()
         outcomes: list[SendOutcome | None] = [None] * len(events)
         # A raw newline would split one event over two lines; the envelope is compact.
-        whole = [_line_safe(e.body) for e in events if b"\n" not in e.body]
+        whole = [e.body for e in events if b"\n" not in e.body]
         if len(whole) < len(events):
             outcomes = [_NEWLINE_REFUSED if b"\n" in e.body else None for e in events]
         if whole:
             whole.append(b"")  # so the join ends the last line too
+            # Escaped once over the joined lines: a separator's three bytes never contain "\n",
+            # so none can span a join, and the result is each line escaped on its own.
+            lines = _line_safe(b"\n".join(whole))
             try:
-                await self._in_writer(self._append_sync, b"\n".join(whole))
+                await self._in_writer(self._append_sync, lines)
             except OSError as exc:
                 written = SendOutcome(
                     ok=False, error=_describe(exc, self._path), latency_ms=_ms(started)
