@@ -52,7 +52,8 @@ def write_config(tmp: Path, urls: Sequence[str], changes: str = "off") -> Path:
     config = tmp / "syncd.toml"
     config.write_text(
         f'[store]\npath = "{tmp}/syncd.db"\n'
-        "[fetch]\nper_host_rate = 100000\nallow_private_networks = true\n"
+        # A loaded machine can keep the bench's feed server from accepting within the default 10 s.
+        '[fetch]\nper_host_rate = 100000\nallow_private_networks = true\ntimeout = "120s"\n'
         f"{feeds}"
         f'[[sinks]]\nname = "file"\ntype = "file"\npath = "{tmp}/events.jsonl"\n'
     )
