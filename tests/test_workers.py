@@ -24,7 +24,7 @@ from structlog.testing import capture_logs
 from syncd.app import build_app
 from syncd.cli.status import describe_worker
 from syncd.config import load_config
-from syncd.delivery import BoundSink, Dispatcher
+from syncd.delivery import CLAIM_AHEAD_WINDOWS, BoundSink, Dispatcher
 from syncd.diff import diff_page
 from syncd.events import build_event
 from syncd.fetch import Fetcher, FetchLimits
@@ -41,7 +41,7 @@ from tests.support.feedfarm import FeedFarm, serve_farm
 from tests.support.ordering import OrderingReceiver, order_violations, per_entry
 from tests.support.outbox import seed_events, sink_config
 from tests.support.postgres import scratch_schema
-from tests.support.receiver import TEST_SECRET, serve_receiver
+from tests.support.receiver import HOOK_PATH, TEST_SECRET, serve_receiver
 from tests.test_e2e_daemon import wait_until
 
 T0 = datetime(2026, 6, 1, 12, tzinfo=UTC)
@@ -126,16 +126,30 @@ def version(n: int, v: int) -> ParsedEntry:
     )  # fmt: skip
 
 
+# A dispatcher's first claim is a probe (one delivery); a healthy one leases its window and
+# CLAIM_AHEAD_WINDOWS more. One entry more than the latter leaves the other worker an entry to
+# start with even if a fresh sink started healthy (see the test's docstring).
+IN_FLIGHT = 4
+ENTRIES = IN_FLIGHT * (1 + CLAIM_AHEAD_WINDOWS) + 1
+VERSIONS = 3
+
+
 async def test_two_dispatchers_on_two_pools_keep_each_entrys_order(pg_url: str) -> None:
-    """Five entries, eight versions each, committed as forty events of one sink; two dispatchers,
-    each on a pool of its own (two workers), drain the backlog at once into a receiver that
-    answers after random delays: no entry has two events in flight, each arrives once, in seq
-    order, and both workers did part of the work."""
+    """Entries with three versions each, committed as events of one sink; two dispatchers, each on
+    a pool of its own (two workers), drain the backlog at once into a receiver that answers after
+    random delays: no entry has two events in flight, each arrives once, in seq order, and both
+    workers did part of the work.
+
+    Who claims what is up to scheduling (claims are serialised, not shared out: a worker that
+    got its probe answered could lease everything before the other claims once), so the receiver
+    holds every request until each worker has one in flight, and there are more entries than any
+    one claim leases: whichever worker claims first, the other's first claim still finds an
+    entry whose first event is free."""
     stores = [await PostgresStore.open(pg_url) for _ in range(2)]
     try:
         feed_id = (await stores[0].ensure_feed("blog", REF.url, T0)).id
-        for v in range(8):
-            entries = [version(n, v) for n in range(5)]
+        for v in range(VERSIONS):
+            entries = [version(n, v) for n in range(ENTRIES)]
             known = await stores[0].known_entries(feed_id, [e.entry_id for e in entries])
             decided = diff_page(entries, known, {})
             writes = tuple(
@@ -145,21 +159,29 @@ async def test_two_dispatchers_on_two_pools_keep_each_entrys_order(pg_url: str) 
             page = ParsedPage(url=REF.url, feed_title="Blog", next_url=None, entries=tuple(entries))
             result = FetchResult(REF.url, REF.url, 200, b"", {}, None, None, f"h{v}", 1.0)
             await stores[0].commit_page(PageCommit(feed_id, result, page, None, T0, writes))
-        events = await stores[0].latest_events(None, 100)
+        events = await stores[0].latest_events(None, 1000)
+        total = ENTRIES * VERSIONS
+        assert len(events) == total
         expected: dict[str, list[int]] = {}
         for e in sorted(events, key=lambda e: e["seq"]):
             expected.setdefault(f"blog/{e['entry_id']}", []).append(e["seq"])
-        receiver = OrderingReceiver(seed=5, max_delay=0.02)
+        paths = [f"{HOOK_PATH}/w{i}" for i in range(2)]
+        receiver = OrderingReceiver(seed=5, max_delay=0.02, hold_until=paths)
         clock = Clock(T0 + timedelta(seconds=1))
         async with serve_receiver(receiver=receiver) as rx, aiohttp.ClientSession() as session:
-            cfg = sink_config("hook", options={"url": rx.url}, max_in_flight=4)
+            cfg = sink_config("hook", options={"url": rx.url}, max_in_flight=IN_FLIGHT)
             dispatchers = [
                 Dispatcher(
                     store=s,
                     sinks=[
                         BoundSink(
                             WebhookSink(
-                                "hook", rx.url, [TEST_SECRET], 10, session=session, clock=clock
+                                "hook",
+                                rx.base + paths[i],
+                                [TEST_SECRET],
+                                10,
+                                session=session,
+                                clock=clock,
                             ),
                             cfg,
                         )
@@ -173,7 +195,7 @@ async def test_two_dispatchers_on_two_pools_keep_each_entrys_order(pg_url: str) 
 
             async def drain(d: Dispatcher) -> int:
                 sent = 0
-                while len(receiver.applied) < 40:
+                while len(receiver.applied) < total:
                     [report] = await d.deliver_due()
                     sent += report.delivered
                     await asyncio.sleep(0.005)
@@ -187,7 +209,7 @@ async def test_two_dispatchers_on_two_pools_keep_each_entrys_order(pg_url: str) 
     assert receiver.overlaps == []
     assert order_violations(receiver.applied) == []
     assert per_entry(receiver.applied) == expected  # each once, in seq order
-    assert sum(sent) == 40 and all(n > 0 for n in sent), sent
+    assert sum(sent) == total and all(n > 0 for n in sent), sent
 
 
 async def test_per_host_pacing_holds_across_workers_on_postgresql(pg_url: str) -> None:

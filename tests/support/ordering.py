@@ -4,7 +4,9 @@
 requests overlap and a later one can finish first, as on a real network. It notes which entry each
 request belongs to, flags two requests of one entry in flight at once, and keeps the events it
 *applied* (answered 2xx) in the order it answered them: the order a receiver that applies events as
-they come would see. It can refuse given events a given number of times (by event id).
+they come would see. It can refuse given events a given number of times (by event id), and hold
+every request until one has come on each of some paths (one per sender, so each has work in flight
+before any is answered).
 
 :func:`order_violations` checks any such sequence, also one read back from a subprocess
 receiver's log: an entry's event applied after a later event of the same entry is a violation.
@@ -17,7 +19,7 @@ import asyncio
 import json
 import random
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,9 +72,14 @@ class OrderingReceiver(Receiver):
         seed: int = 1,
         max_delay: float = 0.02,
         refuse: Mapping[str, Sequence[int]] | None = None,
+        hold_until: Collection[str] = (),
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
+        self._awaited_paths = set(hold_until)
+        self._held = asyncio.Event()
+        if not self._awaited_paths:
+            self._held.set()
         self._rng = random.Random(seed)
         self.max_delay = max_delay
         self._refuse = {k: list(v) for k, v in (refuse or {}).items()}
@@ -103,7 +110,11 @@ class OrderingReceiver(Receiver):
         self._open[arrival.entry] += 1
         self.current += 1
         self.peak = max(self.peak, self.current)
+        self._awaited_paths.discard(request.path)
+        if not self._awaited_paths:
+            self._held.set()
         try:
+            await self._held.wait()  # still counted open: an overlap meanwhile is flagged
             await asyncio.sleep(self._rng.uniform(0.0, self.max_delay))
             response = await super().handle(request)
         finally:
