@@ -190,9 +190,8 @@ class Subscriber:
     async def _other_workers_alive(self, now: datetime) -> bool:
         if self.worker is None:
             return False
-        return any(
-            w["alive"] and w["id"] != self.worker.id for w in await self.store.worker_summaries(now)
-        )
+        # Rows only: worker_summaries' lease counts scan deliveries, needless here.
+        return any(w != self.worker.id for w in await self.store.worker_ids(alive_at=now))
 
     async def _catch_up(self, feed: FeedConfig, sub: Subscription, now: datetime) -> None:
         state = await self.store.feed_state(feed.name)

@@ -293,6 +293,9 @@ async def test_status_names_each_worker_alive_or_gone_with_the_leases_it_holds(
                             (alive, format_timestamp(lease), seq),
                         )
             rows = {w["id"]: w for w in await store.worker_summaries(T0)}
+            # What a starting WebSub subscriber asks: which rows are alive now, no counts.
+            assert await store.worker_ids(alive_at=T0) == [alive]
+            assert await store.worker_ids() == [alive, gone]
         finally:
             await store.close()
     assert sorted(rows) == [alive, gone]

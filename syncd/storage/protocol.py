@@ -227,8 +227,8 @@ class Store(Protocol):
         """The worker stops (or is known dead): its row goes and its feed leases are dropped."""
         ...
 
-    async def worker_ids(self) -> list[str]:
-        """Every worker with a row, alive or not yet expired."""
+    async def worker_ids(self, alive_at: datetime | None = None) -> list[str]:
+        """Every worker with a row, or (`alive_at`) only those whose row has not expired then."""
         ...
 
     async def worker_summaries(self, now: datetime) -> list[dict[str, Any]]:

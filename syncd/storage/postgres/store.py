@@ -126,8 +126,8 @@ class PostgresStore:
     async def retire_worker(self, worker: str) -> None:
         await workers.retire(self.pg, worker)
 
-    async def worker_ids(self) -> list[str]:
-        return await workers.ids(self.pg)
+    async def worker_ids(self, alive_at: datetime | None = None) -> list[str]:
+        return await workers.ids(self.pg, alive_at)
 
     async def worker_summaries(self, now: datetime) -> list[dict[str, Any]]:
         return await workers.summaries(self.pg, now)

@@ -25,8 +25,9 @@ async def heartbeat(pg: Pg, worker: str, now: datetime, until: datetime) -> None
         await feeds.renew(conn, worker, until)
 
 
-async def ids(pg: Pg) -> list[str]:
-    return [r["id"] for r in await pg.rows("SELECT id FROM workers ORDER BY id")]
+async def ids(pg: Pg, alive_at: datetime | None) -> list[str]:
+    sql = "SELECT id FROM workers WHERE %(at)s::text IS NULL OR expires_at > %(at)s ORDER BY id"
+    return [r["id"] for r in await pg.rows(sql, {"at": ms(alive_at)})]
 
 
 # As the SQLite twin: each instant compared in the form its writer stores.

@@ -71,7 +71,8 @@ def _event(r: sqlite3.Row | Mapping[str, Any]) -> OutboundEvent:
     stored: bytes = r["payload"]
     if r["version_id"] is not None:
         row = {k: r[k] for k in r.keys()}  # noqa: SIM118 (sqlite3.Row iterates its values)
-        stored = spliced({**row, "payload": stored.decode()}).encode()
+        row["payload"] = stored.decode()
+        stored = spliced(row).encode()
     return OutboundEvent(r["event_id"], r["seq"], r["type"], stored)
 
 

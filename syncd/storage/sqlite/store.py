@@ -155,8 +155,8 @@ class SqliteStore:
     async def retire_worker(self, worker: str) -> None:
         workers.retire(self.db, worker)
 
-    async def worker_ids(self) -> list[str]:
-        return workers.ids(self.db)
+    async def worker_ids(self, alive_at: datetime | None = None) -> list[str]:
+        return workers.ids(self.db, alive_at)
 
     async def worker_summaries(self, now: datetime) -> list[dict[str, Any]]:
         return workers.summaries(self.db, now)

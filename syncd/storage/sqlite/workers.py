@@ -29,8 +29,9 @@ def heartbeat(db: Db, worker: str, now: datetime, until: datetime) -> None:
         feeds.renew(conn, worker, until)
 
 
-def ids(db: Db) -> list[str]:
-    return [r["id"] for r in db.rows("SELECT id FROM workers ORDER BY id")]
+def ids(db: Db, alive_at: datetime | None) -> list[str]:
+    sql = "SELECT id FROM workers WHERE ? IS NULL OR expires_at > ? ORDER BY id"
+    return [r["id"] for r in db.rows(sql, (ms(alive_at),) * 2)]
 
 
 # Instants compared as the writers store them: feed leases and worker expiry at a fixed
