@@ -49,7 +49,7 @@ from syncd.storage.values import (
     SearchQuery,
     UnchangedPage,
 )
-from tests.support.postgres import scratch_schema
+from tests.support.postgres import backend_store, scratch_schema
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 URL = "http://blog.test/feed"
@@ -58,15 +58,8 @@ REF = FeedRef("blog", URL, "Blog")
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        s: Store = SqliteStore.open(tmp_path / "syncd.db")
+    async with backend_store(request.param, tmp_path) as s:
         yield s
-        await s.close()
-        return
-    async with scratch_schema() as url:
-        s = await PostgresStore.open(url)
-        yield s
-        await s.close()
 
 
 def entry(

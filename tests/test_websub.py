@@ -11,14 +11,12 @@ the old one and subscribed at the new one."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
 import random
 import signal
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,9 +27,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from syncd.fetch import Fetcher, FetchLimits, create_feed_session
-from syncd.storage import Store
-from syncd.storage.postgres.store import PostgresStore
-from syncd.storage.sqlite import SqliteStore
 from syncd.throttle import HostThrottle
 from syncd.websub import (
     RETRY_CAP_S,
@@ -48,7 +43,7 @@ from syncd.websub import (
 from tests.conftest import syncd
 from tests.support.feedserver import BloggerFeed, serve_feed
 from tests.support.hub import keep_entries, serve_hub, websub_config
-from tests.support.postgres import scratch_schema
+from tests.support.postgres import backend_store, scratch_schema
 from tests.support.process import free_port
 from tests.support.receiver import ReceiverServer
 from tests.test_daemon_http import daemon, eventually, get
@@ -469,7 +464,7 @@ async def test_a_subscription_request_is_recorded_only_over_the_row_as_read(
     """Two workers that read the same due subscription both try to record its request; only
     the first finds the row as it read it, so only one sends it to the hub."""
     t0 = datetime(2026, 6, 1, 12, tzinfo=UTC)
-    async with _store(tmp_path, backend) as store:
+    async with backend_store(backend, tmp_path) as store:
         feed_id = (await store.ensure_feed("blog", "http://blog.test/feed", t0)).id
         await store.websub.add_subscription(
             "cb1", feed_id=feed_id, hub="http://hub.test/", topic="http://blog.test/feed",
@@ -489,23 +484,6 @@ async def test_a_subscription_request_is_recorded_only_over_the_row_as_read(
         row = await store.websub.subscription("cb1")
         assert row is not None and (row.attempts, row.requested_at) == (2, t1)
         assert await store.websub.update_subscription("cb1", {"attempts": 3}) is True
-
-
-@contextlib.asynccontextmanager
-async def _store(tmp_path: Path, backend: str) -> AsyncIterator[Store]:
-    if backend == "sqlite":
-        store: Store = SqliteStore.open(tmp_path / "syncd.db")
-        try:
-            yield store
-        finally:
-            await store.close()
-        return
-    async with scratch_schema() as url:
-        store = await PostgresStore.open(url)
-        try:
-            yield store
-        finally:
-            await store.close()
 
 
 async def test_a_starting_worker_leaves_renewal_to_the_live_one(

@@ -9,10 +9,15 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 import pytest
+
+from syncd.storage import Store
+from syncd.storage.postgres.store import PostgresStore
+from syncd.storage.sqlite import SqliteStore
 
 DEFAULT_URL = "postgresql://127.0.0.1:5432/test"
 
@@ -44,3 +49,22 @@ async def scratch_schema() -> AsyncIterator[str]:
     finally:
         await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
         await admin.close()
+
+
+@asynccontextmanager
+async def backend_store(kind: str, tmp_path: Path) -> AsyncIterator[Store]:
+    """A fresh store of `kind` ("sqlite": a file under `tmp_path`; "postgres": a scratch
+    schema), closed afterwards: for tests that run on both backends."""
+    if kind == "sqlite":
+        store: Store = SqliteStore.open(tmp_path / "syncd.db")
+        try:
+            yield store
+        finally:
+            await store.close()
+        return
+    async with scratch_schema() as url:
+        store = await PostgresStore.open(url)
+        try:
+            yield store
+        finally:
+            await store.close()
