@@ -293,9 +293,12 @@ class Dispatcher:
             await self._refresh(bound)
             while True:
                 await self._fill(bound, report)
-                if not bound.in_flight:
+                if bound.in_flight:
+                    await asyncio.wait(set(bound.in_flight), return_when=asyncio.FIRST_COMPLETED)
+                elif not bound.unrecorded and not bound.give_back:
                     break
-                await asyncio.wait(set(bound.in_flight), return_when=asyncio.FIRST_COMPLETED)
+                # Else every attempt finished while the store was written (a remote store's
+                # write awaits): record them and claim what they unblocked, in this pass.
         finally:
             await self._abandon(bound, grace_s=0.0)
         now = self.clock()
@@ -403,8 +406,9 @@ class Dispatcher:
             bound.ready.extend(claimed)
             self._start_ready(bound, report, now, window)
             # Claimed less than asked: nothing more is claimable now. Otherwise the window may
-            # still have room (a probe that became a full window cannot, it waits for its answer).
-            if claim is None or len(claimed) < claim.limit or claim.probe:
+            # still have room (a probe that became a full window cannot, it waits for its answer),
+            # also after a write that only recorded: attempts may have finished while it awaited.
+            if claim is not None and (len(claimed) < claim.limit or claim.probe):
                 return
 
     def _claim_for(self, bound: BoundSink, now: datetime, free: int) -> Claim | None:

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 from standardwebhooks import Webhook
 
+from syncd import delivery
 from syncd.delivery import BoundSink, Dispatcher, OwnerLock
 from syncd.model import OutboundEvent, SendOutcome
 from syncd.retry import REJECTIONS_BEFORE_PAUSE
@@ -513,6 +515,80 @@ async def test_file_sink_gets_batches_in_seq_order(store, tmp_path: Path) -> Non
     assert report.delivered == 250
     lines = path.read_bytes().splitlines()
     assert lines == [payload(store, s) for s in seqs]
+
+
+ROUND_TRIP_TURNS = 40
+ENTRIES = 700
+BATCH_TURNS = 1
+
+
+class _RemoteOutbox:
+    """The store's outbox, with every write awaiting a round trip first, as PostgreSQL's does:
+    attempts finish while the dispatcher waits for the store."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def exchange(self, *args: Any, **kw: Any) -> Any:
+        for _ in range(ROUND_TRIP_TURNS):  # turns of the event loop, not time: deterministic
+            await asyncio.sleep(0)
+        return await self._inner.exchange(*args, **kw)
+
+
+class _QueuedBatches:
+    """A batch sink that takes its batches one after another, a turn of the event loop each (as
+    the file sink's writer thread takes them in turn), and keeps the seqs in arrival order."""
+
+    name = "archive"
+
+    def __init__(self) -> None:
+        self.seqs: list[int] = []
+        self._writer = asyncio.Lock()
+
+    async def send(self, event: OutboundEvent) -> SendOutcome:
+        return (await self.send_batch([event]))[0]
+
+    async def send_batch(self, events: Sequence[OutboundEvent]) -> list[SendOutcome]:
+        async with self._writer:
+            for _ in range(BATCH_TURNS):
+                await asyncio.sleep(0)
+            self.seqs.extend(e.seq for e in events)
+        return [SendOutcome(ok=True)] * len(events)
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_one_pass_sends_everything_due_when_attempts_finish_during_store_writes(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`syncd sync`'s pass ends only when nothing is due: attempts that all finish while the
+    store is being written (a remote store) are recorded, and what they unblock (an entry's
+    next event) is claimed, in the same pass. Per-entry order holds throughout."""
+    # Every finished attempt is written at once, so writes that only record happen while the
+    # window is full (with the defaults, they need 256 finished or 50 ms: timing, not steps).
+    monkeypatch.setattr(delivery, "RECORD_BATCH", 1)
+    clock = FakeClock()
+    seqs = seed_events(store, 3000, sinks=["archive"], now=clock(), entries=ENTRIES)
+    sink = _QueuedBatches()
+    remote = type("RemoteStore", (), {"outbox": _RemoteOutbox(store.outbox)})()
+    d = Dispatcher(
+        store=remote,
+        sinks=[BoundSink(sink, sink_config("archive", "file"))],
+        clock=clock,
+        rng=random.Random(7),
+    )
+    [report] = await d.deliver_due()
+    assert report.delivered == len(seqs)
+    assert sorted(sink.seqs) == seqs
+    assert {r["state"] for r in deliveries_of(store, "archive")} == {"delivered"}
+    entry_of = {s: (s - seqs[0]) % ENTRIES for s in seqs}
+    for entry in range(ENTRIES):
+        mine = [s for s in sink.seqs if entry_of[s] == entry]
+        assert mine == sorted(mine)
 
 
 async def test_send_now_resends_even_a_delivered_delivery(store, session) -> None:
