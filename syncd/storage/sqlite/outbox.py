@@ -20,6 +20,7 @@ import itertools
 import json
 import sqlite3
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -66,18 +67,17 @@ _OUTBOUND_COLUMNS = "CAST(e.payload AS BLOB) AS payload, e.version_id, " + ", ".
 )
 
 
-def _event(r: sqlite3.Row | Mapping[str, Any]) -> OutboundEvent:
+def _event(r: Mapping[str, Any]) -> OutboundEvent:
     """The event as sinks receive it, from a row with _OUTBOUND_COLUMNS."""
     stored: bytes = r["payload"]
     if r["version_id"] is not None:
-        row = {k: r[k] for k in r.keys()}  # noqa: SIM118 (sqlite3.Row iterates its values)
-        row["payload"] = stored.decode()
-        stored = spliced(row).encode()
+        stored = spliced({**r, "payload": stored.decode()}).encode()
     return OutboundEvent(r["event_id"], r["seq"], r["type"], stored)
 
 
-def _claim_query(claim: Claim) -> tuple[str, tuple[Any, ...]]:
-    """The candidates of a claim in the order they are taken, each with `free`: claimable now."""
+def _claim_query(claim: Claim, *, untried: bool = False) -> tuple[str, tuple[Any, ...]]:
+    """The candidates of a claim in the order they are taken, each with `free`: claimable now.
+    `untried`: only those never attempted, in seq order (see `_candidates`)."""
     now_s = to_text(claim.now)
     if claim.strict:
         # The head of the queue, due or not: the claimable part is its due, unleased prefix.
@@ -88,33 +88,59 @@ def _claim_query(claim: Claim) -> tuple[str, tuple[Any, ...]]:
                   WHERE d.sink = ? AND d.state IN {_QUEUED}
                   ORDER BY d.event_seq LIMIT ?"""
         return sql, (now_s, now_s, claim.sink, claim.limit)
-    order = "d.attempts, d.event_seq" if claim.probe else "d.event_seq"
+    order = "d.attempts, d.event_seq" if claim.probe and not untried else "d.event_seq"
+    untried_only = "AND d.attempts = 0" if untried else ""
     sql = f"""SELECT d.id, d.attempts, e.id AS event_id, e.seq, e.type, {_OUTBOUND_COLUMNS},
                 1 AS free
               FROM deliveries d JOIN events e ON e.seq = d.event_seq {VERSION_JOIN}
               WHERE d.sink = ? AND d.state IN {_QUEUED} AND d.next_attempt_at <= ?
-                AND (d.leased_until IS NULL OR d.leased_until <= ?)
+                AND (d.leased_until IS NULL OR d.leased_until <= ?) {untried_only}
                 AND {_NO_EARLIER_OF_ENTRY}
               ORDER BY {order} LIMIT ?"""
     return sql, (claim.sink, now_s, now_s, claim.limit)
 
 
+def _candidates(conn: sqlite3.Connection, claim: Claim) -> tuple[list[tuple[Any, ...]], list[str]]:
+    """The claim's candidate rows, as plain tuples (a claim takes hundreds; a name lookup in a
+    sqlite3.Row walks the column names), and the column names. A probe takes the least-tried
+    first: when enough were never tried, those are its first ones in seq order, read along the
+    queue index; only otherwise is the whole queue sorted by attempts (every pass starts with
+    a probe, and that sort walked the whole backlog, twice with the peek)."""
+    if claim.probe and not claim.strict:
+        cur = conn.execute(*_claim_query(claim, untried=True))
+        rows = cur.fetchall()
+        if len(rows) >= claim.limit:
+            return rows, [c[0] for c in cur.description]
+    cur = conn.execute(*_claim_query(claim))
+    return cur.fetchall(), [c[0] for c in cur.description]
+
+
 def _claim(conn: sqlite3.Connection, claim: Claim) -> list[DueDelivery]:
-    sql, params = _claim_query(claim)
-    cur = conn.execute(sql, params)
-    cur.row_factory = sqlite3.Row  # by name, without a dict per row: a claim takes hundreds
-    rows: list[sqlite3.Row] = cur.fetchall()
+    # Read by position: id, attempts, event_id, seq, type, payload, version_id, the version's
+    # columns..., free.
+    rows, names = _candidates(conn, claim)
     if claim.strict:
-        rows = list(itertools.takewhile(lambda r: bool(r["free"]), rows))
+        rows = list(itertools.takewhile(lambda r: bool(r[-1]), rows))
     if not rows:
         return []
     conn.execute(
         "UPDATE deliveries SET leased_until = ?, leased_by = ?"
         " WHERE id IN (SELECT value FROM json_each(?))",
-        (to_text(claim.lease_until), claim.owner, json.dumps([r["id"] for r in rows])),
+        (to_text(claim.lease_until), claim.owner, json.dumps([r[0] for r in rows])),
     )
-    lease = claim.lease_until
-    return [DueDelivery(r["id"], r["attempts"], _event(r), claim.sink, lease) for r in rows]
+    sink, lease = claim.sink, claim.lease_until
+    return [
+        DueDelivery(
+            r[0],
+            r[1],
+            OutboundEvent(r[2], r[3], r[4], r[5])
+            if r[6] is None
+            else _event(dict(zip(names, r, strict=True))),
+            sink,
+            lease,
+        )
+        for r in rows
+    ]
 
 
 def _release(conn: sqlite3.Connection, deliveries: Sequence[DueDelivery]) -> None:
@@ -279,11 +305,10 @@ class SqliteOutbox:
             return []
         if peek:
             # An idle sink polls every second: look first without taking the write lock, which
-            # the syncer's page commits need.
-            sql, params = _claim_query(claim)
-            if not any(
-                r["free"] for r in self.db.rows(f"SELECT free FROM ({sql}) LIMIT 1", params)
-            ):
+            # the syncer's page commits need. Whether there is a first candidate does not depend
+            # on the order, so a probe's look reads along the queue index too.
+            sql, params = _claim_query(replace(claim, limit=1, probe=False))
+            if not any(r["free"] for r in self.db.rows(f"SELECT free FROM ({sql})", params)):
                 return []
         return await self.exchange(claim=claim)
 
