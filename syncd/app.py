@@ -25,6 +25,7 @@ from syncd.delivery import BoundSink, Dispatcher, OwnerLock, SinkReport
 from syncd.errors import ConfigError, SyncdError
 from syncd.fetch import Fetcher, FetchLimits, create_feed_session, user_agent
 from syncd.housekeeping import Housekeeping, retention_policy
+from syncd.indexer import Indexer
 from syncd.model import EventDraft
 from syncd.parsepool import ParserPool
 from syncd.pull import Bell
@@ -145,6 +146,7 @@ class App:
     bell: Bell = field(default_factory=Bell)
     websub: Subscriber | None = None  # the WebSub subscriber (the daemon's callback routes)
     housekeeping: Housekeeping | None = None  # the daemon's periodic prune
+    indexer: Indexer | None = None  # the daemon's search index catch-up
     worker: Worker | None = None  # this process as a worker of the store: its feed leases
 
     def committed(self) -> None:
@@ -207,6 +209,8 @@ class App:
         tasks = [polling]
         if self.housekeeping is not None:
             tasks.append(asyncio.create_task(self.housekeeping.run(stop)))
+        if self.indexer is not None:
+            tasks.append(asyncio.create_task(self.indexer.run(stop)))
         await stop.wait()
         # Crawls are abandoned safely: every committed page is whole, the rest is refetched.
         polling.cancel()
@@ -645,6 +649,7 @@ async def build_app(
                 clock=clock,
                 observer=metrics,
             ),
+            indexer=Indexer(store, observer=metrics),
         )
         app.websub = Subscriber(
             store=store,

@@ -109,6 +109,7 @@ async def _serve(
             reader=app.store.reads(),
             bell=app.bell,
             websub=app.websub,
+            index=app.indexer.catch_up if app.indexer is not None else None,
         )
         server = _start_server(config.http, services, token)
         address = await server.start() if server is not None else None

@@ -51,7 +51,7 @@ class Housekeeping:
         if self.interval_s <= 0:
             return
         wait = min(FIRST_PRUNE_AFTER_S, self.interval_s)
-        while not await _stopped_within(stop, wait):
+        while not await stopped_within(stop, wait):
             await self.prune_once()
             wait = self.interval_s
 
@@ -75,7 +75,8 @@ class Housekeeping:
         return total
 
 
-async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait up to `seconds` for `stop`; whether it is set."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
     return stop.is_set()

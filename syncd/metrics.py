@@ -87,6 +87,11 @@ class Metrics:
         self.prune_seconds = Histogram(
             "syncd_prune_duration_seconds", "Time per periodic prune run.", registry=r
         )
+        self.search_indexed = Counter(
+            "syncd_search_indexed_entries",
+            "Entries the background indexer brought into the search index (or out of it).",
+            registry=r,
+        )
         self.websub_accepted = Counter(
             "syncd_websub_pushes_accepted",
             "WebSub content distributions taken (thin pings included).",
@@ -126,6 +131,9 @@ class Metrics:
         self.prune_seconds.observe(seconds)
         for kind in PRUNED_KINDS:
             self.pruned_rows.labels(kind).inc(getattr(report, kind))
+
+    def indexed(self, entries: int, seconds: float) -> None:
+        self.search_indexed.inc(entries)
 
     def delivered(self, sink: str, state: DeliveryState) -> None:
         self.deliveries.labels(sink, str(state)).inc()
@@ -191,6 +199,11 @@ class StoreCollector(Collector):
             "syncd_schedule_lag_seconds",
             "How late the most overdue feed is (0: every feed polled on time).",
             o.schedule_lag_s,
+        )
+        yield _gauge(
+            "syncd_search_pending_entries",
+            "Entries waiting for the search index (it lags the store by this many).",
+            o.search_pending,
         )
         sinks = o.sinks.values()
         yield _per_sink(

@@ -50,6 +50,7 @@ class Overview:
     taken_at: datetime
     feeds: list[FeedFigures] = field(default_factory=list)
     sinks: dict[str, SinkFigures] = field(default_factory=dict)
+    search_pending: int = 0  # entries the search index has yet to catch up with
 
     @property
     def backing_off(self) -> int:
@@ -107,4 +108,6 @@ async def take(store: Store, now: datetime, sink_names: list[str]) -> Overview:
             paused_until=from_text(r.get("paused_until")),
             disabled=r.get("disabled_at") is not None,
         )
-    return Overview(taken_at=now, feeds=feeds, sinks=sinks)
+    return Overview(
+        taken_at=now, feeds=feeds, sinks=sinks, search_pending=await store.search_pending()
+    )

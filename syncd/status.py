@@ -115,6 +115,8 @@ async def status_report(
         "feeds": out,
         "sinks": await sink_status(config, store, now),
         "workers": await store.worker_summaries(now),
+        # Entries whose index row is stale: the daemon's indexer (or `syncd index`) catches up.
+        "search": {"pending": await store.search_pending()},
     }
 
 

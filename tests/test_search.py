@@ -106,6 +106,14 @@ def hits(db: Path, query: str, **kw: object) -> list[str]:
         conn.close()
 
 
+async def indexed(config: Path, db: Path, n: int) -> None:
+    """`syncd index` took `n` entries and left none queued."""
+    done = await syncd(config, "index", "--json")
+    assert done.code == 0, done.stderr
+    assert json.loads(done.stdout)["indexed"] == n
+    assert db_rows(db, "SELECT COUNT(*) FROM search_pending") == [(0,)]
+
+
 async def test_index_follows_create_edit_delete_restore(tmp_path: Path) -> None:
     feed = BloggerFeed(3)
     async with serve_feed(feed) as server:
@@ -117,6 +125,10 @@ async def test_index_follows_create_edit_delete_restore(tmp_path: Path) -> None:
             "<script>zebrascript()</script></p>",
         )
         assert (await syncd(config, "sync")).code == 0
+        # `syncd sync` leaves the index to catch up: the post waits in the queue, unsearched.
+        assert hits(db, "quokka") == []
+        assert db_rows(db, "SELECT COUNT(*) FROM search_pending") == [(4,)]
+        await indexed(config, db, 4)
         assert hits(db, "quokka") == ["Tortoise news"]
         assert hits(db, "href") == []  # markup is not indexed
         assert hits(db, "zebrascript") == []  # nor scripts
@@ -125,17 +137,20 @@ async def test_index_follows_create_edit_delete_restore(tmp_path: Path) -> None:
 
         feed.edit_entry(post, content="<p>Now about a <em>wombat</em></p>")
         assert (await syncd(config, "sync")).code == 0
+        await indexed(config, db, 1)
         assert hits(db, "quokka") == []
         assert hits(db, "wombat") == ["Tortoise news"]
 
         feed.delete_entry(post)
         assert (await syncd(config, "sync", "--full")).code == 0
+        await indexed(config, db, 1)
         assert db_rows(db, "SELECT deleted_at IS NOT NULL FROM entries WHERE entry_id = ?", (post,))
         assert hits(db, "wombat") == []  # a deleted entry leaves the index
         assert db_rows(db, "SELECT COUNT(*) FROM live_entries") == [(3,)]
 
         feed.restore_entry(post)
         assert (await syncd(config, "sync", "--full")).code == 0
+        await indexed(config, db, 1)
         assert hits(db, "wombat") == ["Tortoise news"]
         assert db_rows(db, "SELECT COUNT(*) FROM live_entries") == [(4,)]
         # One index row per live entry, whatever happened before.

@@ -21,6 +21,7 @@ import pytest
 from syncd.diff import diff_page
 from syncd.errors import CursorGone, LeaseLost, StoreError
 from syncd.events import build_deletion_event, build_event
+from syncd.indexer import catch_up
 from syncd.model import (
     Deletion,
     EventDraft,
@@ -143,8 +144,14 @@ async def test_updates_and_deletions_keep_history(store: Store) -> None:
     [updated] = await commit(store, feed_id, [entry(1, title="Walrus", updated=later)], now=later)
     stored = (await store.known_entries(feed_id, ["tag:blog.test,2026:1"]))["tag:blog.test,2026:1"]
     assert (stored.title, stored.revision) == ("Walrus", 2)
+    # The page's transaction only queued the entry; the index catches up afterwards.
+    assert await store.search_pending() == 1
+    assert await store.search(SearchQuery("walrus")) == []
+    assert await catch_up(store) == 1
     assert [h.entry_id for h in await store.search(SearchQuery("walrus"))] == [stored.entry_id]
     [deleted] = await delete(store, feed_id, [stored.entry_id], later)
+    assert await store.search_pending() == 1
+    assert await catch_up(store) == 1 and await store.search_pending() == 0
     assert created < updated < deleted
     assert await store.live_entries(feed_id) == {}
     gone = (await store.known_entries(feed_id, [stored.entry_id]))[stored.entry_id]
@@ -160,6 +167,7 @@ async def test_search_ranks_a_title_match_above_body_repetition(store: Store) ->
     feed_id = await feed(store)
     repeated = entry(1, title="Something else", body="<p>otter otter otter otter</p>")
     await commit(store, feed_id, [repeated, entry(2, title="Otter"), entry(3)])
+    await catch_up(store)
     hits = await store.search(SearchQuery("otter"))
     assert [h.title for h in hits] == ["Otter", "Something else"]
     assert "[otter]" in hits[1].snippet.lower()

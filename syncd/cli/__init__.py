@@ -31,6 +31,7 @@ COMMANDS = {
     "status": "syncd.cli.status:status",
     "query": "syncd.cli.query:query",
     "search": "syncd.cli.search:search",
+    "index": "syncd.cli.index:index_command",
     "prune": "syncd.cli.prune:prune_command",
     "vacuum": "syncd.cli.vacuum:vacuum_command",
     "datasette": "syncd.cli.browse:datasette_command",

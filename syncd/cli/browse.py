@@ -11,6 +11,7 @@ import click
 from syncd import datasette
 from syncd.cli.common import Ctx, pass_ctx, reading
 from syncd.cli.errors import CliError
+from syncd.cli.index import caught_up
 from syncd.storage import Store
 
 __all__ = ["datasette_command"]
@@ -33,8 +34,11 @@ def datasette_command(ctx: Ctx, datasette_args: tuple[str, ...]) -> None:
         raise CliError("syncd datasette opens SQLite stores; this config uses [store] url")
     path = config.store.path
 
-    async def exists(_store: Store) -> None:
-        return None  # opened: the store exists and is migrated (else an error names the file)
+    async def exists(store: Store) -> None:
+        # Opened: the store exists and is migrated (else an error names the file). Datasette
+        # searches the index as it stands: it takes in what waits now; a running daemon keeps
+        # it current after that, else `syncd index` does.
+        await caught_up(store)
 
     reading(config, exists)
     # The metadata goes through a pipe: nothing is written beside the store, and it needs no

@@ -8,10 +8,12 @@ import click
 
 from syncd.cli.common import Ctx, json_option, pass_ctx, reading
 from syncd.cli.errors import UsageFailure
+from syncd.cli.index import caught_up
 from syncd.cli.output import echo_json, short_time
 from syncd.errors import SearchQueryError
 from syncd.since import parse_since
-from syncd.storage.values import SearchQuery
+from syncd.storage import Store
+from syncd.storage.values import Hit, SearchQuery
 
 __all__ = ["search"]
 
@@ -31,7 +33,7 @@ def search(
     ctx: Ctx, query: str, feed: str | None, since: str | None, limit: int, as_json: bool
 ) -> None:
     """Search titles, summaries and content (FTS5 syntax: words, "a phrase", a AND b, a OR b,
-    NOT c, pre*, title:word). Matches are marked [like this]."""
+    NOT c, pre*, title:word). Matches are marked [like this]. Indexes what waits first."""
     since_dt = None
     if since is not None:
         try:
@@ -40,7 +42,7 @@ def search(
             raise UsageFailure(f"--since: {e}") from None
     try:
         wanted = SearchQuery(query, feed=feed, since=since_dt, limit=limit)
-        hits = reading(ctx.config(), lambda store: store.search(wanted))
+        hits = reading(ctx.config(), lambda store: _search(store, wanted))
     except SearchQueryError as e:
         raise UsageFailure(str(e)) from None
     if as_json:
@@ -53,3 +55,9 @@ def search(
             click.echo(f"    {h.link}")
     if not hits:
         click.echo("no matches", err=True)
+
+
+async def _search(store: Store, wanted: SearchQuery) -> list[Hit]:
+    # The index first takes in what `syncd sync` (or a daemon not caught up yet) left queued.
+    await caught_up(store)
+    return await store.search(wanted)

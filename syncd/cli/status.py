@@ -57,6 +57,13 @@ def status(ctx: Ctx, tags: tuple[str, ...], as_json: bool) -> None:
         click.echo(f"  {describe_worker(w)}")
     if not data["workers"]:
         click.echo("  none: no syncd run works on this store")
+    pending = data["search"]["pending"]
+    click.echo("SEARCH")
+    click.echo(
+        f"  {pending} entries waiting for the index (`syncd run` catches up, or `syncd index`)"
+        if pending
+        else "  index up to date"
+    )
 
 
 def freshness_notes(f: Mapping[str, Any]) -> list[str]:

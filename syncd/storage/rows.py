@@ -6,7 +6,7 @@ instants and JSON are written as text, and the column lists both backends select
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
@@ -15,8 +15,10 @@ from syncd.errors import StoreError
 from syncd.model import Change, Link, Person, StoredEntry, Validators
 from syncd.storage.values import (
     ArchivedEntry,
+    EntryDeletion,
     EntryKey,
     EntryPage,
+    EntryWrite,
     FeedState,
     PageState,
     ScheduleSummary,
@@ -157,6 +159,12 @@ def text_changed(change: Change) -> bool:
         or before.deleted_at is not None
         or (before.title, before.summary, before.content) != (e.title, e.summary, e.content)
     )
+
+
+def search_stale(writes: Iterable[EntryWrite], deletions: Iterable[EntryDeletion]) -> list[str]:
+    """The entries whose index row a commit leaves stale, each once: text changed, or deleted."""
+    changed = (w.change.entry.entry_id for w in writes if text_changed(w.change))
+    return list(dict.fromkeys([*changed, *(d.deletion.entry.entry_id for d in deletions)]))
 
 
 def as_stored_entry(r: Mapping[str, Any]) -> StoredEntry:

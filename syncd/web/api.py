@@ -230,6 +230,11 @@ async def entries(request: web.Request) -> web.Response:
     )
     if query.feed is not None and not await _read(reader.feed_exists, query.feed):
         raise ApiError(404, "unknown_feed", f"feed: no feed named {query.feed!r}")
+    index = request.app[SERVICES].index
+    if query.q is not None and index is not None:
+        # What the daemon committed but has not indexed yet is found too: the background
+        # indexer is at most a batch or a second behind, so this is short.
+        await _read(index)
     page = await _read(reader.entries, query)
     nxt = None if page.next is None else encode_entry_cursor(page.next)
     return web.json_response({"entries": page.entries, "next": nxt})

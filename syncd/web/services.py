@@ -28,6 +28,8 @@ class Services:
     reader: Reads | None = None  # the pull API's store reads (syncd.web.api)
     bell: Bell | None = None  # rung when events were committed: wakes long-polls and streams
     websub: Subscriber | None = None  # the WebSub callback routes' (syncd.web.websub)
+    # Brings the search index up to date (syncd.indexer): run before a read that searches it.
+    index: Callable[[], Awaitable[int]] | None = None
 
 
 SERVICES = web.AppKey("syncd.services", Services)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from syncd.health import Health, LoopMonitor
+from syncd.indexer import Indexer
 from syncd.metrics import Metrics
 from syncd.overview import take
 from syncd.pull import Bell
@@ -36,5 +37,6 @@ def api_server(db: Path, store: SqliteStore, bell: Bell) -> WebServer:
         summary=_no_summary,
         reader=store.reads(),
         bell=bell,
+        index=Indexer(store).catch_up,  # as the daemon's: a search catches the index up first
     )
     return WebServer(build_web_app(services, Access.of(["127.0.0.0/8"], None)), "127.0.0.1", 0)

@@ -1,5 +1,5 @@
-"""Entries and their versions on PostgreSQL (`entries`, `entry_versions`): the only writer of both,
-keeping the search index in step in the same transaction. Decides nothing about what changed.
+"""Entries and their versions on PostgreSQL (`entries`, `entry_versions`): the only writer of both.
+Decides nothing about what changed; the store queues the search index's stale entries.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from typing import Any
 
 from syncd.model import Change, Deletion, StoredEntry
 from syncd.storage.envelopes import VERSION_FIELDS
-from syncd.storage.postgres import search
 from syncd.storage.postgres.db import Conn, Pg
 from syncd.storage.rows import (
     ENTRY_COLUMNS,
@@ -18,7 +17,6 @@ from syncd.storage.rows import (
     entry_upsert,
     entry_values,
     ms,
-    text_changed,
 )
 from syncd.timestamps import from_text, to_text
 
@@ -82,9 +80,6 @@ async def write(
     )
     row = await cur.fetchone()
     assert row is not None
-    if text_changed(change):
-        e = change.entry
-        await search.index_entry(conn, feed_id, e.entry_id, e.title, e.summary, e.content)
     return int(row["id"]), values
 
 
@@ -133,7 +128,6 @@ async def delete(conn: Conn, feed_id: int, deletion: Deletion, now: datetime) ->
         " WHERE feed_id = %s AND entry_id = %s",
         (to_text(now), deletion.reason, feed_id, deletion.entry.entry_id),
     )
-    await search.unindex_entry(conn, feed_id, deletion.entry.entry_id)
 
 
 # As SQLite's: beyond the newest `keep`, and no event after `upto` is built from it.

@@ -259,12 +259,24 @@ M005_FAILING_FEEDS_INDEX = (
     " WHERE consecutive_errors > 0 AND gone_at IS NULL",
 )
 
+# The search index leaves the page's write transaction (issue 7), as SQLite's
+# m017_search_pending: a page queues its stale entries here, the indexer catches up later.
+M006_SEARCH_PENDING = (
+    """CREATE TABLE search_pending (
+        id BIGSERIAL PRIMARY KEY,
+        feed_id BIGINT NOT NULL,
+        entry_id TEXT NOT NULL,
+        UNIQUE (feed_id, entry_id)
+    )""",
+)
+
 MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("m001_initial", M001_INITIAL),
     ("m002_websub_leases", M002_WEBSUB_LEASES),
     ("m003_content_once_per_version", M003_CONTENT_ONCE_PER_VERSION),
     ("m004_worker_leases", M004_WORKER_LEASES),
     ("m005_failing_feeds_index", M005_FAILING_FEEDS_INDEX),
+    ("m006_search_pending", M006_SEARCH_PENDING),
 )
 
 

@@ -1,5 +1,7 @@
-"""The full-text index of live entries on PostgreSQL (`entries_search`): the only writer of it,
-called inside the entries' write transactions, and the search over it.
+"""The full-text index of live entries on PostgreSQL (`entries_search`) and its queue
+(`search_pending`): the only writer of both, and the search over the index. A page's write
+transaction only queues the entries whose index row is stale (`mark_stale`); `index_pending`
+catches up later, a batch per transaction (syncd.indexer decides when).
 
 Each live entry has one row: its text (markup stripped by `syncd.plaintext`) and a `tsvector`
 weighted title A, summary B, content C, ranked with `ts_rank` so that a title match outranks
@@ -9,6 +11,8 @@ syntax (words, "a phrase", a OR b, -word), which never fails on user input.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -46,6 +50,64 @@ def _text_of(
     }
 
 
+async def mark_stale(conn: Conn, feed_id: int, entry_ids: Sequence[str]) -> None:
+    """In the caller's (page) transaction: these entries' index rows are to be redone (text
+    changed, or deleted). One statement. DO UPDATE, not DO NOTHING: it locks a row already
+    queued until this transaction commits, so an indexer (SKIP LOCKED) cannot take it and read
+    the entry's text before this transaction's change is visible."""
+    if entry_ids:
+        await conn.execute(
+            "INSERT INTO search_pending (feed_id, entry_id)"
+            " SELECT %s, unnest(%s::text[]) ON CONFLICT (feed_id, entry_id)"
+            " DO UPDATE SET entry_id = excluded.entry_id",
+            (feed_id, list(dict.fromkeys(entry_ids))),
+        )
+
+
+async def pending(conn: Conn) -> int:
+    """How many entries wait for the index (0: it is up to date)."""
+    cur = await conn.execute("SELECT COUNT(*) AS n FROM search_pending")
+    row = await cur.fetchone()
+    return int(row["n"]) if row else 0
+
+
+async def index_pending(conn: Conn, limit: int) -> int:
+    """In the caller's transaction: take up to `limit` queued entries, oldest first, that no
+    other indexer holds (SKIP LOCKED: many workers drain at once, each row once), and make
+    their index rows match the entries as they are now; how many were taken (0: none was
+    free). A crash or an error before the commit leaves them queued; redoing one is harmless.
+    A page that changes a taken entry meanwhile waits on its queue row and re-queues it."""
+    cur = await conn.execute(
+        """DELETE FROM search_pending WHERE id IN (SELECT id FROM search_pending ORDER BY id
+           LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING feed_id, entry_id""",
+        (limit,),
+    )
+    taken = [(r["feed_id"], r["entry_id"]) for r in await cur.fetchall()]
+    if not taken:
+        return 0
+    cur = await conn.execute(
+        """SELECT e.feed_id, e.entry_id, e.title, e.summary, e.content FROM entries e
+           JOIN unnest(%s::bigint[], %s::text[]) AS t(feed_id, entry_id)
+           ON e.feed_id = t.feed_id AND e.entry_id = t.entry_id WHERE e.deleted_at IS NULL""",
+        ([f for f, _ in taken], [e for _, e in taken]),
+    )
+    live = await cur.fetchall()
+    # Markup is stripped in a thread: a batch's HTML parsing does not hold up the event loop.
+    texts = await asyncio.to_thread(lambda: [_text_of(*_values(r)) for r in live])
+    gone = set(taken) - {(t["feed_id"], t["entry_id"]) for t in texts}
+    async with conn.cursor() as c:
+        if texts:
+            await c.executemany(_INDEX, texts)
+        if gone:
+            await c.execute(
+                """DELETE FROM entries_search s USING unnest(%s::bigint[], %s::text[])
+                   AS t(feed_id, entry_id) WHERE s.feed_id = t.feed_id
+                   AND s.entry_id = t.entry_id""",
+                ([f for f, _ in gone], [e for _, e in gone]),
+            )
+    return len(taken)
+
+
 async def index_entry(
     conn: Conn,
     feed_id: int,
@@ -60,7 +122,7 @@ async def index_entry(
 
 async def rebuild(conn: psycopg.AsyncConnection[Any], batch: int) -> int:
     """Index every live entry afresh, `batch` entries in memory at a time; how many. Runs
-    inside the caller's transaction (a store copy's)."""
+    inside the caller's transaction (a store copy's, which empties `search_pending`)."""
     await conn.execute("DELETE FROM entries_search")
     n = 0
     async with conn.cursor(name="syncd_search_rebuild") as entries:

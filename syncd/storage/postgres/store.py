@@ -30,6 +30,7 @@ from syncd.storage.postgres.db import Conn, Pg
 from syncd.storage.postgres.outbox import PostgresOutbox
 from syncd.storage.postgres.reader import PostgresReads
 from syncd.storage.postgres.websub import PostgresWebSub
+from syncd.storage.rows import search_stale
 from syncd.storage.values import (
     ArchivedEntry,
     CrawlOutcome,
@@ -188,6 +189,8 @@ class PostgresStore:
             )
             for d in commit.deletions:
                 await entries.delete(conn, feed_id, d.deletion, now)
+            # The index catches up later (syncd.indexer): here, one statement for the page.
+            await search.mark_stale(conn, feed_id, search_stale(commit.writes, commit.deletions))
             return await _events(conn, feed_id, commit, now, versions)
 
     async def commit_presence(self, commit: PresenceCommit) -> list[int]:
@@ -196,6 +199,7 @@ class PostgresStore:
             await entries.count_presence(conn, commit.feed_id, commit.seen, commit.missing)
             for d in commit.deletions:
                 await entries.delete(conn, commit.feed_id, d.deletion, commit.now)
+            await search.mark_stale(conn, commit.feed_id, search_stale((), commit.deletions))
             return await _events(conn, commit.feed_id, commit, commit.now, {})
 
     # ---------------------------------------------------------------- the operator's views
@@ -220,6 +224,14 @@ class PostgresStore:
     async def search(self, query: SearchQuery) -> list[Hit]:
         async with self.pg.write() as conn:
             return await search.search(conn, query)
+
+    async def index_pending(self, limit: int) -> int:
+        async with self.pg.write() as conn:
+            return await search.index_pending(conn, limit)
+
+    async def search_pending(self) -> int:
+        async with self.pg.write() as conn:
+            return await search.pending(conn)
 
     async def feed_head(self, name: str) -> FeedHead:
         return await history.head(self.pg, name)

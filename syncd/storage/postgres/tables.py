@@ -23,8 +23,8 @@ from syncd.storage.postgres.daemonlock import Conn, locked_connection
 from syncd.storage.postgres.migrations import apply_migrations, pending_migrations
 from syncd.storage.transfer import Row, TableInfo
 
-# Not the store's data: the migration record, and the search index (rebuilt instead).
-_NOT_DATA = frozenset({"syncd_migrations", "entries_search"})
+# Not the store's data: the migration record, and the search index and its queue (rebuilt).
+_NOT_DATA = frozenset({"syncd_migrations", "entries_search", "search_pending"})
 SEARCH_BATCH = 500
 
 _TABLES = """
@@ -175,7 +175,7 @@ class PostgresTables:
             raise StoreError(f"database error in {self.location}: {e}") from e
 
     async def clear(self, tables: Sequence[str]) -> None:
-        for table in (*tables, "entries_search"):
+        for table in (*tables, "entries_search", "search_pending"):
             await self._run(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
 
     async def insert(self, table: str, columns: Sequence[str], rows: Sequence[Row]) -> None:

@@ -1,6 +1,6 @@
-"""Entries and their versions (`entries`, `entry_versions`): the only writer of both, keeping the
-search index in step (syncd.storage.sqlite.search) in the same transaction. Functions take the
-caller's transaction; they decide nothing about what changed (the diff did).
+"""Entries and their versions (`entries`, `entry_versions`): the only writer of both. Functions
+take the caller's transaction; they decide nothing about what changed (the diff did). The search
+index is not theirs: the store queues the entries it must redo (syncd.storage.sqlite.search).
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ from syncd.storage.rows import (
     entry_upsert,
     entry_values,
     ms,
-    text_changed,
 )
-from syncd.storage.sqlite import search
 from syncd.storage.sqlite.db import Db, marks
 from syncd.timestamps import from_text, to_text
 
@@ -93,10 +91,6 @@ def write(
            :authors, :categories, :summary, :content, :content_hash, :base_url)""",
         {**values, "event_id": event_id, "now": now_s},
     )
-    if text_changed(change):
-        # Only changed text is re-tokenised: a hash-only update keeps its index row.
-        e = change.entry
-        search.index_entry(conn, feed_id, e.entry_id, e.title, e.summary, e.content)
     assert cur.lastrowid is not None
     return cur.lastrowid, values
 
@@ -150,7 +144,6 @@ def delete(conn: sqlite3.Connection, feed_id: int, deletion: Deletion, now: date
         " WHERE feed_id = ? AND entry_id = ?",
         (to_text(now), deletion.reason, feed_id, deletion.entry.entry_id),
     )
-    search.unindex_entry(conn, feed_id, deletion.entry.entry_id)
 
 
 # Versions beyond the newest `keep` of their entry that no event keeps (an event's envelope is

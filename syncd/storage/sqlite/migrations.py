@@ -559,3 +559,11 @@ def m016_failing_feeds_index(db: Database) -> None:
         "CREATE INDEX feeds_failing ON feeds(consecutive_errors)"
         " WHERE consecutive_errors > 0 AND gone_at IS NULL"
     )
+
+
+@migrations()
+def m017_search_pending(db: Database) -> None:
+    """The search index leaves the page's write transaction (issue 7): a page queues the entries
+    whose index row is stale in `search_pending`, and the indexer (syncd.indexer) catches up
+    later, a batch per transaction. The index as it stands is up to date: nothing is queued."""
+    db.execute(search.PENDING_SQL)

@@ -3,14 +3,19 @@
 `entries_search` is an FTS5 table holding the *text* of each live entry (title, summary,
 content; markup stripped by `syncd.plaintext`), its rowid taken from `entries_search_keys`, which
 gives every (feed_id, entry_id) a stable integer (entries' own rowid may change on VACUUM).
-The entries module calls `index_entry`/`unindex_entry` inside its write transactions, so the
-index changes with the entry or not at all; `search` runs on any connection, read-only ones
-included. The only writer of those two tables; decides nothing about feeds or events.
+
+A page's write transaction only queues the entries whose text changed or that were deleted
+(`mark_stale`: one `search_pending` row each); the store's `index_pending` brings the index up
+to date later, a batch per transaction (`read_pending`, then `apply_pending`; syncd.indexer
+decides when). `search` runs on any connection,
+read-only ones included. The only writer of these three tables; decides nothing about feeds or
+events.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 from syncd.errors import SearchQueryError, StoreError
@@ -27,15 +32,80 @@ TOKENIZER = "porter unicode61 remove_diacritics 2"
 # is about than the same word somewhere in its body.
 WEIGHTS = (10.0, 2.0, 1.0)
 
-# The index's tables (FTS5 adds shadow tables named after the first): derived from `entries`, so
-# a copy of the store rebuilds them instead of copying them.
-TABLES = ("entries_search", "entries_search_keys")
+# The index's tables (FTS5 adds shadow tables named after the first) and its queue: derived
+# from `entries`, so a copy of the store rebuilds them instead of copying them.
+TABLES = ("entries_search", "entries_search_keys", "search_pending")
 CREATE_SQL = (
     "CREATE TABLE entries_search_keys (id INTEGER PRIMARY KEY, feed_id INTEGER NOT NULL,"
     " entry_id TEXT NOT NULL, UNIQUE (feed_id, entry_id))",
     f"CREATE VIRTUAL TABLE entries_search USING fts5(title, summary, content,"
     f" tokenize = '{TOKENIZER}')",
 )
+# The entries whose index row is stale. AUTOINCREMENT: a re-queued entry (REPLACE) gets an id
+# never used before, so an indexer that read the entry under an older id knows its text is
+# out of date (see `apply_pending`).
+PENDING_SQL = (
+    "CREATE TABLE search_pending (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " feed_id INTEGER NOT NULL, entry_id TEXT NOT NULL, UNIQUE (feed_id, entry_id))"
+)
+
+
+def mark_stale(conn: sqlite3.Connection, feed_id: int, entry_ids: Sequence[str]) -> None:
+    """In the caller's (page) transaction: these entries' index rows are to be redone (text
+    changed, or deleted). One statement; the text is read and tokenised later."""
+    if entry_ids:
+        conn.executemany(
+            "INSERT OR REPLACE INTO search_pending (feed_id, entry_id) VALUES (?, ?)",
+            [(feed_id, i) for i in entry_ids],
+        )
+
+
+def pending(conn: sqlite3.Connection) -> int:
+    """How many entries wait for the index (0: it is up to date)."""
+    return int(conn.execute("SELECT COUNT(*) FROM search_pending").fetchone()[0])
+
+
+# A queued entry as read for indexing: its queue id, key, and text (None: not live, unindex).
+Stale = tuple[int, int, str, tuple[str, str, str] | None]
+
+
+def read_pending(conn: sqlite3.Connection, limit: int) -> list[Stale]:
+    """Up to `limit` queued entries, oldest first, with their text as it is now, markup
+    stripped. Outside any write transaction: the store's writer does not wait for the HTML
+    parsing, only for `apply_pending`'s tokenising."""
+    rows = conn.execute(
+        "SELECT p.id, p.feed_id, p.entry_id, e.title, e.summary, e.content,"
+        " e.feed_id IS NOT NULL AND e.deleted_at IS NULL FROM search_pending p"
+        " LEFT JOIN entries e ON e.feed_id = p.feed_id AND e.entry_id = p.entry_id"
+        " ORDER BY p.id LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return [
+        (qid, feed_id, entry_id, _texts(title, summary, content) if live else None)
+        for qid, feed_id, entry_id, title, summary, content, live in rows
+    ]
+
+
+def apply_pending(conn: sqlite3.Connection, batch: Sequence[Stale]) -> int:
+    """In the caller's write transaction: index what `read_pending` read and dequeue it; how
+    many were applied. A row is applied only if it is still queued under the id read: an entry
+    changed since was re-queued under a new id (or another indexer took it), and this batch's
+    older text must not overwrite it. So a crash anywhere leaves rows queued, and two indexers
+    at once never leave an older text behind."""
+    done = 0
+    for qid, feed_id, entry_id, text in batch:
+        if not conn.execute("DELETE FROM search_pending WHERE id = ?", (qid,)).rowcount:
+            continue
+        if text is None:
+            unindex_entry(conn, feed_id, entry_id)
+        else:
+            _write(conn, feed_id, entry_id, text)
+        done += 1
+    return done
+
+
+def _texts(title: str | None, summary: str | None, content: str | None) -> tuple[str, str, str]:
+    return html_to_text(title), html_to_text(summary), html_to_text(content)
 
 
 def _key(conn: sqlite3.Connection, feed_id: int, entry_id: str) -> int:
@@ -60,18 +130,19 @@ def index_entry(
     summary: str | None,
     content: str | None,
 ) -> None:
-    """(Re)index a live entry's text, replacing what the index held for it."""
+    """(Re)index a live entry's text now, replacing what the index held for it."""
+    _write(conn, feed_id, entry_id, _texts(title, summary, content))
+
+
+def _write(
+    conn: sqlite3.Connection, feed_id: int, entry_id: str, text: tuple[str, str, str]
+) -> None:
     # FTS5 takes OR REPLACE as "first delete the row of this rowid, if any": one statement
     # where a DELETE and an INSERT were, and its shadow tables end byte for byte the same.
     conn.execute(
         "INSERT OR REPLACE INTO entries_search (rowid, title, summary, content)"
         " VALUES (?, ?, ?, ?)",
-        (
-            _key(conn, feed_id, entry_id),
-            html_to_text(title),
-            html_to_text(summary),
-            html_to_text(content),
-        ),
+        (_key(conn, feed_id, entry_id), *text),
     )
 
 
@@ -86,7 +157,8 @@ def unindex_entry(conn: sqlite3.Connection, feed_id: int, entry_id: str) -> None
 
 def rebuild(conn: sqlite3.Connection) -> int:
     """Index every live entry afresh; how many. Runs inside the caller's transaction; reads the
-    entries one at a time (a large store's text never sits in memory at once)."""
+    entries one at a time (a large store's text never sits in memory at once). A store copy
+    empties `search_pending` first (m008 runs this before the queue exists)."""
     conn.execute("DELETE FROM entries_search")
     rows = conn.execute(
         "SELECT feed_id, entry_id, title, summary, content FROM entries WHERE deleted_at IS NULL"

@@ -18,6 +18,7 @@ from typing import Any
 from syncd.diff import DEFAULT_HASH_ONLY_CAP
 from syncd.errors import StoreError
 from syncd.model import StoredEntry
+from syncd.storage.rows import search_stale
 from syncd.storage.sqlite import (
     entries,
     events,
@@ -224,6 +225,8 @@ class SqliteStore:
                 now_s,
             )
             seqs += _delete(conn, log, feed_id, commit.deletions, now)
+            # The index catches up later (syncd.indexer): here, one statement for the page.
+            search.mark_stale(conn, feed_id, search_stale(commit.writes, commit.deletions))
         return seqs
 
     async def commit_presence(self, commit: PresenceCommit) -> list[int]:
@@ -233,6 +236,7 @@ class SqliteStore:
             feeds.check_fence(conn, commit.feed_id, commit.fence)
             entries.count_presence(conn, commit.feed_id, commit.seen, commit.missing)
             log = events.EventLog(conn, commit.feed_id, commit.now)
+            search.mark_stale(conn, commit.feed_id, search_stale((), commit.deletions))
             return _delete(conn, log, commit.feed_id, commit.deletions, commit.now)
 
     # ---------------------------------------------------------------- the operator's views
@@ -256,6 +260,31 @@ class SqliteStore:
 
     async def search(self, query: SearchQuery) -> list[Hit]:
         return search.search(self.db.conn, query)
+
+    async def index_pending(self, limit: int) -> int:
+        """In a thread, on a write connection of its own (as `heartbeat`): a batch's HTML parsing
+        and tokenising never hold the event loop, and a read-only store can catch up too."""
+        return await asyncio.to_thread(self._index_pending, limit)
+
+    def _index_pending(self, limit: int) -> int:
+        db = Db.open_for_writes(self.db.path)
+        try:
+            try:
+                batch = search.read_pending(db.conn, limit)
+            except sqlite3.Error as e:
+                raise StoreError(f"database error in {str(self.db.path)!r}: {e}") from e
+            if batch:
+                with db.write() as conn:
+                    search.apply_pending(conn, batch)
+            return len(batch)
+        finally:
+            db.close()
+
+    async def search_pending(self) -> int:
+        try:
+            return search.pending(self.db.conn)
+        except sqlite3.Error as e:
+            raise StoreError(f"database error in {str(self.db.path)!r}: {e}") from e
 
     async def feed_head(self, name: str) -> FeedHead:
         return history.head(self.db, name)
