@@ -4,7 +4,12 @@ The table of issue 7, as whole processes (wall seconds and CPU seconds of the pr
 median of --runs), each row measured for both in the same run against the same server:
 
 * cold: 200 single-page feeds of 25 Blogger entries, first sync;
+* index: `syncd index` after cold: the search index catching up with the 5,000 entries the sync
+  left queued (a sync only queues them since the index left the page's transaction; the daemon
+  does this in the background). Only for a checkout that has the command; like reader's
+  `update_search()`, which its `update_feeds()` does not do either;
 * edit: the same 200 feeds after one entry was edited (every feed serves the edited entry);
+* edit-index: `syncd index` after edit (200 entries);
 * unchanged: the same 200 feeds again, every answer a 304;
 * backfill: the 515-entry feed, 21 pages, walking the same next links.
 
@@ -77,13 +82,15 @@ async def side_by_side(
     urls_file = tmp / "urls.txt"
     urls_file.write_text("\n".join(urls))
     commands: list[Command] = []
+    indexing: list[Command] = []  # the search index's catch-up, where the checkout has one
     for label, root in roots:
         own = tmp / label
         own.mkdir()
         config = write_config(own, urls)
-        commands.append(
-            (label, [sys.executable, "-m", "syncd", "--config", str(config), "sync"], root)
-        )
+        syncd = [sys.executable, "-m", "syncd", "--config", str(config)]
+        commands.append((label, [*syncd, "sync"], root))
+        if (root / "syncd" / "cli" / "index.py").exists():
+            indexing.append((label, [*syncd, "index"], root))
     if reader is not None:
         commands.append(
             ("reader", [str(reader), str(READER), str(urls_file), str(tmp / "r.db")], ROOT)
@@ -94,7 +101,7 @@ async def side_by_side(
         if row == "edit":
             assert callable(between)
             await between()
-        for label, argv, root in commands:
+        for label, argv, root in indexing if row.endswith("index") else commands:
             if label == "reader" and row == "backfill":
                 continue  # reader reads the first page only
             figures.setdefault(f"{row}/{label}", []).append(await measure(argv, tmp, root))
@@ -113,7 +120,13 @@ async def main(runs: int, feeds: int, other: Path | None, reader: Path | None) -
         for _ in range(runs):
             with tempfile.TemporaryDirectory() as tmp:
                 await side_by_side(
-                    Path(tmp), urls, ("cold", "edit", "unchanged"), figures, edit, roots, reader
+                    Path(tmp),
+                    urls,
+                    ("cold", "index", "edit", "edit-index", "unchanged"),
+                    figures,
+                    edit,
+                    roots,
+                    reader,
                 )
     async with spawn_feed_server(entries=515) as paged:
         for _ in range(runs):
@@ -148,7 +161,7 @@ def report(
         f"{'work':<10}" + "".join(f"{c:>16}" for c in columns)
         + "".join(f"{'syncd/' + c:>16}" for c in against) + "   (ratios: wall/CPU)"
     )  # fmt: skip
-    for row in ("cold", "edit", "unchanged", "backfill"):
+    for row in ("cold", "index", "edit", "edit-index", "unchanged", "backfill"):
         line = f"{row:<10}"
         for c in columns:
             got = cell(row, c)
