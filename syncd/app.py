@@ -35,13 +35,6 @@ from syncd.sinks.file import FileSink
 from syncd.sinks.webhook import session_for_webhooks
 from syncd.storage import Store
 from syncd.storage.sqlite import SqliteStore
-from syncd.storage.transfer import (
-    DEFAULT_BATCH,
-    CopyReport,
-    TableSource,
-    TableTarget,
-    copy_store,
-)
 from syncd.storage.values import FeedLease, FeedState
 from syncd.subscriber import Subscriber
 from syncd.sync import FeedSyncer, PageFetcher, PageParser, Progress, SyncReport
@@ -50,6 +43,7 @@ from syncd.workers import Worker, new_worker_id
 
 if TYPE_CHECKING:
     from syncd.metrics import Metrics  # prometheus_client: imported only by the daemon
+    from syncd.storage.transfer import CopyReport  # `syncd store copy` only
 
 log = structlog.get_logger("syncd.app")
 
@@ -93,9 +87,7 @@ def is_store_url(location: str) -> bool:
     return location.startswith(("postgresql://", "postgres://"))
 
 
-def copy_stores(
-    source: str, target: str, *, replace: bool, batch: int = DEFAULT_BATCH
-) -> CopyReport:
+def copy_stores(source: str, target: str, *, replace: bool, batch: int) -> CopyReport:
     """`syncd store copy`: the store at `source` (a SQLite path or a PostgreSQL URL) into
     `target`, each end opened by its backend (syncd.storage.transfer runs the copy), in an
     event loop of its own."""
@@ -112,6 +104,7 @@ async def _copy_stores(source: str, target: str, *, replace: bool, batch: int) -
     # Imported here: only this command needs them (psycopg, sqlite-utils).
     from syncd.storage.postgres.tables import PostgresTables
     from syncd.storage.sqlite.tables import SqliteTables
+    from syncd.storage.transfer import TableSource, TableTarget, copy_store
 
     async with AsyncExitStack() as stack:
         if is_store_url(source):
@@ -430,8 +423,12 @@ def _router(current: Callable[[], Config]) -> Callable[[str, EventDraft], list[s
     return route
 
 
-async def _bind_sinks(stack: AsyncExitStack, config: Config, clock: Clock) -> list[BoundSink]:
-    """Build every configured sink through the registry; closed by `stack`."""
+async def _bind_sinks(
+    stack: AsyncExitStack, config: Config, clock: Clock, *, open_files: bool = True
+) -> list[BoundSink]:
+    """Build every configured sink through the registry; closed by `stack`. `open_files`: open
+    file sinks now (the daemon: a torn tail is cut at start, not at the next event); otherwise
+    each opens on its first write, so a pass with nothing to deliver never touches the file."""
     # Each sink's own dispatcher loop bounds its requests (max_in_flight), so the shared pool
     # must not add a cross-sink bottleneck: room for all of them, and no per-host cap (two sinks
     # on one receiver host must not queue behind each other's hanging requests).
@@ -442,9 +439,11 @@ async def _bind_sinks(stack: AsyncExitStack, config: Config, clock: Clock) -> li
     context = SinkContext(webhook_session=hook_session, base_dir=config.base_dir, clock=clock)
     bound: list[BoundSink] = []
     for sc, sink in _create_sinks(config, context):
-        stack.push_async_callback(sink.aclose)
         if isinstance(sink, FileSink):
-            await _open_file_sink(sink)
+            said = await _open_file_sink(sink) if open_files else 0
+            stack.push_async_callback(_close_file_sink, sink, said)
+        else:
+            stack.push_async_callback(sink.aclose)
         bound.append(BoundSink(sink, sc))
     return bound
 
@@ -473,14 +472,27 @@ async def validate_sinks(config: Config) -> None:
             await sink.aclose()
 
 
-async def _open_file_sink(sink: FileSink) -> None:
+async def _open_file_sink(sink: FileSink) -> int:
     """Open a file sink at start, so a tail torn by a crash is cut back before anyone reads on,
-    and say so. A file that cannot be opened is not fatal: its deliveries fail and are retried."""
+    and say so; return the bytes said to be cut. A file that cannot be opened is not fatal: its
+    deliveries fail and are retried."""
     try:
         dropped = await sink.open()
     except OSError as e:
         log.warning("file sink not writable", sink=sink.name, error=f"{e.strerror}: {e.filename}")
-        return
+        return 0
+    _say_torn(sink, dropped)
+    return dropped
+
+
+async def _close_file_sink(sink: FileSink, said: int) -> None:
+    """Close a file sink; a torn tail its first write cut (it was not opened at start) is
+    said now."""
+    await sink.aclose()
+    _say_torn(sink, sink.torn_bytes_dropped - said)
+
+
+def _say_torn(sink: FileSink, dropped: int) -> None:
     if dropped:
         log.warning(
             "torn tail cut from file sink", sink=sink.name, bytes=dropped, path=str(sink.path)
@@ -572,7 +584,9 @@ async def build_app(
     """Everything syncd needs for one command, opened in order and closed in reverse.
     With `metrics`, the fetcher, parser, syncer and dispatcher report to it. `exclusive` (the
     daemon): on SQLite, refuse to start if another daemon holds this store; on PostgreSQL any
-    number of daemons share it, each a worker leasing the feeds it crawls."""
+    number of daemons share it, each a worker leasing the feeds it crawls; and file sinks are
+    opened at start. Otherwise (`syncd sync`) a sink opens nothing until it has an event to
+    send: a pass of 304s opens no sink file."""
     rng = rng or random.Random()
     shared = config.store.url is not None
     async with AsyncExitStack() as stack:
@@ -603,7 +617,7 @@ async def build_app(
         sinks = AsyncExitStack()
         app: App | None = None
         stack.push_async_callback(lambda: (app.sinks if app and app.sinks else sinks).aclose())
-        bound = await _bind_sinks(sinks, config, clock)
+        bound = await _bind_sinks(sinks, config, clock, open_files=exclusive)
         syncer = FeedSyncer(
             store=store,
             fetcher=fetcher,

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple, TypeVar, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, TypeVar, Union
 
 from pydantic import (
     AfterValidator,
@@ -40,7 +40,6 @@ from pydantic import (
 )
 
 from syncd.errors import ConfigError
-from syncd.opml import OpmlError, OpmlFeed, derive_name, name_with_suffix, read_opml
 from syncd.redact import redacted_url
 from syncd.sinks import SinkRegistry, default_registry, options_model_of
 from syncd.sinks.options import (
@@ -51,6 +50,9 @@ from syncd.sinks.options import (
     resolve_path,
 )
 from syncd.validation import ConfigErrors, did_you_mean, key_path, readable_errors
+
+if TYPE_CHECKING:
+    from syncd.opml import OpmlFeed
 
 DEFAULT_RETRY_SCHEDULE = ("5s", "5m", "30m", "2h", "5h", "10h", "14h", "20h", "24h")
 EventType = Literal["entry.created", "entry.updated", "entry.deleted"]
@@ -629,6 +631,10 @@ def _opml_lists(
     Names: an outline's `syncd:name`, else one derived from its title or URL. Names that clash
     (two outlines, or an outline and a [[feeds]] table, whose names are the same) get a suffix
     from the outline's URL, so the result does not depend on the order of the outlines."""
+    if not tables:
+        return [], [], []
+    from syncd.opml import OpmlError, derive_name, name_with_suffix, read_opml  # lists only
+
     errors: list[ConfigError] = []
     notes: list[str] = []
     by_url = {f.url: f.name for f in explicit}

@@ -12,7 +12,9 @@ and can allocate without bound on hostile documents (DESIGN §7): that runs in a
 whose workers have their address space capped. A worker that dies or runs out of memory costs
 one page (a ParseError for its URL), never the daemon: the pool is replaced and the next parse
 gets fresh workers. The pool starts on the first page that needs it, never before: a pass that
-meets only 304s or well-formed feeds starts no process and never imports feedparser.
+meets only 304s or well-formed feeds starts no process and never imports feedparser. Nor does
+one that meets only 304s import the parsers or the process machinery (multiprocessing,
+concurrent.futures' process pool): they are imported by the first parse.
 
 This module owns processes, nothing else: no parsing rules (those are in `syncd.parse`), no
 network, no store. Workers are started with "forkserver" (or "spawn"), never "fork": forking a
@@ -24,22 +26,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import multiprocessing
 import os
 import resource
 import select
 import signal
 import threading
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, Literal, Self
+from typing import TYPE_CHECKING, Final, Literal, Self
 
 from syncd.errors import ParseError
 from syncd.model import ParsedPage
-from syncd.parse import DEFAULT_MAX_ENTRIES, parse_page, parse_page_fast, parse_page_feedparser
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 __all__ = ["DEFAULT_MEMORY_LIMIT_BYTES", "INLINE_PARSE_BYTES", "ParserPool"]
 
@@ -67,11 +68,12 @@ class ParserPool:
         workers: int = 2,
         *,
         memory_limit_bytes: int | None = DEFAULT_MEMORY_LIMIT_BYTES,
-        max_entries: int = DEFAULT_MAX_ENTRIES,
+        max_entries: int | None = None,
         start_method: StartMethod = "forkserver",
         fast_in_process: bool = True,
     ) -> None:
-        """`fast_in_process=False` sends every page to the workers (both paths run there)."""
+        """`fast_in_process=False` sends every page to the workers (both paths run there).
+        `max_entries` None: `syncd.parse.DEFAULT_MAX_ENTRIES`."""
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         if memory_limit_bytes is not None and memory_limit_bytes <= 0:
@@ -117,6 +119,9 @@ class ParserPool:
         """Parse one page. Raises ParseError for a bad page or a worker lost on it."""
         if not self._running:
             raise RuntimeError("ParserPool.parse called outside 'async with'")
+        from syncd.parse import DEFAULT_MAX_ENTRIES, parse_page_fast  # a pass of 304s needs none
+
+        max_entries = DEFAULT_MAX_ENTRIES if self._max_entries is None else self._max_entries
         if self._fast_in_process:
             fast = functools.partial(
                 parse_page_fast,
@@ -124,7 +129,7 @@ class ParserPool:
                 url=url,
                 headers=headers,
                 ignore_fields=ignore_fields,
-                max_entries=self._max_entries,
+                max_entries=max_entries,
             )
             # A typical page parses in a few milliseconds: on the loop, cheaper than a thread
             # hop. A big one would hold the loop for longer, so it runs in a thread, which lets
@@ -132,6 +137,8 @@ class ParserPool:
             page = fast() if len(body) <= INLINE_PARSE_BYTES else await asyncio.to_thread(fast)
             if isinstance(page, ParsedPage):
                 return page
+        from concurrent.futures.process import BrokenProcessPool  # only for the workers
+
         executor = self._executor
         if executor is None:
             executor = self._executor = self._new_executor()
@@ -149,7 +156,7 @@ class ParserPool:
                     url,
                     dict(headers),  # a plain dict pickles whatever Mapping the caller holds
                     ignore_fields,
-                    self._max_entries,
+                    max_entries,
                     self._fast_in_process,  # the fast path already declined it: skip it there
                 )
             outcome = await future
@@ -167,6 +174,9 @@ class ParserPool:
         return outcome
 
     def _new_executor(self) -> ProcessPoolExecutor:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
         return ProcessPoolExecutor(
             max_workers=self._workers,
             mp_context=multiprocessing.get_context(self._start_method),
@@ -253,6 +263,8 @@ def _parse_in_worker(
     max_entries: int,
     feedparser_only: bool,
 ) -> ParsedPage | _WorkerParseError:
+    from syncd.parse import parse_page, parse_page_feedparser
+
     parse = parse_page_feedparser if feedparser_only else parse_page
     try:
         return parse(

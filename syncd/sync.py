@@ -51,7 +51,6 @@ from syncd.model import (
 )
 from syncd.moves import MoveState, observe_move
 from syncd.netguard import host_of
-from syncd.parse import guess_next_url
 from syncd.schedule import (
     AUTO_WINDOW,
     Cadence,
@@ -607,6 +606,8 @@ class FeedSyncer:
             if unchanged and known is not None:
                 guess = known.next_url
             else:
+                from syncd.parse import guess_next_url  # only a fetched body needs the parser
+
                 guess = guess_next_url(result.body, result.final_url)
             await self._read_ahead(feed, state, guess, ahead)
         if unchanged and known is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,7 @@ import pytest
 
 from syncd.model import OutboundEvent
 from syncd.sinks.file import FileSink, repair_torn_tail
+from tests.support.feedserver import FeedServer
 
 
 def make_event(seq: int, padding: int = 0) -> OutboundEvent:
@@ -336,17 +338,57 @@ def test_a_batch_that_fails_halfway_is_cut_back_whole(tmp_path: Path) -> None:
     assert [line["id"] for line in read_lines(path)] == ["evt_0", "evt_1"]
 
 
-async def test_syncd_cuts_a_torn_tail_as_soon_as_it_starts(tmp_path: Path) -> None:
+async def test_a_sync_with_nothing_to_deliver_leaves_the_sink_file_alone(tmp_path: Path) -> None:
     from tests.conftest import file_sink, syncd, write_config
 
     archive = tmp_path / "archive.jsonl"
-    archive.write_bytes(b'{"id":"a"}\n{"id":"to')  # a crash in the middle of a line
+    torn = b'{"id":"a"}\n{"id":"to'  # a crash in the middle of a line
+    archive.write_bytes(torn)
     config = write_config(tmp_path, feeds=[], sinks=[file_sink(tmp_path)])
-    result = await syncd(config, "sync")  # nothing to deliver: the repair does not wait for it
+    result = await syncd(config, "sync")  # nothing to deliver: the sink opens nothing
     assert result.code == 0, result.stderr
-    assert archive.read_bytes() == b'{"id":"a"}\n'
+    assert archive.read_bytes() == torn
+    assert not [r for r in result.logs() if r.get("event") == "torn tail cut from file sink"]
+
+
+async def test_syncd_sync_cuts_a_torn_tail_at_its_first_write_and_says_so(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    from tests.conftest import file_sink, syncd, write_config
+
+    archive = tmp_path / "archive.jsonl"
+    archive.write_bytes(b'{"id":"a"}\n{"id":"to')
+    feed = {"name": "blog", "url": feed_server.url}
+    config = write_config(tmp_path, feeds=[feed], sinks=[file_sink(tmp_path)])
+    result = await syncd(config, "sync")
+    assert result.code == 0, result.stderr
+    lines = archive.read_bytes().split(b"\n")
+    assert lines[0] == b'{"id":"a"}' and lines[-1] == b""
+    assert len(lines) > 2 and all(json.loads(line)["type"] for line in lines[1:-1])
     [line] = [r for r in result.logs() if r.get("event") == "torn tail cut from file sink"]
     assert line["sink"] == "archive" and line["bytes"] == len(b'{"id":"to')
+
+
+async def test_the_daemon_cuts_a_torn_tail_as_soon_as_it_starts(tmp_path: Path) -> None:
+    from tests.conftest import file_sink, write_config
+    from tests.support.process import start_syncd
+    from tests.test_systemd_notify import NotifyListener
+
+    archive = tmp_path / "archive.jsonl"
+    archive.write_bytes(b'{"id":"a"}\n{"id":"to')
+    config = write_config(tmp_path, feeds=[], sinks=[file_sink(tmp_path)], http={"listen": ""})
+    listener = NotifyListener(str(tmp_path / "notify.sock"))
+    try:
+        proc = await start_syncd(config, "run", env={"NOTIFY_SOCKET": listener.address})
+        await listener.until("READY")  # the sinks are bound before the daemon says it is ready
+        assert archive.read_bytes() == b'{"id":"a"}\n'
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        listener.close()
+    logs = [json.loads(line) for line in err.decode().splitlines() if line.startswith("{")]
+    [line] = [r for r in logs if r.get("event") == "torn tail cut from file sink"]
+    assert line["bytes"] == len(b'{"id":"to')
 
 
 async def test_batches_land_in_the_order_handed_over_and_a_closed_sink_says_so(

@@ -1,6 +1,6 @@
 """A pass loads only the parsers it needs: lxml for well-formed feeds, nothing for 304s; and
 `syncd sync` never loads what only other commands use (the daemon's web server and metrics,
-rich's progress display off a terminal).
+rich's progress display off a terminal, the store copy). A pass of 304s opens no sink file.
 
 The real `syncd sync` runs with Python's import-time report on (PYTHONPROFILEIMPORTTIME), which
 names every module the process imported; starting a parser process would import the forkserver's
@@ -20,11 +20,19 @@ PARSER_PROCESS = "multiprocessing.popen_forkserver"
 # What a `syncd sync` that meets only 304s must not import: parsers, the daemon and its web server
 # and metrics, the other commands, the progress display (stderr is no terminal here), the other
 # store backend (psycopg), sqlite-utils (only a store with migrations pending needs it), and rich
-# at all (structlog would import it for console tracebacks; these logs are JSON).
+# at all (structlog would import it for console tracebacks; these logs are JSON); nor the parse
+# modules, the process machinery, OPML lists (none configured) or the store copy.
 NOT_FOR_A_304_PASS = (
     "feedparser",
     "lxml",
     PARSER_PROCESS,
+    "multiprocessing",
+    "concurrent.futures.process",
+    "syncd.parse",
+    "syncd.fastparse",
+    "xml.etree",
+    "syncd.opml",
+    "syncd.storage.transfer",
     "aiohttp.web",
     "prometheus_client",
     "psycopg",
@@ -73,9 +81,14 @@ async def test_well_formed_feeds_then_304s_import_no_feedparser_and_start_no_pro
     assert "feedparser" not in modules
     assert PARSER_PROCESS not in modules
 
+    # A torn tail stays as it is: the sink has nothing to send, so its file is not opened.
+    archive = tmp_path / "archive.jsonl"
+    torn = archive.read_bytes() + b'{"id":"to'
+    archive.write_bytes(torn)
     unchanged = await syncd(config, "sync")
     assert unchanged.code == 0, unchanged.stderr[-2000:]
     assert loaded(imported(unchanged), NOT_FOR_A_304_PASS) == set()
+    assert archive.read_bytes() == torn
 
 
 async def test_a_feed_the_fast_path_declines_starts_the_parser_processes(

@@ -37,7 +37,9 @@ class SinkOptions(BaseModel):
     """Base of every sink type's options. Strict: a key the type does not declare is an error,
     and a value of the wrong TOML type is not coerced ("yes" is not a boolean)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # Built on first use: a pass meets only the types it configures (and validates through
+    # the combined table model, `syncd.config._sink_model`), not every type's schema.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
     # What the first sync's backfill does for this type when the table does not say.
     initial_default: ClassVar[Literal["deliver", "skip"]] = "deliver"
