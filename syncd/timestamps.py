@@ -117,13 +117,10 @@ def format_timestamp(dt: datetime) -> str:
     if dt.tzinfo is None or dt.utcoffset() is None:
         raise ValueError(f"refusing to format a naive datetime: {dt!r}")
     utc = dt.astimezone(UTC)
-    head = (
-        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}"
-        f"T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}"
-    )
-    if utc.microsecond % 1000 == 0:
-        return f"{head}.{utc.microsecond // 1000:03d}Z"
-    return f"{head}.{utc.microsecond:06d}Z"
+    # datetime's own C formatting (a 304 poll formats about five instants): zero-padded fields,
+    # the fraction at the asked precision, then "+00:00", which becomes "Z".
+    spec = "milliseconds" if utc.microsecond % 1000 == 0 else "microseconds"
+    return utc.isoformat(timespec=spec)[:-6] + "Z"
 
 
 def _parse_iso(text: str) -> datetime | None:

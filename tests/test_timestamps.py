@@ -233,3 +233,34 @@ def test_the_rfc3339_shortcut_reads_like_the_general_reading(
 )
 def test_the_rfc3339_shortcut_at_its_edges(text: str) -> None:
     assert parse_timestamp(text) == _general_reading(text.strip())
+
+
+def _format_timestamp_by_fields(dt: datetime) -> str:
+    """The former `format_timestamp`, field by field: the reference for the isoformat one."""
+    utc = dt.astimezone(UTC)
+    head = (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}"
+        f"T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}"
+    )
+    if utc.microsecond % 1000 == 0:
+        return f"{head}.{utc.microsecond // 1000:03d}Z"
+    return f"{head}.{utc.microsecond:06d}Z"
+
+
+@settings(max_examples=1000)
+@given(
+    st.datetimes(
+        min_value=datetime(1, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.sampled_from(
+            [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-11))]
+        ),
+    ),
+    st.booleans(),
+)
+def test_format_timestamp_writes_what_the_field_by_field_formatting_wrote(
+    dt: datetime, whole_ms: bool
+) -> None:
+    if whole_ms:  # half the instants on whole milliseconds, as the store's bookkeeping writes
+        dt = dt.replace(microsecond=dt.microsecond // 1000 * 1000)
+    assert format_timestamp(dt) == _format_timestamp_by_fields(dt)
