@@ -3,9 +3,9 @@
 Prints, for this checkout and (with --root) another one, interleaved in one run, each in its own
 process: CPU milliseconds per `parse_page_fast` call (min and median of --runs rounds of --pages
 calls) and pages per CPU second. Then, for this checkout, the split an edit pass cares about:
-the per-page part (the same page without its entries), the per-entry part, what a key over each
-entry's raw bytes would cost, and the diff of the page against a store that knows all but one
-entry. Figures only, never verdicts.
+the per-page part (the same page without its entries), the per-entry part, what the entries'
+keys cost, the page read with the edit skip (the store knowing all but one entry by key), and
+the diff of the page against a store that knows all but one entry. Figures only, never verdicts.
 
     .venv/bin/python bench/parse_speed.py [--runs 9] [--pages 40] [--root OTHER_CHECKOUT]
 """
@@ -13,7 +13,6 @@ entry. Figures only, never verdicts.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import re
 import statistics
@@ -87,8 +86,8 @@ def edit_split() -> None:
     from lxml import etree
 
     from syncd.diff import diff_page
-    from syncd.model import ParsedPage
-    from syncd.parse import parse_page_fast
+    from syncd.model import ParsedEntry, ParsedPage
+    from syncd.parse import FastPage, open_page_fast, parse_page_fast
     from tests.test_diff import stored  # a StoredEntry that knows a parsed entry as it is
 
     body = SEED.read_bytes()
@@ -104,9 +103,6 @@ def edit_split() -> None:
     whole, fixed = best_of(parse(body)), best_of(parse(bare))
     per_entry = (whole - fixed) / n
 
-    def regex_keys() -> list[str]:
-        return [hashlib.sha256(body[a:b]).hexdigest() for a, b in spans]
-
     def xml(data: bytes) -> Callable[[], object]:
         parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
         return lambda: etree.fromstring(data, parser)
@@ -114,11 +110,16 @@ def edit_split() -> None:
     # What a skip could not save: libxml2 must still read every entry (well-formedness decides
     # whether the fast path may read the page at all).
     libxml2 = (best_of(xml(body)) - best_of(xml(bare))) / n
-    root = etree.fromstring(body)
-    elements = list(root.iter("{http://www.w3.org/2005/Atom}entry"))
+    opened = open_page_fast(body, url=URL, headers=HEADERS)
+    assert isinstance(opened, FastPage)
+    # The store knows every entry but the first by its key: the edit skip's parse.
+    reuse = dict(zip(opened.keys()[1:], page.entries[1:], strict=True))
 
-    def tostring_keys() -> list[str]:
-        return [hashlib.sha256(etree.tostring(e)).hexdigest() for e in elements]
+    def keyed(known: dict[str, ParsedEntry]) -> Callable[[], object]:
+        return lambda: open_page_fast(body, url=URL, headers=HEADERS).page(known)  # type: ignore[union-attr]
+
+    def keys() -> object:
+        return open_page_fast(body, url=URL, headers=HEADERS).keys()  # type: ignore[union-attr]
 
     known = {e.entry_id: stored(e) for e in page.entries}
     edited = (replace(page.entries[0], content_hash="edited"), *page.entries[1:])
@@ -132,8 +133,10 @@ def edit_split() -> None:
     print(f"  the {n - 1} unchanged entries            {unchanged * 1e3:6.2f} ms")
     skippable = (n - 1) * (per_entry - libxml2)
     print(f"    without libxml2's share             {skippable * 1e3:6.2f} ms")
-    print(f"  raw-bytes keys: spans + sha256        {best_of(regex_keys) * 1e3:6.2f} ms")
-    print(f"  raw-bytes keys: tostring + sha256     {best_of(tostring_keys) * 1e3:6.2f} ms")
+    opening = best_of(lambda: open_page_fast(body, url=URL, headers=HEADERS))
+    print(f"  keys (FastPage.keys: tostring+sha256) {best_of(keys) * 1e3 - opening * 1e3:6.2f} ms")
+    print(f"  keyed, the store knows none (cold)    {best_of(keyed({})) * 1e3:6.2f} ms")
+    print(f"  keyed, the store knows {n - 1} (edit skip) {best_of(keyed(reuse)) * 1e3:6.2f} ms")
     print(f"  diff_page, {n} entries, {n - 1} unchanged     {diff * 1e3:6.3f} ms")
 
 

@@ -30,13 +30,28 @@ Raw = dict[str, Any]
 
 @dataclass(frozen=True, slots=True)
 class FastRead:
-    """What feedparser would have returned, for the keys syncd reads."""
+    """What feedparser would have returned, for the keys syncd reads; the entries unread.
+
+    `items` are the entry elements in document order: `entry` reads one into feedparser's raw
+    dictionary (or says why this path declines it), so a caller that already knows an entry by
+    its bytes need not read it. What an entry's reading depends on outside its own element
+    (namespace bindings, the version, the C1 flag) is in `context`.
+    """
 
     version: str
     feed: Raw
-    entries: list[Raw]
+    items: list[Any]  # lxml entry (item) elements
     namespaces: dict[str, str]
     root: Any  # the lxml root element (tombstones are read from it)
+    context: bytes
+    reader: _Reader
+
+    def entry(self, el: Any) -> Raw | str:
+        """The raw entry of `el` (one of `items`), or why this path declines the document."""
+        try:
+            return self.reader.entry(el)
+        except _Decline as exc:
+            return str(exc)
 
 
 class _Decline(Exception):
@@ -488,6 +503,7 @@ class _Reader:
 
     def __init__(self, declarations: list[tuple[str, str]], *, c1: bool) -> None:
         self.c1 = c1
+        self.declarations = tuple(declarations)
         # feedparser's `namespaces_in_use` (prefix -> URI, in first-declaration order) and the
         # version it derives from the first format-defining declaration.
         self.namespaces: dict[str, str] = {}
@@ -520,6 +536,8 @@ class _Reader:
                 self.namespaces[prefix] = uri
         self._names: dict[str, str] = {}
         self._attr_names: dict[str, str] = {}  # attribute key -> feedparser's key, memoised
+        # Attribute name sets (in order) -> whether feedparser keys every name as it is.
+        self._plain_attrs: dict[tuple[str, ...], bool] = {}
         self._first_prefix: dict[str, str] = {}
         for prefix, uri in self.namespaces.items():
             if prefix:
@@ -556,7 +574,18 @@ class _Reader:
 
     def attrs(self, el: Any) -> dict[str, str]:
         """Attributes as feedparser keys them: lower-cased local names, namespace dropped."""
-        result: dict[str, str] = {}
+        # Nearly every element carries the same few plain names ("rel", "href", ...), which
+        # feedparser keys as they are: the whole set is looked up once, not each name.
+        result: dict[str, str] = dict(el.attrib)
+        names = tuple(result)
+        plain = self._plain_attrs.get(names)
+        if plain is None:
+            plain = self._plain_attrs[names] = all(
+                key.rsplit("}", 1)[-1].lower() == key for key in names
+            )
+        if plain:
+            return result  # names as feedparser keys them, and distinct
+        result = {}
         known = self._attr_names
         for key, value in el.attrib.items():
             local = known.get(key)
@@ -572,7 +601,7 @@ class _Reader:
     def document(self, root: Any) -> FastRead:
         name = self.name(root)
         feed: Raw = {}
-        entries: list[Raw] = []
+        entries: list[Any] = []
         if root.tag == f"{{{_ATOM}}}feed":
             if self.version != "atom10":
                 raise _Decline(f"Atom root in a document feedparser calls {self.version!r}")
@@ -595,7 +624,7 @@ class _Reader:
             for child in children[1:]:
                 child_name = self.name(child)
                 if child.tag == f"{{{_RSS10}}}item":
-                    entries.append(self.entry(child))
+                    entries.append(child)
                 elif child_name == "image":
                     self.image(child, _IMAGE_PARTS)
                 elif child_name == "textinput":
@@ -607,17 +636,21 @@ class _Reader:
         return FastRead(
             version=self.version,
             feed=feed,
-            entries=entries,
+            items=entries,
             namespaces=dict(self.namespaces),
             root=root,
+            # Everything `entry` reads outside the element: the bindings (prefixes, the first
+            # prefix of each URI), the version the walk settled on, the C1 flag.
+            context=repr((self.declarations, self.version, self.c1)).encode(),
+            reader=self,
         )
 
-    def channel(self, channel: Any, feed: Raw, entries: list[Raw], item: str | None) -> None:
+    def channel(self, channel: Any, feed: Raw, entries: list[Any], item: str | None) -> None:
         titles = 0
         for child in _elements(channel):
             name = self.name(child)
             if item is not None and name == item:
-                entries.append(self.entry(child))
+                entries.append(child)  # read later (FastRead.entry), unless known by its bytes
             elif name in _TITLE:
                 titles += 1
                 if titles > 1:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -25,6 +26,9 @@ from syncd.model import DeliveryState, FetchResult, ParsedPage, Validators
 from syncd.overview import Overview
 from syncd.storage.values import PruneReport
 from syncd.sync import PageFetcher, PageParser, SyncReport
+
+if TYPE_CHECKING:
+    from syncd.parse import Reuse
 
 log = structlog.get_logger("syncd.metrics")
 
@@ -288,11 +292,12 @@ class ObservedParser:
         url: str,
         headers: Mapping[str, str],
         ignore_fields: frozenset[str] = frozenset(),
+        reuse: Reuse | None = None,
     ) -> ParsedPage:
         started = time.perf_counter()
         try:
             return await self.inner.parse(
-                body, url=url, headers=headers, ignore_fields=ignore_fields
+                body, url=url, headers=headers, ignore_fields=ignore_fields, reuse=reuse
             )
         finally:
             self.metrics.parse_seconds.observe(time.perf_counter() - started)

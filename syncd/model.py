@@ -82,6 +82,10 @@ class ParsedPage:
     ttl_minutes: int | None = None  # RSS <ttl>
     update_period: str | None = None  # sy:updatePeriod (hourly, daily, weekly, monthly, yearly)
     update_frequency: int | None = None  # sy:updateFrequency (times per period)
+    # The fast path's key of each entry (parse.FastPage), stored with the entry so that an
+    # unchanged entry is not read again; empty when unkeyed (the feedparser path). Not part of
+    # the page's value: both paths give equal pages.
+    entry_keys: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,12 +18,13 @@ per Blogger page), so the daemon runs it through `syncd.parsepool`, never on the
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import html
 import io
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -37,7 +38,11 @@ from syncd.timestamps import format_timestamp, parse_timestamp
 __all__ = [
     "HASH_FIELDS",
     "Declined",
+    "FastPage",
+    "Reuse",
+    "code_digest",
     "content_hash",
+    "open_page_fast",
     "parse_page",
     "parse_page_fast",
     "parse_page_feedparser",
@@ -106,6 +111,11 @@ class Declined:
     reason: str
 
 
+# The entries a caller already knows by key (`FastPage.keys`): for a page's keys, the stored
+# entries those keys were written with. See FastPage.
+Reuse = Callable[[Sequence[str]], Awaitable[Mapping[str, ParsedEntry]]]
+
+
 def parse_page_fast(
     body: bytes,
     *,
@@ -115,6 +125,21 @@ def parse_page_fast(
     max_entries: int = DEFAULT_MAX_ENTRIES,
 ) -> ParsedPage | Declined:
     """The lxml path alone: the page feedparser would give, or Declined when it cannot be sure."""
+    opened = open_page_fast(
+        body, url=url, headers=headers, ignore_fields=ignore_fields, max_entries=max_entries
+    )
+    return opened if isinstance(opened, Declined) else opened.page(None)
+
+
+def open_page_fast(
+    body: bytes,
+    *,
+    url: str,
+    headers: Mapping[str, str],
+    ignore_fields: frozenset[str] = frozenset(),
+    max_entries: int = DEFAULT_MAX_ENTRIES,
+) -> FastPage | Declined:
+    """The lxml path's first half: the document read and checked, its entries not yet."""
     _check_ignore_fields(ignore_fields)
     if not body.strip():
         raise ParseError("empty body", url=url)
@@ -124,18 +149,113 @@ def parse_page_fast(
     read = read_fast(body, lowered)
     if isinstance(read, str):
         return Declined(read)
-    return _assemble(
-        url=url,
-        version=read.version,
-        feed=read.feed,
-        raw_entries=read.entries,
-        namespaces=read.namespaces,
-        ignore_fields=ignore_fields,
-        max_entries=max_entries,
-        tombstones=_tombstones_in(read.root),
-        malformed=False,
-        warnings=(),
-    )
+    return FastPage(read, url, ignore_fields, max_entries)
+
+
+class FastPage:
+    """A document the fast path reads, its entries keyed by their bytes before they are read.
+
+    An entry's key is a sha256 over its element as libxml2 holds it (serialised: text, CDATA
+    and character references already resolved, attributes in order, comments, the namespace
+    declarations in scope) and over everything else its `ParsedEntry` depends on: the
+    document's bindings, version and C1 flag, the page URL (the base of relative links),
+    `ignore_fields` (the content hash) and the code that reads it (`code_digest`). Equal keys
+    therefore mean equal `ParsedEntry`s, whenever and wherever computed: `page(reuse)` takes a
+    known entry from `reuse` instead of reading and normalising its element again, and gives the
+    page the full reading gives. The feedparser path keys nothing.
+    """
+
+    __slots__ = ("_keys", "ignore_fields", "max_entries", "read", "url")
+
+    def __init__(
+        self, read: Any, url: str, ignore_fields: frozenset[str], max_entries: int
+    ) -> None:
+        self.read = read
+        self.url = url
+        self.ignore_fields = ignore_fields
+        self.max_entries = max_entries
+        self._keys: tuple[str, ...] | None = None
+
+    def keys(self) -> tuple[str, ...]:
+        """The key of each entry, in document order (computed once)."""
+        if self._keys is None:
+            from lxml import etree
+
+            context = hashlib.sha256(code_digest())
+            context.update(
+                _json_bytes([self.url, sorted(self.ignore_fields), self.read.context.decode()])
+            )
+            context.update(b"\0")
+            keys = []
+            for el in self.read.items:
+                digest = context.copy()
+                digest.update(
+                    etree.tostring(el, encoding="UTF-8", xml_declaration=False, with_tail=False)
+                )
+                keys.append(digest.hexdigest())
+            self._keys = tuple(keys)
+        return self._keys
+
+    def page(self, reuse: Mapping[str, ParsedEntry] | None) -> ParsedPage | Declined:
+        """The page; with `reuse` (possibly empty), keyed, and its known entries taken from it."""
+        read, url = self.read, self.url
+        if len(read.items) > self.max_entries:
+            # Too many, unless this path cannot read the document at all (then feedparser
+            # decides), as when every entry was read before the count.
+            reasons = (read.entry(el) for el in read.items)
+            reason = next((r for r in reasons if isinstance(r, str)), None)
+            if reason is not None:
+                return Declined(reason)
+            _check_count(len(read.items), self.max_entries, url)
+        keys = self.keys() if reuse is not None else ()
+        entries: list[ParsedEntry] = []
+        for i, el in enumerate(read.items):
+            if reuse and keys[i] in reuse:
+                entries.append(reuse[keys[i]])
+                continue
+            raw = read.entry(el)
+            if isinstance(raw, str):
+                return Declined(raw)
+            entries.append(_entry(raw, url, read.version, self.ignore_fields))
+        return _assemble(
+            url=url,
+            version=read.version,
+            feed=read.feed,
+            entries=tuple(entries),
+            namespaces=read.namespaces,
+            tombstones=_tombstones_in(read.root),
+            malformed=False,
+            warnings=(),
+            entry_keys=keys,
+        )
+
+
+def code_digest() -> bytes:
+    """A digest of the code an entry's reading runs (its keys cover it): the parse modules'
+    sources, syncd's, lxml's, libxml2's and Python's versions. Any change makes every stored key
+    miss, so a changed reading is never skipped. Read once per process (the files do not change
+    under a running one)."""
+    return _code_digest()
+
+
+@functools.cache
+def _code_digest() -> bytes:
+    import sys
+
+    from lxml import etree
+
+    import syncd
+    from syncd import fastparse, model, timestamps
+
+    digest = hashlib.sha256(repr((syncd.__version__, sys.version, etree.LXML_VERSION)).encode())
+    digest.update(repr((etree.LIBXML_VERSION, etree.LIBXML_COMPILED_VERSION)).encode())
+    for module in (sys.modules[__name__], fastparse, model, timestamps):
+        path = module.__file__
+        # Installed without sources, the version above stands for them.
+        if path is not None and path.endswith(".py"):
+            with open(path, "rb") as source:
+                digest.update(hashlib.sha256(source.read()).digest())
+    return digest.digest()
 
 
 def parse_page_feedparser(
@@ -201,14 +321,15 @@ def parse_page_feedparser(
         # A document that is not well-formed XML has no tombstones we could trust.
         with contextlib.suppress(ElementTree.ParseError):
             tombstones = _tombstones_in(ElementTree.fromstring(utf8))
+    version = str(parsed.get("version"))
+    raw_entries = parsed.get("entries") or []
+    _check_count(len(raw_entries), max_entries, url)
     return _assemble(
         url=url,
-        version=str(parsed.get("version")),
+        version=version,
         feed=parsed.get("feed") or {},
-        raw_entries=parsed.get("entries") or [],
+        entries=tuple(_entry(e, url, version, ignore_fields) for e in raw_entries),
         namespaces=parsed.get("namespaces") or {},
-        ignore_fields=ignore_fields,
-        max_entries=max_entries,
         tombstones=tombstones,
         malformed=malformed,
         warnings=tuple(dict.fromkeys(warnings)),  # de-duplicated, order kept
@@ -221,29 +342,30 @@ def _check_ignore_fields(ignore_fields: frozenset[str]) -> None:
         raise ValueError(f"unknown ignore_fields: {sorted(unknown)}")
 
 
+def _check_count(entries: int, max_entries: int, url: str) -> None:
+    if entries > max_entries:
+        raise ParseError(f"too many entries: {entries} > max_entries {max_entries}", url=url)
+
+
 def _assemble(
     *,
     url: str,
     version: str,
     feed: Any,
-    raw_entries: Sequence[Any],
+    entries: tuple[ParsedEntry, ...],
     namespaces: Mapping[str, str],
-    ignore_fields: frozenset[str],
-    max_entries: int,
     tombstones: tuple[Tombstone, ...],
     malformed: bool,
     warnings: tuple[str, ...],
+    entry_keys: tuple[str, ...] = (),
 ) -> ParsedPage:
-    """The page from feedparser-shaped raw data: one assembly for both paths."""
-    if len(raw_entries) > max_entries:
-        raise ParseError(
-            f"too many entries: {len(raw_entries)} > max_entries {max_entries}", url=url
-        )
+    """The page from feedparser-shaped raw feed data and its entries: one assembly for both
+    paths (each entry from its raw dictionary by `_entry`)."""
     return ParsedPage(
         url=url,
         feed_title=_text(_raw(feed, "title")),
         next_url=_link_url(feed, url, "next"),
-        entries=tuple(_entry(e, url, version, ignore_fields) for e in raw_entries),
+        entries=entries,
         total_results=_total_results(feed, namespaces),
         complete=_has_extension(feed, namespaces, (_HISTORY_NS,), "complete"),
         archive=_has_extension(feed, namespaces, (_HISTORY_NS,), "archive"),
@@ -257,6 +379,7 @@ def _assemble(
         ttl_minutes=_digits(_text(_raw(feed, "ttl"))),
         update_period=_sy(feed, namespaces, "updateperiod"),
         update_frequency=_digits(_sy(feed, namespaces, "updatefrequency")),
+        entry_keys=entry_keys,
     )
 
 
@@ -280,6 +403,22 @@ def content_hash(
     time with another offset changes nothing. `ignore_fields` drops parts named in HASH_FIELDS.
     """
     _check_ignore_fields(ignore_fields)
+    return _content_hash(
+        title, content, summary, links, authors, categories, published, ignore_fields
+    )
+
+
+def _content_hash(
+    title: str | None,
+    content: str | None,
+    summary: str | None,
+    links: Iterable[Link],
+    authors: Iterable[Person],
+    categories: Iterable[str],
+    published: datetime | None,
+    ignore_fields: frozenset[str],
+) -> str:
+    """content_hash, `ignore_fields` already checked (once per page, not per entry)."""
     grouped: dict[str, list[list[str | None]]] = {}
     for link in links:
         item: list[str | None] = [link.href, link.type]
@@ -296,20 +435,31 @@ def content_hash(
         "authors": _json_bytes([[a.name, a.email, a.uri] for a in authors]),
         "categories": _json_bytes(sorted(categories)),
         "content": _json_text(content),
-        "links": _json_bytes({rel: sorted(items, key=_sort_key) for rel, items in grouped.items()}),
+        "links": _json_bytes(
+            {
+                rel: sorted(items, key=_sort_key) if len(items) > 1 else items
+                for rel, items in grouped.items()
+            }
+        ),
         "published": _json_text(format_timestamp(published) if published is not None else None),
         "summary": _json_text(summary),
         "title": _json_text(title),
     }
     digest = hashlib.sha256(b"{")
-    separator = b""
+    first = True
     for name, value in members.items():  # already in sorted order
         if name not in ignore_fields:
-            digest.update(b'%s"%s":' % (separator, name.encode()))
+            digest.update(_MEMBER_NAMES[name][first])
             digest.update(value)
-            separator = b","
+            first = False
     digest.update(b"}")
     return digest.hexdigest()
+
+
+# Each member's name as the canonical JSON spells it: (after another member, first).
+_MEMBER_NAMES: Final = {
+    name: (b',"%s":' % name.encode(), b'"%s":' % name.encode()) for name in HASH_FIELDS
+}
 
 
 # Stateless, like json.dumps's own default encoder; one instance saves building it per call.
@@ -506,24 +656,40 @@ def _not_a_feed_reason(parsed: Mapping[str, Any], headers: Mapping[str, str], da
 
 
 def _entry(raw: Any, page_url: str, version: str, ignore_fields: frozenset[str]) -> ParsedEntry:
-    raw_id = _text(_raw(raw, "id"))
-    title = _text(_raw(raw, "title"))
+    # Runs for every entry read: dict.get and isinstance inline where _raw and _text would be
+    # a call each (what they return is spelt out beside each use).
+    get = dict.get
+    if not isinstance(raw, dict):
+        raw = {}  # _raw of a non-dict: nothing
+    raw_id = get(raw, "id")
+    raw_id = raw_id if isinstance(raw_id, str) else None
+    title = get(raw, "title")
+    title = title if isinstance(title, str) else None
     # Raw keys, not raw["updated"]: feedparser's `updated` silently falls back to `published`.
-    published_raw = _text(_raw(raw, "published"))
-    updated_raw = _text(_raw(raw, "updated"))
+    published_raw = get(raw, "published")
+    published_raw = published_raw if isinstance(published_raw, str) else None
+    updated_raw = get(raw, "updated")
+    updated_raw = updated_raw if isinstance(updated_raw, str) else None
     published = parse_timestamp(published_raw)
-    links = _links(_raw(raw, "links"))
+    links = _links(get(raw, "links"))
     link = _alternate_link(links)
-    if link is None and version.startswith("rss") and _raw(raw, "guidislink") is True:
+    if link is None and version.startswith("rss") and get(raw, "guidislink") is True:
         # RSS 2.0: a guid without isPermaLink="false" is the item's permalink.
         link = _http_url(raw_id)
-    authors = _authors(_raw(raw, "authors"))
-    categories = _categories(_raw(raw, "tags"))
-    content_list = _raw(raw, "content")
-    content = _text(_raw(content_list[0], "value")) if content_list else None
+    authors = _authors(get(raw, "authors"))
+    categories = _categories(get(raw, "tags"))
+    content_list = get(raw, "content")
+    content = None
+    if content_list:
+        first = content_list[0]
+        content = get(first, "value") if isinstance(first, dict) else None
+        content = content if isinstance(content, str) else None
     # feedparser copies content into `summary` when there is no summary; only a real summary
     # element leaves a `summary_detail` behind.
-    summary = _text(_raw(raw, "summary")) if _raw(raw, "summary_detail") is not None else None
+    summary = None
+    if get(raw, "summary_detail") is not None:
+        summary = get(raw, "summary")
+        summary = summary if isinstance(summary, str) else None
 
     entry_id: str
     id_source: IdSource
@@ -539,27 +705,20 @@ def _entry(raw: Any, page_url: str, version: str, ignore_fields: frozenset[str])
         )
 
     return ParsedEntry(
-        entry_id=entry_id,
-        id_source=id_source,
-        title=title,
-        link=link,
-        published=published,
-        updated=parse_timestamp(updated_raw),
-        authors=authors,
-        categories=categories,
-        summary=summary,
-        content=content,
-        links=links,
-        base_url=_base_url(raw, content_list, page_url),
-        content_hash=content_hash(
-            title=title,
-            content=content,
-            summary=summary,
-            links=links,
-            authors=authors,
-            categories=categories,
-            published=published,
-            ignore_fields=ignore_fields,
+        entry_id,
+        id_source,
+        title,
+        link,
+        published,
+        parse_timestamp(updated_raw),
+        authors,
+        categories,
+        summary,
+        content,
+        links,
+        _base_url(raw, content_list, page_url),
+        _content_hash(
+            title, content, summary, links, authors, categories, published, ignore_fields
         ),
     )
 
@@ -571,13 +730,19 @@ def _links(raw_links: Any) -> tuple[Link, ...]:
         href = get(item, "href") if isinstance(item, dict) else None
         if not href or not isinstance(href, str):
             continue  # a link without a target carries nothing a consumer could use
+        rel, kind, title, length = (
+            get(item, "rel"),
+            get(item, "type"),
+            get(item, "title"),
+            get(item, "length"),
+        )
         links.append(
             Link(
-                href=href,
-                rel=_text(get(item, "rel")) or "alternate",
-                type=_text(get(item, "type")),
-                title=_text(get(item, "title")),
-                length=_text(get(item, "length")),
+                href,
+                (rel if isinstance(rel, str) else None) or "alternate",
+                kind if isinstance(kind, str) else None,
+                title if isinstance(title, str) else None,
+                length if isinstance(length, str) else None,
             )
         )
     return tuple(links)
@@ -594,20 +759,28 @@ def _alternate_link(links: Iterable[Link]) -> str | None:
 
 def _authors(raw_authors: Any) -> tuple[Person, ...]:
     people: list[Person] = []
+    get = dict.get
     for item in raw_authors or ():
+        if not isinstance(item, dict):
+            continue  # _raw of it is None for every part: an empty person, left out
+        name, email, uri = get(item, "name"), get(item, "email"), get(item, "href")
         person = Person(
-            name=_text(_raw(item, "name")),
-            email=_text(_raw(item, "email")),
-            uri=_text(_raw(item, "href")),  # feedparser files Atom's <uri> under "href"
+            name if isinstance(name, str) else None,
+            email if isinstance(email, str) else None,
+            uri if isinstance(uri, str) else None,  # feedparser files Atom's <uri> under "href"
         )
-        if person != Person():
+        if person != _NOBODY:
             people.append(person)
     return tuple(people)
 
 
+_NOBODY: Final = Person()
+
+
 def _categories(raw_tags: Any) -> tuple[str, ...]:
-    terms = (_text(_raw(tag, "term")) for tag in raw_tags or ())
-    return tuple(term for term in terms if term)
+    get = dict.get
+    terms = (get(tag, "term") if isinstance(tag, dict) else None for tag in raw_tags or ())
+    return tuple(term for term in terms if term and isinstance(term, str))
 
 
 def _base_url(raw: Any, content_list: Any, page_url: str) -> str:
@@ -616,11 +789,11 @@ def _base_url(raw: Any, content_list: Any, page_url: str) -> str:
     feedparser records the base per text construct; it may be relative when no Content-Location
     was given, so it is resolved against the page URL.
     """
-    candidates = [content_list[0] if content_list else None]
-    candidates += [_raw(raw, "summary_detail"), _raw(raw, "title_detail")]
-    for detail in candidates:
-        base = _text(_raw(detail, "base")) if detail is not None else None
-        if base:
+    get = dict.get
+    first = content_list[0] if content_list else None
+    for detail in (first, _raw(raw, "summary_detail"), _raw(raw, "title_detail")):
+        base = get(detail, "base") if isinstance(detail, dict) else None
+        if base and isinstance(base, str):
             return urljoin(page_url, base)
     return page_url
 

@@ -31,10 +31,10 @@ import resource
 import select
 import signal
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, Literal, Self
+from typing import TYPE_CHECKING, Final, Literal, Self, TypeVar
 
 from syncd.errors import ParseError
 from syncd.model import ParsedPage
@@ -42,12 +42,15 @@ from syncd.model import ParsedPage
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
 
+    from syncd.parse import Declined, Reuse
+
 __all__ = ["DEFAULT_MEMORY_LIMIT_BYTES", "INLINE_PARSE_BYTES", "ParserPool"]
 
 DEFAULT_MEMORY_LIMIT_BYTES: Final = 1 << 30  # 1 GiB of address space per worker
 INLINE_PARSE_BYTES: Final = 1 << 20  # larger bodies take the fast path in a thread
 
 StartMethod = Literal["forkserver", "spawn"]
+_T = TypeVar("_T")
 
 # Blocked in the forkserver and the workers from birth (they inherit the mask): only the daemon
 # decides how to stop. The forkserver exits when the daemon does; so do the workers.
@@ -115,26 +118,19 @@ class ParserPool:
         url: str,
         headers: Mapping[str, str],
         ignore_fields: frozenset[str] = frozenset(),
+        reuse: Reuse | None = None,
     ) -> ParsedPage:
-        """Parse one page. Raises ParseError for a bad page or a worker lost on it."""
+        """Parse one page. Raises ParseError for a bad page or a worker lost on it.
+
+        With `reuse`, a page the fast path reads is keyed (`ParsedPage.entry_keys`) and the
+        entries `reuse` returns for its keys are taken as they are instead of read again."""
         if not self._running:
             raise RuntimeError("ParserPool.parse called outside 'async with'")
-        from syncd.parse import DEFAULT_MAX_ENTRIES, parse_page_fast  # a pass of 304s needs none
+        from syncd.parse import DEFAULT_MAX_ENTRIES  # a pass of 304s needs none
 
         max_entries = DEFAULT_MAX_ENTRIES if self._max_entries is None else self._max_entries
         if self._fast_in_process:
-            fast = functools.partial(
-                parse_page_fast,
-                body,
-                url=url,
-                headers=headers,
-                ignore_fields=ignore_fields,
-                max_entries=max_entries,
-            )
-            # A typical page parses in a few milliseconds: on the loop, cheaper than a thread
-            # hop. A big one would hold the loop for longer, so it runs in a thread, which lets
-            # the loop take its turns between the walk's GIL switches.
-            page = fast() if len(body) <= INLINE_PARSE_BYTES else await asyncio.to_thread(fast)
+            page = await self._parse_fast(body, url, headers, ignore_fields, max_entries, reuse)
             if isinstance(page, ParsedPage):
                 return page
         from concurrent.futures.process import BrokenProcessPool  # only for the workers
@@ -172,6 +168,42 @@ class ParserPool:
         if isinstance(outcome, _WorkerParseError):
             raise ParseError(outcome.message, url=outcome.url)
         return outcome
+
+    async def _parse_fast(
+        self,
+        body: bytes,
+        url: str,
+        headers: Mapping[str, str],
+        ignore_fields: frozenset[str],
+        max_entries: int,
+        reuse: Reuse | None,
+    ) -> ParsedPage | Declined:
+        from syncd.parse import Declined, open_page_fast
+
+        # A typical page parses in a few milliseconds: on the loop, cheaper than a thread hop.
+        # A big one would hold the loop for longer, so it runs in a thread, which lets the loop
+        # take its turns between the walk's GIL switches.
+        inline = len(body) <= INLINE_PARSE_BYTES
+
+        async def run(work: Callable[[], _T]) -> _T:
+            return work() if inline else await asyncio.to_thread(work)
+
+        opened = await run(
+            functools.partial(
+                open_page_fast,
+                body,
+                url=url,
+                headers=headers,
+                ignore_fields=ignore_fields,
+                max_entries=max_entries,
+            )
+        )
+        if isinstance(opened, Declined):
+            return opened
+        if reuse is None:
+            return await run(functools.partial(opened.page, None))
+        known = await reuse(await run(opened.keys))  # the store, between the two halves
+        return await run(functools.partial(opened.page, known))
 
     def _new_executor(self) -> ProcessPoolExecutor:
         import multiprocessing

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -46,6 +46,7 @@ from syncd.model import (
     EventDraft,
     FeedRef,
     FetchResult,
+    ParsedEntry,
     ParsedPage,
     Validators,
 )
@@ -77,6 +78,9 @@ from syncd.storage.values import (
 )
 from syncd.websub import Discovery, discover
 
+if TYPE_CHECKING:
+    from syncd.parse import Reuse  # a pass of 304s does not import the parser
+
 log = structlog.get_logger("syncd.sync")
 
 
@@ -94,6 +98,7 @@ class PageParser(Protocol):
         url: str,
         headers: Mapping[str, str],
         ignore_fields: frozenset[str] = frozenset(),
+        reuse: Reuse | None = None,
     ) -> ParsedPage: ...
 
 
@@ -214,8 +219,13 @@ class FeedSyncer:
         hash_only_cap: int = DEFAULT_HASH_ONLY_CAP,
         progress: Progress | None = None,
         observer: SyncObserver | None = None,
+        edit_skip: bool = True,
     ) -> None:
+        """`edit_skip=False` reads every entry of a changed page again, even one the store
+        knows by its key (the keys are still computed and stored): the reference the skip is
+        tested against."""
         self.observer = observer
+        self.edit_skip = edit_skip
         self.store = store
         self.fetcher = fetcher
         self.parser = parser
@@ -471,7 +481,11 @@ class FeedSyncer:
         if lease is not None:
             state = replace(state, fence=lease.token)
         page = await self.parser.parse(
-            body, url=feed.url, headers=headers, ignore_fields=feed.ignore_fields
+            body,
+            url=feed.url,
+            headers=headers,
+            ignore_fields=feed.ignore_fields,
+            reuse=self._reuse(state),
         )
         result = FetchResult(
             url=page_key,
@@ -617,8 +631,23 @@ class FeedSyncer:
             url=result.final_url,
             headers=result.headers,
             ignore_fields=feed.ignore_fields,
+            reuse=self._reuse(state),
         )
         return Loaded(known, result, page)
+
+    def _reuse(self, state: FeedState) -> Reuse:
+        """The feed's stored entries by key, for the parser: an entry whose key the store
+        holds is the stored one, byte for byte (parse.FastPage), so it is not read again and
+        the diff finds it unchanged as it would have. Only this feed's rows: an entry that
+        moved between feeds is read anew. Looked up before the commit of an earlier page of
+        the crawl may be: a key names one reading, so a row found by it is right whenever."""
+
+        async def known(keys: Sequence[str]) -> Mapping[str, ParsedEntry]:
+            if not self.edit_skip or not keys:
+                return {}
+            return await self.store.entries_by_key(state.id, keys)
+
+        return known
 
     async def _read_ahead(
         self, feed: FeedConfig, state: FeedState, guess: str | None, ahead: ReadAhead
@@ -676,11 +705,17 @@ class FeedSyncer:
                 if d.entry.entry_id not in already
             )
         now = self.clock()
+        # Each entry is stored with its key, so the next reading of the same bytes is skipped.
+        # By identity: the diff hands on the page's own entry objects, and two copies of one id
+        # on a page may differ (the one the diff chose is the one written).
+        keys = {id(e): k for e, k in zip(page.entries, page.entry_keys, strict=False)}
         writes = []
         for c in decided.changes:
             event = build_event(c, ref, initial=initial, now=now)
-            writes.append(EntryWrite(c, event, tuple(self.router(feed.name, event))))
-        writes += [EntryWrite(c, None) for c in decided.silent]  # no event: past the cap
+            sinks = tuple(self.router(feed.name, event))
+            writes.append(EntryWrite(c, event, sinks, keys.get(id(c.entry))))
+        # No event: past the cap.
+        writes += [EntryWrite(c, None, key=keys.get(id(c.entry))) for c in decided.silent]
         commit = PageCommit(
             feed_id=state.id,
             result=result,

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from syncd.diff import DEFAULT_HASH_ONLY_CAP
-from syncd.model import DeliveryState, StoredEntry
+from syncd.model import DeliveryState, ParsedEntry, StoredEntry
 from syncd.storage.values import (
     ArchivedEntry,
     AttemptInfo,
@@ -265,6 +265,8 @@ class Store(Protocol):
     async def known_entries(
         self, feed_id: int, entry_ids: Iterable[str]
     ) -> dict[str, StoredEntry]: ...
+    # entries stored with one of these parse keys (parse.FastPage), as parsed, by key
+    async def entries_by_key(self, feed_id: int, keys: Iterable[str]) -> dict[str, ParsedEntry]: ...
     async def live_entries(self, feed_id: int) -> dict[str, StoredEntry]: ...
     async def recent_entries(self, feed_id: int, since: datetime) -> int: ...
     async def newest_updated(self, feed_id: int) -> datetime | None: ...

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from syncd.errors import StoreError
-from syncd.model import Change, Link, Person, StoredEntry, Validators
+from syncd.model import Change, Link, ParsedEntry, Person, StoredEntry, Validators
 from syncd.storage.values import (
     ArchivedEntry,
     EntryDeletion,
@@ -101,8 +101,14 @@ def link_dict(link: Link) -> dict[str, str | None]:
 ENTRY_VALUE_COLUMNS = (
     "feed_id", "entry_id", "id_source", "title", "link", "published", "updated", "authors",
     "categories", "summary", "content", "links", "base_url", "content_hash",
-    "hash_only_updates", "first_seen", "last_seen",
+    "hash_only_updates", "first_seen", "last_seen", "parse_key",
 )  # fmt: skip
+# The columns a `ParsedEntry` is read back from (`as_parsed_entry`), and the key it was written
+# with. Every one of them is written by `entry_values`, and only there.
+PARSED_COLUMNS = (
+    "parse_key, entry_id, id_source, title, link, published, updated, authors, categories,"
+    " summary, content, links, base_url, content_hash"
+)
 # What an upsert of them leaves as it was on an existing row.
 _ENTRY_KEPT_COLUMNS = frozenset({"feed_id", "entry_id", "first_seen"})
 
@@ -122,9 +128,11 @@ def entry_upsert(param: Callable[[str], str], revision: str) -> str:
     )
 
 
-def entry_values(feed_id: int, change: Change, now_s: str | None) -> dict[str, Any]:
+def entry_values(
+    feed_id: int, change: Change, now_s: str | None, key: str | None = None
+) -> dict[str, Any]:
     """The `entries` columns `change` writes (ENTRY_VALUE_COLUMNS; first_seen is kept on an
-    existing row)."""
+    existing row), with the entry's parse key (None: read by the feedparser path)."""
     e = change.entry
     hash_only = (
         (change.previous.hash_only_updates + 1) if change.hash_only and change.previous else 0
@@ -147,6 +155,7 @@ def entry_values(feed_id: int, change: Change, now_s: str | None) -> dict[str, A
         "hash_only_updates": hash_only,
         "first_seen": now_s,
         "last_seen": now_s,
+        "parse_key": key,
     }
 
 
@@ -184,6 +193,25 @@ def as_stored_entry(r: Mapping[str, Any]) -> StoredEntry:
         revision=r["revision"] or 0,
         base_url=r["base_url"],
         missing_crawls=r["missing_crawls"] or 0,
+    )
+
+
+def as_parsed_entry(r: Mapping[str, Any]) -> ParsedEntry:
+    """The `ParsedEntry` a row was written from (`entry_values`): every field round-trips."""
+    return ParsedEntry(
+        entry_id=r["entry_id"],
+        id_source=r["id_source"],
+        title=r["title"],
+        link=r["link"],
+        published=from_text(r["published"]),
+        updated=from_text(r["updated"]),
+        authors=tuple(Person(**p) for p in json.loads(r["authors"])),
+        categories=tuple(json.loads(r["categories"])),
+        summary=r["summary"],
+        content=r["content"],
+        links=tuple(Link(**link) for link in json.loads(r["links"])),
+        base_url=r["base_url"],
+        content_hash=r["content_hash"],
     )
 
 

@@ -159,6 +159,7 @@ class EntryWrite:
     change: Change
     event: EventDraft | None
     sinks: tuple[str, ...] = ()
+    key: str | None = None  # the entry's parse key (parse.FastPage), stored with it
 
 
 @dataclass(frozen=True, slots=True)

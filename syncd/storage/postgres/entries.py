@@ -8,11 +8,13 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from syncd.model import Change, Deletion, StoredEntry
+from syncd.model import Change, Deletion, ParsedEntry, StoredEntry
 from syncd.storage.envelopes import VERSION_FIELDS
 from syncd.storage.postgres.db import Conn, Pg
 from syncd.storage.rows import (
     ENTRY_COLUMNS,
+    PARSED_COLUMNS,
+    as_parsed_entry,
     as_stored_entry,
     entry_upsert,
     entry_values,
@@ -30,6 +32,18 @@ async def known(pg: Pg, feed_id: int, entry_ids: Iterable[str]) -> dict[str, Sto
         (feed_id, ids),
     )
     return {r["entry_id"]: as_stored_entry(r) for r in rows}
+
+
+async def by_key(pg: Pg, feed_id: int, keys: Iterable[str]) -> dict[str, ParsedEntry]:
+    """The feed's entries stored with one of `keys`, as they were parsed, by key."""
+    wanted = list(dict.fromkeys(keys))
+    if not wanted:
+        return {}
+    rows = await pg.rows(
+        f"SELECT {PARSED_COLUMNS} FROM entries WHERE feed_id = %s AND parse_key = ANY(%s)",
+        (feed_id, wanted),
+    )
+    return {r["parse_key"]: as_parsed_entry(r) for r in rows}
 
 
 async def live(pg: Pg, feed_id: int) -> dict[str, StoredEntry]:
@@ -64,11 +78,16 @@ _UPSERT = entry_upsert(lambda c: f"%({c})s", "entries.revision")
 
 
 async def write(
-    conn: Conn, feed_id: int, change: Change, event_id: str | None, now_s: str | None
+    conn: Conn,
+    feed_id: int,
+    change: Change,
+    event_id: str | None,
+    now_s: str | None,
+    key: str | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """Store the entry as `change` has it, and a version row naming the event it raised; the
-    version's id and columns."""
-    values = entry_values(feed_id, change, now_s)
+    """Store the entry as `change` has it (with its parse `key`), and a version row naming the
+    event it raised; the version's id and columns."""
+    values = entry_values(feed_id, change, now_s, key)
     await conn.execute(_UPSERT, values)
     cur = await conn.execute(
         """INSERT INTO entry_versions (feed_id, entry_id, event_id, recorded_at, title, link,

@@ -270,6 +270,12 @@ M006_SEARCH_PENDING = (
     )""",
 )
 
+# Each entry keeps the key of the element it was read from, as SQLite's m018_entry_parse_keys.
+M007_ENTRY_PARSE_KEYS = (
+    "ALTER TABLE entries ADD COLUMN parse_key TEXT",
+    "CREATE INDEX entries_parse_key ON entries (feed_id, parse_key)",
+)
+
 MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("m001_initial", M001_INITIAL),
     ("m002_websub_leases", M002_WEBSUB_LEASES),
@@ -277,6 +283,7 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("m004_worker_leases", M004_WORKER_LEASES),
     ("m005_failing_feeds_index", M005_FAILING_FEEDS_INDEX),
     ("m006_search_pending", M006_SEARCH_PENDING),
+    ("m007_entry_parse_keys", M007_ENTRY_PARSE_KEYS),
 )
 
 

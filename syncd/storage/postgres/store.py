@@ -14,7 +14,7 @@ import psycopg
 
 from syncd.diff import DEFAULT_HASH_ONLY_CAP
 from syncd.errors import StoreError
-from syncd.model import StoredEntry
+from syncd.model import ParsedEntry, StoredEntry
 from syncd.storage.postgres import (
     entries,
     events,
@@ -154,6 +154,9 @@ class PostgresStore:
     async def known_entries(self, feed_id: int, entry_ids: Iterable[str]) -> dict[str, StoredEntry]:
         return await entries.known(self.pg, feed_id, entry_ids)
 
+    async def entries_by_key(self, feed_id: int, keys: Iterable[str]) -> dict[str, ParsedEntry]:
+        return await entries.by_key(self.pg, feed_id, keys)
+
     async def live_entries(self, feed_id: int) -> dict[str, StoredEntry]:
         return await entries.live(self.pg, feed_id)
 
@@ -177,7 +180,7 @@ class PostgresStore:
             versions = {}
             for w in commit.writes:
                 event_id = w.event.id if w.event else None
-                version = await entries.write(conn, feed_id, w.change, event_id, now_s)
+                version = await entries.write(conn, feed_id, w.change, event_id, now_s, w.key)
                 if event_id is not None:
                     versions[event_id] = version
             written = {w.change.entry.entry_id for w in commit.writes}

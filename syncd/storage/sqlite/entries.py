@@ -11,10 +11,12 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from syncd.model import Change, Deletion, StoredEntry
+from syncd.model import Change, Deletion, ParsedEntry, StoredEntry
 from syncd.storage.envelopes import VERSION_FIELDS
 from syncd.storage.rows import (
     ENTRY_COLUMNS,
+    PARSED_COLUMNS,
+    as_parsed_entry,
     as_stored_entry,
     entry_upsert,
     entry_values,
@@ -27,14 +29,27 @@ from syncd.timestamps import from_text, to_text
 
 
 def known(db: Db, feed_id: int, entry_ids: Iterable[str]) -> dict[str, StoredEntry]:
-    ids = list(dict.fromkeys(entry_ids))
-    found: dict[str, StoredEntry] = {}
+    rows = _where_in(db, ENTRY_COLUMNS, feed_id, "entry_id", entry_ids)
+    return {r["entry_id"]: as_stored_entry(r) for r in rows}
+
+
+def by_key(db: Db, feed_id: int, keys: Iterable[str]) -> dict[str, ParsedEntry]:
+    """The feed's entries stored with one of `keys`, as they were parsed, by key."""
+    rows = _where_in(db, PARSED_COLUMNS, feed_id, "parse_key", keys)
+    return {r["parse_key"]: as_parsed_entry(r) for r in rows}
+
+
+def _where_in(
+    db: Db, columns: str, feed_id: int, column: str, values: Iterable[str]
+) -> list[dict[str, Any]]:
+    """`columns` of the feed's entries whose `column` is one of `values`."""
+    wanted = list(dict.fromkeys(values))
+    found: list[dict[str, Any]] = []
     # Chunks stay under SQLite's host-parameter limit for any page size.
-    for i in range(0, len(ids), 500):
-        chunk = ids[i : i + 500]
-        sql = f"SELECT {ENTRY_COLUMNS} FROM entries WHERE feed_id = ? AND entry_id IN"
-        for r in db.rows(f"{sql} ({marks(chunk)})", [feed_id, *chunk]):
-            found[r["entry_id"]] = as_stored_entry(r)
+    for i in range(0, len(wanted), 500):
+        chunk = wanted[i : i + 500]
+        sql = f"SELECT {columns} FROM entries WHERE feed_id = ? AND {column} IN"
+        found += db.rows(f"{sql} ({marks(chunk)})", [feed_id, *chunk])
     return found
 
 
@@ -78,11 +93,16 @@ _UPSERT = entry_upsert(lambda c: f":{c}", "revision")
 
 
 def write(
-    conn: sqlite3.Connection, feed_id: int, change: Change, event_id: str | None, now_s: str | None
+    conn: sqlite3.Connection,
+    feed_id: int,
+    change: Change,
+    event_id: str | None,
+    now_s: str | None,
+    key: str | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """Store the entry as `change` has it, and a version row naming the event it raised; the
-    version's id and columns."""
-    values = entry_values(feed_id, change, now_s)
+    """Store the entry as `change` has it (with its parse `key`), and a version row naming the
+    event it raised; the version's id and columns."""
+    values = entry_values(feed_id, change, now_s, key)
     conn.execute(_UPSERT, values)
     cur = conn.execute(
         """INSERT INTO entry_versions (feed_id, entry_id, event_id, recorded_at, title, link,

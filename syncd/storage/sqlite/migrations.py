@@ -567,3 +567,11 @@ def m017_search_pending(db: Database) -> None:
     whose index row is stale in `search_pending`, and the indexer (syncd.indexer) catches up
     later, a batch per transaction. The index as it stands is up to date: nothing is queued."""
     db.execute(search.PENDING_SQL)
+
+
+@migrations()
+def m018_entry_parse_keys(db: Database) -> None:
+    """Each entry keeps the key of the element it was read from (parse.FastPage): a changed
+    page looks its entries' keys up and reads only the entries the store does not know."""
+    db.execute("ALTER TABLE entries ADD COLUMN parse_key TEXT")
+    db.execute("CREATE INDEX entries_parse_key ON entries(feed_id, parse_key)")

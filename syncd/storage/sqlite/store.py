@@ -17,7 +17,7 @@ from typing import Any
 
 from syncd.diff import DEFAULT_HASH_ONLY_CAP
 from syncd.errors import StoreError
-from syncd.model import StoredEntry
+from syncd.model import ParsedEntry, StoredEntry
 from syncd.storage.rows import search_stale
 from syncd.storage.sqlite import (
     entries,
@@ -183,6 +183,9 @@ class SqliteStore:
     async def known_entries(self, feed_id: int, entry_ids: Iterable[str]) -> dict[str, StoredEntry]:
         return entries.known(self.db, feed_id, entry_ids)
 
+    async def entries_by_key(self, feed_id: int, keys: Iterable[str]) -> dict[str, ParsedEntry]:
+        return entries.by_key(self.db, feed_id, keys)
+
     async def live_entries(self, feed_id: int) -> dict[str, StoredEntry]:
         return entries.live(self.db, feed_id)
 
@@ -210,7 +213,7 @@ class SqliteStore:
             for w in commit.writes:
                 # The version first: the event names it rather than repeating its content.
                 version = entries.write(
-                    conn, feed_id, w.change, w.event.id if w.event else None, now_s
+                    conn, feed_id, w.change, w.event.id if w.event else None, now_s, w.key
                 )
                 if w.event is not None:
                     seq = log.insert(w.event, version)
