@@ -73,6 +73,40 @@ def changed_fields(entry: ParsedEntry, stored: StoredEntry) -> tuple[str, ...]:
     return tuple(fields)
 
 
+def stored_as_read(entry: ParsedEntry, stored: StoredEntry) -> bool:
+    """Whether `stored` holds `entry` exactly as read: every field of it (a row read with its
+    parsed columns, as known_entries reads it, and not deleted)."""
+    return stored.deleted_at is None and (
+        entry.entry_id,
+        entry.id_source,
+        entry.title,
+        entry.link,
+        entry.published,
+        entry.updated,
+        entry.authors,
+        entry.categories,
+        entry.summary,
+        entry.content,
+        entry.links,
+        entry.base_url,
+        entry.content_hash,
+    ) == (
+        stored.entry_id,
+        stored.id_source,
+        stored.title,
+        stored.link,
+        stored.published,
+        stored.updated,
+        stored.authors,
+        stored.categories,
+        stored.summary,
+        stored.content,
+        stored.links,
+        stored.base_url,
+        stored.content_hash,
+    )
+
+
 def diff_page(
     entries: Iterable[ParsedEntry],
     known: Mapping[str, StoredEntry],

@@ -136,6 +136,11 @@ class StoredEntry:
     revision: int = 0  # how many times this entry was written: makes event ids unique per change
     base_url: str | None = None
     missing_crawls: int = 0  # consecutive complete full crawls that did not list it
+    # Read for the diff only (known_entries; None elsewhere): the rest of what the entry was
+    # parsed as, and the key it was stored with (parse.FastPage).
+    id_source: IdSource | None = None
+    links: tuple[Link, ...] | None = None
+    parse_key: str | None = None
 
 
 class ChangeKind(StrEnum):

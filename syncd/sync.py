@@ -35,6 +35,7 @@ from syncd.diff import (
     absence_deletions,
     complete_feed_deletions,
     diff_page,
+    stored_as_read,
     tombstone_deletions,
 )
 from syncd.errors import FetchError, GoneError, LeaseLost, ParseError, SyncdError
@@ -716,6 +717,17 @@ class FeedSyncer:
             writes.append(EntryWrite(c, event, sinks, keys.get(id(c.entry))))
         # No event: past the cap.
         writes += [EntryWrite(c, None, key=keys.get(id(c.entry))) for c in decided.silent]
+        # An entry read again whose row holds it to the byte, under another key (the parser
+        # changed, the page moved): the row takes this key, so the next reading is skipped.
+        written = {w.change.entry.entry_id for w in writes}
+        rekeyed = {
+            e.entry_id: key
+            for e, key in zip(page.entries, page.entry_keys, strict=False)
+            if e.entry_id not in written
+            and (stored := known.get(e.entry_id)) is not None
+            and stored.parse_key != key
+            and stored_as_read(e, stored)
+        }
         commit = PageCommit(
             feed_id=state.id,
             result=result,
@@ -726,6 +738,7 @@ class FeedSyncer:
             deletions=self._deletions(feed, ref, deletions, initial, now),
             partial=partial,
             fence=state.fence,
+            rekeyed=tuple(rekeyed.items()),
         )
         seqs = await self.store.commit_page(commit)
         return PageChanges(decided.changes, decided.silent, deletions, seqs)

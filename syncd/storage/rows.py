@@ -28,11 +28,13 @@ from syncd.storage.values import (
 from syncd.timestamps import format_timestamp, from_text, to_text
 from syncd.websub import PENDING
 
-# The columns `StoredEntry` is read from.
+# The columns `StoredEntry` is read from; for the diff also the rest of the parsed entry, and
+# its parse key (KNOWN_COLUMNS).
 ENTRY_COLUMNS = (
     "entry_id, updated, content_hash, title, link, published, authors, categories, summary,"
     " content, deleted_at, hash_only_updates, revision, base_url, missing_crawls"
 )
+KNOWN_COLUMNS = f"{ENTRY_COLUMNS}, id_source, links, parse_key"
 # An entry as the pull API shows it, from entries `e` joined to feeds `f`.
 ENTRY_FIELDS = (
     "f.name AS feed, e.entry_id, e.title, e.link, e.published, e.updated, e.authors,"
@@ -193,6 +195,9 @@ def as_stored_entry(r: Mapping[str, Any]) -> StoredEntry:
         revision=r["revision"] or 0,
         base_url=r["base_url"],
         missing_crawls=r["missing_crawls"] or 0,
+        id_source=r.get("id_source"),
+        links=tuple(Link(**link) for link in json.loads(r["links"])) if r.get("links") else None,
+        parse_key=r.get("parse_key"),
     )
 
 

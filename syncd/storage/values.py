@@ -187,6 +187,9 @@ class PageCommit:
     deletions: tuple[EntryDeletion, ...] = ()
     partial: bool = False
     fence: int | None = None  # the crawl's lease token: refused (LeaseLost) once it moved on
+    # (entry id, parse key) of entries read again and found as stored, to the byte: their key
+    # moves to this reading's (after a parser upgrade, a new page URL), and the next is skipped.
+    rekeyed: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

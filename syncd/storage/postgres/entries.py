@@ -13,6 +13,7 @@ from syncd.storage.envelopes import VERSION_FIELDS
 from syncd.storage.postgres.db import Conn, Pg
 from syncd.storage.rows import (
     ENTRY_COLUMNS,
+    KNOWN_COLUMNS,
     PARSED_COLUMNS,
     as_parsed_entry,
     as_stored_entry,
@@ -28,7 +29,7 @@ async def known(pg: Pg, feed_id: int, entry_ids: Iterable[str]) -> dict[str, Sto
     if not ids:
         return {}
     rows = await pg.rows(
-        f"SELECT {ENTRY_COLUMNS} FROM entries WHERE feed_id = %s AND entry_id = ANY(%s)",
+        f"SELECT {KNOWN_COLUMNS} FROM entries WHERE feed_id = %s AND entry_id = ANY(%s)",
         (feed_id, ids),
     )
     return {r["entry_id"]: as_stored_entry(r) for r in rows}
@@ -123,6 +124,16 @@ async def seen(conn: Conn, feed_id: int, entry_ids: Sequence[str], now_s: str | 
             "UPDATE entries SET last_seen = %s, missing_crawls = 0"
             " WHERE feed_id = %s AND entry_id = ANY(%s)",
             (now_s, feed_id, list(entry_ids)),
+        )
+
+
+async def rekey(conn: Conn, feed_id: int, keys: Sequence[tuple[str, str]]) -> None:
+    """New parse keys (entry id, key) for entries read unchanged, equal to their rows."""
+    if keys:
+        await conn.execute(
+            "UPDATE entries SET parse_key = k.key FROM unnest(%s::text[], %s::text[])"
+            " AS k(entry_id, key) WHERE entries.feed_id = %s AND entries.entry_id = k.entry_id",
+            ([i for i, _ in keys], [k for _, k in keys], feed_id),
         )
 
 

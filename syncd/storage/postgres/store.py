@@ -190,6 +190,7 @@ class PostgresStore:
                 [e.entry_id for e in commit.page.entries if e.entry_id not in written],
                 now_s,
             )
+            await entries.rekey(conn, feed_id, commit.rekeyed)
             for d in commit.deletions:
                 await entries.delete(conn, feed_id, d.deletion, now)
             # The index catches up later (syncd.indexer): here, one statement for the page.

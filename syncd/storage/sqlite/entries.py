@@ -15,6 +15,7 @@ from syncd.model import Change, Deletion, ParsedEntry, StoredEntry
 from syncd.storage.envelopes import VERSION_FIELDS
 from syncd.storage.rows import (
     ENTRY_COLUMNS,
+    KNOWN_COLUMNS,
     PARSED_COLUMNS,
     as_parsed_entry,
     as_stored_entry,
@@ -29,7 +30,7 @@ from syncd.timestamps import from_text, to_text
 
 
 def known(db: Db, feed_id: int, entry_ids: Iterable[str]) -> dict[str, StoredEntry]:
-    rows = _where_in(db, ENTRY_COLUMNS, feed_id, "entry_id", entry_ids)
+    rows = _where_in(db, KNOWN_COLUMNS, feed_id, "entry_id", entry_ids)
     return {r["entry_id"]: as_stored_entry(r) for r in rows}
 
 
@@ -137,6 +138,14 @@ def seen(
     conn.executemany(
         "UPDATE entries SET last_seen = ?, missing_crawls = 0 WHERE feed_id = ? AND entry_id = ?",
         [(now_s, feed_id, i) for i in entry_ids],
+    )
+
+
+def rekey(conn: sqlite3.Connection, feed_id: int, keys: Sequence[tuple[str, str]]) -> None:
+    """New parse keys (entry id, key) for entries read unchanged, equal to their rows."""
+    conn.executemany(
+        "UPDATE entries SET parse_key = ? WHERE feed_id = ? AND entry_id = ?",
+        [(key, feed_id, entry_id) for entry_id, key in keys],
     )
 
 

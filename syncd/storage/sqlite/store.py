@@ -227,6 +227,7 @@ class SqliteStore:
                 [e.entry_id for e in commit.page.entries if e.entry_id not in written],
                 now_s,
             )
+            entries.rekey(conn, feed_id, commit.rekeyed)
             seqs += _delete(conn, log, feed_id, commit.deletions, now)
             # The index catches up later (syncd.indexer): here, one statement for the page.
             search.mark_stale(conn, feed_id, search_stale(commit.writes, commit.deletions))
