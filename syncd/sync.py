@@ -644,7 +644,8 @@ class FeedSyncer:
         the crawl may be: a key names one reading, so a row found by it is right whenever."""
 
         async def known(keys: Sequence[str]) -> Mapping[str, ParsedEntry]:
-            if not self.edit_skip or not keys:
+            # A feed's first crawl finds nothing to take: no lookup (the keys are still stored).
+            if not self.edit_skip or not keys or state.first_synced_at is None:
                 return {}
             return await self.store.entries_by_key(state.id, keys)
 
