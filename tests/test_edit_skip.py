@@ -449,6 +449,20 @@ def test_postgres_same_rows_with_and_without_the_skip(
 # ---------------------------------------------------------------- it does skip
 
 
+def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the entries the parser reads (normalises) from now on, in order."""
+    read: list[str] = []
+    original = syncd.parse._entry
+
+    def counting(raw: Any, *args: Any) -> Any:
+        entry = original(raw, *args)
+        read.append(entry.entry_id)
+        return entry
+
+    monkeypatch.setattr(syncd.parse, "_entry", counting)
+    return read
+
+
 def test_an_edit_reads_only_the_edited_entry(
     backends: Backends, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -460,15 +474,7 @@ def test_an_edit_reads_only_the_edited_entry(
     feed = FEEDS[0]
     first = [Item(n, 0, 0, n % len(CONTENTS), 0, False, True) for n in range(5)]
     edited = [*first[:2], Item(2, 1, 1, 0, 0, False, True), *first[3:]]
-    read: list[str] = []
-    original = syncd.parse._entry
-
-    def counting(raw: Any, *args: Any) -> Any:
-        entry = original(raw, *args)
-        read.append(entry.entry_id)
-        return entry
-
-    monkeypatch.setattr(syncd.parse, "_entry", counting)
+    read = count_reads(monkeypatch)
     try:
         server.docs[feed.url] = (feed.url, document(Page(tuple(first)), None))
         assert len(backends.loop.run_until_complete(sync.sync(feed)).seqs) == 5
@@ -541,13 +547,6 @@ def test_after_a_parser_change_the_keys_move_on(
     sync = syncer(store, server, backends.pool, skip=True)
     feed = FEEDS[0]
     items_ = [Item(n, 0, 0, n % len(CONTENTS), 0, False, True) for n in range(4)]
-    read: list[str] = []
-    original = syncd.parse._entry
-
-    def counting(raw: Any, *args: Any) -> Any:
-        entry = original(raw, *args)
-        read.append(entry.entry_id)
-        return entry
 
     def serve_items(entries: list[Item], tail: bytes = b"") -> None:
         server.docs[feed.url] = (feed.url, document(Page(tuple(entries)), None) + tail)
@@ -555,7 +554,7 @@ def test_after_a_parser_change_the_keys_move_on(
     def keys() -> list[str]:
         return [r[0] for r in store.db.conn.execute("SELECT parse_key FROM entries ORDER BY 1")]
 
-    monkeypatch.setattr(syncd.parse, "_entry", counting)
+    read = count_reads(monkeypatch)
     try:
         serve_items(items_)
         backends.loop.run_until_complete(sync.sync(feed))
