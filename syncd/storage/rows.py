@@ -195,10 +195,23 @@ def as_stored_entry(r: Mapping[str, Any]) -> StoredEntry:
         revision=r["revision"] or 0,
         base_url=r["base_url"],
         missing_crawls=r["missing_crawls"] or 0,
-        id_source=r.get("id_source"),
-        links=tuple(Link(**link) for link in json.loads(r["links"])) if r.get("links") else None,
-        parse_key=r.get("parse_key"),
+        id_source=_optional(r, "id_source"),
+        links=_links(_optional(r, "links")),
+        parse_key=_optional(r, "parse_key"),
     )
+
+
+def _optional(r: Mapping[str, Any], column: str) -> Any:
+    """A column only some reads select (KNOWN_COLUMNS), None where not selected. A
+    `sqlite3.Row` has no `get` and says IndexError."""
+    try:
+        return r[column]
+    except (KeyError, IndexError):
+        return None
+
+
+def _links(text: str | None) -> tuple[Link, ...] | None:
+    return None if text is None else tuple(Link(**link) for link in json.loads(text))
 
 
 def as_parsed_entry(r: Mapping[str, Any]) -> ParsedEntry:
@@ -214,7 +227,7 @@ def as_parsed_entry(r: Mapping[str, Any]) -> ParsedEntry:
         categories=tuple(json.loads(r["categories"])),
         summary=r["summary"],
         content=r["content"],
-        links=tuple(Link(**link) for link in json.loads(r["links"])),
+        links=_links(r["links"]) or (),
         base_url=r["base_url"],
         content_hash=r["content_hash"],
     )
