@@ -182,7 +182,7 @@ def write_old_change(
     """The entry and its version as syncd wrote them at m013 (no base_url); the event's draft."""
     draft = build_event(change, REF, initial=False, now=now)
     values = entry_values(1, change, now.isoformat())
-    del values["parse_key"]  # a column of m017
+    del values["parse_key"]  # a column of m018
     conn.execute(
         f"INSERT OR REPLACE INTO entries ({', '.join(values)}, revision)"
         f" VALUES ({', '.join('?' * len(values))}, ?)",
@@ -263,7 +263,7 @@ async def test_a_postgres_store_of_the_previous_schema_reads_the_same() -> None:
             change = diff_page([entry(1)], {}, {}).changes[0]
             draft = build_event(change, REF, initial=False, now=NOW)
             values = entry_values(1, change, NOW.isoformat())
-            del values["parse_key"]  # a column of m006
+            del values["parse_key"]  # a column of m007
             await conn.execute(
                 f"INSERT INTO entries ({', '.join(values)}, revision)"
                 f" VALUES ({', '.join(['%s'] * len(values))}, 1)",
