@@ -351,6 +351,40 @@ async def test_a_sync_with_nothing_to_deliver_leaves_the_sink_file_alone(tmp_pat
     assert not [r for r in result.logs() if r.get("event") == "torn tail cut from file sink"]
 
 
+async def test_a_sink_closed_unused_starts_no_writer_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`syncd sync` closes every sink at exit; one that had nothing to send (a pass of 304s)
+    starts no writer thread to do so, touches no file, and says it is closed if used after."""
+    import concurrent.futures
+
+    import syncd.sinks.file as file_module
+
+    started: list[str] = []
+    real = concurrent.futures.ThreadPoolExecutor
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        started.append(str(kwargs.get("thread_name_prefix")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(file_module, "ThreadPoolExecutor", recording)
+    path = tmp_path / "out" / "archive.jsonl"
+    sink = FileSink("archive", path)
+    await sink.aclose()
+    await sink.aclose()
+    assert started == []
+    assert not path.parent.exists()
+    [outcome] = await sink.send_batch([make_event(1)])
+    assert not outcome.ok and outcome.error == "file sink is closed"
+    assert started == [] and not path.parent.exists()
+
+    used = FileSink("used", tmp_path / "used.jsonl")
+    assert (await used.send(make_event(1))).ok
+    await used.aclose()
+    assert started == ["file-sink-used"]
+    assert [line["id"] for line in read_lines(tmp_path / "used.jsonl")] == ["evt_000001"]
+
+
 async def test_syncd_sync_cuts_a_torn_tail_at_its_first_write_and_says_so(
     tmp_path: Path, feed_server: FeedServer
 ) -> None:

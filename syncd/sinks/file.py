@@ -149,7 +149,10 @@ class FileSink:
         return [o if o is not None else _NEWLINE_REFUSED for o in outcomes]
 
     async def aclose(self) -> None:
-        if self._closed and self._writer is None:
+        if self._writer is None:
+            # Never used (a `syncd sync` with nothing to send): only the writer thread opens
+            # the file, so there is none to close and no thread to start for it.
+            self._closed = True
             return
         await self._in_writer(self._close_sync)  # after every write queued before it
         writer, self._writer = self._writer, None
