@@ -67,6 +67,8 @@ class Housekeeping:
             total = await self.store.prune(policy, self.clock(), dry_run=False)
         except SyncdError as e:
             log.error("prune failed; the next run tries again", error=str(e))
+        except Exception:  # a bug must not end the daemon's pruning silently
+            log.exception("prune crashed; the next run tries again")
         seconds = time.perf_counter() - started
         if total.versions or total.events or total.deliveries or total.attempts:
             log.info("pruned", **total.as_dict(), ms=round(seconds * 1000))

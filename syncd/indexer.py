@@ -61,12 +61,16 @@ class Indexer:
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop`: index a batch at a time while entries wait (yielding to the event
         loop between batches), else look again every `idle_s`. A store error is a log line and
-        a retry after `idle_s`: the queue keeps what failed."""
+        a retry after `idle_s`, and so is an unexpected exception (logged with its traceback): the
+        queue keeps what failed."""
         while not stop.is_set():
             try:
                 taken = await self.once()
             except SyncdError as e:
                 log.error("search indexing failed; retrying", error=str(e))
+                taken = 0
+            except Exception:  # a bug must not end indexing silently for the daemon's lifetime
+                log.exception("search indexing crashed; retrying")
                 taken = 0
             if taken < self.batch and await stopped_within(stop, self.idle_s):
                 return

@@ -13,12 +13,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
-from syncd.errors import CursorGone
+from syncd.errors import CursorGone, StoreError
+from syncd.housekeeping import Housekeeping
 from syncd.model import ChangeKind, EventDraft
 from syncd.storage.sqlite import SqliteStore, events, outbox
 from syncd.storage.sqlite.reader import SqliteReads
-from syncd.storage.values import Policy
+from syncd.storage.values import Policy, PruneReport
 from syncd.timestamps import to_text
 from tests.conftest import db_rows, file_sink, jsonl_so_far, syncd, write_config
 from tests.support.feedserver import BloggerFeed, serve_feed
@@ -206,3 +208,38 @@ def _true(predicate: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
         return predicate()
 
     return probe
+
+
+@pytest.mark.parametrize(
+    ("failure", "logged"),
+    [
+        (StoreError("database is locked"), "prune failed; the next run tries again"),
+        # A bug (not a SyncdError) must not end the daemon's pruning for its lifetime.
+        (RuntimeError("a bug in the policy"), "prune crashed; the next run tries again"),
+    ],
+)
+async def test_a_failed_periodic_prune_is_logged_and_the_next_run_prunes(
+    tmp_path: Path, failure: Exception, logged: str
+) -> None:
+    store = SqliteStore.open(tmp_path / "syncd.db")
+    real = store.prune
+    calls: list[bool] = []
+
+    async def flaky(policy: Policy, now: datetime, *, dry_run: bool) -> PruneReport:
+        calls.append(dry_run)
+        if len(calls) == 1:
+            raise failure
+        return await real(policy, now, dry_run=dry_run)
+
+    store.prune = flaky  # type: ignore[method-assign]
+    housekeeping = Housekeeping(
+        store, lambda: Policy(keep_versions=1), 3600.0, lambda: datetime.now(UTC)
+    )
+    try:
+        with capture_logs() as logs:
+            first = await housekeeping.prune_once()
+            second = await housekeeping.prune_once()
+    finally:
+        await store.close()
+    assert first == PruneReport(0, 0, 0, 0, 0) and second is not None and calls == [False, False]
+    assert [x["log_level"] for x in logs if x["event"] == logged] == ["error"]

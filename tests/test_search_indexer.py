@@ -39,6 +39,7 @@ from syncd.storage.rows import text_changed
 from syncd.storage.sqlite import SqliteStore
 from syncd.storage.sqlite import entries as sq_entries
 from syncd.storage.sqlite import search as sq_search
+from syncd.storage.sqlite.db import Db
 from syncd.storage.values import SearchQuery
 from tests.conftest import db_rows, syncd, write_config
 from tests.support.feedserver import BloggerFeed, serve_feed
@@ -602,7 +603,17 @@ def _port(config: Path) -> int:
     return int(line.split(":")[-1].rstrip('"'))
 
 
-async def test_indexer_retries_after_a_store_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("failure", "logged"),
+    [
+        (StoreError("database is locked"), "search indexing failed; retrying"),
+        # A bug (not a SyncdError) must not end the daemon's indexing silently either.
+        (RuntimeError("a bug in the text's extraction"), "search indexing crashed; retrying"),
+    ],
+)
+async def test_indexer_retries_after_a_failed_batch(
+    tmp_path: Path, failure: Exception, logged: str
+) -> None:
     """A failed batch is a log line and a retry: the queue keeps what failed."""
     db = tmp_path / "syncd.db"
     _seed_sqlite(db, 5)
@@ -613,17 +624,31 @@ async def test_indexer_retries_after_a_store_error(tmp_path: Path) -> None:
     async def flaky(limit: int) -> int:
         calls.append(limit)
         if len(calls) == 1:
-            raise StoreError("database is locked")
+            raise failure
         return await real(limit)
 
     store.index_pending = flaky  # type: ignore[method-assign]
     stop = asyncio.Event()
     indexer = Indexer(store, batch=2, idle_s=0.01)
-    task = asyncio.create_task(indexer.run(stop))
-    try:
-        await wait_until(lambda: _count(db, "search_pending") == 0)
-    finally:
-        stop.set()
-        await task
-        await store.close()
+    with capture_logs() as logs:
+        task = asyncio.create_task(indexer.run(stop))
+        try:
+            await wait_until(lambda: _count(db, "search_pending") == 0)
+        finally:
+            stop.set()
+            await task
+            await store.close()
     assert _consistent(db) == 0 and len(calls) >= 4
+    assert [x["log_level"] for x in logs if x["event"] == logged] == ["error"]
+
+
+def test_the_indexers_connection_commits_as_the_main_one_does(tmp_path: Path) -> None:
+    """Index batches and heartbeats commit on a second connection: `synchronous = NORMAL` as on
+    the main one, or each commit syncs the WAL while a page commit waits for the lock."""
+    db = tmp_path / "syncd.db"
+    _seed_sqlite(db, 1)
+    writer = Db.open_for_writes(db)
+    try:
+        assert writer.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    finally:
+        writer.close()

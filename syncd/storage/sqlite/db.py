@@ -73,6 +73,9 @@ class Db:
             conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True,
                                    timeout=BUSY_TIMEOUT_MS / 1000)  # fmt: skip
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            # As the main connection: without it each commit (an index batch, a heartbeat)
+            # syncs the WAL while holding the write lock a page commit waits for.
+            conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as e:
             raise open_error(path, e) from e
