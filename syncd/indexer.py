@@ -37,14 +37,10 @@ class IndexObserver(Protocol):
 
 
 async def catch_up(store: Store, batch: int = BATCH) -> int:
-    """Index everything queued now, a batch per transaction; how many entries were taken. On
-    PostgreSQL, rows another worker holds are left to it (they land when it commits)."""
-    total = 0
-    while True:
-        taken = await store.index_pending(batch)
-        total += taken
-        if taken < batch:
-            return total
+    """For a command that is not the daemon: index everything queued now, a batch per
+    transaction; how many entries were taken. On PostgreSQL, rows another worker holds are left
+    to it (they land when it commits)."""
+    return await Indexer(store, batch).catch_up()
 
 
 @dataclass
