@@ -23,9 +23,26 @@ from typing import Any, Final
 
 from lxml import etree
 
-__all__ = ["FastRead", "read_fast"]
+from syncd.model import Link, Person
+
+__all__ = ["FastRead", "Fields", "read_fast"]
 
 Raw = dict[str, Any]
+# An entry as read, in the order `syncd.parse` assembles a ParsedEntry from it: id, title,
+# published and updated (raw text), links (those with a target), whether the id is the
+# permalink (feedparser's `guidislink`), authors, category terms, summary, content.
+Fields = tuple[
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    tuple[Link, ...],
+    bool,
+    tuple[Person, ...],
+    tuple[str, ...],
+    str | None,
+    str | None,
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +69,15 @@ class FastRead:
             return self.reader.entry(el)
         except _Decline as exc:
             return str(exc)
+
+    def direct(self, el: Any) -> Fields | None:
+        """The fields of `el`'s entry read straight from the element (see `Fields`), or None
+        when it uses anything this reading leaves to `entry` (which gives the same entry, or
+        declines the document)."""
+        try:
+            return self.reader.direct(el)
+        except _Decline:
+            return None
 
 
 class _Decline(Exception):
@@ -354,6 +380,31 @@ _FEED_PEOPLE: Final = frozenset(
 _IMAGE_PARTS: Final = frozenset({"title", "url", "link", "width", "height", "description"})
 _TEXTINPUT_PARTS: Final = frozenset({"title", "description", "name", "link"})
 _MAX_TAGS: Final = 256
+# What the direct reading (`_Reader.direct`) does with an entry's child, by kind.
+_K_INERT: Final = 0  # reaches no handler and no key syncd reads: checked, then skipped
+_K_LINK: Final = 1
+_K_CATEGORY: Final = 2
+_K_ID: Final = 3
+_K_UPDATED: Final = 4
+_K_PUBLISHED: Final = 5
+_K_TITLE: Final = 6
+_K_CONTENT: Final = 7
+_K_HTML_CONTENT: Final = 8  # content:encoded: HTML unless it says otherwise
+_K_SUMMARY: Final = 9
+_K_HTML_SUMMARY: Final = 10  # description, dc:description
+_K_AUTHOR: Final = 11
+_K_CONTRIBUTOR: Final = 12
+_K_ENCLOSURE: Final = 13
+_K_LEAF: Final = 14
+_K_KEYWORDS: Final = 15
+_K_RAW: Final = 16  # anything else: the raw reading (`_Reader.entry`) handles the entry
+_LINK_ATTRS: Final = frozenset({"rel", "type", "href", "title", "length", "hreflang", "lang"})
+_CATEGORY_ATTRS: Final = frozenset({"term", "scheme", "domain", "label", "lang"})
+_ENCLOSURE_ATTRS: Final = frozenset({"url", "type", "length"})
+_ID_ATTRS: Final = frozenset({"ispermalink"})
+_ENTRY_ATTRS: Final = frozenset({"about", "lang"})
+_RDF_ABOUT: Final = f"{{{_RDF}}}about"
+_HTML_LINK_TYPES: Final = ("text/html", "application/xhtml+xml")
 _TEXT_TYPES: Final = frozenset({"text/plain", "text/html"})
 _XML_MEDIA_TYPES: Final = frozenset(
     {
@@ -535,6 +586,7 @@ class _Reader:
                     raise _Decline(f"default namespace {uri!r}")
                 self.namespaces[prefix] = uri
         self._names: dict[str, str] = {}
+        self._kinds: dict[str, int] = {}  # tag -> _K_* of an entry child, memoised
         self._attr_names: dict[str, str] = {}  # attribute key -> feedparser's key, memoised
         self._first_prefix: dict[str, str] = {}
         for prefix, uri in self.namespaces.items():
@@ -842,6 +894,233 @@ class _Reader:
                 self.check_inert(child)
         return raw
 
+    def kind(self, el: Any) -> int:
+        """What `direct` does with the entry child `el` (the branch `entry` would take)."""
+        name = self.name(el)
+        if name in _TITLE:
+            kind = _K_TITLE
+        elif name in ("id", "guid"):
+            kind = _K_ID
+        elif name in _UPDATED:
+            kind = _K_UPDATED
+        elif name in _PUBLISHED:
+            kind = _K_PUBLISHED
+        elif name == "link":
+            kind = _K_LINK
+        elif name == "enclosure":
+            kind = _K_ENCLOSURE
+        elif name in _AUTHOR:
+            kind = _K_AUTHOR
+        elif name == "contributor":
+            kind = _K_CONTRIBUTOR
+        elif name in _CATEGORY:
+            kind = _K_CATEGORY
+        elif name in _CONTENT:
+            kind = _K_HTML_CONTENT if name == "content_encoded" else _K_CONTENT
+        elif name == "itunes_keywords":
+            kind = _K_KEYWORDS
+        elif name in _SUMMARY:
+            kind = _K_HTML_SUMMARY if name in ("description", "dc_description") else _K_SUMMARY
+        elif name in _ENTRY_LEAVES:
+            kind = _K_LEAF
+        elif name in _HANDLED_LOWER or name in _READ_KEYS:
+            kind = _K_RAW
+        else:
+            kind = _K_INERT
+        self._kinds[el.tag] = kind
+        return kind
+
+    def direct(self, el: Any) -> Fields | None:
+        """The entry `entry` reads, as the fields `syncd.parse` assembles from its raw dictionary,
+        in one pass and without the dictionary; None for an entry that needs more than this
+        models (a second author, iTunes keywords, ...): `entry` reads that one. Raises _Decline
+        where `entry` would (the caller lets `entry` say so).
+
+        Each branch does what `entry`'s does for the keys `syncd.parse` reads; the differential
+        tests compare both readings on every fixture and the generated corpus.
+        """
+        raw_id: str | None = None
+        if len(el.attrib):
+            attrs = self.attrs(el)
+            if not attrs.keys() <= _ENTRY_ATTRS:
+                return None
+            raw_id = el.get(_RDF_ABOUT)  # an RSS 1.0 item's rdf:about, unless an id follows
+            if raw_id is None and "about" in attrs:
+                return None
+        kinds = self._kinds
+        popped = self.popped
+        guidislink: bool | None = None  # feedparser sets it at the first id or guid
+        has_link = False  # whether feedparser's `link` key is set (it decides guidislink)
+        title: str | None = None
+        title_set = False
+        published: str | None = None
+        updated: str | None = None
+        links: list[Link] = []
+        authors: list[Person] = []
+        author_seen = False
+        tags: list[Raw] = []
+        content: str | None = None
+        has_content = False
+        summary: str | None = None
+        has_summary = False  # feedparser's `summary` key (content fills it too)
+        summary_detail = False  # only a summary element sets it: then `summary` counts
+        for child in el.iterchildren(etree.Element):
+            kind = kinds.get(child.tag)
+            if kind is None:
+                kind = self.kind(child)
+            if kind == _K_INERT:
+                if len(child):
+                    self.check_inert(child)
+            elif kind == _K_LINK:
+                attrs = self.attrs(child)
+                if not attrs.keys() <= _LINK_ATTRS:
+                    return None
+                rel = attrs.get("rel", "alternate").lower()
+                default_type = "application/atom+xml" if rel == "self" else "text/html"
+                link_type = attrs.get("type", default_type).lower()
+                href = attrs.get("href")
+                if href is not None:
+                    if ":///" in href:
+                        href = _fix_uri(href)
+                    if rel == "alternate" and _map_content_type(link_type) in _HTML_LINK_TYPES:
+                        has_link = True
+                    if len(child):
+                        self.leaf(child)
+                    if href:
+                        title_attr, length = attrs.get("title"), attrs.get("length")
+                        links.append(Link(href, rel or "alternate", link_type, title_attr, length))
+                    continue
+                if attrs:
+                    return None
+                value = popped(self.leaf(child).strip(), relative=True)
+                if "&" in value:
+                    value = _QUERY_ENTITY_RE.sub(r"&\g<1>", value.replace("&amp;", "&"))
+                has_link = True
+                if value:
+                    links.append(Link(value, rel or "alternate", link_type))
+            elif kind == _K_CATEGORY:
+                attrs = self.attrs(child)
+                if not attrs.keys() <= _CATEGORY_ATTRS or len(tags) >= _MAX_TAGS:
+                    return None
+                scheme = attrs.get("scheme", attrs.get("domain"))
+                _add_tag(tags, attrs.get("term"), scheme, attrs.get("label"))
+                value = popped(self.leaf(child).strip(), relative=False)
+                if value:
+                    if tags and not tags[-1]["term"]:
+                        tags[-1]["term"] = value
+                    else:
+                        _add_tag(tags, value, None, None)
+            elif kind == _K_ID:
+                attrs = self.attrs(child)
+                if not attrs.keys() <= _ID_ATTRS:
+                    return None
+                is_link = attrs.get("ispermalink", "true") == "true"
+                raw_id = popped(self.leaf(child).strip(), relative=is_link)
+                if guidislink is None:
+                    guidislink = is_link and not has_link
+                if is_link:
+                    has_link = True
+            elif kind in (_K_UPDATED, _K_PUBLISHED):
+                if len(child.attrib):
+                    return None
+                value = popped(self.leaf(child).strip(), relative=False)
+                if kind == _K_UPDATED:
+                    updated = value
+                else:
+                    published = value
+            elif kind == _K_TITLE:
+                value = self.text_construct(child, "text/plain")
+                if not title_set:  # feedparser keeps the first non-empty title
+                    title = value
+                    title_set = bool(value)
+            elif kind in (_K_CONTENT, _K_HTML_CONTENT):
+                value = self.text_construct(
+                    child, "text/html" if kind == _K_HTML_CONTENT else "text/plain"
+                )
+                if not has_content:
+                    content = value
+                    has_content = True
+                if not has_summary:  # feedparser copies content into the summary
+                    summary = value
+                    has_summary = True
+            elif kind in (_K_SUMMARY, _K_HTML_SUMMARY):
+                if has_summary and not has_content:
+                    # feedparser reads a second summary as the content.
+                    content = self.text_construct(child, "text/plain")
+                    has_content = True
+                else:
+                    default = "text/html" if kind == _K_HTML_SUMMARY else "text/plain"
+                    summary = self.text_construct(child, default)
+                    has_summary = summary_detail = True
+            elif kind == _K_AUTHOR:
+                if author_seen:
+                    return None  # feedparser's running author string: `entry` follows it
+                author_seen = True
+                person = self.first_author(child)
+                if person is None:
+                    return None
+                if person != _NOBODY:
+                    authors.append(person)
+            elif kind == _K_CONTRIBUTOR:
+                self.person_parts(child)
+            elif kind == _K_ENCLOSURE:
+                attrs = self.attrs(child)
+                url = attrs.get("url")
+                if not attrs.keys() <= _ENCLOSURE_ATTRS or url == "":
+                    return None
+                if len(child):
+                    self.leaf(child)
+                if url:
+                    enclosure_type = attrs.get("type")
+                    links.append(
+                        Link(
+                            url,
+                            "enclosure",
+                            None if enclosure_type is None else enclosure_type.lower(),
+                            None,
+                            attrs.get("length"),
+                        )
+                    )
+            elif kind == _K_LEAF:
+                if len(child):
+                    self.leaf(child)
+            elif kind == _K_KEYWORDS:
+                self.itunes_keywords(child, {"tags": tags})  # adds to `tags` itself
+            else:
+                return None
+        return (
+            raw_id,
+            title,
+            published,
+            updated,
+            tuple(links),
+            guidislink is True,
+            tuple(authors),
+            tuple(term for tag in tags if (term := tag["term"])),
+            summary if summary_detail else None,
+            content,
+        )
+
+    def first_author(self, el: Any) -> Person | None:
+        """An entry's first author as `author` reads it (None: leave it to `author`)."""
+        parts = self.person_parts(el)
+        if parts:
+            if (el.text or "").strip() or any((c.tail or "").strip() for c in el):
+                return None
+            for child in _elements(el):
+                # Extension children with attributes: feedparser keeps their text too.
+                named = len(child.attrib) and self.name(child) not in _PERSON_PARTS
+                if named and self.leaf(child).strip():
+                    return None
+            person = dict(parts)
+            return Person(person.get("name"), person.get("email"), person.get("href"))
+        if any(True for _ in _elements(el)):
+            return None
+        text = self.popped(self.leaf(el).strip(), relative=False)
+        if "@" in text:
+            return None
+        return Person(text) if text else _NOBODY
+
     def _date(self, el: Any) -> str:
         if len(el.attrib):
             raise _Decline(f"attributes on {self.name(el)!r}")
@@ -985,6 +1264,9 @@ class _Reader:
             tags[-1]["term"] = value
         else:
             _add_tag(tags, value, None, None)
+
+
+_NOBODY: Final = Person()
 
 
 def _add_tag(tags: list[Raw], term: str | None, scheme: str | None, label: str | None) -> None:

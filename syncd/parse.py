@@ -27,13 +27,16 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urljoin, urlsplit
 from xml.etree import ElementTree
 
 from syncd.errors import ParseError
 from syncd.model import IdSource, Link, ParsedEntry, ParsedPage, Person, Tombstone
 from syncd.timestamps import format_timestamp, parse_timestamp
+
+if TYPE_CHECKING:
+    from syncd.fastparse import Fields
 
 __all__ = [
     "HASH_FIELDS",
@@ -196,8 +199,14 @@ class FastPage:
             self._keys = tuple(keys)
         return self._keys
 
-    def page(self, reuse: Mapping[str, ParsedEntry] | None) -> ParsedPage | Declined:
-        """The page; with `reuse` (possibly empty), keyed, and its known entries taken from it."""
+    def page(
+        self, reuse: Mapping[str, ParsedEntry] | None, *, direct: bool = True
+    ) -> ParsedPage | Declined:
+        """The page; with `reuse` (possibly empty), keyed, and its known entries taken from it.
+
+        Entries are read straight into their fields (`FastRead.direct`) where that reading
+        models them, else into feedparser's raw dictionary first (`FastRead.entry`), which
+        `direct=False` uses for every entry (the differential tests compare both)."""
         read, url = self.read, self.url
         if len(read.items) > self.max_entries:
             # Too many, unless this path cannot read the document at all (then feedparser
@@ -209,14 +218,19 @@ class FastPage:
             _check_count(len(read.items), self.max_entries, url)
         keys = self.keys() if reuse is not None else ()
         entries: list[ParsedEntry] = []
+        version, ignore_fields = read.version, self.ignore_fields
         for i, el in enumerate(read.items):
             if reuse and keys[i] in reuse:
                 entries.append(reuse[keys[i]])
                 continue
-            raw = read.entry(el)
+            fields: Fields | None = read.direct(el) if direct else None
+            if fields is not None:
+                entries.append(_make_entry(*fields, url, version, ignore_fields, True))
+                continue
+            raw = read.entry(el)  # what the direct reading leaves: the raw dictionary's way
             if isinstance(raw, str):
                 return Declined(raw)
-            entries.append(_entry(raw, url, read.version, self.ignore_fields))
+            entries.append(_entry(raw, url, version, ignore_fields, xml=True))
         return _assemble(
             url=url,
             version=read.version,
@@ -417,8 +431,14 @@ def _content_hash(
     categories: Iterable[str],
     published: datetime | None,
     ignore_fields: frozenset[str],
+    *,
+    xml: bool = False,
 ) -> str:
-    """content_hash, `ignore_fields` already checked (once per page, not per entry)."""
+    """content_hash, `ignore_fields` already checked (once per page, not per entry).
+
+    `xml`: the free text comes from a well-formed XML 1.0 document (the fast path), so the only
+    control characters it can hold are tab, line feed and carriage return (see `_json_text`).
+    """
     grouped: dict[str, list[list[str | None]]] = {}
     for link in links:
         item: list[str | None] = [link.href, link.type]
@@ -427,23 +447,53 @@ def _content_hash(
         grouped.setdefault(link.rel, []).append(item)
     # The canonical form is json.dumps(projection, sort_keys=True, separators=(",", ":"),
     # ensure_ascii=False) encoded as UTF-8 (surrogatepass): the hash is stored, so those bytes may
-    # never change. They are fed to sha256 member by member, in sorted key order; the free-text
-    # members (often tens of KB of non-ASCII HTML, which json's C encoder escapes a character at a
-    # time) are escaped on their UTF-8 bytes instead: the same bytes in less than half the time.
+    # never change. They are built member by member, in sorted key order; the free-text members
+    # (often tens of KB of non-ASCII HTML, which json's C encoder escapes a character at a time)
+    # are escaped on their UTF-8 bytes instead: the same bytes in less than half the time.
     # tests/test_parse.py checks this against the plain json.dumps form.
+    authors_json = _json_bytes([[a.name, a.email, a.uri] for a in authors])
+    categories_json = _json_bytes(sorted(categories))
+    links_json = _json_bytes(
+        {
+            rel: sorted(items, key=_sort_key) if len(items) > 1 else items
+            for rel, items in grouped.items()
+        }
+    )
+    # format_timestamp gives ASCII digits, "-", ":", ".", "T" and "Z": nothing JSON escapes.
+    published_json = (
+        b'"%s"' % format_timestamp(published).encode() if published is not None else b"null"
+    )
+    if not ignore_fields:
+        # Every member (nearly every feed): one buffer and one sha256 call.
+        return hashlib.sha256(
+            b"".join(
+                (
+                    b'{"authors":',
+                    authors_json,
+                    b',"categories":',
+                    categories_json,
+                    b',"content":',
+                    _json_text(content, xml=xml),
+                    b',"links":',
+                    links_json,
+                    b',"published":',
+                    published_json,
+                    b',"summary":',
+                    _json_text(summary, xml=xml),
+                    b',"title":',
+                    _json_text(title, xml=xml),
+                    b"}",
+                )
+            )
+        ).hexdigest()
     members: dict[str, bytes] = {
-        "authors": _json_bytes([[a.name, a.email, a.uri] for a in authors]),
-        "categories": _json_bytes(sorted(categories)),
-        "content": _json_text(content),
-        "links": _json_bytes(
-            {
-                rel: sorted(items, key=_sort_key) if len(items) > 1 else items
-                for rel, items in grouped.items()
-            }
-        ),
-        "published": _json_text(format_timestamp(published) if published is not None else None),
-        "summary": _json_text(summary),
-        "title": _json_text(title),
+        "authors": authors_json,
+        "categories": categories_json,
+        "content": _json_text(content, xml=xml),
+        "links": links_json,
+        "published": published_json,
+        "summary": _json_text(summary, xml=xml),
+        "title": _json_text(title, xml=xml),
     }
     digest = hashlib.sha256(b"{")
     first = True
@@ -481,8 +531,14 @@ _JSON_ESCAPES: Final = {
 } | {0x08: b"\\b", 0x09: b"\\t", 0x0A: b"\\n", 0x0C: b"\\f", 0x0D: b"\\r"}
 
 
-def _json_text(text: str | None) -> bytes:
-    """json.dumps(text, ensure_ascii=False) UTF-8 encoded (surrogatepass), from the bytes."""
+def _json_text(text: str | None, *, xml: bool = False) -> bytes:
+    """json.dumps(text, ensure_ascii=False) UTF-8 encoded (surrogatepass), from the bytes.
+
+    `xml`: `text` was read from well-formed XML 1.0, whose characters exclude every C0 control
+    but tab, line feed and carriage return (as literals and as character references: libxml2
+    refuses the document, and the fast path declines it), so two searches replace the scan
+    for the others.
+    """
     if text is None:
         return b"null"
     data = text.encode("utf-8", "surrogatepass")
@@ -493,7 +549,8 @@ def _json_text(text: str | None) -> bytes:
         data = data.replace(b'"', b'\\"')
     if b"\n" in data:
         data = data.replace(b"\n", b"\\n")
-    if len(data.translate(None, _JSON_C0)) != len(data):  # another control character: rare
+    if (b"\t" in data or b"\r" in data) if xml else len(data.translate(None, _JSON_C0)) < len(data):
+        # Another control character: rare. (The general check copies the text once.)
         data = _JSON_C0_RE.sub(lambda match: _JSON_ESCAPES[match[0][0]], data)
     return b'"' + data + b'"'
 
@@ -655,7 +712,9 @@ def _not_a_feed_reason(parsed: Mapping[str, Any], headers: Mapping[str, str], da
     return f"not a feed: no RSS or Atom root element{hint}"
 
 
-def _entry(raw: Any, page_url: str, version: str, ignore_fields: frozenset[str]) -> ParsedEntry:
+def _entry(
+    raw: Any, page_url: str, version: str, ignore_fields: frozenset[str], *, xml: bool = False
+) -> ParsedEntry:
     # Runs for every entry read: dict.get and isinstance inline where _raw and _text would be
     # a call each (what they return is spelt out beside each use).
     get = dict.get
@@ -670,14 +729,7 @@ def _entry(raw: Any, page_url: str, version: str, ignore_fields: frozenset[str])
     published_raw = published_raw if isinstance(published_raw, str) else None
     updated_raw = get(raw, "updated")
     updated_raw = updated_raw if isinstance(updated_raw, str) else None
-    published = parse_timestamp(published_raw)
     links = _links(get(raw, "links"))
-    link = _alternate_link(links)
-    if link is None and version.startswith("rss") and get(raw, "guidislink") is True:
-        # RSS 2.0: a guid without isPermaLink="false" is the item's permalink.
-        link = _http_url(raw_id)
-    authors = _authors(get(raw, "authors"))
-    categories = _categories(get(raw, "tags"))
     content_list = get(raw, "content")
     content = None
     if content_list:
@@ -690,7 +742,47 @@ def _entry(raw: Any, page_url: str, version: str, ignore_fields: frozenset[str])
     if get(raw, "summary_detail") is not None:
         summary = get(raw, "summary")
         summary = summary if isinstance(summary, str) else None
+    return _make_entry(
+        raw_id,
+        title,
+        published_raw,
+        updated_raw,
+        links,
+        get(raw, "guidislink") is True,
+        _authors(get(raw, "authors")),
+        _categories(get(raw, "tags")),
+        summary,
+        content,
+        _base_url(raw, content_list, page_url),
+        version,
+        ignore_fields,
+        xml,
+    )
 
+
+def _make_entry(
+    raw_id: str | None,
+    title: str | None,
+    published_raw: str | None,
+    updated_raw: str | None,
+    links: tuple[Link, ...],
+    guidislink: bool,
+    authors: tuple[Person, ...],
+    categories: tuple[str, ...],
+    summary: str | None,
+    content: str | None,
+    base_url: str,
+    version: str,
+    ignore_fields: frozenset[str],
+    xml: bool,
+) -> ParsedEntry:
+    """The entry from its fields as read: one assembly for the raw dictionaries (`_entry`) and
+    the fast path's direct reading (`fastparse.FastRead.direct`)."""
+    published = parse_timestamp(published_raw)
+    link = _alternate_link(links)
+    if link is None and guidislink and version.startswith("rss"):
+        # RSS 2.0: a guid without isPermaLink="false" is the item's permalink.
+        link = _http_url(raw_id)
     entry_id: str
     id_source: IdSource
     if raw_id:
@@ -716,9 +808,9 @@ def _entry(raw: Any, page_url: str, version: str, ignore_fields: frozenset[str])
         summary,
         content,
         links,
-        _base_url(raw, content_list, page_url),
+        base_url,
         _content_hash(
-            title, content, summary, links, authors, categories, published, ignore_fields
+            title, content, summary, links, authors, categories, published, ignore_fields, xml=xml
         ),
     )
 

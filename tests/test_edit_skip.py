@@ -452,14 +452,14 @@ def test_postgres_same_rows_with_and_without_the_skip(
 def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The ids of the entries the parser reads (normalises) from now on, in order."""
     read: list[str] = []
-    original = syncd.parse._entry
+    original = syncd.parse._make_entry  # both readings (direct and raw) assemble through it
 
-    def counting(raw: Any, *args: Any) -> Any:
-        entry = original(raw, *args)
+    def counting(*args: Any) -> Any:
+        entry = original(*args)
         read.append(entry.entry_id)
         return entry
 
-    monkeypatch.setattr(syncd.parse, "_entry", counting)
+    monkeypatch.setattr(syncd.parse, "_make_entry", counting)
     return read
 
 

@@ -20,7 +20,14 @@ from hypothesis import strategies as st
 from syncd import fastparse
 from syncd.errors import ParseError
 from syncd.model import ParsedPage
-from syncd.parse import Declined, parse_page, parse_page_fast, parse_page_feedparser
+from syncd.parse import (
+    Declined,
+    FastPage,
+    open_page_fast,
+    parse_page,
+    parse_page_fast,
+    parse_page_feedparser,
+)
 from tests.support.feedgen import Document, compare_paths, documents
 from tests.test_parse import (
     ATOM_HEADERS,
@@ -113,6 +120,26 @@ def test_typical_rss_takes_the_fast_path(body: bytes) -> None:
     assert isinstance(page, ParsedPage), page
     assert page == parse_page_feedparser(body, url="https://x.example/feed", headers=headers)
     assert page.entries[0].categories  # WordPress categories, podcast keywords
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        (SEED.read_bytes(), ATOM_HEADERS),
+        ((DATA / "rss1-rdf.xml").read_bytes(), {"content-type": "application/rdf+xml"}),
+        (WORDPRESS_RSS, {"content-type": "application/rss+xml; charset=UTF-8"}),
+        (PODCAST_RSS, {"content-type": "application/rss+xml; charset=UTF-8"}),
+    ],
+    ids=["seed", "rss1", "wordpress", "podcast"],
+)
+def test_common_entries_are_read_directly(body: bytes, headers: dict[str, str]) -> None:
+    # The direct reading (no raw dictionary) covers common feeds' entries, so the differential
+    # tests (compare_paths runs both readings) compare it on them and not only its fallback.
+    opened = open_page_fast(body, url=SEED_URL, headers=headers)
+    assert isinstance(opened, FastPage)
+    assert opened.read.items
+    assert all(opened.read.direct(el) is not None for el in opened.read.items)
+    assert opened.page(None) == opened.page(None, direct=False)
 
 
 def test_generated_documents_agree_or_are_declined() -> None:

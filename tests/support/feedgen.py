@@ -14,7 +14,13 @@ from hypothesis import strategies as st
 
 from syncd.errors import ParseError
 from syncd.model import ParsedEntry, ParsedPage
-from syncd.parse import Declined, parse_page_fast, parse_page_feedparser
+from syncd.parse import (
+    Declined,
+    FastPage,
+    open_page_fast,
+    parse_page_fast,
+    parse_page_feedparser,
+)
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 NAMESPACES = (
@@ -447,6 +453,8 @@ def compare_paths(body: bytes, headers: dict[str, str], url: str) -> str | None:
         fast = exc
     if isinstance(fast, Declined):
         return fast.reason
+    if isinstance(fast, ParsedPage):
+        _compare_readings(fast, body, headers, url)
     try:
         slow = parse_page_feedparser(body, url=url, headers=headers)
     except ParseError as exc:
@@ -458,6 +466,21 @@ def compare_paths(body: bytes, headers: dict[str, str], url: str) -> str | None:
     if fast != slow:
         raise AssertionError(describe_difference(fast, slow))
     return None
+
+
+def _compare_readings(page: ParsedPage, body: bytes, headers: dict[str, str], url: str) -> None:
+    """The fast path's direct reading of entries against its raw-dictionary reading.
+
+    `page` is what the fast path gave (entries read directly where that reading models them);
+    every entry is read again through feedparser's raw dictionary and `parse._entry`.
+    """
+    opened = open_page_fast(body, url=url, headers=headers)
+    assert isinstance(opened, FastPage)
+    via_raw = opened.page(None, direct=False)
+    assert isinstance(via_raw, ParsedPage), via_raw
+    if page != via_raw:
+        raise AssertionError("direct vs raw reading: " + describe_difference(page, via_raw))
+    assert repr(page) == repr(via_raw)
 
 
 def describe_difference(fast: ParsedPage, slow: ParsedPage) -> str:
