@@ -1102,19 +1102,43 @@ class _Reader:
         )
 
     def first_author(self, el: Any) -> Person | None:
-        """An entry's first author as `author` reads it (None: leave it to `author`)."""
-        parts = self.person_parts(el)
-        if parts:
-            if (el.text or "").strip() or any((c.tail or "").strip() for c in el):
+        """An entry's first author as `author` reads it (None: leave it to `author`).
+
+        One pass over the children where `author` makes two (`person_parts`, then the text
+        beside the parts)."""
+        if len(el.attrib):
+            self._no_special_attrs(el)
+        names = self._names
+        person: dict[str, str] = {}
+        has_parts = has_elements = stray = False
+        for child in el:
+            if (child.tail or "").strip():
+                stray = True
+            tag = child.tag
+            if not isinstance(tag, str):
+                continue  # a comment or processing instruction
+            has_elements = True
+            name = names.get(tag) or self.name(child)
+            if name in _PERSON_PARTS:
+                if len(child.attrib):
+                    self._no_special_attrs(child)
+                has_parts = True
+                text = (self.leaf(child) if len(child) else child.text or "").strip()
+                if name == "uri":
+                    person["href"] = self.popped(text, relative=True)
+                else:
+                    person[name] = text  # pushed without "expecting text": stripped only
+            else:
+                self.check_inert(child)
+                # feedparser pushes no element for an extension element with attributes: its
+                # text lands in the author's string.
+                if len(child.attrib) and self.leaf(child).strip():
+                    stray = True
+        if has_parts:
+            if stray or (el.text or "").strip():
                 return None
-            for child in _elements(el):
-                # Extension children with attributes: feedparser keeps their text too.
-                named = len(child.attrib) and self.name(child) not in _PERSON_PARTS
-                if named and self.leaf(child).strip():
-                    return None
-            person = dict(parts)
             return Person(person.get("name"), person.get("email"), person.get("href"))
-        if any(True for _ in _elements(el)):
+        if has_elements:
             return None
         text = self.popped(self.leaf(el).strip(), relative=False)
         if "@" in text:
