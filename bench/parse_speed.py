@@ -2,10 +2,12 @@
 
 Prints, for this checkout and (with --root) another one, interleaved in one run, each in its own
 process: CPU milliseconds per `parse_page_fast` call (min and median of --runs rounds of --pages
-calls) and pages per CPU second. Then, for this checkout, the split an edit pass cares about:
-the per-page part (the same page without its entries), the per-entry part, what the entries'
-keys cost, the page read with the edit skip (the store knowing all but one entry by key), and
-the diff of the page against a store that knows all but one entry. Figures only, never verdicts.
+calls) and pages per CPU second; the same for the edit skip's parse of the page (keys, then the
+page with all but one entry known by key; the checkout must have the edit skip). Then, for this
+checkout, the split an edit pass cares about: the per-page part (the same page without its
+entries), the per-entry part, what the entries' keys cost, the page read with the edit skip (the
+store knowing all but one entry by key), and the diff of the page against a store that knows all
+but one entry. Figures only, never verdicts.
 
     .venv/bin/python bench/parse_speed.py [--runs 9] [--pages 40] [--root OTHER_CHECKOUT]
 """
@@ -30,35 +32,47 @@ HEADERS = {"content-type": "application/atom+xml; charset=UTF-8"}
 _ENTRY_RE = re.compile(rb"<entry>.*?</entry>", re.DOTALL)  # the seed's entries, for the split
 
 # Runs in a child process with the measured checkout first on sys.path.
+# "page": parse_page_fast. "edit": the edit skip's parse (keys, then the page with every entry
+# but the first known by its key), where the parse is libxml2's read, the checks and the keys.
 _CHILD = """
 import sys, time
 sys.path.insert(0, sys.argv[1])
-from syncd.parse import parse_page_fast
+from syncd.parse import open_page_fast, parse_page_fast
 body = open(sys.argv[2], "rb").read()
+url, pages, mode = sys.argv[3], int(sys.argv[4]), sys.argv[5]
 headers = {"content-type": "application/atom+xml; charset=UTF-8"}
+page = parse_page_fast(body, url=url, headers=headers)
+known = dict(zip(open_page_fast(body, url=url, headers=headers).keys()[1:], page.entries[1:]))
+def edit():
+    opened = open_page_fast(body, url=url, headers=headers)
+    opened.page({key: known[key] for key in opened.keys() if key in known})
+def plain():
+    parse_page_fast(body, url=url, headers=headers)
+work = edit if mode == "edit" else plain
 for _ in range(3):
-    parse_page_fast(body, url=sys.argv[3], headers=headers)
+    work()
 t0 = time.process_time()
-for _ in range(int(sys.argv[4])):
-    parse_page_fast(body, url=sys.argv[3], headers=headers)
+for _ in range(pages):
+    work()
 print(time.process_time() - t0)
 """
 
 
-def cpu_per_page(root: Path, pages: int) -> float:
-    """CPU seconds per parse of the seed page by the syncd of checkout `root`."""
-    argv = [sys.executable, "-c", _CHILD, str(root), str(SEED), URL, str(pages)]
+def cpu_per_page(root: Path, pages: int, mode: str = "page") -> float:
+    """CPU seconds per parse of the seed page by the syncd of checkout `root` (see _CHILD)."""
+    argv = [sys.executable, "-c", _CHILD, str(root), str(SEED), URL, str(pages), mode]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = subprocess.run(argv, check=True, capture_output=True, text=True, env=env).stdout
     return float(out) / pages
 
 
-def compare(roots: list[tuple[str, Path]], runs: int, pages: int) -> None:
+def compare(roots: list[tuple[str, Path]], runs: int, pages: int, mode: str = "page") -> None:
     samples: dict[str, list[float]] = {label: [] for label, _ in roots}
     for _ in range(runs):
         for label, root in roots:  # interleaved: load changes hit both alike
-            samples[label].append(cpu_per_page(root, pages))
-    print(f"seed page, parse_page_fast, {runs} rounds of {pages} pages, each in its own process")
+            samples[label].append(cpu_per_page(root, pages, mode))
+    what = "parse_page_fast" if mode == "page" else "the edit skip's parse (24 of 25 known)"
+    print(f"seed page, {what}, {runs} rounds of {pages} pages, each in its own process")
     for label, values in samples.items():
         best, med = min(values), statistics.median(values)
         print(
@@ -148,4 +162,5 @@ if __name__ == "__main__":
     args = ap.parse_args()
     roots = [("syncd", ROOT)] + ([("before", args.root.resolve())] if args.root else [])
     compare(roots, args.runs, args.pages)
+    compare(roots, args.runs, args.pages, mode="edit")
     edit_split()
