@@ -24,7 +24,7 @@ from structlog.testing import capture_logs
 from syncd.app import build_app
 from syncd.cli.status import describe_worker
 from syncd.config import load_config
-from syncd.delivery import CLAIM_AHEAD_WINDOWS, BoundSink, Dispatcher
+from syncd.delivery import CLAIM_AHEAD_MIN_EVENTS, CLAIM_AHEAD_WINDOWS, BoundSink, Dispatcher
 from syncd.diff import diff_page
 from syncd.events import build_event
 from syncd.fetch import Fetcher, FetchLimits
@@ -127,10 +127,11 @@ def version(n: int, v: int) -> ParsedEntry:
 
 
 # A dispatcher's first claim is a probe (one delivery); a healthy one leases its window and
-# CLAIM_AHEAD_WINDOWS more. One entry more than the latter leaves the other worker an entry to
-# start with even if a fresh sink started healthy (see the test's docstring).
+# CLAIM_AHEAD_WINDOWS more, at least CLAIM_AHEAD_MIN_EVENTS. One entry more than that leaves the
+# other worker an entry to start with even if a fresh sink started healthy (see the test's
+# docstring).
 IN_FLIGHT = 4
-ENTRIES = IN_FLIGHT * (1 + CLAIM_AHEAD_WINDOWS) + 1
+ENTRIES = IN_FLIGHT + max(IN_FLIGHT * CLAIM_AHEAD_WINDOWS, CLAIM_AHEAD_MIN_EVENTS) + 1
 VERSIONS = 3
 
 
