@@ -204,6 +204,42 @@ async def test_the_outbox_claims_in_entry_order_and_records_outcomes(store: Stor
     assert (counts.created, counts.requeued) == (0, 4)
 
 
+async def test_sink_summaries_and_recover_count_every_state_of_every_sink(store: Store) -> None:
+    """The counts are read along indexes a state change leaves alone (a sink's rows, its
+    queue, its dead ones; delivered is the rest): each state of each sink still counts exactly,
+    and `recover` requeues the failed (queue index) and the dead (their index), `since` too."""
+    feed_id = await feed(store)
+    seqs = await commit(store, feed_id, [entry(n) for n in range(1, 7)], sinks=("a", "b"))
+    later = NOW + timedelta(minutes=1)
+    lease = later + timedelta(minutes=5)
+    claimed = {s: await store.outbox.claim_due(s, later, 10, lease) for s in ("a", "b")}
+    assert [d.event.seq for d in claimed["a"]] == seqs
+    ok = SendOutcome(ok=True, status=200)
+    no = SendOutcome(ok=False, error="no")
+    a = [d.id for d in claimed["a"]]
+    await store.outbox.record_attempts(
+        [
+            AttemptRecord((a[0], a[1]), ok, None, later),  # a batch, delivered as a whole
+            AttemptRecord((a[2],), ok, None, later),
+            AttemptRecord((a[3],), no, later + timedelta(hours=1), later),  # failed
+            AttemptRecord((a[4],), no, None, later),  # dead
+        ]
+    )
+    await store.outbox.release([claimed["a"][5], *claimed["b"]])
+    b = [d.id for d in claimed["b"]]
+    await store.outbox.record_attempts([AttemptRecord((b[0],), no, None, later)])
+    assert await store.outbox.sink_summaries() == {
+        "a": {"delivered": 3, "failed": 1, "dead": 1, "pending": 1},
+        "b": {"dead": 1, "pending": 5},
+    }
+    assert await store.outbox.recover("a", later, since=later) == 0  # created before `since`
+    assert await store.outbox.recover("a", later) == 2
+    assert await store.outbox.sink_summaries() == {
+        "a": {"delivered": 3, "pending": 3},
+        "b": {"dead": 1, "pending": 5},
+    }
+
+
 async def test_a_cursor_reader_sees_every_event_once_in_order(store: Store) -> None:
     feed_id = await feed(store)
     seqs: list[int] = []

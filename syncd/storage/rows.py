@@ -53,6 +53,32 @@ DELIVERY_COLUMNS = """d.id, d.sink, d.event_seq, e.id AS event_id, e.type AS eve
     d.attempts, d.created_at, d.next_attempt_at, d.last_attempt_at, d.last_status, d.last_error,
     d.delivered_at"""
 
+# How many deliveries each sink has in each state (`Outbox.sink_summaries`), in either dialect:
+# every part is read along an index that a state change leaves alone or that holds only the few
+# rows it counts (all of a sink's rows by name, its queue, its dead ones); delivered is the rest.
+SUMMARY_SQL = """SELECT sink, '' AS state, COUNT(*) AS n FROM deliveries GROUP BY sink
+    UNION ALL SELECT sink, state, COUNT(*) AS n FROM deliveries
+        WHERE state IN ('pending', 'failed') GROUP BY sink, state
+    UNION ALL SELECT sink, 'dead' AS state, COUNT(*) AS n FROM deliveries
+        WHERE state = 'dead' GROUP BY sink"""
+
+
+def summaries(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """`SUMMARY_SQL`'s rows as {sink: {state: count}}, states without deliveries left out."""
+    out: dict[str, dict[str, int]] = {}
+    totals: dict[str, int] = {}
+    for r in rows:
+        if r["state"] == "":
+            totals[r["sink"]] = int(r["n"])
+        else:
+            out.setdefault(r["sink"], {})[r["state"]] = int(r["n"])
+    for sink, total in totals.items():
+        counts = out.setdefault(sink, {})
+        delivered = total - sum(counts.values())
+        if delivered:
+            counts["delivered"] = delivered
+    return out
+
 
 def reclaim_query(now: datetime, everyone: bool) -> tuple[str, dict[str, Any]]:
     """`Outbox.reclaim_leases` in either dialect (`%(now)s`; SQLite renames it): the live

@@ -276,6 +276,13 @@ M007_ENTRY_PARSE_KEYS = (
     "CREATE INDEX entries_parse_key ON entries (feed_id, parse_key)",
 )
 
+# Recording a delivery moves it in no index of its state, as SQLite's m019_delivery_state_indexes.
+M008_DELIVERY_STATE_INDEXES = (
+    "DROP INDEX IF EXISTS idx_deliveries_state",
+    "CREATE INDEX idx_deliveries_sink ON deliveries (sink)",
+    "CREATE INDEX idx_deliveries_dead ON deliveries (sink) WHERE state = 'dead'",
+)
+
 MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("m001_initial", M001_INITIAL),
     ("m002_websub_leases", M002_WEBSUB_LEASES),
@@ -284,6 +291,7 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("m005_failing_feeds_index", M005_FAILING_FEEDS_INDEX),
     ("m006_search_pending", M006_SEARCH_PENDING),
     ("m007_entry_parse_keys", M007_ENTRY_PARSE_KEYS),
+    ("m008_delivery_state_indexes", M008_DELIVERY_STATE_INDEXES),
 )
 
 

@@ -18,7 +18,14 @@ from psycopg.rows import tuple_row
 from syncd.model import DeliveryState, OutboundEvent
 from syncd.storage.envelopes import ENVELOPE_COLUMNS, VERSION_JOIN, spliced
 from syncd.storage.postgres.db import Conn, Pg
-from syncd.storage.rows import DELIVERY_COLUMNS, as_sink_row, reclaim_query, resume_values
+from syncd.storage.rows import (
+    DELIVERY_COLUMNS,
+    SUMMARY_SQL,
+    as_sink_row,
+    reclaim_query,
+    resume_values,
+    summaries,
+)
 from syncd.storage.values import (
     AttemptInfo,
     AttemptRecord,
@@ -398,12 +405,7 @@ class PostgresOutbox:
         )
 
     async def sink_summaries(self) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {}
-        for r in await self.pg.rows(
-            "SELECT sink, state, COUNT(*) AS n FROM deliveries GROUP BY sink, state"
-        ):
-            out.setdefault(r["sink"], {})[r["state"]] = int(r["n"])
-        return out
+        return summaries(await self.pg.rows(SUMMARY_SQL))
 
     async def list_deliveries(
         self,

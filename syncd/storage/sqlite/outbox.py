@@ -26,7 +26,14 @@ from typing import Any
 
 from syncd.model import DeliveryState, OutboundEvent
 from syncd.storage.envelopes import VERSION_FIELDS, VERSION_JOIN, spliced
-from syncd.storage.rows import DELIVERY_COLUMNS, as_sink_row, reclaim_query, resume_values
+from syncd.storage.rows import (
+    DELIVERY_COLUMNS,
+    SUMMARY_SQL,
+    as_sink_row,
+    reclaim_query,
+    resume_values,
+    summaries,
+)
 from syncd.storage.sqlite.db import Db, marks
 from syncd.storage.values import (
     AttemptInfo,
@@ -50,6 +57,11 @@ __all__ = [
 ]
 
 _QUEUED = "('pending', 'failed')"  # written identically everywhere: the partial index matches it
+# A sink's queued rows, read along the queue's partial index: a sink's rows are also indexed by
+# name alone (`idx_deliveries_sink`), which the planner would otherwise pick and walk the whole
+# delivered history with.
+_BY_QUEUE = "deliveries INDEXED BY idx_deliveries_queue"
+_OF_SINK_QUEUED = f"sink = ? AND state IN {_QUEUED}"
 
 # No earlier event of the same entry still queued for this sink (d, e: the candidate delivery and
 # its event). CROSS JOIN keeps SQLite on the entry's few events instead of walking the sink's
@@ -251,7 +263,7 @@ def queue_figures(db: Db, sinks: Sequence[str]) -> list[dict[str, Any]]:
     """For each of `sinks` and each other sink with deliveries waiting: the waiting ones
     (`pending`), the creation time of the oldest (`oldest`), the dead ones (`dead`), and
     its pause and disabled marks."""
-    # Every read is an index search (idx_deliveries_queue's WHERE, and (sink, state, ...)
+    # Every read is an index search (idx_deliveries_queue's WHERE, and idx_deliveries_dead
     # for the dead): none reads the delivered history, however long it grows.
     return db.rows(
         """WITH q AS (SELECT sink, COUNT(*) AS pending, MIN(created_at) AS oldest
@@ -345,7 +357,7 @@ class SqliteOutbox:
         rows = self.db.rows(
             f"""SELECT MIN(CASE WHEN leased_until > next_attempt_at THEN leased_until
                                 ELSE next_attempt_at END) AS t
-                FROM deliveries WHERE sink = ? AND state IN {_QUEUED}""",
+                FROM {_BY_QUEUE} WHERE {_OF_SINK_QUEUED}""",
             (sink,),
         )
         return from_text(rows[0]["t"]) if rows else None
@@ -380,8 +392,8 @@ class SqliteOutbox:
             if due_now is not None:
                 now_s = to_text(due_now)
                 conn.execute(
-                    f"UPDATE deliveries SET next_attempt_at = ? WHERE sink = ?"
-                    f" AND state IN {_QUEUED} AND next_attempt_at > ?",
+                    f"UPDATE {_BY_QUEUE} SET next_attempt_at = ?"
+                    f" WHERE {_OF_SINK_QUEUED} AND next_attempt_at > ?",
                     (now_s, name, now_s),
                 )
 
@@ -423,12 +435,8 @@ class SqliteOutbox:
         )
 
     async def sink_summaries(self) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {}
-        for r in self.db.rows(
-            "SELECT sink, state, COUNT(*) AS n FROM deliveries GROUP BY sink, state"
-        ):
-            out.setdefault(r["sink"], {})[r["state"]] = r["n"]
-        return out
+        """Per sink, how many deliveries are in each state (states without any left out)."""
+        return summaries(self.db.rows(SUMMARY_SQL))
 
     # ------------------------------------------------------------------ the operator's side
 
@@ -499,14 +507,25 @@ class SqliteOutbox:
 
         `since` limits it to deliveries created (events committed) at or after that instant.
         """
-        sql = """UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?,
-                  leased_until = NULL WHERE sink = ? AND state IN ('failed', 'dead')"""
+        # The failed ones along the queue's index, the dead ones along theirs (either way, not
+        # a walk over the sink's delivered history).
+        requeue = """UPDATE {table} SET state = 'pending', attempts = 0, next_attempt_at = ?,
+                  leased_until = NULL WHERE {where}"""
         params: list[Any] = [to_text(now), sink]
+        since_sql = ""
         if since is not None:
-            sql += " AND created_at >= ?"
+            since_sql = " AND created_at >= ?"
             params.append(to_text(since))
         with self.db.write() as conn:
-            count = conn.execute(sql, params).rowcount
+            count = conn.execute(
+                requeue.format(table=_BY_QUEUE, where=f"{_OF_SINK_QUEUED} AND state = 'failed'")
+                + since_sql,
+                params,
+            ).rowcount
+            count += conn.execute(
+                requeue.format(table="deliveries", where="sink = ? AND state = 'dead'") + since_sql,
+                params,
+            ).rowcount
         await self.request_resume(sink, now)
         return count
 
