@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from syncd.model import OutboundEvent
-from syncd.sinks.file import FileSink, repair_torn_tail
+from syncd.sinks.file import FileSink, _line_safe, repair_torn_tail
 from tests.support.feedserver import FeedServer
 
 
@@ -443,3 +445,34 @@ async def test_batches_land_in_the_order_handed_over_and_a_closed_sink_says_so(
     with pytest.raises(RuntimeError, match="closed"):
         await sink.open()
     assert len(read_lines(path)) == 80
+
+
+# Pieces that make the escape's fast checks go either way: the separators, other characters
+# whose UTF-8 shares their lead bytes (\u2014, \u2026) or their last byte (é, è), newlines.
+_PIECES = st.sampled_from(
+    ["\u2028", "\u2029", "\u2014", "\u2026", "\u00e9", "\u00e8", "\u2615", "a", " ", "\n", '"']
+)
+
+
+@given(st.lists(_PIECES, max_size=40))
+def test_the_line_escape_equals_replacing_each_separator(pieces: list[str]) -> None:
+    """Differential: the escape (a byte search, then one regex pass) gives exactly what
+    replacing each separator's bytes everywhere gives."""
+    body = "".join(pieces).encode()
+    expected = body.replace("\u2028".encode(), b"\\u2028").replace("\u2029".encode(), b"\\u2029")
+    assert _line_safe(body) == expected
+
+
+async def test_a_batch_refuses_only_its_events_with_a_raw_newline(tmp_path: Path) -> None:
+    """The batch is looked at as a whole first: one body with a raw newline is refused on its
+    own, the events around it are written, in order."""
+    path = tmp_path / "events.jsonl"
+    sink = FileSink("archive", path)
+    pretty = OutboundEvent(id="evt_p", seq=2, type="t", body=b'{\n  "id": "evt_p"\n}')
+    try:
+        outcomes = await sink.send_batch([make_event(1), pretty, make_event(3)])
+    finally:
+        await sink.aclose()
+    assert [o.ok for o in outcomes] == [True, False, True]
+    assert not outcomes[1].retryable
+    assert [line["id"] for line in read_lines(path)] == ["evt_000001", "evt_000003"]
