@@ -20,12 +20,14 @@ from email.utils import format_datetime
 import aiohttp
 import pytest
 from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from syncd.errors import ConfigError
 from syncd.model import OutboundEvent
-from syncd.sinks.webhook import USER_AGENT, WebhookSink, session_for_webhooks
+from syncd.sinks.webhook import USER_AGENT, WebhookSink, _signer, session_for_webhooks, signature
 
 
 def make_secret() -> str:
@@ -355,3 +357,29 @@ async def test_concurrent_sends_all_arrive_signed(receiver, session) -> None:
     assert all(o.ok for o in outcomes)
     assert sorted(r.headers["webhook-id"] for r in receiver.requests) == [e.id for e in events]
     assert all(r.verified_by == [0, 1] for r in receiver.requests)
+
+
+@given(
+    msg_id=st.text(min_size=1, max_size=40),
+    unix=st.integers(min_value=0, max_value=2**34),
+    text=st.text(max_size=300),
+    keys=st.lists(st.binary(min_size=1, max_size=64), min_size=1, max_size=3),
+)
+def test_the_signature_is_the_packages_over_the_body_text(
+    msg_id: str, unix: int, text: str, keys: list[bytes]
+) -> None:
+    """Differential: signed from the body's bytes, the header equals what standardwebhooks
+    signs from its text, for every key (any id, time and text, surrogates left out by UTF-8)."""
+    body = text.encode("utf-8", "surrogatepass")
+    try:
+        decoded = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return  # not UTF-8: the sink refuses such a body before signing
+    at = datetime.fromtimestamp(unix, tz=UTC)
+    expected = " ".join(Webhook(key).sign(msg_id, at, decoded) for key in keys)
+    assert signature(keys, msg_id, unix, body) == expected
+
+
+def test_a_secret_is_read_as_its_base64_key() -> None:
+    key = os.urandom(24)
+    assert _signer("whsec_" + base64.b64encode(key).decode().rstrip("=") + "\n", 0) == key
