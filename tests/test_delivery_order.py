@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from syncd.delivery import BoundSink, Dispatcher, OwnerLock
+from syncd.delivery import CLAIM_AHEAD_MIN_EVENTS, BoundSink, Dispatcher, OwnerLock
 from syncd.sinks.file import FileSink
 from syncd.sinks.webhook import WebhookSink
 from syncd.storage.sqlite import SqliteStore
@@ -79,6 +79,24 @@ async def test_events_of_one_entry_are_never_in_flight_together_and_arrive_in_se
     assert per_entry(rx_.applied) == entry_seqs(seqs, 5)  # each once, in seq order
     # The entries really went in parallel (one event of each at a time), not one by one.
     assert rx_.peak == 5
+
+
+async def test_claims_far_ahead_keep_each_entrys_order(store, session) -> None:
+    """A single-event sink leases at least CLAIM_AHEAD_MIN_EVENTS ahead per transaction: with
+    more entries than that, each with two events, a claim holds many entries' first events and
+    none of their second ones; every second event still goes only after its first is recorded."""
+    entries = CLAIM_AHEAD_MIN_EVENTS + 20
+    clock = FakeClock()
+    rx_ = OrderingReceiver(seed=11, max_delay=0.005)
+    async with serve_receiver(receiver=rx_) as rx:
+        d = dispatcher(store, rx.url, session, clock, max_in_flight=8)
+        seqs = seed_events(store, 2 * entries, sinks=["hook"], now=clock(), entries=entries)
+        [report] = await d.deliver_due()
+    assert report.delivered == 2 * entries
+    assert rx_.overlaps == []
+    assert order_violations(rx_.applied) == []
+    assert per_entry(rx_.applied) == entry_seqs(seqs, entries)
+    assert rx_.peak == 8  # the window was used in full
 
 
 async def test_a_failed_event_holds_back_its_entry_not_the_others(store, session) -> None:
