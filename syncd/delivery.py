@@ -632,7 +632,8 @@ class Dispatcher:
                 schedule=bound.config.retry_schedule_s,
                 rng=self.rng,
             )
-        await self._persist_health(bound, before, now)
+        if bound.health is not before:  # transitions make a new value; a healthy sink's do not
+            await self._persist_health(bound, before, now)
 
     async def _persist_health(self, bound: BoundSink, before: SinkHealth, now: datetime) -> None:
         after = bound.health
