@@ -383,10 +383,14 @@ class Dispatcher:
             # freely and another process may send it.
             bound.give_back.extend(bound.ready)
             bound.ready.clear()
-        self._start_ready(bound, report, now, window)
+        started = self._start_ready(bound, report, now, window)
         while True:
-            free = window - len(bound.in_flight)
-            claim = self._claim_for(bound, now, free) if free > 0 and not bound.ready else None
+            # Claimed as soon as nothing is leased ahead, even while every slot is busy (a
+            # healthy sink then leases ahead only): the store's work overlaps a full window of
+            # attempts instead of waiting for one to finish (a file sink's writer thread had
+            # nothing queued during most of each exchange).
+            free = max(window - len(bound.in_flight), 0)
+            claim = self._claim_for(bound, now, free) if window and not bound.ready else None
             if claim is None and not self._record_due(bound):
                 return
             records, give_back = bound.unrecorded, bound.give_back
@@ -404,6 +408,10 @@ class Dispatcher:
                     owner=claim.owner,
                 )
             else:
+                if started:
+                    # Let the attempts just started reach their sink (a file sink's writer
+                    # thread) before a local store's write holds the event loop.
+                    await asyncio.sleep(0)
                 # Taken out before the write awaits: attempts that finish meanwhile (the store
                 # is remote) append to fresh lists, not to ones this write already went through.
                 since = bound.unrecorded_since
@@ -415,7 +423,7 @@ class Dispatcher:
                     bound.unrecorded_since = since if records else bound.unrecorded_since
                     raise
             bound.ready.extend(claimed)
-            self._start_ready(bound, report, now, window)
+            started = self._start_ready(bound, report, now, window)
             # Claimed less than asked: nothing more is claimable now. Otherwise the window may
             # still have room (a probe that became a full window cannot, it waits for its answer),
             # also after a write that only recorded: attempts may have finished while it awaited.
@@ -435,6 +443,8 @@ class Dispatcher:
         if ahead and per_attempt == 1:
             attempts = max(attempts, free + CLAIM_AHEAD_MIN_EVENTS)
         limit = min(attempts * per_attempt, max(CLAIM_MAX_EVENTS, free * per_attempt))
+        if limit <= 0:
+            return None  # every slot busy and nothing to lease ahead (probing, strict)
         lease_s = bound.config.timeout_s * (1 + ahead) + LEASE_MARGIN_S
         return Claim(
             bound.name,
@@ -448,9 +458,11 @@ class Dispatcher:
 
     def _start_ready(
         self, bound: BoundSink, report: SinkReport, now: datetime, window: int
-    ) -> None:
-        """Start attempts from what is leased ahead while the window has room. One whose lease
-        could run out before its attempt ends (a stalled loop) goes back instead."""
+    ) -> bool:
+        """Start attempts from what is leased ahead while the window has room (whether any
+        started). One whose lease could run out before its attempt ends (a stalled loop) goes
+        back instead."""
+        started = False
         per_attempt = self.batch_size if bound.batches else 1
         lease_needed = now + timedelta(seconds=bound.config.timeout_s + LEASE_MARGIN_S / 2)
         while bound.ready and len(bound.in_flight) < window:
@@ -465,6 +477,8 @@ class Dispatcher:
                 task = asyncio.create_task(self._attempt(bound, group, report))
                 bound.in_flight.add(task)
                 task.add_done_callback(functools.partial(_finished, bound))
+                started = True
+        return started
 
     def _record_due(self, bound: BoundSink) -> bool:
         """Whether the finished attempts waiting to be written should be written now."""
