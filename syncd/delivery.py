@@ -396,7 +396,9 @@ class Dispatcher:
             records, give_back = bound.unrecorded, bound.give_back
             if claim is not None and not records and not give_back:
                 # Nothing to write but the claim: an idle sink looks before taking the write
-                # lock (the syncer's page commits need it); a busy one will find work.
+                # lock (the syncer's page commits need it), and so does one leasing ahead with
+                # every slot busy (a hung receiver's sink must not take it at every wake); a busy
+                # one with room will find work.
                 claimed = await self.outbox.claim_due(
                     claim.sink,
                     claim.now,
@@ -404,7 +406,7 @@ class Dispatcher:
                     claim.lease_until,
                     probe=claim.probe,
                     strict=claim.strict,
-                    peek=not bound.in_flight,
+                    peek=not bound.in_flight or free == 0,
                     owner=claim.owner,
                 )
             else:

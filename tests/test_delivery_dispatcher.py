@@ -24,7 +24,7 @@ from standardwebhooks import Webhook
 from syncd import delivery
 from syncd.delivery import BoundSink, Dispatcher, OwnerLock
 from syncd.model import OutboundEvent, SendOutcome
-from syncd.retry import REJECTIONS_BEFORE_PAUSE
+from syncd.retry import REJECTIONS_BEFORE_PAUSE, Health, SinkHealth
 from syncd.sinks.base import Sink
 from syncd.sinks.file import FileSink
 from syncd.sinks.webhook import WebhookSink
@@ -682,3 +682,57 @@ async def test_a_pausing_sink_hands_back_what_it_leased_ahead(store, session) ->
     delivered = [r for r in rows if r["state"] == "delivered"]
     assert len(delivered) == len(receiver.accepted()) == 6
     assert sum(r["attempts"] for r in rows) == len(receiver.requests)  # every attempt recorded
+
+
+class _Hanging:
+    """A single-event sink whose attempts wait until released."""
+
+    name = "hook"
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.started = 0
+
+    async def send(self, event: OutboundEvent) -> SendOutcome:
+        self.started += 1
+        await self.release.wait()
+        return SendOutcome(ok=True, status=200)
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_sink_with_every_slot_busy_leases_ahead_but_looks_before_taking_the_write_lock(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With every slot busy and nothing leased ahead, a healthy sink leases ahead at once (the
+    store's work overlaps the attempts); once nothing more is due, the wakes of a sink whose
+    receiver hangs look without the write lock instead of taking it each time."""
+    clock = FakeClock()
+    sink = _Hanging()
+    bound = BoundSink(sink, sink_config("hook", max_in_flight=2, options={"url": "http://x/"}))
+    bound.health = SinkHealth(Health.CLOSED)  # healthy: leases ahead
+    d = Dispatcher(store=store, sinks=[bound], clock=clock, rng=random.Random(1))
+    seed_events(store, 5, sinks=["hook"], now=clock())
+    writes = 0
+    write = store.db.write
+
+    def counted() -> Any:
+        nonlocal writes
+        writes += 1
+        return write()
+
+    monkeypatch.setattr(store.db, "write", counted)
+    report = delivery.SinkReport("hook")
+    await d._fill(bound, report)
+    await asyncio.sleep(0)
+    assert len(bound.in_flight) == 2 and sink.started == 2
+    # Two started, three leased ahead in the same claim; nothing left to lease.
+    assert [d_.event.seq for d_ in bound.ready] == [3, 4, 5]
+    bound.ready.clear()  # as if started elsewhere: every slot busy, nothing leased ahead
+    before = writes
+    for _ in range(5):
+        await d._fill(bound, report)
+    assert writes == before  # looked (no rows free), took no write lock
+    sink.release.set()
+    await asyncio.gather(*bound.in_flight)
