@@ -358,6 +358,15 @@ _FEED_LEAVES: Final = frozenset(
         "itunes_block",
     ]
 )
+# Those feed_child takes as leaves, less the names it tests for before (kept in step with it).
+_PLAIN_FEED_LEAVES: Final = _FEED_LEAVES - {
+    "generator",
+    "itunes_summary",
+    "description",
+    "itunes_keywords",
+    "itunes_owner",
+    "itunes_category",
+}
 # Harmless inside an entry: they fill entry keys syncd never reads. Leaves only.
 _ENTRY_LEAVES: Final = frozenset(
     [
@@ -694,10 +703,16 @@ class _Reader:
 
     def channel(self, channel: Any, feed: Raw, entries: list[Any], item: str | None) -> None:
         titles = 0
+        names = self._names
         for child in _elements(channel):
-            name = self.name(child)
+            name = names.get(child.tag) or self.name(child)  # the memo inline, as in `direct`
             if item is not None and name == item:
                 entries.append(child)  # read later (FastRead.entry), unless known by its bytes
+            elif name in _PLAIN_FEED_LEAVES:
+                # What feed_child would do with it, without its chain of tests: a Blogger page
+                # lists every label of the blog (about 200 categories) at the feed level.
+                if len(child):
+                    self.leaf(child)
             elif name in _TITLE:
                 titles += 1
                 if titles > 1:
