@@ -32,7 +32,6 @@ from syncd.pull import Bell
 from syncd.schedule import spread_first_poll
 from syncd.sinks import Sink, SinkContext, default_registry
 from syncd.sinks.file import FileSink
-from syncd.sinks.webhook import session_for_webhooks
 from syncd.storage import Store
 from syncd.storage.sqlite import SqliteStore
 from syncd.storage.values import FeedLease, FeedState
@@ -423,6 +422,11 @@ def _router(current: Callable[[], Config]) -> Callable[[str, EventDraft], list[s
     return route
 
 
+# Sink types that use no webhook session: with only these, none is made (nor the webhook module,
+# with its options model, imported).
+_SESSIONLESS = frozenset({"file", "exec"})
+
+
 async def _bind_sinks(
     stack: AsyncExitStack, config: Config, clock: Clock, *, open_files: bool = True
 ) -> list[BoundSink]:
@@ -433,9 +437,13 @@ async def _bind_sinks(
     # must not add a cross-sink bottleneck: room for all of them, and no per-host cap (two sinks
     # on one receiver host must not queue behind each other's hanging requests).
     in_flight = sum(s.max_in_flight for s in config.sinks if s.type == "webhook")
-    hook_session = await stack.enter_async_context(
-        session_for_webhooks(limit=max(16, in_flight + 8), limit_per_host=0)
-    )
+    hook_session = None
+    if any(s.type not in _SESSIONLESS for s in config.sinks):  # a plugin may borrow it too
+        from syncd.sinks.webhook import session_for_webhooks
+
+        hook_session = await stack.enter_async_context(
+            session_for_webhooks(limit=max(16, in_flight + 8), limit_per_host=0)
+        )
     context = SinkContext(webhook_session=hook_session, base_dir=config.base_dir, clock=clock)
     bound: list[BoundSink] = []
     for sc, sink in _create_sinks(config, context):
@@ -466,6 +474,8 @@ def _create_sinks(config: Config, context: SinkContext) -> list[tuple[SinkConfig
 async def validate_sinks(config: Config) -> None:
     """Build and close every sink, so that `check-config` reports a bad sink option (an unknown
     type, a bad command) without opening the store, a file or a connection."""
+    from syncd.sinks.webhook import session_for_webhooks
+
     async with session_for_webhooks() as session:
         context = SinkContext(webhook_session=session, base_dir=config.base_dir)
         for _, sink in _create_sinks(config, context):

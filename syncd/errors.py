@@ -33,6 +33,16 @@ class ConfigError(SyncdError):
         super().__init__(f"{where}: {message}" if where else message)
 
 
+class ConfigErrors(ConfigError):
+    """Every problem found in one file: `errors` holds one ConfigError per line."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
+        self.path = errors[0].path
+        self.key = errors[0].key
+
+
 class FetchError(SyncdError):
     """A page could not be fetched. `retryable` says whether trying later may help; `kind` names
     the state an operator sees (status, logs): "timeout", "dns", "tls", "connect", "forbidden"

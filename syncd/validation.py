@@ -11,19 +11,9 @@ import difflib
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from syncd.errors import ConfigError
+from syncd.errors import ConfigError, ConfigErrors
 
 __all__ = ["ConfigErrors", "did_you_mean", "key_path", "readable_errors"]
-
-
-class ConfigErrors(ConfigError):
-    """Every problem found in one file: `errors` holds one ConfigError per line."""
-
-    def __init__(self, errors: list[ConfigError]) -> None:
-        self.errors = errors
-        super().__init__("\n".join(str(e) for e in errors))
-        self.path = errors[0].path
-        self.key = errors[0].key
 
 
 def key_path(parts: tuple[int | str, ...]) -> str:

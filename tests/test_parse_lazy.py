@@ -21,8 +21,17 @@ PARSER_PROCESS = "multiprocessing.popen_forkserver"
 # and metrics, the other commands, the progress display (stderr is no terminal here), the other
 # store backend (psycopg), sqlite-utils (only a store with migrations pending needs it), and rich
 # at all (structlog would import it for console tracebacks; these logs are JSON); nor the parse
-# modules, the process machinery, OPML lists (none configured) or the store copy.
+# modules, the process machinery, OPML lists (none configured) or the store copy; nor pydantic
+# (syncd's own checker accepts a config of feeds and a file sink, `syncd.configcheck`), the
+# webhook sink's module, or the installed distributions' metadata (no plugin sink type).
 NOT_FOR_A_304_PASS = (
+    "pydantic",
+    "pydantic_core",
+    "syncd.configmodels",
+    "syncd.validation",
+    "syncd.sinks.webhook",
+    "syncd.sinks.options",
+    "importlib.metadata",
     "feedparser",
     "lxml",
     PARSER_PROCESS,

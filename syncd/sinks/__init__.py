@@ -24,30 +24,32 @@ it never opens a connection or a file itself (a webhook's secret file is read wh
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from pydantic import ValidationError
-
 from syncd.errors import ConfigError
+from syncd.paths import resolve_path
 from syncd.sinks.base import BatchSink, Sink
-from syncd.sinks.exec import ExecOptions, ExecSink
-from syncd.sinks.file import FileOptions, FileSink
-from syncd.sinks.options import SinkOptions
-from syncd.sinks.webhook import WebhookOptions, WebhookSink
-from syncd.validation import ConfigErrors, readable_errors
 
 if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
     import aiohttp
+
+    from syncd.sinks.exec import ExecOptions
+    from syncd.sinks.file_options import FileOptions
+    from syncd.sinks.options import SinkOptions
+    from syncd.sinks.webhook import WebhookOptions
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "BatchSink",
+    "CheckedOptions",
     "Sink",
     "SinkContext",
     "SinkFactory",
@@ -61,7 +63,17 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "syncd.sinks"
 
-Opts = TypeVar("Opts", bound=SinkOptions)
+Opts = TypeVar("Opts", bound="SinkOptions")
+
+
+def __getattr__(name: str) -> Any:
+    """`syncd.sinks.SinkOptions`, the base of plugins' options models, imported when asked for:
+    it is a pydantic model, and a pass whose sinks need no model never imports pydantic."""
+    if name == "SinkOptions":
+        from syncd.sinks.options import SinkOptions
+
+        return SinkOptions
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,24 +112,87 @@ class TypedSinkFactory(Generic[Opts]):
 
     def __call__(self, *, name: str, options: Any, context: SinkContext) -> Sink:
         if not isinstance(options, self.options_model):
-            try:
-                options = self.options_model.model_validate(dict(options))
-            except ValidationError as exc:
-                errors = readable_errors(exc, None, self.options_model)
-                raise ConfigErrors(
-                    [ConfigError(_bare(e), key=_key(name, e.key or "options")) for e in errors]
-                ) from None
+            options = _validated(self.options_model, name, options)
+        return _build(self.build, name, options, context)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedOptions:
+    """A built-in type's options as syncd's own config checker validated them
+    (`syncd.configcheck`): the values its options model would hold, defaults filled in, without
+    importing pydantic to build the model. Read like the model (`options.path`); the config
+    (`SinkConfig.validated_options`) builds the model itself for whoever needs more."""
+
+    factory: BuiltinSinkFactory
+    values: Mapping[str, Any]
+
+    def validated(self) -> SinkOptions:
+        """The type's options model built from these values (imports pydantic)."""
+        return self.factory.options_model.model_validate(dict(self.values))
+
+    def __getattr__(self, key: str) -> Any:
         try:
-            return self.build(name, options, context)
-        except ConfigError as exc:
-            # The sink names the offending option in `key` (and never echoes a secret); say
-            # which sink.
-            raise ConfigError(_bare(exc), key=_key(name, exc.key or "options")) from None
+            return self.values[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+
+@dataclass(frozen=True)
+class BuiltinSinkFactory:
+    """A built-in typed sink type: like `TypedSinkFactory`, but its options model (pydantic) is
+    imported on first use, and `CheckedOptions` are built from as they are."""
+
+    options_module: str
+    options_class: str
+    build: Callable[[str, Any, SinkContext], Sink]
+
+    @property
+    def options_model(self) -> type[SinkOptions]:
+        model: type[SinkOptions] = getattr(
+            importlib.import_module(self.options_module), self.options_class
+        )
+        return model
+
+    def __call__(self, *, name: str, options: Any, context: SinkContext) -> Sink:
+        if not isinstance(options, CheckedOptions):
+            model = self.options_model
+            if not isinstance(options, model):
+                options = _validated(model, name, options)
+        return _build(self.build, name, options, context)
+
+
+def _validated(model: type[Opts], name: str, options: Any) -> Opts:
+    """`options` (a mapping) validated as `model`; ConfigErrors naming the sink's keys."""
+    from pydantic import ValidationError
+
+    from syncd.validation import ConfigErrors, readable_errors
+
+    try:
+        return model.model_validate(dict(options))
+    except ValidationError as exc:
+        errors = readable_errors(exc, None, model)
+        raise ConfigErrors(
+            [ConfigError(_bare(e), key=_key(name, e.key or "options")) for e in errors]
+        ) from None
+
+
+def _build(
+    build: Callable[[str, Any, SinkContext], Sink], name: str, options: Any, context: SinkContext
+) -> Sink:
+    try:
+        return build(name, options, context)
+    except ConfigError as exc:
+        # The sink names the offending option in `key` (and never echoes a secret); say
+        # which sink.
+        raise ConfigError(_bare(exc), key=_key(name, exc.key or "options")) from None
 
 
 def options_model_of(factory: SinkFactory) -> type[SinkOptions] | None:
     """The options model of a typed sink type; None for a plain factory (its keys unchecked)."""
-    return factory.options_model if isinstance(factory, TypedSinkFactory) else None
+    if isinstance(factory, TypedSinkFactory | BuiltinSinkFactory):
+        model: type[SinkOptions] = factory.options_model
+        return model
+    return None
 
 
 class SinkRegistry:
@@ -187,6 +262,8 @@ class SinkRegistry:
     def _entry_points(self) -> tuple[EntryPoint, ...]:
         if self._group is None:
             return ()
+        from importlib.metadata import entry_points  # only for a type not built in
+
         return tuple(entry_points(group=self._group))
 
 
@@ -218,6 +295,8 @@ def _bare(error: ConfigError) -> str:
 
 
 def _webhook(name: str, options: WebhookOptions, context: SinkContext) -> Sink:
+    from syncd.sinks.webhook import WebhookSink
+
     if context.webhook_session is None:
         raise ValueError("webhook sinks need SinkContext.webhook_session")
     environ = os.environ if context.environ is None else context.environ
@@ -232,11 +311,15 @@ def _webhook(name: str, options: WebhookOptions, context: SinkContext) -> Sink:
     )
 
 
-def _file(name: str, options: FileOptions, context: SinkContext) -> Sink:
-    return FileSink(name, options.resolved_path(context.base_dir), fsync=options.fsync)
+def _file(name: str, options: FileOptions | CheckedOptions, context: SinkContext) -> Sink:
+    from syncd.sinks.file import FileSink
+
+    return FileSink(name, resolve_path(options.path, context.base_dir), fsync=options.fsync)
 
 
 def _exec(name: str, options: ExecOptions, context: SinkContext) -> Sink:
+    from syncd.sinks.exec import ExecSink
+
     return ExecSink(
         name,
         options.argv(),
@@ -247,11 +330,12 @@ def _exec(name: str, options: ExecOptions, context: SinkContext) -> Sink:
 
 
 def builtin_sink_factories() -> dict[str, SinkFactory]:
-    """The built-in types, as a fresh mapping."""
+    """The built-in types, as a fresh mapping. Their modules and options models are imported
+    when a sink of the type is built or its options are validated."""
     return {
-        "webhook": TypedSinkFactory(WebhookOptions, _webhook),
-        "file": TypedSinkFactory(FileOptions, _file),
-        "exec": TypedSinkFactory(ExecOptions, _exec),
+        "webhook": BuiltinSinkFactory("syncd.sinks.webhook", "WebhookOptions", _webhook),
+        "file": BuiltinSinkFactory("syncd.sinks.file_options", "FileOptions", _file),
+        "exec": BuiltinSinkFactory("syncd.sinks.exec", "ExecOptions", _exec),
     }
 
 

@@ -31,9 +31,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from syncd.model import OutboundEvent, SendOutcome
-from syncd.sinks.options import NonEmptyText, SinkOptions, resolve_path
 
-__all__ = ["FileOptions", "FileSink", "repair_torn_tail"]
+__all__ = ["FileSink", "repair_torn_tail"]
 
 _SCAN_CHUNK = 64 * 1024
 _T = TypeVar("_T")
@@ -61,20 +60,6 @@ def repair_torn_tail(fd: int) -> int:
         end = start
     os.ftruncate(fd, keep)
     return size - keep
-
-
-class FileOptions(SinkOptions):
-    """A file sink's keys: the JSON Lines file (relative to the config file's directory) and
-    whether each batch is fsynced before it counts as delivered."""
-
-    path: NonEmptyText
-    fsync: bool = False
-
-    def target(self) -> str:
-        return self.path
-
-    def resolved_path(self, base_dir: Path | None) -> Path:
-        return resolve_path(self.path, base_dir)
 
 
 class FileSink:

@@ -29,7 +29,7 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from syncd.config import Duration
+from syncd.configmodels import Duration
 from syncd.errors import ConfigError
 from syncd.model import OutboundEvent, SendOutcome
 from syncd.redact import redacted_url

@@ -1,0 +1,235 @@
+"""syncd's own config checker (`syncd.configcheck`) against the pydantic models it stands in for.
+
+Differential: for generated documents (valid and invalid values of every key the checker knows,
+unknown keys, wrong shapes), the checker either declines or gives the very `Config` the models
+give, and it never accepts a document the models refuse. Structural: each of its tables has the
+models' keys, required keys and defaults. And the configs syncd's own tests and benches write are
+accepted, so the pass that needs no pydantic is the usual one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
+from syncd import configcheck
+from syncd.config import Config, parse_config
+from syncd.configcheck import checked_tables
+from syncd.configmodels import (
+    ConfigFile,
+    DefaultsTable,
+    FeedTable,
+    FetchTable,
+    HttpTable,
+    SinkTable,
+    StoreTable,
+    WebSubTable,
+)
+from syncd.errors import ConfigErrors
+from syncd.sinks import CheckedOptions, default_registry
+from syncd.sinks.file_options import FileOptions
+
+SPECS: list[tuple[configcheck.Spec, type[BaseModel]]] = [
+    (configcheck.STORE, StoreTable),
+    (configcheck.FETCH, FetchTable),
+    (configcheck.DEFAULTS, DefaultsTable),
+    (configcheck.HTTP, HttpTable),
+    (configcheck.WEBSUB, WebSubTable),
+    (configcheck.FEED, FeedTable),
+    (configcheck.SINK, SinkTable),
+    (configcheck.FILE_OPTIONS, FileOptions),
+]
+
+
+@pytest.mark.parametrize(("spec", "model"), SPECS, ids=[m.__name__ for _, m in SPECS])
+def test_each_table_has_the_models_keys_required_keys_and_defaults(
+    spec: configcheck.Spec, model: type[BaseModel]
+) -> None:
+    assert set(spec) == set(model.model_fields)
+    for key, (_, default) in spec.items():
+        field = model.model_fields[key]
+        if field.is_required():
+            assert default is ..., key
+        else:
+            assert default == field.get_default(call_default_factory=True), key
+
+
+def test_the_checker_knows_every_table_but_the_opml_lists_and_the_file_sinks_defaults() -> None:
+    assert set(configcheck.TABLES) == set(ConfigFile.model_fields) - {"feeds_from"}
+    assert FileOptions.initial_default == "deliver"  # what the checker fills in
+
+
+def plain(config: Config) -> Config:
+    """`config` with each sink's options as a mapping of the file sink's keys: the checker
+    gives CheckedOptions, the models their instance."""
+
+    def values(options: Any) -> dict[str, Any]:
+        if isinstance(options, CheckedOptions):
+            return dict(options.values)
+        return {k: getattr(options, k) for k in FileOptions.model_fields}
+
+    sinks = tuple(dataclasses.replace(s, options=values(s.options)) for s in config.sinks)
+    return dataclasses.replace(config, sinks=sinks)
+
+
+def through_models(data: dict[str, Any], base: Path) -> Config | ConfigErrors:
+    try:  # an explicit registry: the models, never the checker
+        return parse_config(data, source="c.toml", base=base, registry=default_registry())
+    except ConfigErrors as e:
+        return e
+
+
+def through_checker(data: dict[str, Any], base: Path) -> Config | ConfigErrors | None:
+    tables = checked_tables(data)
+    if tables is None:
+        return None
+    try:
+        return configcheck_assemble(tables, base)
+    except ConfigErrors as e:
+        return e
+
+
+def configcheck_assemble(tables: Any, base: Path) -> Config:
+    from syncd.config import _assemble
+
+    return _assemble(tables, "c.toml", base)
+
+
+# Values of every kind a key may meet: right and wrong types, edges of each range.
+SCALARS = st.sampled_from(
+    [
+        0, 1, 2, -1, 5, 100000, True, False, 0.0, 0.0005, 0.5, 1.5, -0.5, math.inf, math.nan,
+        "", "x", "30s", "250ms", "15m", "2h", "1d", "5x", " 7 s ", "-3s", "auto", "nope",
+        "deliver", "skip", "file", "webhook", "entry.created", "entry.deleted", "title",
+        "content", "off", "http://example.com/feed", "https://h/x?q={updated_min}", "ftp://x",
+        "postgresql://u@h/db", "postgres://h", "127.0.0.1:8787", ":80", "host:99999",
+        "10.0.0.0/8", "::1/128", "not-a-net", "out.jsonl", "a", "b",
+    ]
+)  # fmt: skip
+VALUES = st.one_of(
+    SCALARS,
+    st.lists(SCALARS, max_size=3),
+    st.dictionaries(st.sampled_from(["a", "path"]), SCALARS, max_size=2),
+)
+
+
+def table_of(spec: configcheck.Spec, extra: tuple[str, ...] = ()) -> st.SearchStrategy[Any]:
+    keys = st.sampled_from([*spec, *extra, "bogus"])
+    return st.dictionaries(keys, VALUES, max_size=6)
+
+
+def required(spec: configcheck.Spec) -> st.SearchStrategy[dict[str, Any]]:
+    """Tables that mostly hold their required keys with plausible values."""
+    plausible = {
+        "name": st.sampled_from(["a", "b", ""]),
+        "url": st.sampled_from(["http://example.com/a", "https://example.com/b", "x"]),
+        "type": st.sampled_from(["file", "file", "webhook", "", 3]),
+        "path": st.sampled_from(["out.jsonl", "", 1]),
+    }
+    keys = [k for k, (_, d) in spec.items() if d is ... or k == "path"]
+    return st.fixed_dictionaries({k: plausible[k] for k in keys if k in plausible})
+
+
+def merged(base: st.SearchStrategy[dict[str, Any]], more: st.SearchStrategy[Any]) -> Any:
+    return st.builds(lambda a, b: {**a, **b} if isinstance(b, dict) else b, base, more)
+
+
+SINK_KEYS = (*configcheck.SINK, *configcheck.FILE_OPTIONS)
+DOCUMENTS = st.fixed_dictionaries(
+    {},
+    optional={
+        "store": table_of(configcheck.STORE),
+        "fetch": table_of(configcheck.FETCH),
+        "defaults": table_of(configcheck.DEFAULTS),
+        "http": table_of(configcheck.HTTP),
+        "websub": table_of(configcheck.WEBSUB),
+        "feeds": st.lists(
+            merged(required(configcheck.FEED), table_of(configcheck.FEED)), max_size=3
+        ),
+        "sinks": st.lists(
+            merged(
+                required({**configcheck.SINK, **configcheck.FILE_OPTIONS}),
+                st.dictionaries(st.sampled_from([*SINK_KEYS, "bogus"]), VALUES, max_size=4),
+            ),
+            max_size=2,
+        ),
+        "bogus": VALUES,
+    },
+)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(DOCUMENTS)
+def test_the_checker_declines_or_gives_the_models_config(data: dict[str, Any]) -> None:
+    base = Path("/etc/syncd")
+    mine = through_checker(data, base)
+    if mine is None:
+        return  # declined: the models decide
+    theirs = through_models(data, base)
+    if isinstance(mine, ConfigErrors):  # a problem only the whole config shows (a name used
+        # twice): parse_config then asks the models, which must find one too
+        assert isinstance(theirs, ConfigErrors), f"the models accept: {mine}"
+        return
+    assert not isinstance(theirs, ConfigErrors), f"accepted what the models refuse: {theirs}"
+    assert plain(mine) == plain(theirs)
+
+
+def test_generated_documents_are_often_accepted() -> None:
+    """The differential test above is only as good as what the checker accepts of it."""
+    accepted = 0
+
+    @settings(max_examples=300, deadline=None, database=None)
+    @given(DOCUMENTS)
+    def count(data: dict[str, Any]) -> None:
+        nonlocal accepted
+        accepted += checked_tables(data) is not None
+
+    count()
+    assert accepted >= 15
+
+
+def test_a_config_of_feeds_and_a_file_sink_is_checked_without_the_models(tmp_path: Path) -> None:
+    data = {
+        "store": {"path": "var/s.db", "keep_versions": 3},
+        "fetch": {"per_host_rate": 100000, "allow_private_networks": True, "timeout": "120s"},
+        "defaults": {"interval": "auto", "ignore_fields": ["title"]},
+        "feeds": [
+            {"name": "a", "url": "http://example.com/a", "changes": "off", "tags": ["x"]},
+            {"name": "b", "url": "http://example.com/b", "interval": "5m"},
+        ],
+        "sinks": [{"name": "f", "type": "file", "path": "out.jsonl", "events": ["entry.created"]}],
+    }
+    tables = checked_tables(data)
+    assert tables is not None
+    config = parse_config(data, source="c.toml", base=tmp_path)
+    assert isinstance(config.sinks[0].options, CheckedOptions)
+    assert plain(config) == plain(through_models(data, tmp_path))  # type: ignore[arg-type]
+    assert config.sinks[0].target() == "out.jsonl"
+
+
+@pytest.mark.parametrize(
+    ("sink", "line"),
+    [
+        ({"fsync": "yes"}, "c.toml: sinks[0].fsync: 'yes' is not true or false"),
+        ({"fsinc": True}, "c.toml: sinks[0].fsinc: is not a known setting (did you mean 'fsync'"),
+        ({"path": ""}, "c.toml: sinks[0].path: "),
+    ],
+)
+def test_a_bad_file_sink_option_still_fails_at_load_naming_the_key(
+    tmp_path: Path, sink: dict[str, Any], line: str
+) -> None:
+    data = {
+        "feeds": [{"name": "a", "url": "http://example.com/a"}],
+        "sinks": [{"name": "f", "type": "file", "path": "out.jsonl", **sink}],
+    }
+    with pytest.raises(ConfigErrors) as caught:
+        parse_config(data, source="c.toml", base=tmp_path)
+    assert str(caught.value).startswith(line)
+    assert str(caught.value) == str(through_models(data, tmp_path))
