@@ -228,17 +228,35 @@ FILE_OPTIONS: Spec = {"path": (_text, ...), "fsync": (_flag, False)}
 TABLES = ("store", "fetch", "defaults", "feeds", "sinks", "http", "websub")
 
 
-def _table(spec: Spec, value: Any) -> _Checked:
-    if type(value) is not dict or not value.keys() <= spec.keys():
+class _Shape:
+    """A table's spec made ready for checking many tables (a config may list a million feeds)."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.checks = {key: check for key, (check, _) in spec.items()}
+        self.required = frozenset(key for key, (_, d) in spec.items() if d is ...)
+        self.defaults = {k: d for k, (_, d) in spec.items() if d is not ...}
+        self.lists = [k for k, d in self.defaults.items() if isinstance(d, list)]
+
+
+_STORE, _FETCH, _DEFAULTS, _HTTP, _WEBSUB, _FEED, _SINK, _FILE = map(
+    _Shape, (STORE, FETCH, DEFAULTS, HTTP, WEBSUB, FEED, SINK, FILE_OPTIONS)
+)
+
+
+def _table(shape: _Shape, value: Any) -> _Checked:
+    if type(value) is not dict:
         raise _Decline
-    values: dict[str, Any] = {}
-    for key, (check, default) in spec.items():
-        if key in value:
-            values[key] = check(value[key])
-        elif default is ...:
-            raise _Decline  # required
-        else:
-            values[key] = list(default) if isinstance(default, list) else default
+    if not shape.required <= value.keys():
+        raise _Decline  # a required key is missing
+    values = shape.defaults.copy()
+    for key in shape.lists:  # each table its own list, as the models give
+        values[key] = list(values[key])
+    checks = shape.checks
+    for key, given in value.items():
+        check = checks.get(key)
+        if check is None:
+            raise _Decline  # not a key of this table
+        values[key] = check(given)
     return _Checked(values, frozenset(value))
 
 
@@ -246,8 +264,8 @@ def _sink(value: Any, file: BuiltinSinkFactory) -> SinkConfig:
     if type(value) is not dict:
         raise _Decline
     own = {k: v for k, v in value.items() if k not in SINK}
-    common = _table(SINK, {k: v for k, v in value.items() if k in SINK})
-    options = _table(FILE_OPTIONS, own)
+    common = _table(_SINK, {k: v for k, v in value.items() if k in SINK})
+    options = _table(_FILE, own)
     return SinkConfig(
         name=common.name,
         type=common.type,
@@ -278,12 +296,12 @@ def checked_tables(data: Mapping[str, Any]) -> Tables | None:
         file = builtin_sink_factories()["file"]
         assert isinstance(file, BuiltinSinkFactory)
         return Tables(
-            store=_table(STORE, data.get("store", {})),
-            fetch=_table(FETCH, data.get("fetch", {})),
-            defaults=_table(DEFAULTS, data.get("defaults", {})),
-            http=_table(HTTP, data.get("http", {})),
-            websub=_table(WEBSUB, data.get("websub", {})),
-            feeds=[_table(FEED, t) for t in _array(data, "feeds")],
+            store=_table(_STORE, data.get("store", {})),
+            fetch=_table(_FETCH, data.get("fetch", {})),
+            defaults=_table(_DEFAULTS, data.get("defaults", {})),
+            http=_table(_HTTP, data.get("http", {})),
+            websub=_table(_WEBSUB, data.get("websub", {})),
+            feeds=[_table(_FEED, t) for t in _array(data, "feeds")],
             sinks=[_sink(t, file) for t in _array(data, "sinks")],
             feeds_from=[],
             errors=[],

@@ -13,7 +13,11 @@ function; the config loader validates the table against that model once and the 
 the validated instance. A plain callable receives the table's own keys as a mapping, plus
 `timeout_s`, unchecked.
 
-Entry points are only read when a type is not already known, and only the one asked for is
+The built-in types are `BuiltinSinkFactory`s: their modules and options models (pydantic) are
+imported when a sink of the type is built or validated, and a file sink is built as well from the
+`CheckedOptions` syncd's own config checker gives (`syncd.configcheck`), so a pass with only file
+sinks never imports pydantic. Entry points (importlib.metadata) are only read when a type is not
+already known, and only the one asked for is
 imported, so a broken third-party plugin cannot stop syncd from using the built-in sinks. There
 is no process-wide table: the composition root builds a registry (`default_registry()`), and
 `SinkRegistry.register` extends that one instance.

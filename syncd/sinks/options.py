@@ -25,7 +25,7 @@ class SinkOptions(BaseModel):
     and a value of the wrong TOML type is not coerced ("yes" is not a boolean)."""
 
     # Built on first use: a pass meets only the types it configures (and validates through
-    # the combined table model, `syncd.config._sink_model`), not every type's schema.
+    # the combined table model, `syncd.configmodels._sink_model`), not every type's schema.
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
     # What the first sync's backfill does for this type when the table does not say.
