@@ -94,6 +94,8 @@ FeedSource = Literal["toml", "opml"]
 
 @dataclass(frozen=True)
 class StoreConfig:
+    """The store: a SQLite file, or a PostgreSQL URL, and what retention keeps."""
+
     path: Path  # the SQLite file (and the daemon's lock files beside it)
     keep_versions: int | None = None
     keep_events_s: float | None = None
@@ -110,6 +112,8 @@ class StoreConfig:
 
 @dataclass(frozen=True)
 class FetchConfig:
+    """How feeds are fetched: limits, politeness, parse workers."""
+
     timeout_s: float = 30.0
     max_body_bytes: int = 20_000_000
     per_host_rate: float = 1.0
@@ -189,6 +193,8 @@ class FeedConfig:
 
 @dataclass(frozen=True)
 class SinkConfig:
+    """One `[[sinks]]` table: the common keys, and the type's options as validated."""
+
     name: str
     type: str
     initial: str  # "deliver" or "skip": what to do with the events of a feed's first sync
@@ -224,6 +230,8 @@ class SinkConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """The whole configuration as the rest of syncd uses it."""
+
     source: str
     base_dir: Path  # relative paths in the config (sink files, secrets) are taken from here
     store: StoreConfig
