@@ -233,3 +233,36 @@ def test_a_bad_file_sink_option_still_fails_at_load_naming_the_key(
         parse_config(data, source="c.toml", base=tmp_path)
     assert str(caught.value).startswith(line)
     assert str(caught.value) == str(through_models(data, tmp_path))
+
+
+async def test_a_file_sink_built_from_checked_options_is_the_one_the_model_builds(
+    tmp_path: Path,
+) -> None:
+    import pickle
+
+    from syncd.sinks import SinkContext
+
+    data = {
+        "feeds": [{"name": "a", "url": "http://example.com/a"}],
+        "sinks": [{"name": "f", "type": "file", "path": "sub/../out.jsonl", "fsync": True}],
+    }
+    mine, theirs = (
+        parse_config(data, source="c.toml", base=tmp_path),
+        through_models(data, tmp_path),
+    )
+    assert isinstance(theirs, Config)
+    assert isinstance(mine.sinks[0].options, CheckedOptions)
+    assert pickle.loads(pickle.dumps(mine.sinks[0].options)) == mine.sinks[0].options
+    context = SinkContext(base_dir=tmp_path)
+    built = [
+        default_registry().create("file", name="f", options=c.sinks[0].options, context=context)
+        for c in (mine, theirs)
+    ]
+    assert (
+        repr(built[0])
+        == repr(built[1])
+        == (f"FileSink(name='f', path={str(tmp_path / 'out.jsonl')!r}, fsync=True)")
+    )
+    for sink in built:
+        await sink.aclose()
+    assert mine.sinks[0].target() == theirs.sinks[0].target() == "sub/../out.jsonl"

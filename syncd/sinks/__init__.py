@@ -135,6 +135,8 @@ class CheckedOptions:
         return self.factory.options_model.model_validate(dict(self.values))
 
     def __getattr__(self, key: str) -> Any:
+        if key.startswith("__"):  # copy and pickle probe for hooks: never an option
+            raise AttributeError(key)
         try:
             return self.values[key]
         except KeyError:
