@@ -6,7 +6,10 @@ from SQLite in seq order, sign, POST, record the attempt and its log row, `max_i
 The baseline, run in this same process against the same receiver, signs and POSTs the same bodies
 with the same concurrency and no store at all: the ratio is what the outbox's bookkeeping costs.
 The file sink figure (batches of 100, fsync per batch) is compared with appending the same lines
-in the same batches with one write and one fsync each.
+in the same batches with one write and one fsync each. Each line also gives the CPU of this
+process per event (the file sink's writer thread included, the receiver's process not): rates
+follow loopback latency and the disk's fsync, which a shared machine moves by 10x within
+minutes; CPU is the figure to compare between checkouts.
 
     .venv/bin/python bench/deliveries.py [--events 2000] [--in-flight 4] [--runs 3] [--breakdown]
 """
@@ -24,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,6 +41,19 @@ from syncd.sinks.webhook import WebhookSink, session_for_webhooks  # noqa: E402
 from syncd.storage.sqlite import SqliteStore  # noqa: E402
 from tests.support.outbox import seed_events, sink_config  # noqa: E402
 from tests.support.receiver import TEST_SECRET, spawn_receiver  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run: events per second (wall), and CPU of this process per event in microseconds
+    (the file sink's writer thread included; the receiver's process not)."""
+
+    rate: float
+    cpu_us: float
+
+
+def timed(events: int, elapsed: float, cpu: float) -> Run:
+    return Run(events / elapsed, cpu / events * 1e6)
 
 
 def seeded_store(directory: Path, events: int, sink: str) -> SqliteStore:
@@ -71,7 +88,7 @@ def outbound(store: SqliteStore) -> list[OutboundEvent]:
 
 async def syncd_webhook(
     url: str, events: int, in_flight: int, breakdown: dict[str, float] | None = None
-) -> float:
+) -> Run:
     """Deliveries per second through the dispatcher to the receiver; with `breakdown`, also the
     seconds spent inside store transactions (they block the event loop)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,19 +108,19 @@ async def syncd_webhook(
                     clock=lambda: datetime.now(UTC),
                     rng=random.Random(1),
                 )
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 [report] = await dispatcher.deliver_due()
-                elapsed = time.perf_counter() - started
+                elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
             if breakdown is not None:
                 breakdown["total"] = elapsed
             if report.delivered != events:
                 raise SystemExit(f"syncd delivered {report.delivered} of {events}: {report}")
         finally:
             store.db.close()
-    return events / elapsed
+    return timed(events, elapsed, cpu)
 
 
-async def baseline_webhook(url: str, events: int, in_flight: int) -> float:
+async def baseline_webhook(url: str, events: int, in_flight: int) -> Run:
     """Sign and POST the same bodies, `in_flight` at a time, without any store."""
     with tempfile.TemporaryDirectory() as tmp:
         store = seeded_store(Path(tmp), events, "hook")
@@ -119,13 +136,13 @@ async def baseline_webhook(url: str, events: int, in_flight: int) -> float:
                 if not outcome.ok:
                     raise SystemExit(f"baseline POST failed: {outcome.error}")
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker() for _ in range(in_flight)))
-        elapsed = time.perf_counter() - started
-    return events / elapsed
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return timed(events, elapsed, cpu)
 
 
-async def syncd_file(events: int, breakdown: dict[str, float] | None = None) -> float:
+async def syncd_file(events: int, breakdown: dict[str, float] | None = None) -> Run:
     """Events per second through the dispatcher into a file sink. With `breakdown`, also adds up
     the seconds spent inside store transactions (they block the event loop)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -139,31 +156,31 @@ async def syncd_file(events: int, breakdown: dict[str, float] | None = None) -> 
             clock=lambda: datetime.now(UTC),
             rng=random.Random(1),
         )
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         [report] = await dispatcher.deliver_due()
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         await sink.aclose()
         store.db.close()
     if report.delivered != events:
         raise SystemExit(f"file sink delivered {report.delivered} of {events}")
     if breakdown is not None:
         breakdown["total"] = elapsed
-    return events / elapsed
+    return timed(events, elapsed, cpu)
 
 
-def baseline_file(events: int) -> float:
+def baseline_file(events: int) -> Run:
     with tempfile.TemporaryDirectory() as tmp:
         store = seeded_store(Path(tmp), events, "archive")
         lines = [e.body + b"\n" for e in outbound(store)]
         store.db.close()
         fd = os.open(Path(tmp) / "events.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for i in range(0, len(lines), 100):
             os.write(fd, b"".join(lines[i : i + 100]))
             os.fsync(fd)
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         os.close(fd)
-    return events / elapsed
+    return timed(events, elapsed, cpu)
 
 
 async def main() -> None:
@@ -196,12 +213,19 @@ async def main() -> None:
         file_base.append(baseline_file(args.events))
         file_ours.append(await syncd_file(args.events))
 
-    def line(label: str, rates: list[float]) -> str:
+    def line(label: str, runs: list[Run]) -> str:
+        rates = [r.rate for r in runs]
         return (
             f"{label:<46} {statistics.median(rates):8.0f} /s   (runs: "
             + ", ".join(f"{r:.0f}" for r in rates)
-            + ")"
+            + f"; CPU {cpu(runs):.1f} us/event)"
         )
+
+    def cpu(runs: list[Run]) -> float:
+        return statistics.median(r.cpu_us for r in runs)
+
+    def ratio(ours: list[Run], base: list[Run]) -> float:
+        return statistics.median(r.rate for r in ours) / statistics.median(r.rate for r in base)
 
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
@@ -210,19 +234,23 @@ async def main() -> None:
     )
     print(line(f"webhook via syncd outbox (max_in_flight={args.in_flight})", ours))
     print(line("baseline: signed POSTs, same concurrency, no store", base))
-    ratio = statistics.median(ours) / statistics.median(base)
-    print(f"{'webhook ratio syncd / baseline':<46} {ratio:8.2f}   (target >= 0.80)")
+    print(
+        f"{'webhook ratio syncd / baseline':<46} {ratio(ours, base):8.2f}   (target >= 0.80;"
+        f" CPU per event baseline / syncd {cpu(base) / cpu(ours):.2f})"
+    )
     print(line("file sink via syncd outbox (fsync per batch)", file_ours))
     print(line("baseline: write+fsync per 100 lines", file_base))
-    file_ratio = statistics.median(file_ours) / statistics.median(file_base)
-    print(f"{'file ratio syncd / baseline':<46} {file_ratio:8.2f}   (target >= 0.50)")
+    print(
+        f"{'file ratio syncd / baseline':<46} {ratio(file_ours, file_base):8.2f}   (target >= 0.50;"
+        f" CPU per event baseline / syncd {cpu(file_base) / cpu(file_ours):.2f})"
+    )
     if args.breakdown:
         total, store = hook_parts["total"] * 1000, hook_parts.get("store", 0.0) * 1000
         print(
             f"webhook breakdown, one run: {total:.1f} ms in all, {store:.1f} ms in store"
             f" transactions ({store * 1000 / args.events:.1f} us per delivery; the rest is"
             f" signing, POSTs and the dispatcher; the baseline's POSTs alone take"
-            f" {args.events / statistics.median(base) * 1000:.1f} ms)"
+            f" {args.events / statistics.median(r.rate for r in base) * 1000:.1f} ms)"
         )
         parts: dict[str, float] = {}
         await syncd_file(args.events, parts)
