@@ -6,8 +6,8 @@ that meets only 304s. This checker accepts a decoded TOML document only when eve
 knows and every value is exactly of the type and range the models accept; then it returns the
 same tables the models would (defaults filled in, `model_fields_set` naming the keys set). On
 anything else (an unknown or misspelt key, a wrong type, a value out of range, `[[feeds_from]]`
-lists, a sink type other than "file") it declines, returning None, and the loader asks the models,
-which report the problems. So it may decline what the models accept, never accept what they
+lists, a sink type other than "file" or "webhook") it declines, returning None, and the loader
+asks the models, which report the problems. So it may decline what the models accept, never accept what they
 refuse; a differential test (tests/test_config_check.py) holds it to giving equal `Config`s.
 It reads nothing and words no error.
 """
@@ -32,6 +32,7 @@ from syncd.configtypes import (
 )
 from syncd.paths import http_url
 from syncd.sinks import BuiltinSinkFactory, CheckedOptions, builtin_sink_factories
+from syncd.sinks.webhook_secrets import checked_secret
 
 __all__ = ["checked_tables"]
 
@@ -213,7 +214,7 @@ FEED: Spec = {
 }
 SINK: Spec = {
     "name": (_text, ...),
-    "type": (_one_of("file"), ...),
+    "type": (_one_of("file", "webhook"), ...),
     "initial": (_one_of("deliver", "skip"), None),
     "events": (
         _list(_one_of(*sorted(EVENT_TYPES))),
@@ -225,6 +226,20 @@ SINK: Spec = {
     "max_in_flight": (_whole(1), 4),
 }
 FILE_OPTIONS: Spec = {"path": (_text, ...), "fsync": (_flag, False)}
+_SECRET = _rule(_string, checked_secret)
+WEBHOOK_OPTIONS: Spec = {
+    "url": (_HTTP_URL, ...),
+    "secret": (_SECRET, None),
+    "secrets": (_list(_SECRET), []),
+    "secret_env": (_string, None),
+    "secret_file": (_string, None),  # or one of the others: `_some_secret`
+}
+# Each type the checker knows: its options and what its first sync does unless told
+# (the options model's `initial_default`).
+OPTIONS: dict[str, tuple[Spec, str]] = {
+    "file": (FILE_OPTIONS, "deliver"),
+    "webhook": (WEBHOOK_OPTIONS, "skip"),
+}
 TABLES = ("store", "fetch", "defaults", "feeds", "sinks", "http", "websub")
 
 
@@ -238,9 +253,10 @@ class _Shape:
         self.lists = [k for k, d in self.defaults.items() if isinstance(d, list)]
 
 
-_STORE, _FETCH, _DEFAULTS, _HTTP, _WEBSUB, _FEED, _SINK, _FILE = map(
-    _Shape, (STORE, FETCH, DEFAULTS, HTTP, WEBSUB, FEED, SINK, FILE_OPTIONS)
+_STORE, _FETCH, _DEFAULTS, _HTTP, _WEBSUB, _FEED, _SINK = map(
+    _Shape, (STORE, FETCH, DEFAULTS, HTTP, WEBSUB, FEED, SINK)
 )
+_OPTIONS = {kind: (_Shape(spec), initial) for kind, (spec, initial) in OPTIONS.items()}
 
 
 def _table(shape: _Shape, value: Any) -> _Checked:
@@ -260,22 +276,34 @@ def _table(shape: _Shape, value: Any) -> _Checked:
     return _Checked(values, frozenset(value))
 
 
-def _sink(value: Any, file: BuiltinSinkFactory) -> SinkConfig:
+def _some_secret(options: _Checked) -> None:
+    """The webhook model's rule: a secret from somewhere (secret_file checked last)."""
+    if options.secret_file is None and not (
+        options.secret or options.secrets or options.secret_env
+    ):
+        raise _Decline
+
+
+def _sink(value: Any, factories: Mapping[str, Any]) -> SinkConfig:
     if type(value) is not dict:
         raise _Decline
-    own = {k: v for k, v in value.items() if k not in SINK}
     common = _table(_SINK, {k: v for k, v in value.items() if k in SINK})
-    options = _table(_FILE, own)
+    shape, initial = _OPTIONS[common.type]
+    options = _table(shape, {k: v for k, v in value.items() if k not in SINK})
+    if common.type == "webhook":
+        _some_secret(options)
+    factory = factories[common.type]
+    assert isinstance(factory, BuiltinSinkFactory)
     return SinkConfig(
         name=common.name,
         type=common.type,
-        initial=common.initial or "deliver",  # FileOptions.initial_default
+        initial=common.initial or initial,
         events=frozenset(common.events),
         feeds=frozenset(common.feeds) if common.feeds is not None else None,
         timeout_s=common.timeout,
         retry_schedule_s=tuple(common.retry_schedule),
         max_in_flight=common.max_in_flight,
-        options=CheckedOptions(file, {k: getattr(options, k) for k in FILE_OPTIONS}),
+        options=CheckedOptions(factory, {k: getattr(options, k) for k in shape.checks}),
         table=dict(value),
     )
 
@@ -293,8 +321,7 @@ def checked_tables(data: Mapping[str, Any]) -> Tables | None:
     if not data.keys() <= set(TABLES):
         return None
     try:
-        file = builtin_sink_factories()["file"]
-        assert isinstance(file, BuiltinSinkFactory)
+        factories = builtin_sink_factories()
         return Tables(
             store=_table(_STORE, data.get("store", {})),
             fetch=_table(_FETCH, data.get("fetch", {})),
@@ -302,7 +329,7 @@ def checked_tables(data: Mapping[str, Any]) -> Tables | None:
             http=_table(_HTTP, data.get("http", {})),
             websub=_table(_WEBSUB, data.get("websub", {})),
             feeds=[_table(_FEED, t) for t in _array(data, "feeds")],
-            sinks=[_sink(t, file) for t in _array(data, "sinks")],
+            sinks=[_sink(t, factories) for t in _array(data, "sinks")],
             feeds_from=[],
             errors=[],
         )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Result, file_sink, syncd, write_config
+from tests.conftest import Result, file_sink, syncd, webhook_sink, write_config
 from tests.support.feedserver import FeedServer
 
 PARSER_PROCESS = "multiprocessing.popen_forkserver"
@@ -98,6 +98,23 @@ async def test_well_formed_feeds_then_304s_import_no_feedparser_and_start_no_pro
     assert unchanged.code == 0, unchanged.stderr[-2000:]
     assert loaded(imported(unchanged), NOT_FOR_A_304_PASS) == set()
     assert archive.read_bytes() == torn
+
+
+async def test_a_pass_of_304s_with_a_webhook_sink_imports_no_pydantic(
+    tmp_path: Path, feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A webhook's first sync delivers nothing (its `initial` is "skip"): no receiver needed.
+    feed = {"name": "blog", "url": feed_server.url, "changes": "off"}
+    hook = webhook_sink("http://127.0.0.1:9/hook")
+    config = write_config(tmp_path, [feed], [hook, file_sink(tmp_path)])
+    monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")
+    cold = await syncd(config, "sync")
+    assert cold.code == 0, cold.stderr[-2000:]
+    unchanged = await syncd(config, "sync")
+    assert unchanged.code == 0, unchanged.stderr[-2000:]
+    modules = imported(unchanged)
+    assert "syncd.sinks.webhook" in modules  # the sink was built
+    assert loaded(modules, ("pydantic", "syncd.configmodels", "importlib.metadata")) == set()
 
 
 async def test_a_feed_the_fast_path_declines_starts_the_parser_processes(

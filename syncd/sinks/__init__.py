@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from syncd.sinks.exec import ExecOptions
     from syncd.sinks.file_options import FileOptions
     from syncd.sinks.options import SinkOptions
-    from syncd.sinks.webhook import WebhookOptions
+    from syncd.sinks.webhook_options import WebhookOptions
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -300,13 +300,14 @@ def _bare(error: ConfigError) -> str:
 # Each sink module owns its options model; this only wires model and constructor together.
 
 
-def _webhook(name: str, options: WebhookOptions, context: SinkContext) -> Sink:
+def _webhook(name: str, options: WebhookOptions | CheckedOptions, context: SinkContext) -> Sink:
     from syncd.sinks.webhook import WebhookSink
+    from syncd.sinks.webhook_secrets import resolve_secrets
 
     if context.webhook_session is None:
         raise ValueError("webhook sinks need SinkContext.webhook_session")
     environ = os.environ if context.environ is None else context.environ
-    secrets = options.resolve_secrets(context.base_dir, environ)
+    secrets = resolve_secrets(options, context.base_dir, environ)
     return WebhookSink(
         name,
         options.url,
@@ -339,7 +340,7 @@ def builtin_sink_factories() -> dict[str, SinkFactory]:
     """The built-in types, as a fresh mapping. Their modules and options models are imported
     when a sink of the type is built or its options are validated."""
     return {
-        "webhook": BuiltinSinkFactory("syncd.sinks.webhook", "WebhookOptions", _webhook),
+        "webhook": BuiltinSinkFactory("syncd.sinks.webhook_options", "WebhookOptions", _webhook),
         "file": BuiltinSinkFactory("syncd.sinks.file_options", "FileOptions", _file),
         "exec": BuiltinSinkFactory("syncd.sinks.exec", "ExecOptions", _exec),
     }

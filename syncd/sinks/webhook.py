@@ -17,13 +17,10 @@ import hmac
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import ClassVar, Literal
 
 import aiohttp
-from pydantic import Field, ValidationInfo, field_validator
 from yarl import URL
 
 from syncd import __version__
@@ -31,13 +28,12 @@ from syncd.errors import ConfigError
 from syncd.model import OutboundEvent, SendOutcome
 from syncd.redact import redacted_url
 from syncd.retry import parse_retry_after
-from syncd.sinks.options import HttpUrlText, SinkOptions, credential_path
+from syncd.sinks.webhook_secrets import SECRET_PREFIX as _SECRET_PREFIX
 
-__all__ = ["USER_AGENT", "WebhookOptions", "WebhookSink", "session_for_webhooks"]
+__all__ = ["USER_AGENT", "WebhookSink", "session_for_webhooks"]
 
 USER_AGENT = f"syncd/{__version__}"
 
-_SECRET_PREFIX = "whsec_"
 _SNIPPET_BYTES = 200  # how much of an error response body goes into the error message
 
 
@@ -101,75 +97,6 @@ def signature(keys: Sequence[bytes], msg_id: str, unix: int, body: bytes) -> str
     return " ".join(
         "v1," + base64.b64encode(hmac.digest(key, signed, "sha256")).decode() for key in keys
     )
-
-
-class WebhookOptions(SinkOptions):
-    """A webhook sink's keys. Secrets are named here but only read by `resolve_secrets`, when the
-    sink is built, so that commands which deliver nothing never need the credential."""
-
-    initial_default: ClassVar[Literal["deliver", "skip"]] = "skip"
-
-    url: HttpUrlText
-    secret: str | None = None
-    secrets: list[str] = Field(default_factory=list)
-    secret_env: str | None = None
-    # Validated last, default included: it checks that some source is given.
-    secret_file: str | None = Field(default=None, validate_default=True)
-
-    @field_validator("secret")
-    @classmethod
-    def _inline_secret(cls, value: str | None) -> str | None:
-        if value is not None:
-            _checked_secret(value)
-        return value
-
-    @field_validator("secrets")
-    @classmethod
-    def _inline_secrets(cls, value: list[str]) -> list[str]:
-        for s in value:
-            _checked_secret(s)
-        return value
-
-    @field_validator("secret_file", mode="after")
-    @classmethod
-    def _some_secret(cls, value: str | None, info: ValidationInfo) -> str | None:
-        given = info.data
-        if value is None and not (
-            given.get("secret") or given.get("secrets") or given.get("secret_env")
-        ):
-            raise ValueError("a webhook sink needs a secret (secret_file, secret_env)")
-        return value
-
-    def target(self) -> str:
-        return redacted_url(self.url)
-
-    def resolve_secrets(self, base_dir: Path | None, environ: Mapping[str, str]) -> list[str]:
-        """Every secret: inline ones, the lines of `secret_file` (relative to `base_dir`) and
-        `$secret_env`. Raises ConfigError naming the key whose source cannot be read."""
-        found = [*([self.secret] if self.secret else []), *self.secrets]
-        if self.secret_file:
-            try:
-                path = credential_path(self.secret_file, base_dir, environ)
-            except ConfigError as e:
-                raise ConfigError(str(e), key="secret_file") from None
-            try:
-                found.extend(ln.strip() for ln in path.read_text().splitlines() if ln.strip())
-            except OSError as e:
-                raise ConfigError(
-                    f"cannot read {str(path)!r}: {e.strerror}", key="secret_file"
-                ) from None
-        if self.secret_env:
-            if self.secret_env not in environ:
-                raise ConfigError(
-                    f"environment variable {self.secret_env} is not set", key="secret_env"
-                )
-            found.append(environ[self.secret_env].strip())
-        return list(dict.fromkeys(found))
-
-
-def _checked_secret(value: str) -> None:
-    if not value.strip().startswith(_SECRET_PREFIX):
-        raise ValueError('a webhook secret must be "whsec_" followed by base64')
 
 
 def _one_line(text: str, limit: int = _SNIPPET_BYTES) -> str:
