@@ -7,9 +7,9 @@ knows and every value is exactly of the type and range the models accept; then i
 same tables the models would (defaults filled in, `model_fields_set` naming the keys set). On
 anything else (an unknown or misspelt key, a wrong type, a value out of range, `[[feeds_from]]`
 lists, a sink type other than "file" or "webhook") it declines, returning None, and the loader
-asks the models, which report the problems. So it may decline what the models accept, never accept what they
-refuse; a differential test (tests/test_config_check.py) holds it to giving equal `Config`s.
-It reads nothing and words no error.
+asks the models, which report the problems. So it may decline what the models accept, never
+accept what they refuse; a differential test (tests/test_config_check.py) holds it to giving
+equal `Config`s. It reads nothing and words no error.
 """
 
 from __future__ import annotations
