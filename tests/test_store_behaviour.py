@@ -232,6 +232,22 @@ async def test_sink_summaries_and_recover_count_every_state_of_every_sink(store:
         "a": {"delivered": 3, "failed": 1, "dead": 1, "pending": 1},
         "b": {"dead": 1, "pending": 5},
     }
+
+    async def listed(sink: str | None, *states: str) -> list[int]:
+        return [d.id for d in await store.outbox.list_deliveries(sink=sink, states=states)]
+
+    def newest(*ids: int) -> list[int]:
+        return sorted(ids, reverse=True)
+
+    # Only dead, or only queued, are read along their partial indexes (SQLite): same rows,
+    # newest first, as any other filter.
+    assert await listed("a", "dead") == [a[4]]
+    assert await listed(None, "dead") == newest(b[0], a[4])
+    assert await listed("a", "failed") == [a[3]]
+    assert await listed("a", "pending", "failed") == newest(a[5], a[3])
+    assert await listed(None, "pending") == newest(a[5], *b[1:])
+    assert await listed("a", "delivered") == newest(*a[:3])
+    assert await listed("a", "dead", "failed") == newest(a[4], a[3])
     assert await store.outbox.recover("a", later, since=later) == 0  # created before `since`
     assert await store.outbox.recover("a", later) == 2
     assert await store.outbox.sink_summaries() == {

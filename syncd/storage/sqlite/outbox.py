@@ -454,14 +454,24 @@ class SqliteOutbox:
         if sink is not None:
             where.append("d.sink = ?")
             params.append(sink)
+        table = "deliveries AS d"
         if states:
             where.append(f"d.state IN ({marks(states)})")
             params.extend(states)
+            # Only dead, or only queued: read along the partial index that holds just those
+            # rows (its WHERE repeated in the query's, as the planner needs), not along the
+            # sink's whole history newest first, which it prefers for the ORDER BY ... LIMIT.
+            if set(states) == {"dead"}:
+                table += " INDEXED BY idx_deliveries_dead"
+                where.append("d.state = 'dead'")
+            elif set(states) <= {"pending", "failed"}:
+                table += " INDEXED BY idx_deliveries_queue"
+                where.append(f"d.state IN {_QUEUED}")
         if event:
             where.append("e.id LIKE ? ESCAPE '\\'")
             escaped = event.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             params.append(escaped + "%")
-        sql = f"SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq"
+        sql = f"SELECT {DELIVERY_COLUMNS} FROM {table} JOIN events e ON e.seq = d.event_seq"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY d.id DESC"
