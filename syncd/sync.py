@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -49,6 +49,7 @@ from syncd.model import (
     FetchResult,
     ParsedEntry,
     ParsedPage,
+    StoredEntry,
     Validators,
 )
 from syncd.moves import MoveState, observe_move
@@ -690,7 +691,17 @@ class FeedSyncer:
         A `partial` page (the changes query's) proves no absence, even if it says fh:complete."""
         ref = FeedRef(feed.name, feed.url, title)
         ids = [e.entry_id for e in page.entries]
-        known = await self.store.known_entries(state.id, [*ids, *(t.ref for t in page.tombstones)])
+        # The entries as read, by key: a row stored under one of them is this reading, so the
+        # store builds it from the entry instead of reading and decoding it again (the parse's
+        # lookup read it already). Trusted only as far as the edit skip is.
+        as_read = (
+            {k: e for e, k in zip(page.entries, page.entry_keys, strict=False)}
+            if self.edit_skip
+            else None
+        )
+        known = await self.store.known_entries(
+            state.id, [*ids, *(t.ref for t in page.tombstones)], as_read
+        )
         for i in ids:
             if i in listed and i not in crawl_seen and i in known:
                 # Listed by an unchanged page earlier in this crawl: the stored version is the
@@ -699,7 +710,7 @@ class FeedSyncer:
         decided = diff_page(page.entries, known, crawl_seen, hash_only_cap=self.hash_only_cap)
         deletions = tombstone_deletions(page.tombstones, known, set(ids))
         if _is_complete_doc(page) and not partial:
-            live = await self.store.live_entries(state.id)
+            live = await self._live_unlisted(state.id, set(ids))
             already = {d.entry.entry_id for d in deletions}
             deletions += tuple(
                 d
@@ -744,6 +755,17 @@ class FeedSyncer:
         seqs = await self.store.commit_page(commit)
         return PageChanges(decided.changes, decided.silent, deletions, seqs)
 
+    async def _live_unlisted(self, feed_id: int, listed: Collection[str]) -> dict[str, StoredEntry]:
+        """The feed's live entries that `listed` does not name, in the order the store lists
+        its live entries: all that the absence rules look at (`complete_feed_deletions`,
+        `absence_deletions`). Their ids are read first, so a crawl that missed nothing (every
+        cold one) reads and decodes no entry."""
+        unlisted = [i for i in await self.store.live_entry_ids(feed_id) if i not in listed]
+        if not unlisted:
+            return {}
+        found = await self.store.live_entries(feed_id, unlisted)
+        return {i: found[i] for i in unlisted if i in found}
+
     def _deletions(
         self,
         feed: FeedConfig,
@@ -772,7 +794,7 @@ class FeedSyncer:
         """A complete, clean full crawl: absences count, and the second in a row deletes, or the
         first already when the crawl listed exactly the total every page stated."""
         decision = absence_deletions(
-            await self.store.live_entries(state.id), listed, stated_total=stated_total
+            await self._live_unlisted(state.id, listed), listed, stated_total=stated_total
         )
         ref = FeedRef(feed.name, feed.url, title)
         now = self.clock()

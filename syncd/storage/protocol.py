@@ -263,11 +263,24 @@ class Store(Protocol):
 
     # entries
     async def known_entries(
-        self, feed_id: int, entry_ids: Iterable[str]
-    ) -> dict[str, StoredEntry]: ...
+        self,
+        feed_id: int,
+        entry_ids: Iterable[str],
+        as_read: Mapping[str, ParsedEntry] | None = None,
+    ) -> dict[str, StoredEntry]:
+        """The feed's entries of `entry_ids` as stored, with what they were parsed as. Given
+        the entries this reading parsed, by parse key (`as_read`), a row stored under one of
+        those keys is built from that entry instead of decoded: the same value, since a key
+        names one reading (rows.known_from_heads)."""
+        ...
+
     # entries stored with one of these parse keys (parse.FastPage), as parsed, by key
     async def entries_by_key(self, feed_id: int, keys: Iterable[str]) -> dict[str, ParsedEntry]: ...
-    async def live_entries(self, feed_id: int) -> dict[str, StoredEntry]: ...
+    # the feed's entries not deleted (of `entry_ids`, if given); their ids alone, in that order
+    async def live_entries(
+        self, feed_id: int, entry_ids: Iterable[str] | None = None
+    ) -> dict[str, StoredEntry]: ...
+    async def live_entry_ids(self, feed_id: int) -> list[str]: ...
     async def recent_entries(self, feed_id: int, since: datetime) -> int: ...
     async def newest_updated(self, feed_id: int) -> datetime | None: ...
 

@@ -35,6 +35,9 @@ ENTRY_COLUMNS = (
     " content, deleted_at, hash_only_updates, revision, base_url, missing_crawls"
 )
 KNOWN_COLUMNS = f"{ENTRY_COLUMNS}, id_source, links, parse_key"
+# What an entry's row holds besides the entry as parsed: with the entry as read under the row's
+# parse key, all of its `StoredEntry` (`known_from_heads`).
+HEAD_COLUMNS = "entry_id, parse_key, deleted_at, hash_only_updates, revision, missing_crawls"
 # An entry as the pull API shows it, from entries `e` joined to feeds `f`.
 ENTRY_FIELDS = (
     "f.name AS feed, e.entry_id, e.title, e.link, e.published, e.updated, e.authors,"
@@ -225,6 +228,46 @@ def as_stored_entry(r: Mapping[str, Any]) -> StoredEntry:
         links=_links(_optional(r, "links")),
         parse_key=_optional(r, "parse_key"),
     )
+
+
+def known_from_heads(
+    heads: Iterable[Mapping[str, Any]], as_read: Mapping[str, ParsedEntry]
+) -> tuple[dict[str, StoredEntry], list[str]]:
+    """The `StoredEntry` of each row of HEAD_COLUMNS whose parse key names an entry as read
+    (`as_read`, by key), and the ids of the other rows, to be read in full (`as_stored_entry`
+    of KNOWN_COLUMNS). Equal to that full reading: a row stored with a key holds the entry
+    that reading parsed to, field for field (it was written from it by `entry_values`, or
+    re-keyed only when equal to it, parse.FastPage), and a key names one reading. So the
+    diff of an edited page decodes only the entries that may have changed."""
+    found: dict[str, StoredEntry] = {}
+    rest: list[str] = []
+    for r in heads:
+        key = r["parse_key"]
+        e = as_read.get(key) if key is not None else None
+        if e is None or e.entry_id != r["entry_id"]:
+            rest.append(r["entry_id"])
+            continue
+        found[e.entry_id] = StoredEntry(
+            entry_id=e.entry_id,
+            updated=e.updated,
+            content_hash=e.content_hash,
+            title=e.title,
+            link=e.link,
+            published=e.published,
+            authors=e.authors,
+            categories=e.categories,
+            summary=e.summary,
+            content=e.content,
+            deleted_at=from_text(r["deleted_at"]),
+            hash_only_updates=r["hash_only_updates"] or 0,
+            revision=r["revision"] or 0,
+            base_url=e.base_url,
+            missing_crawls=r["missing_crawls"] or 0,
+            id_source=e.id_source,
+            links=e.links,
+            parse_key=key,
+        )
+    return found, rest
 
 
 def _optional(r: Mapping[str, Any], column: str) -> Any:

@@ -4,7 +4,7 @@ Decides nothing about what changed; the store queues the search index's stale en
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,26 +13,39 @@ from syncd.storage.envelopes import VERSION_FIELDS
 from syncd.storage.postgres.db import Conn, Pg
 from syncd.storage.rows import (
     ENTRY_COLUMNS,
+    HEAD_COLUMNS,
     KNOWN_COLUMNS,
     PARSED_COLUMNS,
     as_parsed_entry,
     as_stored_entry,
     entry_upsert,
     entry_values,
+    known_from_heads,
     ms,
 )
 from syncd.timestamps import from_text, to_text
 
 
-async def known(pg: Pg, feed_id: int, entry_ids: Iterable[str]) -> dict[str, StoredEntry]:
+async def known(
+    pg: Pg,
+    feed_id: int,
+    entry_ids: Iterable[str],
+    as_read: Mapping[str, ParsedEntry] | None = None,
+) -> dict[str, StoredEntry]:
+    """The feed's entries of `entry_ids`, with their parsed columns. Those whose key names an
+    entry of `as_read` are built from it (rows.known_from_heads), the rest read in full."""
     ids = list(dict.fromkeys(entry_ids))
     if not ids:
         return {}
-    rows = await pg.rows(
-        f"SELECT {KNOWN_COLUMNS} FROM entries WHERE feed_id = %s AND entry_id = ANY(%s)",
-        (feed_id, ids),
-    )
-    return {r["entry_id"]: as_stored_entry(r) for r in rows}
+    sql = "SELECT {} FROM entries WHERE feed_id = %s AND entry_id = ANY(%s)"
+    if not as_read:
+        rows = await pg.rows(sql.format(KNOWN_COLUMNS), (feed_id, ids))
+        return {r["entry_id"]: as_stored_entry(r) for r in rows}
+    heads = await pg.rows(sql.format(HEAD_COLUMNS), (feed_id, ids))
+    found, rest = known_from_heads(heads, as_read)
+    if rest:
+        found.update(await known(pg, feed_id, rest))
+    return found
 
 
 async def by_key(pg: Pg, feed_id: int, keys: Iterable[str]) -> dict[str, ParsedEntry]:
@@ -47,11 +60,28 @@ async def by_key(pg: Pg, feed_id: int, keys: Iterable[str]) -> dict[str, ParsedE
     return {r["parse_key"]: as_parsed_entry(r) for r in rows}
 
 
-async def live(pg: Pg, feed_id: int) -> dict[str, StoredEntry]:
-    rows = await pg.rows(
-        f"SELECT {ENTRY_COLUMNS} FROM entries WHERE feed_id = %s AND deleted_at IS NULL", (feed_id,)
-    )
+async def live(
+    pg: Pg, feed_id: int, entry_ids: Iterable[str] | None = None
+) -> dict[str, StoredEntry]:
+    """Every entry of the feed that is not deleted, or those of `entry_ids`."""
+    if entry_ids is not None:
+        rows = await pg.rows(
+            f"SELECT {ENTRY_COLUMNS} FROM entries WHERE {_LIVE} AND entry_id = ANY(%s)",
+            (feed_id, list(dict.fromkeys(entry_ids))),
+        )
+    else:
+        rows = await pg.rows(f"SELECT {ENTRY_COLUMNS} FROM entries WHERE {_LIVE}", (feed_id,))
     return {r["entry_id"]: as_stored_entry(r) for r in rows}
+
+
+async def live_ids(pg: Pg, feed_id: int) -> list[str]:
+    """The ids of the feed's entries that are not deleted, as `live` lists them."""
+    rows = await pg.rows(f"SELECT entry_id FROM entries WHERE {_LIVE}", (feed_id,))
+    return [r["entry_id"] for r in rows]
+
+
+# The same condition for both, so that both list the entries in the same order.
+_LIVE = "feed_id = %s AND deleted_at IS NULL"
 
 
 async def recent(pg: Pg, feed_id: int, since: datetime) -> int:

@@ -6,7 +6,7 @@ syncd.storage.postgres.events), so cursor readers see events in `seq` order. Dec
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -151,14 +151,24 @@ class PostgresStore:
 
     # ---------------------------------------------------------------- entries
 
-    async def known_entries(self, feed_id: int, entry_ids: Iterable[str]) -> dict[str, StoredEntry]:
-        return await entries.known(self.pg, feed_id, entry_ids)
+    async def known_entries(
+        self,
+        feed_id: int,
+        entry_ids: Iterable[str],
+        as_read: Mapping[str, ParsedEntry] | None = None,
+    ) -> dict[str, StoredEntry]:
+        return await entries.known(self.pg, feed_id, entry_ids, as_read)
 
     async def entries_by_key(self, feed_id: int, keys: Iterable[str]) -> dict[str, ParsedEntry]:
         return await entries.by_key(self.pg, feed_id, keys)
 
-    async def live_entries(self, feed_id: int) -> dict[str, StoredEntry]:
-        return await entries.live(self.pg, feed_id)
+    async def live_entries(
+        self, feed_id: int, entry_ids: Iterable[str] | None = None
+    ) -> dict[str, StoredEntry]:
+        return await entries.live(self.pg, feed_id, entry_ids)
+
+    async def live_entry_ids(self, feed_id: int) -> list[str]:
+        return await entries.live_ids(self.pg, feed_id)
 
     async def recent_entries(self, feed_id: int, since: datetime) -> int:
         return await entries.recent(self.pg, feed_id, since)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -15,12 +15,14 @@ from syncd.model import Change, Deletion, ParsedEntry, StoredEntry
 from syncd.storage.envelopes import VERSION_FIELDS
 from syncd.storage.rows import (
     ENTRY_COLUMNS,
+    HEAD_COLUMNS,
     KNOWN_COLUMNS,
     PARSED_COLUMNS,
     as_parsed_entry,
     as_stored_entry,
     entry_upsert,
     entry_values,
+    known_from_heads,
     ms,
 )
 from syncd.storage.sqlite.db import Db, marks
@@ -29,9 +31,23 @@ from syncd.timestamps import from_text, to_text
 # ---------------------------------------------------------------- reads
 
 
-def known(db: Db, feed_id: int, entry_ids: Iterable[str]) -> dict[str, StoredEntry]:
-    rows = _where_in(db, KNOWN_COLUMNS, feed_id, "entry_id", entry_ids)
-    return {r["entry_id"]: as_stored_entry(r) for r in rows}
+def known(
+    db: Db,
+    feed_id: int,
+    entry_ids: Iterable[str],
+    as_read: Mapping[str, ParsedEntry] | None = None,
+) -> dict[str, StoredEntry]:
+    """The feed's entries of `entry_ids`, with their parsed columns. Those whose key names an
+    entry of `as_read` are built from it (rows.known_from_heads), the rest read in full."""
+    if not as_read:
+        rows = _where_in(db, KNOWN_COLUMNS, feed_id, "entry_id", entry_ids)
+        return {r["entry_id"]: as_stored_entry(r) for r in rows}
+    found, rest = known_from_heads(
+        _where_in(db, HEAD_COLUMNS, feed_id, "entry_id", entry_ids), as_read
+    )
+    if rest:
+        found.update(known(db, feed_id, rest))
+    return found
 
 
 def by_key(db: Db, feed_id: int, keys: Iterable[str]) -> dict[str, ParsedEntry]:
@@ -54,15 +70,25 @@ def _where_in(
     return found
 
 
-def live(db: Db, feed_id: int) -> dict[str, StoredEntry]:
-    """Every entry of the feed that is not deleted."""
+def live(db: Db, feed_id: int, entry_ids: Iterable[str] | None = None) -> dict[str, StoredEntry]:
+    """Every entry of the feed that is not deleted, or those of `entry_ids`."""
+    if entry_ids is not None:
+        rows = _where_in(db, ENTRY_COLUMNS, feed_id, "entry_id", entry_ids)
+        return {r["entry_id"]: as_stored_entry(r) for r in rows if r["deleted_at"] is None}
     return {
         r["entry_id"]: as_stored_entry(r)
-        for r in db.rows(
-            f"SELECT {ENTRY_COLUMNS} FROM entries WHERE feed_id = ? AND deleted_at IS NULL",
-            (feed_id,),
-        )
+        for r in db.rows(f"SELECT {ENTRY_COLUMNS} FROM entries WHERE {_LIVE}", (feed_id,))
     }
+
+
+def live_ids(db: Db, feed_id: int) -> list[str]:
+    """The ids of the feed's entries that are not deleted, as `live` lists them."""
+    rows = db.rows(f"SELECT entry_id FROM entries WHERE {_LIVE}", (feed_id,))
+    return [r["entry_id"] for r in rows]
+
+
+# The same condition for both, so that both list the entries in the same order.
+_LIVE = "feed_id = ? AND deleted_at IS NULL"
 
 
 def recent(db: Db, feed_id: int, since: datetime) -> int:

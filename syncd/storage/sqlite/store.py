@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -180,14 +180,24 @@ class SqliteStore:
 
     # ---------------------------------------------------------------- entries
 
-    async def known_entries(self, feed_id: int, entry_ids: Iterable[str]) -> dict[str, StoredEntry]:
-        return entries.known(self.db, feed_id, entry_ids)
+    async def known_entries(
+        self,
+        feed_id: int,
+        entry_ids: Iterable[str],
+        as_read: Mapping[str, ParsedEntry] | None = None,
+    ) -> dict[str, StoredEntry]:
+        return entries.known(self.db, feed_id, entry_ids, as_read)
 
     async def entries_by_key(self, feed_id: int, keys: Iterable[str]) -> dict[str, ParsedEntry]:
         return entries.by_key(self.db, feed_id, keys)
 
-    async def live_entries(self, feed_id: int) -> dict[str, StoredEntry]:
-        return entries.live(self.db, feed_id)
+    async def live_entries(
+        self, feed_id: int, entry_ids: Iterable[str] | None = None
+    ) -> dict[str, StoredEntry]:
+        return entries.live(self.db, feed_id, entry_ids)
+
+    async def live_entry_ids(self, feed_id: int) -> list[str]:
+        return entries.live_ids(self.db, feed_id)
 
     async def recent_entries(self, feed_id: int, since: datetime) -> int:
         return entries.recent(self.db, feed_id, since)
