@@ -208,7 +208,9 @@ class PresenceCommit:
 # ---------------------------------------------------------------- the outbox
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a claim makes hundreds, and a frozen dataclass sets each field through
+# object.__setattr__ (0.41 against 0.09 us each). Nothing changes one after it is made.
+@dataclass(slots=True)
 class DueDelivery:
     id: int
     attempts: int
