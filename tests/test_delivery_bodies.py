@@ -68,11 +68,13 @@ def _entry(rng: random.Random, n: int) -> ParsedEntry:
     )
 
 
-async def _commit(store: Store, entries: list[ParsedEntry], now: datetime) -> list[int]:
+async def _commit(
+    store: Store, entries: list[ParsedEntry], now: datetime, sinks: tuple[str, ...] = ("hook",)
+) -> list[int]:
     feed_id = (await store.ensure_feed("blog", URL, NOW)).id
     known = await store.known_entries(feed_id, [e.entry_id for e in entries])
     writes = tuple(
-        EntryWrite(c, build_event(c, REF, initial=False, now=now), ("hook",))
+        EntryWrite(c, build_event(c, REF, initial=False, now=now), sinks)
         for c in diff_page(entries, known, {}).changes
     )
     page = ParsedPage(url=URL, feed_title="Blog", next_url=None, entries=tuple(entries))
@@ -228,6 +230,36 @@ async def test_records_written_together_are_the_rows_written_one_by_one(store: S
     assert first == second
     states = {row[0][0] for row in first}
     assert states == {"delivered", "failed", "dead"}
+
+
+@pytest.mark.parametrize("sinks", [("hook",), ("hook", "other")])
+async def test_a_batch_leases_and_records_exactly_its_rows(
+    store: Store, sinks: tuple[str, ...]
+) -> None:
+    """A claim's lease and a batch's record name their ids as one range when they are an unbroken
+    run (every event goes to one sink; SQLite) and one by one otherwise (another sink's deliveries
+    between them): either way exactly those rows change, as recording each on its own does."""
+    rng = random.Random(7)
+    await _commit(store, [_entry(rng, n) for n in range(1, 13)], NOW, sinks)
+    later = NOW + timedelta(days=1)
+    claimed = await store.outbox.claim_due("hook", later, 12, later + timedelta(hours=1))
+    ids = [d.id for d in claimed]
+    assert len(ids) == 12
+    assert (ids == list(range(ids[0], ids[0] + 12))) == (sinks == ("hook",))
+    leased = await _sql(store, "SELECT id FROM deliveries WHERE leased_until IS NOT NULL")
+    assert sorted(r["id"] for r in leased) == ids
+    batch = SendOutcome(ok=True, latency_ms=0.5)
+    await store.outbox.exchange([AttemptRecord(tuple(ids[:6]), batch, None, later)])
+    for i in ids[6:]:
+        await store.outbox.record_attempts([AttemptRecord((i,), batch, None, later)])
+    together, apart = await _written(store, ids[:6]), await _written(store, ids[6:])
+    assert together == apart
+    assert {row[0][0] for row in together} == {"delivered"}
+    others = await _sql(
+        store, "SELECT state, attempts, leased_until FROM deliveries WHERE sink = 'other'"
+    )
+    assert len(others) == (12 if "other" in sinks else 0)
+    assert all(tuple(r.values()) == ("pending", 0, None) for r in others)
 
 
 async def test_a_delivery_named_twice_in_one_exchange_counts_both_attempts(store: Store) -> None:

@@ -139,35 +139,31 @@ def _candidates(conn: sqlite3.Connection, claim: Claim) -> list[tuple[Any, ...]]
     return conn.execute(*_claim_query(claim)).fetchall()
 
 
-def _claimed_events(
-    conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]
-) -> list[OutboundEvent]:
-    """The events of a claim's rows (_CLAIM_COLUMNS), in order: an event that names a version is
-    spliced with that version's columns, read in one statement for all of them."""
+def _versions(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> dict[int, Any]:
+    """The version columns (`v_...`) of the versions a claim's rows name, in one statement."""
     named = {r[6] for r in rows if r[6] is not None}
-    versions: dict[int, dict[str, Any]] = {}
-    if named:
-        cur = conn.execute(_VERSIONS, (json.dumps(sorted(named)),))
-        columns = [c[0] for c in cur.description]
-        versions = {v[0]: dict(zip(columns, v, strict=True)) for v in cur.fetchall()}
-    # A version missing from its table (only a hand edit can do that) leaves `v_entry_id` unset,
-    # which `spliced` refuses, as it did when the version was left-joined.
-    return [
-        OutboundEvent(r[2], r[3], r[4], r[5])
-        if r[6] is None
-        else _event(
-            {
-                "event_id": r[2],
-                "seq": r[3],
-                "type": r[4],
-                "payload": r[5],
-                "version_id": r[6],
-                "v_entry_id": None,
-                **versions.get(r[6], {}),
-            }
-        )
-        for r in rows
-    ]
+    if not named:
+        return {}
+    cur = conn.execute(_VERSIONS, (json.dumps(sorted(named)),))
+    columns = [c[0] for c in cur.description]
+    return {v[0]: dict(zip(columns, v, strict=True)) for v in cur.fetchall()}
+
+
+def _spliced_event(r: tuple[Any, ...], versions: Mapping[int, Mapping[str, Any]]) -> OutboundEvent:
+    """The event of a claim's row that names a version. A version missing from its table (only
+    a hand edit can do that) leaves `v_entry_id` unset, which `spliced` refuses, as it did when
+    the version was left-joined."""
+    row = {"event_id": r[2], "seq": r[3], "type": r[4], "payload": r[5], "version_id": r[6]}
+    return _event({**row, "v_entry_id": None, **versions.get(r[6], {})})
+
+
+def _among(ids: list[int]) -> tuple[str, tuple[int, ...] | tuple[str]]:
+    """A condition on `id` that holds for exactly `ids`, and its parameters: a range when they are
+    one unbroken run in order (a sink's claims and batches are, when every event goes to it
+    alone: 0.13 us less per row than reading them out of JSON), else the ids from JSON."""
+    if ids and ids[-1] - ids[0] == len(ids) - 1 and ids == list(range(ids[0], ids[-1] + 1)):
+        return "id BETWEEN ? AND ?", (ids[0], ids[-1])
+    return "id IN (SELECT value FROM json_each(?))", (json.dumps(ids),)
 
 
 def _claim(conn: sqlite3.Connection, claim: Claim) -> list[DueDelivery]:
@@ -176,15 +172,22 @@ def _claim(conn: sqlite3.Connection, claim: Claim) -> list[DueDelivery]:
         rows = list(itertools.takewhile(lambda r: bool(r[-1]), rows))
     if not rows:
         return []
+    where, ids = _among([r[0] for r in rows])
     conn.execute(
-        "UPDATE deliveries SET leased_until = ?, leased_by = ?"
-        " WHERE id IN (SELECT value FROM json_each(?))",
-        (to_text(claim.lease_until), claim.owner, json.dumps([r[0] for r in rows])),
+        f"UPDATE deliveries SET leased_until = ?, leased_by = ? WHERE {where}",
+        (to_text(claim.lease_until), claim.owner, *ids),
     )
-    sink, lease = claim.sink, claim.lease_until
+    sink, lease, versions = claim.sink, claim.lease_until, _versions(conn, rows)
+    # Made in one pass, the event whole as stored unless it names a version.
     return [
-        DueDelivery(r[0], r[1], event, sink, lease)
-        for r, event in zip(rows, _claimed_events(conn, rows), strict=True)
+        DueDelivery(
+            r[0],
+            r[1],
+            OutboundEvent(r[2], r[3], r[4], r[5]) if r[6] is None else _spliced_event(r, versions),
+            sink,
+            lease,
+        )
+        for r in rows
     ]
 
 
@@ -222,13 +225,11 @@ def _record(conn: sqlite3.Connection, records: Sequence[AttemptRecord]) -> None:
             updates.append((*values, delivery_id))
             logs.append((delivery_id, *entry))
             continue
-        chosen = json.dumps(rec.delivery_ids)
-        conn.execute(
-            f"{_RECORD_SET} WHERE id IN (SELECT value FROM json_each(?))", (*values, chosen)
-        )
+        where, chosen = _among(list(rec.delivery_ids))
+        conn.execute(f"{_RECORD_SET} WHERE {where}", (*values, *chosen))
         conn.execute(
             f"INSERT INTO {_LOG_COLUMNS} SELECT value, ?, ?, ?, ?, ? FROM json_each(?)",
-            (*entry, chosen),
+            (*entry, json.dumps(rec.delivery_ids)),
         )
     if updates:
         conn.executemany(f"{_RECORD_SET} WHERE id = ?", updates)
