@@ -467,14 +467,14 @@ class Dispatcher:
         started = False
         per_attempt = self.batch_size if bound.batches else 1
         lease_needed = now + timedelta(seconds=bound.config.timeout_s + LEASE_MARGIN_S / 2)
-        while bound.ready and len(bound.in_flight) < window:
-            group: list[DueDelivery] = []
-            while bound.ready and len(group) < per_attempt:
-                due = bound.ready.popleft()
-                if due.leased_until is not None and due.leased_until < lease_needed:
-                    bound.give_back.append(due)
-                else:
-                    group.append(due)
+        ready = bound.ready
+        while ready and len(bound.in_flight) < window:
+            taken = [ready.popleft() for _ in range(min(per_attempt, len(ready)))]
+            group = [d for d in taken if d.leased_until is None or d.leased_until >= lease_needed]
+            if len(group) < len(taken):
+                bound.give_back.extend(
+                    d for d in taken if d.leased_until is not None and d.leased_until < lease_needed
+                )
             if group:
                 task = asyncio.create_task(self._attempt(bound, group, report))
                 bound.in_flight.add(task)
@@ -582,8 +582,9 @@ class Dispatcher:
         """One record per delivery, or one for the whole group when it all went through with
         one outcome (a batch written at once)."""
         first = outcomes[0] if outcomes else None
-        if first is not None and first.ok and all(o is first for o in outcomes):
-            return [AttemptRecord(tuple(d.id for d in group), first, None, now)]
+        # count() compares by identity first: a batch sink answers with one outcome object.
+        if first is not None and first.ok and outcomes.count(first) == len(outcomes):
+            return [AttemptRecord(tuple([d.id for d in group]), first, None, now)]
         records = []
         for due, outcome in zip(group, outcomes, strict=True):
             retry_at: datetime | None
