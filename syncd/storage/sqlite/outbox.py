@@ -157,12 +157,20 @@ def _spliced_event(r: tuple[Any, ...], versions: Mapping[int, Mapping[str, Any]]
     return _event({**row, "v_entry_id": None, **versions.get(r[6], {})})
 
 
-def _among(ids: list[int]) -> tuple[str, tuple[int, ...] | tuple[str]]:
-    """A condition on `id` that holds for exactly `ids`, and its parameters: a range when they are
-    one unbroken run in order (a sink's claims and batches are, when every event goes to it
-    alone: 0.13 us less per row than reading them out of JSON), else the ids from JSON."""
+def _run_of(ids: list[int]) -> tuple[int, int] | None:
+    """The first and last of `ids` when they are one unbroken run in order (a sink's claims and
+    batches are, when every event goes to that sink alone), else None."""
     if ids and ids[-1] - ids[0] == len(ids) - 1 and ids == list(range(ids[0], ids[-1] + 1)):
-        return "id BETWEEN ? AND ?", (ids[0], ids[-1])
+        return ids[0], ids[-1]
+    return None
+
+
+def _among(ids: list[int]) -> tuple[str, tuple[int, ...] | tuple[str]]:
+    """A condition on `id` that holds for exactly `ids`, and its parameters: a range for a run
+    (0.13 us less per row than reading the ids out of JSON), else the ids from JSON."""
+    run = _run_of(ids)
+    if run is not None:
+        return "id BETWEEN ? AND ?", run
     return "id IN (SELECT value FROM json_each(?))", (json.dumps(ids),)
 
 
@@ -225,11 +233,21 @@ def _record(conn: sqlite3.Connection, records: Sequence[AttemptRecord]) -> None:
             updates.append((*values, delivery_id))
             logs.append((delivery_id, *entry))
             continue
-        where, chosen = _among(list(rec.delivery_ids))
-        conn.execute(f"{_RECORD_SET} WHERE {where}", (*values, *chosen))
+        ids = list(rec.delivery_ids)
+        where, chosen = _among(ids)
+        updated = conn.execute(f"{_RECORD_SET} WHERE {where}", (*values, *chosen)).rowcount
+        run = _run_of(ids)
+        if run is not None and updated == len(ids):
+            # Every id of the run is a row (just updated): their log rows from the range too.
+            conn.execute(
+                f"INSERT INTO {_LOG_COLUMNS} SELECT id, ?, ?, ?, ?, ? FROM deliveries"
+                " WHERE id BETWEEN ? AND ?",
+                (*entry, *run),
+            )
+            continue
         conn.execute(
             f"INSERT INTO {_LOG_COLUMNS} SELECT value, ?, ?, ?, ?, ? FROM json_each(?)",
-            (*entry, json.dumps(rec.delivery_ids)),
+            (*entry, json.dumps(ids)),
         )
     if updates:
         conn.executemany(f"{_RECORD_SET} WHERE id = ?", updates)
