@@ -10,6 +10,8 @@ one record still is)."""
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
 import random
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -22,7 +24,15 @@ import pytest
 from syncd.delivery import BoundSink, Dispatcher
 from syncd.diff import diff_page
 from syncd.events import build_event
-from syncd.model import FeedRef, FetchResult, ParsedEntry, ParsedPage, Person, SendOutcome
+from syncd.model import (
+    FeedRef,
+    FetchResult,
+    OutboundEvent,
+    ParsedEntry,
+    ParsedPage,
+    Person,
+    SendOutcome,
+)
 from syncd.sinks.file import FileSink
 from syncd.storage import Store
 from syncd.storage.envelopes import ENVELOPE_COLUMNS, VERSION_JOIN, spliced
@@ -306,3 +316,17 @@ async def test_a_probe_takes_the_least_tried_first_as_before(store: Store) -> No
         assert [d.id for d in probe] == [d.id for d in order[:limit]]
         assert [d.attempts for d in probe] == [tried.get(d.id, 0) for d in order[:limit]]
         await store.outbox.release(probe)
+
+
+def test_an_outbound_event_is_the_frozen_value_plugins_were_given() -> None:
+    """Its own __init__ (faster than the generated one) keeps what the Sink protocol promised:
+    the same fields, keyword construction, equality and hashing by value, copies, frozen."""
+    event = OutboundEvent("evt_1", 7, "entry.created", b"{}")
+    same = OutboundEvent(id="evt_1", seq=7, type="entry.created", body=b"{}")
+    assert event == same and hash(event) == hash(same)
+    assert [f.name for f in dataclasses.fields(OutboundEvent)] == ["id", "seq", "type", "body"]
+    assert dataclasses.replace(event, seq=8) == OutboundEvent("evt_1", 8, "entry.created", b"{}")
+    assert pickle.loads(pickle.dumps(event)) == event
+    assert repr(event) == "OutboundEvent(id='evt_1', seq=7, type='entry.created', body=b'{}')"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.seq = 8  # type: ignore[misc]
