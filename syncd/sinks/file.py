@@ -109,7 +109,7 @@ class FileSink:
         The batch is all or nothing: a failed write is cut back and every event in it fails.
         """
         started = time.perf_counter()
-        outcomes: list[SendOutcome | None] = [None] * len(events)
+        outcomes: list[SendOutcome | None] | None = None  # None: not one refused
         # A raw newline would split one event over two lines; the envelope is compact. Looked
         # for once over the batch (one memchr), event by event only when there is one.
         whole = [e.body for e in events]
@@ -133,8 +133,10 @@ class FileSink:
                 )
             else:
                 written = SendOutcome(ok=True, latency_ms=_ms(started))
-            outcomes = [o if o is not None else written for o in outcomes]
-        return [o if o is not None else _NEWLINE_REFUSED for o in outcomes]
+            if outcomes is None:
+                return [written] * len(events)  # one outcome object: one record for the batch
+            return [o if o is not None else written for o in outcomes]
+        return [o if o is not None else _NEWLINE_REFUSED for o in outcomes or ()]  # all refused
 
     async def aclose(self) -> None:
         if self._writer is None:
