@@ -16,6 +16,7 @@ from typing import Any
 from psycopg.rows import tuple_row
 
 from syncd.model import DeliveryState, OutboundEvent
+from syncd.storage.claims import VERSION_COLUMNS, claimed, named_versions
 from syncd.storage.envelopes import ENVELOPE_COLUMNS, VERSION_JOIN, spliced
 from syncd.storage.postgres.db import Conn, Pg
 from syncd.storage.rows import (
@@ -118,23 +119,29 @@ async def queue_figures(pg: Pg, sinks: Sequence[str]) -> list[dict[str, Any]]:
     )
 
 
+# What a claim reads per row (syncd.storage.claims, which makes the deliveries).
+_CLAIM_COLUMNS = (
+    "d.id, d.attempts, e.id AS event_id, e.seq, e.type,"
+    " convert_to(e.payload, 'UTF8') AS payload, e.version_id"
+)
+
+
 def _claim_query(claim: Claim, *, untried: bool = False) -> tuple[str, dict[str, Any]]:
     """As the SQLite outbox's: the candidates in the order they are taken, each with `free`;
     `untried`: only those never attempted, in seq order."""
     params: dict[str, Any] = {"sink": claim.sink, "now": to_text(claim.now), "limit": claim.limit}
     if claim.strict:
-        sql = f"""SELECT d.id, d.attempts, e.id AS event_id, e.seq, e.type, {ENVELOPE_COLUMNS},
+        sql = f"""SELECT {_CLAIM_COLUMNS},
                     (d.next_attempt_at <= %(now)s
                      AND (d.leased_until IS NULL OR d.leased_until <= %(now)s)) AS free
-                  FROM deliveries d JOIN events e ON e.seq = d.event_seq {VERSION_JOIN}
+                  FROM deliveries d JOIN events e ON e.seq = d.event_seq
                   WHERE d.sink = %(sink)s AND d.state IN {_QUEUED}
                   ORDER BY d.event_seq LIMIT %(limit)s"""
         return sql, params
     order = "d.attempts, d.event_seq" if claim.probe and not untried else "d.event_seq"
     untried_only = "AND d.attempts = 0" if untried else ""
-    sql = f"""SELECT d.id, d.attempts, e.id AS event_id, e.seq, e.type, {ENVELOPE_COLUMNS},
-                TRUE AS free
-              FROM deliveries d JOIN events e ON e.seq = d.event_seq {VERSION_JOIN}
+    sql = f"""SELECT {_CLAIM_COLUMNS}, TRUE AS free
+              FROM deliveries d JOIN events e ON e.seq = d.event_seq
               WHERE d.sink = %(sink)s AND d.state IN {_QUEUED} AND d.next_attempt_at <= %(now)s
                 AND (d.leased_until IS NULL OR d.leased_until <= %(now)s) {untried_only}
                 AND {_NO_EARLIER_OF_ENTRY}
@@ -154,10 +161,10 @@ async def _claim(conn: Conn, claim: Claim) -> list[DueDelivery]:
     if claim.probe and not claim.strict:
         # Least-tried first, read along the queue index while enough were never tried (see the
         # SQLite outbox's _candidates).
-        await cur.execute(_as_bytes(_claim_query(claim, untried=True)[0]), params)
+        await cur.execute(_claim_query(claim, untried=True)[0], params)
         rows = await cur.fetchall()
     if len(rows) < claim.limit:
-        await cur.execute(_as_bytes(sql), params)
+        await cur.execute(sql, params)
         rows = await cur.fetchall()
     if claim.strict:
         rows = list(itertools.takewhile(lambda r: bool(r[-1]), rows))
@@ -167,25 +174,18 @@ async def _claim(conn: Conn, claim: Claim) -> list[DueDelivery]:
         "UPDATE deliveries SET leased_until = %s, leased_by = %s WHERE id = ANY(%s)",
         (to_text(claim.lease_until), claim.owner, [r[0] for r in rows]),
     )
-    names = [c.name for c in cur.description or ()]
-    sink, lease = claim.sink, claim.lease_until
-    return [DueDelivery(r[0], r[1], _claimed_event(r, names), sink, lease) for r in rows]
+    return claimed(rows, await _versions(conn, rows), claim.sink, claim.lease_until)
 
 
-def _as_bytes(claim_sql: str) -> str:
-    """A claim's query with the stored text (ENVELOPE_COLUMNS' first) selected as bytes."""
-    return claim_sql.replace("e.payload,", "convert_to(e.payload, 'UTF8') AS payload,", 1)
-
-
-def _claimed_event(r: tuple[Any, ...], names: Sequence[str]) -> OutboundEvent:
-    """The event from a claim's row (id, attempts, event_id, seq, type, payload as bytes,
-    version_id, the version's columns...): only an event that names a version is spliced."""
-    body: bytes = r[5]
-    if r[6] is not None:
-        row = dict(zip(names, r, strict=True))
-        row["payload"] = body.decode()
-        body = spliced(row).encode()
-    return OutboundEvent(r[2], r[3], r[4], body)
+async def _versions(conn: Conn, rows: Sequence[tuple[Any, ...]]) -> dict[int, dict[str, Any]]:
+    """The version columns of the versions a claim's rows name, by id, in one statement."""
+    named = named_versions(rows)
+    if not named:
+        return {}
+    cur = await conn.execute(
+        f"SELECT {VERSION_COLUMNS} FROM entry_versions v WHERE v.id = ANY(%s)", (named,)
+    )
+    return {v["id"]: v for v in await cur.fetchall()}
 
 
 def _event(r: dict[str, Any]) -> OutboundEvent:

@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from syncd.model import DeliveryState, OutboundEvent
+from syncd.storage.claims import VERSION_COLUMNS, claimed, named_versions
 from syncd.storage.envelopes import VERSION_FIELDS, VERSION_JOIN, spliced
 from syncd.storage.rows import (
     DELIVERY_COLUMNS,
@@ -79,18 +80,13 @@ _OUTBOUND_COLUMNS = "CAST(e.payload AS BLOB) AS payload, e.version_id, " + ", ".
 )
 
 
-# What a claim reads per row (by position: id, attempts, event_id, seq, type, payload, version_id):
-# the version's columns are read afterwards for the rows that name one (`_claimed_events`), not
-# left-joined into every row (ten NULL columns per row were a quarter of a file-sink claim's
-# select).
+# What a claim reads per row (syncd.storage.claims, which makes the deliveries).
 _CLAIM_COLUMNS = (
     "d.id, d.attempts, e.id AS event_id, e.seq, e.type, CAST(e.payload AS BLOB) AS payload,"
     " e.version_id"
 )
 _VERSIONS = (
-    "SELECT v.id, "
-    + ", ".join(f"v.{c} AS v_{c}" for c in VERSION_FIELDS)
-    + " FROM entry_versions v WHERE v.id IN (SELECT value FROM json_each(?))"
+    f"SELECT {VERSION_COLUMNS} FROM entry_versions v WHERE v.id IN (SELECT value FROM json_each(?))"
 )
 
 
@@ -140,21 +136,13 @@ def _candidates(conn: sqlite3.Connection, claim: Claim) -> list[tuple[Any, ...]]
 
 
 def _versions(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> dict[int, Any]:
-    """The version columns (`v_...`) of the versions a claim's rows name, in one statement."""
-    named = {r[6] for r in rows if r[6] is not None}
+    """The version columns of the versions a claim's rows name, by id, in one statement."""
+    named = named_versions(rows)
     if not named:
         return {}
-    cur = conn.execute(_VERSIONS, (json.dumps(sorted(named)),))
+    cur = conn.execute(_VERSIONS, (json.dumps(named),))
     columns = [c[0] for c in cur.description]
     return {v[0]: dict(zip(columns, v, strict=True)) for v in cur.fetchall()}
-
-
-def _spliced_event(r: tuple[Any, ...], versions: Mapping[int, Mapping[str, Any]]) -> OutboundEvent:
-    """The event of a claim's row that names a version. A version missing from its table (only
-    a hand edit can do that) leaves `v_entry_id` unset, which `spliced` refuses, as it did when
-    the version was left-joined."""
-    row = {"event_id": r[2], "seq": r[3], "type": r[4], "payload": r[5], "version_id": r[6]}
-    return _event({**row, "v_entry_id": None, **versions.get(r[6], {})})
 
 
 def _run_of(ids: list[int]) -> tuple[int, int] | None:
@@ -185,18 +173,7 @@ def _claim(conn: sqlite3.Connection, claim: Claim) -> list[DueDelivery]:
         f"UPDATE deliveries SET leased_until = ?, leased_by = ? WHERE {where}",
         (to_text(claim.lease_until), claim.owner, *ids),
     )
-    sink, lease, versions = claim.sink, claim.lease_until, _versions(conn, rows)
-    # Made in one pass, the event whole as stored unless it names a version.
-    return [
-        DueDelivery(
-            r[0],
-            r[1],
-            OutboundEvent(r[2], r[3], r[4], r[5]) if r[6] is None else _spliced_event(r, versions),
-            sink,
-            lease,
-        )
-        for r in rows
-    ]
+    return claimed(rows, _versions(conn, rows), claim.sink, claim.lease_until)
 
 
 def _release(conn: sqlite3.Connection, deliveries: Sequence[DueDelivery]) -> None:
