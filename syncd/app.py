@@ -121,6 +121,9 @@ async def _copy_stores(source: str, target: str, *, replace: bool, batch: int) -
 
 @dataclass
 class App:
+    """A running syncd: its config, store, syncer and sinks' dispatcher, and what the daemon
+    runs beside them (WebSub, housekeeping, the search indexer, its worker lease)."""
+
     config: Config
     store: Store
     syncer: FeedSyncer

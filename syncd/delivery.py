@@ -96,6 +96,8 @@ class DeliveryObserver(Protocol):
 
 @dataclass
 class SinkReport:
+    """What one delivery round did for a sink, and the state it left the sink in."""
+
     sink: str
     delivered: int = 0
     failed: int = 0

@@ -160,6 +160,8 @@ def complete_feed_deletions(
 
 @dataclass(frozen=True, slots=True)
 class AbsenceDecision:
+    """What a complete full crawl's absences prove: entries missed once more, and deletions."""
+
     missing: tuple[str, ...]  # absent this time: one more absence counted
     deletions: tuple[Deletion, ...]  # absent for the threshold-th time in a row: deleted
 

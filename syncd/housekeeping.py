@@ -40,6 +40,9 @@ class PruneObserver(Protocol):
 
 @dataclass
 class Housekeeping:
+    """The daemon's periodic prune of old versions, events and deliveries (the store's
+    retention policy)."""
+
     store: Store
     policy: Callable[[], Policy]  # read at each run: a reload's new keep_* apply from then on
     interval_s: float

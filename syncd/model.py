@@ -18,6 +18,8 @@ IdSource = Literal["id", "link", "hash"]
 
 @dataclass(frozen=True, slots=True)
 class Person:
+    """An author or contributor as the feed names them; any part may be missing."""
+
     name: str | None = None
     email: str | None = None
     uri: str | None = None
@@ -25,6 +27,8 @@ class Person:
 
 @dataclass(frozen=True, slots=True)
 class Link:
+    """One link of a feed or entry (Atom's `<link>`, RSS's `<link>` and enclosures)."""
+
     href: str
     rel: str = "alternate"
     type: str | None = None

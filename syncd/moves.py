@@ -15,6 +15,8 @@ ADOPT_AFTER = 3
 
 @dataclass(frozen=True, slots=True)
 class MoveState:
+    """A feed's permanent redirect under observation: adopted once stable (`observe_move`)."""
+
     moved_to: str | None  # the permanent-redirect target seen on recent polls
     seen: int  # on how many consecutive polls
     adopt: bool = False  # stable and the same feed: fetch `moved_to` from now on

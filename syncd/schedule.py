@@ -56,6 +56,8 @@ class Floor:
 
 @dataclass(frozen=True, slots=True)
 class Due:
+    """When a feed is next polled, and why then."""
+
     at: datetime
     reason: str  # for `syncd status`: why the next poll is when it is
 

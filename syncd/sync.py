@@ -164,6 +164,9 @@ class PageChanges:
 
 @dataclass
 class SyncReport:
+    """What one poll of a feed did: pages fetched and parsed, entries by outcome, and how it
+    ended."""
+
     feed: str
     full: bool = False
     pages: int = 0

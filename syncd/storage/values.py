@@ -81,6 +81,9 @@ class FeedLease:
 
 @dataclass(frozen=True)
 class PageState:
+    """A page's row as the crawl reads it: validators for the next conditional GET and what
+    the page listed when last parsed."""
+
     validators: Validators
     next_url: str | None  # where the walk continues: rel="next", else rel="prev-archive"
     entry_ids: tuple[str, ...]  # the ids the page listed when last parsed
@@ -212,6 +215,8 @@ class PresenceCommit:
 # object.__setattr__ (0.41 against 0.09 us each). Nothing changes one after it is made.
 @dataclass(slots=True)
 class DueDelivery:
+    """A delivery claimed for sending, with the event it carries."""
+
     id: int
     attempts: int
     event: OutboundEvent
@@ -298,6 +303,8 @@ class AttemptInfo:
 
 @dataclass(frozen=True)
 class ReplayCounts:
+    """What a replay queued for a sink (`syncd deliveries replay`)."""
+
     created: int  # events the sink had no delivery for (filtered out, skipped initially, …)
     requeued: int  # existing deliveries, delivered or not, queued again
 
@@ -337,6 +344,8 @@ class Subscription:
 
 @dataclass(frozen=True, slots=True)
 class Policy:
+    """What a prune keeps (the store's `keep_*` settings); None keeps everything of its kind."""
+
     keep_versions: int | None = None  # newest versions kept per entry; None: all
     keep_events_s: float | None = None  # events older than this may go; None: all kept
     keep_deliveries_s: float | None = None  # delivered deliveries older than this may go
@@ -346,6 +355,8 @@ class Policy:
 
 @dataclass(frozen=True, slots=True)
 class PruneReport:
+    """What a prune deleted (or would delete, on a dry run), per table."""
+
     versions: int
     events: int
     deliveries: int
@@ -358,6 +369,8 @@ class PruneReport:
 
 @dataclass(frozen=True, slots=True)
 class VacuumReport:
+    """The store's size before and after a vacuum."""
+
     before_bytes: int  # the store's size before: the SQLite file, or syncd's PostgreSQL tables
     after_bytes: int
     note: str | None = None  # what the operator should know (how to switch an old store)
@@ -371,6 +384,8 @@ class VacuumReport:
 
 @dataclass(frozen=True, slots=True)
 class EventPage:
+    """A page of the event log (the pull API's `/events`), and where the next one starts."""
+
     events: list[dict[str, Any]]  # the envelopes, exactly as sinks receive them
     next: int  # pass as `after` to continue
 
@@ -387,6 +402,8 @@ class EntryKey:
 
 @dataclass(frozen=True, slots=True)
 class EntryQuery:
+    """What the entries listing asks for (the pull API's `/entries`)."""
+
     feed: str | None = None
     q: str | None = None
     since: datetime | None = None
@@ -397,12 +414,16 @@ class EntryQuery:
 
 @dataclass(frozen=True, slots=True)
 class EntryPage:
+    """A page of the newest-first entries listing, and where the next one starts."""
+
     entries: list[dict[str, Any]]
     next: EntryKey | None  # the last entry's key when more may follow
 
 
 @dataclass(frozen=True, slots=True)
 class SearchQuery:
+    """A full-text search over entries (`syncd search`, the pull API's `/search`)."""
+
     q: str
     feed: str | None = None
     since: datetime | None = None
@@ -412,6 +433,8 @@ class SearchQuery:
 
 @dataclass(frozen=True, slots=True)
 class Hit:
+    """One search result: the entry's headline fields and a snippet around the match."""
+
     feed: str
     entry_id: str
     title: str | None
@@ -439,6 +462,8 @@ class Hit:
 
 @dataclass(frozen=True, slots=True)
 class FeedHead:
+    """A feed as an export's header presents it."""
+
     name: str
     url: str
     title: str | None
