@@ -22,7 +22,7 @@ from lxml import etree
 
 from syncd import __version__
 from syncd.model import Link
-from syncd.storage.values import ArchivedEntry, FeedHead
+from syncd.storage.reports import ArchivedEntry, FeedHead
 from syncd.timestamps import to_text
 
 __all__ = ["ENTRY_FIELDS", "entry_record", "write_atom", "write_jsonl"]

@@ -13,14 +13,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
 from syncd.config import StoreConfig
 from syncd.errors import SyncdError
 from syncd.storage import Store
-from syncd.storage.values import Policy, PruneReport
+
+if TYPE_CHECKING:  # operators' values: never imported by a crawl (see syncd.storage.reports)
+    from syncd.storage.reports import Policy, PruneReport
 
 log = structlog.get_logger("syncd.housekeeping")
 
@@ -31,6 +33,8 @@ FIRST_PRUNE_AFTER_S = 60.0
 
 def retention_policy(store: StoreConfig) -> Policy:
     """What the `[store] keep_*` settings let go."""
+    from syncd.storage.reports import Policy
+
     return Policy(store.keep_versions, store.keep_events_s, store.keep_deliveries_s)
 
 
@@ -61,6 +65,8 @@ class Housekeeping:
     async def prune_once(self) -> PruneReport | None:
         """One run; None if the policy keeps everything. A store error is a log line; the next
         run tries again."""
+        from syncd.storage.reports import Policy, PruneReport
+
         policy = self.policy()
         if policy == Policy():  # keeps everything
             return None

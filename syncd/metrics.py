@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 from syncd.errors import FetchError, SyncdError
 from syncd.model import DeliveryState, FetchResult, ParsedPage, Validators
 from syncd.overview import Overview
-from syncd.storage.values import PruneReport
+from syncd.storage.reports import PruneReport
 from syncd.sync import PageFetcher, PageParser, SyncReport
 
 if TYPE_CHECKING:

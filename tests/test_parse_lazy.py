@@ -23,7 +23,9 @@ PARSER_PROCESS = "multiprocessing.popen_forkserver"
 # at all (structlog would import it for console tracebacks; these logs are JSON); nor the parse
 # modules, the process machinery, OPML lists (none configured) or the store copy; nor pydantic
 # (syncd's own checker accepts a config of feeds and a file sink, `syncd.configcheck`), the
-# webhook sink's module, or the installed distributions' metadata (no plugin sink type).
+# webhook sink's module, or the installed distributions' metadata (no plugin sink type); nor the
+# values and store modules of operator reads and maintenance (`syncd.storage.reports`: listings,
+# search, exports, prune, vacuum).
 NOT_FOR_A_304_PASS = (
     "pydantic",
     "pydantic_core",
@@ -57,6 +59,11 @@ NOT_FOR_A_304_PASS = (
     "syncd.cli.deliveries",
     "syncd.cli.status",
     "syncd.cli.progress",
+    "syncd.storage.reports",
+    "syncd.storage.sqlite.history",
+    "syncd.storage.sqlite.prune",
+    "syncd.storage.sqlite.vacuum",
+    "syncd.storage.sqlite.reader",
 )
 
 

@@ -18,9 +18,9 @@ from structlog.testing import capture_logs
 from syncd.errors import CursorGone, StoreError
 from syncd.housekeeping import Housekeeping
 from syncd.model import ChangeKind, EventDraft
+from syncd.storage.reports import Policy, PruneReport
 from syncd.storage.sqlite import SqliteStore, events, outbox
 from syncd.storage.sqlite.reader import SqliteReads
-from syncd.storage.values import Policy, PruneReport
 from syncd.timestamps import to_text
 from tests.conftest import db_rows, file_sink, jsonl_so_far, syncd, write_config
 from tests.support.feedserver import BloggerFeed, serve_feed

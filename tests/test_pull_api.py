@@ -21,8 +21,8 @@ import pytest
 
 from syncd.model import ChangeKind, EventDraft
 from syncd.pull import Bell
+from syncd.storage.reports import EntryKey
 from syncd.storage.sqlite import SqliteStore, events, feeds
-from syncd.storage.values import EntryKey
 from syncd.web import api
 from tests.support.webapp import api_server
 

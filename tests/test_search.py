@@ -16,9 +16,9 @@ from sqlite_utils import Database
 from syncd.errors import SearchQueryError
 from syncd.plaintext import html_to_text
 from syncd.since import parse_since
+from syncd.storage.reports import SearchQuery
 from syncd.storage.sqlite import SqliteStore, search
 from syncd.storage.sqlite.migrations import migrations
-from syncd.storage.values import SearchQuery
 from tests.conftest import db_rows, syncd, write_config
 from tests.support.feedserver import BloggerFeed, serve_feed
 

@@ -35,12 +35,12 @@ from syncd.storage import Store
 from syncd.storage.postgres import entries as pg_entries
 from syncd.storage.postgres import search as pg_search
 from syncd.storage.postgres.store import PostgresStore
+from syncd.storage.reports import SearchQuery
 from syncd.storage.rows import text_changed
 from syncd.storage.sqlite import SqliteStore
 from syncd.storage.sqlite import entries as sq_entries
 from syncd.storage.sqlite import search as sq_search
 from syncd.storage.sqlite.db import Db
-from syncd.storage.values import SearchQuery
 from tests.conftest import db_rows, syncd, write_config
 from tests.support.feedserver import BloggerFeed, serve_feed
 from tests.support.postgres import scratch_schema

@@ -35,19 +35,16 @@ from syncd.model import (
 from syncd.storage import Store
 from syncd.storage.envelopes import envelope
 from syncd.storage.postgres.store import PostgresStore
+from syncd.storage.reports import EntryKey, EntryQuery, Policy, SearchQuery
 from syncd.storage.sqlite import SqliteStore
 from syncd.storage.values import (
     AttemptRecord,
     ChangesOutcome,
     CrawlOutcome,
     EntryDeletion,
-    EntryKey,
-    EntryQuery,
     EntryWrite,
     PageCommit,
-    Policy,
     PresenceCommit,
-    SearchQuery,
     UnchangedPage,
 )
 from tests.support.postgres import backend_store, scratch_schema

@@ -14,9 +14,9 @@ from pathlib import Path
 from syncd.daemonlock import DaemonLock
 from syncd.model import ChangeKind, EventDraft
 from syncd.storage.postgres.store import PostgresStore
+from syncd.storage.reports import Policy
 from syncd.storage.sqlite import SqliteStore, events, vacuum
 from syncd.storage.sqlite.db import Db
-from syncd.storage.values import Policy
 from tests.conftest import syncd, write_config
 from tests.support.postgres import scratch_schema
 

@@ -22,7 +22,7 @@ from syncd.cli.output import echo_json, short, short_time, table
 from syncd.since import parse_since
 from syncd.status import DELIVERY_STATES
 from syncd.storage import Store
-from syncd.storage.values import ReplayCounts
+from syncd.storage.reports import ReplayCounts
 
 __all__ = ["deliveries"]
 

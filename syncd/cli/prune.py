@@ -8,7 +8,7 @@ import click
 from syncd.app import system_clock
 from syncd.cli.common import Ctx, changing, json_option, pass_ctx
 from syncd.cli.output import echo_json
-from syncd.storage.values import Policy
+from syncd.storage.reports import Policy
 
 __all__ = ["prune_command"]
 

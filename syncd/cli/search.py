@@ -13,7 +13,7 @@ from syncd.cli.output import echo_json, short_time
 from syncd.errors import SearchQueryError
 from syncd.since import parse_since
 from syncd.storage import Store
-from syncd.storage.values import Hit, SearchQuery
+from syncd.storage.reports import Hit, SearchQuery
 
 __all__ = ["search"]
 

@@ -12,37 +12,41 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from syncd.diff import DEFAULT_HASH_ONLY_CAP
 from syncd.model import DeliveryState, ParsedEntry, StoredEntry
 from syncd.storage.values import (
-    ArchivedEntry,
-    AttemptInfo,
     AttemptRecord,
     Claim,
     CrawlOutcome,
-    DeliveryInfo,
     DueDelivery,
-    EntryPage,
-    EntryQuery,
-    EventPage,
-    FeedHead,
     FeedLease,
     FeedState,
-    Hit,
     PageCommit,
     PageState,
-    Policy,
     PresenceCommit,
-    PruneReport,
-    ReplayCounts,
     ScheduleSummary,
-    SearchQuery,
     SinkRow,
     Subscription,
-    VacuumReport,
 )
+
+if TYPE_CHECKING:  # operators' values: never imported by a crawl (see syncd.storage.reports)
+    from syncd.storage.reports import (
+        ArchivedEntry,
+        AttemptInfo,
+        DeliveryInfo,
+        EntryPage,
+        EntryQuery,
+        EventPage,
+        FeedHead,
+        Hit,
+        Policy,
+        PruneReport,
+        ReplayCounts,
+        SearchQuery,
+        VacuumReport,
+    )
 
 SubscriptionCounter = Literal["pushes", "rejected"]
 

@@ -9,15 +9,12 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syncd.errors import StoreError
 from syncd.model import Change, Link, ParsedEntry, Person, StoredEntry, Validators
 from syncd.storage.values import (
-    ArchivedEntry,
     EntryDeletion,
-    EntryKey,
-    EntryPage,
     EntryWrite,
     FeedState,
     PageState,
@@ -27,6 +24,9 @@ from syncd.storage.values import (
 )
 from syncd.timestamps import format_timestamp, from_text, to_text
 from syncd.websub import PENDING
+
+if TYPE_CHECKING:  # operators' values: never imported by a crawl (see syncd.storage.reports)
+    from syncd.storage.reports import ArchivedEntry, EntryPage
 
 # The columns `StoredEntry` is read from; for the diff also the rest of the parsed entry, and
 # its parse key (KNOWN_COLUMNS).
@@ -404,6 +404,8 @@ def entries_after(param: Callable[[str], str]) -> str:
 def entry_page(rows: list[dict[str, Any]], limit: int) -> EntryPage:
     """Rows selected with ENTRY_FIELDS plus `sort_at` and `feed_id`, one more than `limit`, as
     a page: the entries and, when there are more, the key to continue after."""
+    from syncd.storage.reports import EntryKey, EntryPage
+
     more = len(rows) > limit
     rows = rows[:limit]
     keys = [EntryKey(r.pop("sort_at"), r.pop("feed_id"), r["entry_id"]) for r in rows]
@@ -419,6 +421,8 @@ def entry_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def as_archived_entry(r: Mapping[str, Any]) -> ArchivedEntry:
+    from syncd.storage.reports import ArchivedEntry
+
     return ArchivedEntry(
         entry_id=r["entry_id"],
         title=r["title"],

@@ -25,7 +25,7 @@ from syncd.errors import CursorGone, SearchQueryError, StoreError
 from syncd.pull import EVENT_TYPES, Bell
 from syncd.since import parse_since
 from syncd.storage import Reads
-from syncd.storage.values import EntryKey, EntryQuery, EventPage
+from syncd.storage.reports import EntryKey, EntryQuery, EventPage
 from syncd.web.openapi import DOCUMENT
 from syncd.web.services import SERVICES
 

@@ -6,18 +6,23 @@ snapshot; a feed of any size is never held in memory). Reads only.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from syncd.errors import NoSuchFeed
 from syncd.storage.postgres.db import Pg
 from syncd.storage.rows import as_archived_entry
-from syncd.storage.values import ArchivedEntry, FeedHead
 from syncd.timestamps import from_text
+
+if TYPE_CHECKING:  # operators' values: never imported by a crawl (see syncd.storage.reports)
+    from syncd.storage.reports import ArchivedEntry, FeedHead
 
 FETCH_ROWS = 500  # rows the server-side cursor hands over at a time
 
 
 async def head(pg: Pg, name: str) -> FeedHead:
     """The feed's row; NoSuchFeed, naming the feeds the store has, when there is none."""
+    from syncd.storage.reports import FeedHead
+
     rows = await pg.rows(
         "SELECT f.name, f.url, f.title, (SELECT MAX(updated) FROM entries e"
         " WHERE e.feed_id = f.id AND e.deleted_at IS NULL) AS newest"

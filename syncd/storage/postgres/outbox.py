@@ -11,7 +11,7 @@ import itertools
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg.rows import tuple_row
 
@@ -27,16 +27,11 @@ from syncd.storage.rows import (
     resume_values,
     summaries,
 )
-from syncd.storage.values import (
-    AttemptInfo,
-    AttemptRecord,
-    Claim,
-    DeliveryInfo,
-    DueDelivery,
-    ReplayCounts,
-    SinkRow,
-)
+from syncd.storage.values import AttemptRecord, Claim, DueDelivery, SinkRow
 from syncd.timestamps import from_text, to_text
+
+if TYPE_CHECKING:  # operators' values: never imported by a crawl (see syncd.storage.reports)
+    from syncd.storage.reports import AttemptInfo, DeliveryInfo, ReplayCounts
 
 _QUEUED = "('pending', 'failed')"  # as the partial index idx_deliveries_queue has it
 
@@ -415,6 +410,8 @@ class PostgresOutbox:
         event: str | None = None,
         limit: int | None = 100,
     ) -> list[DeliveryInfo]:
+        from syncd.storage.reports import DeliveryInfo
+
         where: list[str] = []
         params: list[Any] = []
         if sink is not None:
@@ -437,6 +434,8 @@ class PostgresOutbox:
         return [DeliveryInfo(**r) for r in await self.pg.rows(sql, params)]
 
     async def delivery(self, delivery_id: int) -> DeliveryInfo | None:
+        from syncd.storage.reports import DeliveryInfo
+
         rows = await self.pg.rows(
             f"SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq"
             " WHERE d.id = %s",
@@ -445,6 +444,8 @@ class PostgresOutbox:
         return DeliveryInfo(**rows[0]) if rows else None
 
     async def attempts(self, delivery_id: int) -> list[AttemptInfo]:
+        from syncd.storage.reports import AttemptInfo
+
         return [
             AttemptInfo(**r)
             for r in await self.pg.rows(
@@ -489,6 +490,8 @@ class PostgresOutbox:
         types: Collection[str] | None = None,
         feeds: Collection[str] | None = None,
     ) -> ReplayCounts:
+        from syncd.storage.reports import ReplayCounts
+
         cond = ["e.seq >= %(from)s"]
         params: dict[str, Any] = {"from": from_seq, "sink": sink, "now": to_text(now)}
         if to_seq is not None:

@@ -12,10 +12,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from functools import partial
+from typing import TYPE_CHECKING
 
 from syncd.storage.postgres import entries, events, outbox
 from syncd.storage.postgres.db import Conn, Pg
-from syncd.storage.values import Policy, PruneReport
+
+if TYPE_CHECKING:  # operators' values: never imported by a crawl (see syncd.storage.reports)
+    from syncd.storage.reports import Policy, PruneReport
 
 
 async def pruned_through(conn: Conn) -> int:
@@ -45,6 +48,8 @@ async def prune(pg: Pg, policy: Policy, now: datetime, *, dry_run: bool) -> Prun
 
 
 async def _prune(pg: Pg, policy: Policy, now: datetime, *, dry_run: bool) -> PruneReport:
+    from syncd.storage.reports import PruneReport
+
     delivered_before = (
         now - timedelta(seconds=policy.keep_deliveries_s)
         if policy.keep_deliveries_s is not None

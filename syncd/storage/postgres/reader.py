@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syncd.errors import CursorGone
 from syncd.storage.postgres import events
@@ -22,8 +22,10 @@ from syncd.storage.rows import (
     entry_page,
     entry_row,
 )
-from syncd.storage.values import EntryPage, EntryQuery, EventPage
 from syncd.timestamps import to_text
+
+if TYPE_CHECKING:  # operators' values: never imported by a crawl (see syncd.storage.reports)
+    from syncd.storage.reports import EntryPage, EntryQuery, EventPage
 
 
 class PostgresReads:
@@ -39,6 +41,8 @@ class PostgresReads:
     async def events(
         self, after: int, limit: int, feed: str | None = None, type: str | None = None
     ) -> EventPage:
+        from syncd.storage.reports import EventPage
+
         async with self._snapshot() as conn:
             floor = await pruned_through(conn)
             if after < floor:

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from syncd.plaintext import html_to_text
 from syncd.storage.postgres.db import Conn
 from syncd.storage.rows import MARK
-from syncd.storage.values import Hit, SearchQuery
 from syncd.timestamps import to_text
+
+if TYPE_CHECKING:  # operators' values: never imported by a crawl (see syncd.storage.reports)
+    from syncd.storage.reports import Hit, SearchQuery
 
 CONFIG = "english"  # stems English words ("deploying" finds "deployed"), as porter on SQLite
 # ts_rank weights for {D, C, B, A}: content, summary, title (the same ratios as bm25's 1, 2, 10).
@@ -149,6 +151,8 @@ async def unindex_entry(conn: Conn, feed_id: int, entry_id: str) -> None:
 
 async def search(conn: Conn, query: SearchQuery) -> list[Hit]:
     """Live entries matching `query`, best first (title weighted over body)."""
+    from syncd.storage.reports import Hit
+
     where = ["s.document @@ q.query", "e.deleted_at IS NULL"]
     params: dict[str, Any] = {"q": query.q, "limit": query.limit}
     if query.feed is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -32,23 +32,27 @@ from syncd.storage.postgres.reader import PostgresReads
 from syncd.storage.postgres.websub import PostgresWebSub
 from syncd.storage.rows import search_stale
 from syncd.storage.values import (
-    ArchivedEntry,
     CrawlOutcome,
     EntryDeletion,
-    FeedHead,
     FeedLease,
     FeedState,
-    Hit,
     PageCommit,
     PageState,
-    Policy,
     PresenceCommit,
-    PruneReport,
     ScheduleSummary,
-    SearchQuery,
-    VacuumReport,
 )
 from syncd.timestamps import format_timestamp, to_text
+
+if TYPE_CHECKING:  # operators' values: never imported by a crawl (see syncd.storage.reports)
+    from syncd.storage.reports import (
+        ArchivedEntry,
+        FeedHead,
+        Hit,
+        Policy,
+        PruneReport,
+        SearchQuery,
+        VacuumReport,
+    )
 
 
 class PostgresStore:

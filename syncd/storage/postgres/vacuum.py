@@ -8,12 +8,16 @@ each table for its whole rewrite, so syncd never runs it. Decides nothing about 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import psycopg
 from psycopg import sql
 
 from syncd.errors import StoreError
 from syncd.storage.postgres.db import Pg
-from syncd.storage.values import VacuumReport
+
+if TYPE_CHECKING:  # operators' values: never imported by a crawl (see syncd.storage.reports)
+    from syncd.storage.reports import VacuumReport
 
 # syncd's tables are every table of the store's schema (the URL's search_path), read when the
 # vacuum runs: a table a later migration adds is never left out.
@@ -30,6 +34,8 @@ NOTE = (
 
 
 async def vacuum(pg: Pg) -> VacuumReport:
+    from syncd.storage.reports import VacuumReport
+
     before = await _size(pg)
     tables = [r["name"] for r in await pg.rows(_TABLES)]
     try:

@@ -7,16 +7,21 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from syncd.errors import NoSuchFeed, StoreError
 from syncd.storage.rows import as_archived_entry
 from syncd.storage.sqlite.db import Db
-from syncd.storage.values import ArchivedEntry, FeedHead
 from syncd.timestamps import from_text
+
+if TYPE_CHECKING:  # operators' values: never imported by a crawl (see syncd.storage.reports)
+    from syncd.storage.reports import ArchivedEntry, FeedHead
 
 
 def head(db: Db, name: str) -> FeedHead:
     """The feed's row; NoSuchFeed, naming the feeds the store has, when there is none."""
+    from syncd.storage.reports import FeedHead
+
     rows = db.rows(
         "SELECT f.name, f.url, f.title, (SELECT MAX(updated) FROM entries e"
         " WHERE e.feed_id = f.id AND e.deleted_at IS NULL) AS newest"

@@ -22,7 +22,7 @@ import sqlite3
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syncd.model import DeliveryState, OutboundEvent
 from syncd.storage.claims import VERSION_COLUMNS, claimed, named_versions
@@ -36,16 +36,11 @@ from syncd.storage.rows import (
     summaries,
 )
 from syncd.storage.sqlite.db import Db, marks
-from syncd.storage.values import (
-    AttemptInfo,
-    AttemptRecord,
-    Claim,
-    DeliveryInfo,
-    DueDelivery,
-    ReplayCounts,
-    SinkRow,
-)
+from syncd.storage.values import AttemptRecord, Claim, DueDelivery, SinkRow
 from syncd.timestamps import from_text, to_text
+
+if TYPE_CHECKING:  # operators' values: never imported by a crawl (see syncd.storage.reports)
+    from syncd.storage.reports import AttemptInfo, DeliveryInfo, ReplayCounts
 
 __all__ = [
     "SqliteOutbox",
@@ -478,6 +473,8 @@ class SqliteOutbox:
         limit: int | None = 100,
     ) -> list[DeliveryInfo]:
         """Deliveries, newest first, filtered by sink, states and event id (prefix)."""
+        from syncd.storage.reports import DeliveryInfo
+
         where: list[str] = []
         params: list[Any] = []
         if sink is not None:
@@ -510,6 +507,8 @@ class SqliteOutbox:
         return [DeliveryInfo(**r) for r in self.db.rows(sql, params)]
 
     async def delivery(self, delivery_id: int) -> DeliveryInfo | None:
+        from syncd.storage.reports import DeliveryInfo
+
         rows = self.db.rows(
             f"SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq"
             " WHERE d.id = ?",
@@ -518,6 +517,8 @@ class SqliteOutbox:
         return DeliveryInfo(**rows[0]) if rows else None
 
     async def attempts(self, delivery_id: int) -> list[AttemptInfo]:
+        from syncd.storage.reports import AttemptInfo
+
         return [
             AttemptInfo(**r)
             for r in self.db.rows(
@@ -584,6 +585,8 @@ class SqliteOutbox:
         delivery for (skipped as a first sync's backfill, added before the sink was) get one.
         `types` and `feeds` (feed names) restrict which events qualify.
         """
+        from syncd.storage.reports import ReplayCounts
+
         cond = ["e.seq >= ?"]
         params: list[Any] = [from_seq]
         if to_seq is not None:

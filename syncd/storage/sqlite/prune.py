@@ -19,10 +19,13 @@ import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
+from typing import TYPE_CHECKING
 
 from syncd.storage.sqlite import entries, events, outbox
 from syncd.storage.sqlite.db import Db
-from syncd.storage.values import Policy, PruneReport
+
+if TYPE_CHECKING:  # operators' values: never imported by a crawl (see syncd.storage.reports)
+    from syncd.storage.reports import Policy, PruneReport
 
 
 def pruned_through(conn: sqlite3.Connection) -> int:
@@ -31,6 +34,8 @@ def pruned_through(conn: sqlite3.Connection) -> int:
 
 
 def prune(db: Db, policy: Policy, now: datetime, *, dry_run: bool) -> PruneReport:
+    from syncd.storage.reports import PruneReport
+
     delivered_before = (
         now - timedelta(seconds=policy.keep_deliveries_s)
         if policy.keep_deliveries_s is not None

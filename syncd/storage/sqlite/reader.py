@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syncd.errors import CursorGone, StoreError
 from syncd.storage.rows import (
@@ -25,8 +25,10 @@ from syncd.storage.rows import (
 from syncd.storage.sqlite import events, search
 from syncd.storage.sqlite.db import readonly_connection
 from syncd.storage.sqlite.prune import pruned_through
-from syncd.storage.values import EntryPage, EntryQuery, EventPage
 from syncd.timestamps import to_text
+
+if TYPE_CHECKING:  # operators' values: never imported by a crawl (see syncd.storage.reports)
+    from syncd.storage.reports import EntryPage, EntryQuery, EventPage
 
 
 class SqliteReads:
@@ -67,6 +69,8 @@ class SqliteReads:
     def _events(
         self, after: int, limit: int, feed: str | None = None, type: str | None = None
     ) -> EventPage:
+        from syncd.storage.reports import EventPage
+
         with self._snapshot() as conn:
             floor = pruned_through(conn)
             if after < floor:

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syncd.errors import SearchQueryError, StoreError
 from syncd.plaintext import html_to_text
 from syncd.storage.rows import MARK
-from syncd.storage.values import Hit, SearchQuery
 from syncd.timestamps import to_text
+
+if TYPE_CHECKING:  # operators' values: never imported by a crawl (see syncd.storage.reports)
+    from syncd.storage.reports import Hit, SearchQuery
 
 # Chosen on the 515-post backfill (docs/design.md, "Search"): porter stems English words
 # ("deploying" finds "deployed") at the same index size; unicode61 underneath folds case and
@@ -173,6 +175,8 @@ def rebuild(conn: sqlite3.Connection) -> int:
 def search(conn: sqlite3.Connection, query: SearchQuery) -> list[Hit]:
     """Live entries matching the FTS5 `query`, best first (bm25, title weighted over body).
     `since` keeps entries published (or, lacking a date, first seen) at or after it."""
+    from syncd.storage.reports import Hit
+
     where = ["entries_search MATCH :q", "e.deleted_at IS NULL"]
     params: dict[str, Any] = {"q": query.q, "limit": query.limit, "n": query.snippet_tokens}
     if query.feed is not None:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syncd.diff import DEFAULT_HASH_ONLY_CAP
 from syncd.errors import StoreError
@@ -23,35 +23,36 @@ from syncd.storage.sqlite import (
     entries,
     events,
     feeds,
-    history,
     outbox,
-    prune,
     search,
-    vacuum,
     workers,
 )
 from syncd.storage.sqlite.db import Db, Params, readonly_connection
 from syncd.storage.sqlite.outbox import SqliteOutbox
-from syncd.storage.sqlite.reader import SqliteReads
 from syncd.storage.sqlite.websub import SqliteWebSub
 from syncd.storage.values import (
-    ArchivedEntry,
     CrawlOutcome,
     EntryDeletion,
-    FeedHead,
     FeedLease,
     FeedState,
-    Hit,
     PageCommit,
     PageState,
-    Policy,
     PresenceCommit,
-    PruneReport,
     ScheduleSummary,
-    SearchQuery,
-    VacuumReport,
 )
 from syncd.timestamps import to_text
+
+if TYPE_CHECKING:  # operators' reads and maintenance: imported when run, never by a crawl
+    from syncd.storage.reports import (
+        ArchivedEntry,
+        FeedHead,
+        Hit,
+        Policy,
+        PruneReport,
+        SearchQuery,
+        VacuumReport,
+    )
+    from syncd.storage.sqlite.reader import SqliteReads
 
 
 class SqliteStore:
@@ -301,11 +302,15 @@ class SqliteStore:
             raise StoreError(f"database error in {str(self.db.path)!r}: {e}") from e
 
     async def feed_head(self, name: str) -> FeedHead:
+        from syncd.storage.sqlite import history
+
         return history.head(self.db, name)
 
     async def feed_history(
         self, name: str, *, include_deleted: bool
     ) -> AsyncIterator[ArchivedEntry]:
+        from syncd.storage.sqlite import history
+
         for entry in history.entries(self.db, name, include_deleted=include_deleted):
             yield entry
 
@@ -328,12 +333,18 @@ class SqliteStore:
     # ---------------------------------------------------------------- retention, reads, health
 
     async def prune(self, policy: Policy, now: datetime, *, dry_run: bool) -> PruneReport:
+        from syncd.storage.sqlite import prune
+
         return prune.prune(self.db, policy, now, dry_run=dry_run)
 
     async def vacuum(self, *, incremental: bool) -> VacuumReport:
+        from syncd.storage.sqlite import vacuum
+
         return vacuum.incremental(self.db) if incremental else vacuum.full(self.db)
 
     def reads(self) -> SqliteReads:
+        from syncd.storage.sqlite.reader import SqliteReads
+
         return SqliteReads(self.db.path)
 
     async def probe(self, timeout_s: float) -> str | None:

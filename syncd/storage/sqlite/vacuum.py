@@ -15,10 +15,13 @@ vacuum.
 from __future__ import annotations
 
 import sqlite3
+from typing import TYPE_CHECKING
 
 from syncd.errors import StoreError
 from syncd.storage.sqlite.db import Db
-from syncd.storage.values import VacuumReport
+
+if TYPE_CHECKING:  # operators' values: never imported by a crawl (see syncd.storage.reports)
+    from syncd.storage.reports import VacuumReport
 
 STEP_PAGES = 256  # pages handed back per transaction: 1 MB at 4 KiB pages, a few ms of lock
 INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
@@ -26,6 +29,8 @@ INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
 
 def full(db: Db) -> VacuumReport:
     """Rewrite the database (and switch it to incremental auto-vacuum)."""
+    from syncd.storage.reports import VacuumReport
+
     before = _size(db.conn)
     try:
         db.conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
@@ -39,6 +44,8 @@ def full(db: Db) -> VacuumReport:
 def incremental(db: Db) -> VacuumReport:
     """Hand every free page back, STEP_PAGES per transaction; on a store without incremental
     auto-vacuum nothing can be, and the report says how to switch it."""
+    from syncd.storage.reports import VacuumReport
+
     before = _size(db.conn)
     mode = db.conn.execute("PRAGMA auto_vacuum").fetchone()[0]
     if mode != INCREMENTAL:
