@@ -156,28 +156,47 @@ class App:
     async def sync_feeds(
         self, feeds: Sequence[FeedConfig], *, full: bool, force: bool
     ) -> list[SyncReport]:
+        """Sync `feeds` now (a `syncd sync`): each one's row read (registered if new) and its
+        skip reason checked, then every feed to poll leased in one transaction (as a worker of
+        the store: another worker's crawl is skipped), then the polls, `concurrency` at a time.
+        Reports in `feeds`' order; skipped feeds have none."""
         limit = asyncio.Semaphore(self.config.fetch.concurrency)
+        results: dict[str, SyncReport] = {}
 
-        async def one(feed: FeedConfig) -> SyncReport | None:
+        async def check(feed: FeedConfig) -> FeedState | None:
             try:
                 state = await self.store.ensure_feed(feed.name, feed.url, self.clock())
             except SyncdError as e:  # the store is unwritable: as the syncer reports it
-                log.error("feed sync not started", feed=feed.name, error=str(e))
-                return SyncReport(feed.name, outcome="error", error=str(e), recorded=False)
+                not_started(feed, e)
+                return None
             reason = None if force else skip_reason(state, self.clock())
             if reason:
                 log.warning("feed skipped", feed=feed.name, reason=reason, hint="use --force")
                 return None
-            lease: FeedLease | None = None
-            if self.worker is not None:
-                try:
-                    lease = await self.worker.lease(state.id)
-                except SyncdError as e:
-                    log.error("feed sync not started", feed=feed.name, error=str(e))
-                    return SyncReport(feed.name, outcome="error", error=str(e), recorded=False)
-                if lease is None:
+            return state
+
+        def not_started(feed: FeedConfig, e: SyncdError) -> None:
+            log.error("feed sync not started", feed=feed.name, error=str(e))
+            results[feed.name] = SyncReport(
+                feed.name, outcome="error", error=str(e), recorded=False
+            )
+
+        states = await asyncio.gather(*(check(f) for f in feeds))
+        polled = [(f, s) for f, s in zip(feeds, states, strict=True) if s is not None]
+        leases: dict[int, FeedLease] = {}
+        if self.worker is not None and polled:
+            try:
+                leases = await self.worker.lease_many([s.id for _, s in polled])
+            except SyncdError as e:
+                for feed, _ in polled:
+                    not_started(feed, e)
+                polled = []
+            for feed, state in polled:
+                if state.id not in leases:
                     log.warning("feed skipped", feed=feed.name, reason="a worker is crawling it")
-                    return None
+            polled = [(f, s) for f, s in polled if s.id in leases]
+
+        async def one(feed: FeedConfig, lease: FeedLease | None) -> None:
             report: SyncReport | None = None
             try:
                 async with limit:
@@ -188,10 +207,10 @@ class App:
                     await self.worker.release(lease)
             if report.seqs:
                 self.committed()
-            return report
+            results[feed.name] = report
 
-        results = await asyncio.gather(*(one(f) for f in feeds))
-        return [r for r in results if r is not None]
+        await asyncio.gather(*(one(f, leases.get(s.id)) for f, s in polled))
+        return [results[f.name] for f in feeds if f.name in results]
 
     async def deliver_due(self) -> list[SinkReport]:
         return await self.dispatcher.deliver_due()

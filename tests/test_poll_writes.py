@@ -44,11 +44,13 @@ async def test_a_poll_of_304s_is_one_write_transaction_per_feed(tmp_path: Path) 
             app.store.db.conn.set_trace_callback(None)
 
     assert [r.outcome for r in unchanged] == ["not_modified"] * 3
-    # Per feed: its lease, then the poll's record (outcome, validators and release together).
+    # The three leases in one transaction (one statement each, its WHERE the check), then per
+    # feed the poll's record (outcome, validators and release together).
     transactions = _transactions(statements)
-    assert len(transactions) == 3 * 2
-    records = [t for t in transactions if any("UPDATE pages" in s for s in t)]
-    assert len(records) == 3
+    assert len(transactions) == 1 + 3
+    leases, *records = transactions
+    assert len(leases) == 3 and all(s.startswith("UPDATE feeds SET lease_owner") for s in leases)
+    assert all(any("UPDATE pages" in s for s in t) for t in records)
     assert all(any("last_fetch_at" in s and "lease_owner" in s for s in t) for t in records)
     assert _leased(config.store.path) == 0  # every lease ended with its record
     # The feed's row is read once per feed (the skip reason); the crawl takes it from the lease.
@@ -74,10 +76,14 @@ def _leased(db: Path) -> int:
 def _transactions(statements: list[str]) -> list[list[str]]:
     """The statements of each write transaction, BEGIN to COMMIT."""
     out: list[list[str]] = []
+    inside = False
     for s in statements:
         if s.startswith("BEGIN"):
             out.append([])
-        elif out and not s.startswith("COMMIT"):
+            inside = True
+        elif s.startswith("COMMIT"):
+            inside = False
+        elif inside:
             out[-1].append(s)
     return out
 

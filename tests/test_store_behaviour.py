@@ -825,6 +825,30 @@ async def test_a_heartbeat_renews_a_workers_leases_and_retiring_drops_them(
     assert again is not None and again.token == taken.token + 1
 
 
+async def test_leasing_many_feeds_takes_the_free_ones_as_leasing_each_would(
+    store: Store,
+) -> None:
+    """`lease_feeds` (a `syncd sync`'s one transaction) against `lease_feed` one by one: the
+    same feeds taken, the same tokens, the row as a fresh read gives it; a held feed left out."""
+    ids = [(await store.ensure_feed(f"f{i}", f"{URL}/{i}", NOW)).id for i in range(4)]
+    held = await store.lease_feed("A", ids[1], NOW, NOW + LEASE)
+    assert held is not None
+    assert await store.lease_feeds("B", [], NOW, NOW + LEASE) == {}
+    many = await store.lease_feeds("B", ids, NOW, NOW + LEASE)
+    assert sorted(many) == [ids[0], ids[2], ids[3]]
+    for feed_id, lease in many.items():
+        fresh = await store.feed_state(lease.name)
+        assert lease.feed_id == feed_id and lease.until == NOW + LEASE
+        assert lease.state == fresh and fresh.id == feed_id
+        await store.release_feed(lease)
+        one = await store.lease_feed("C", feed_id, NOW, NOW + LEASE)
+        assert one is not None and one.token == lease.token + 1
+    # All held now (by A and C): nothing to take until a lease ends, then everything.
+    assert await store.lease_feeds("B", ids, NOW, NOW + LEASE) == {}
+    later = await store.lease_feeds("B", ids, NOW + LEASE, NOW + LEASE * 2)
+    assert sorted(later) == sorted(ids) and later[ids[1]].token == held.token + 1
+
+
 async def test_reclaiming_takes_back_only_the_delivery_leases_of_gone_workers(
     store: Store,
 ) -> None:

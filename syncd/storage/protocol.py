@@ -256,6 +256,13 @@ class Store(Protocol):
         another worker's lease holds it."""
         ...
 
+    async def lease_feeds(
+        self, worker: str, feed_ids: Sequence[int], now: datetime, until: datetime
+    ) -> dict[int, FeedLease]:
+        """`lease_feed` for many feeds in one transaction: the leases taken, by feed id (a feed
+        another worker's lease holds is left out)."""
+        ...
+
     async def release_feed(self, lease: FeedLease) -> None:
         """Drop the lease, unless it was taken over meanwhile (then the new holder keeps it)."""
         ...

@@ -219,19 +219,22 @@ async def claim(pg: Pg, worker: str, now: datetime, until: datetime, limit: int)
     return sorted((_lease(r, until) for r in rows), key=lambda lease: lease.feed_id)
 
 
-async def lease_one(
-    pg: Pg, worker: str, feed_id: int, now: datetime, until: datetime
-) -> FeedLease | None:
-    params = {"now": ms(now), "until": ms(until), "worker": worker, "id": feed_id}
+async def lease_many(
+    pg: Pg, worker: str, feed_ids: Sequence[int], now: datetime, until: datetime
+) -> dict[int, FeedLease]:
+    """Lease each of `feed_ids` that no lease holds at `now`, in one statement (a `syncd sync`
+    leases every feed it will poll at once)."""
+    params = {"now": ms(now), "until": ms(until), "worker": worker, "ids": list(feed_ids)}
     async with pg.write() as conn:
         cur = await conn.execute(
             f"""WITH picked AS (
-                  SELECT id FROM feeds WHERE id = %(id)s AND {_FREE} FOR UPDATE)
+                  SELECT id FROM feeds WHERE id = ANY(%(ids)s) AND {_FREE} ORDER BY id
+                  FOR UPDATE)
                 {_TAKE}""",
             params,
         )
-        row = await cur.fetchone()
-    return None if row is None else _lease(row, until)
+        rows = await cur.fetchall()
+    return {row["id"]: _lease(row, until) for row in rows}
 
 
 def _lease(row: dict[str, Any], until: datetime) -> FeedLease:

@@ -145,7 +145,12 @@ class PostgresStore:
     async def lease_feed(
         self, worker: str, feed_id: int, now: datetime, until: datetime
     ) -> FeedLease | None:
-        return await feeds.lease_one(self.pg, worker, feed_id, now, until)
+        return (await feeds.lease_many(self.pg, worker, (feed_id,), now, until)).get(feed_id)
+
+    async def lease_feeds(
+        self, worker: str, feed_ids: Sequence[int], now: datetime, until: datetime
+    ) -> dict[int, FeedLease]:
+        return await feeds.lease_many(self.pg, worker, feed_ids, now, until)
 
     async def release_feed(self, lease: FeedLease) -> None:
         await feeds.release(self.pg, lease)

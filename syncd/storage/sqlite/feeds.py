@@ -257,25 +257,37 @@ def _claimable(conn: sqlite3.Connection, params: dict[str, Any]) -> list[int]:
     ]
 
 
-def lease_one(
-    db: Db, worker: str, feed_id: int, now: datetime, until: datetime
-) -> FeedLease | None:
-    params = {"now": ms(now), "until": ms(until), "worker": worker, "id": feed_id}
+def lease_many(
+    db: Db, worker: str, feed_ids: Sequence[int], now: datetime, until: datetime
+) -> dict[int, FeedLease]:
+    """Lease each of `feed_ids` that no lease holds at `now`, in one transaction; one statement
+    a feed, whose WHERE is the check (a `syncd sync` leases every feed it will poll at once)."""
+    params = {"now": ms(now), "until": ms(until), "worker": worker}
+    taken: dict[int, FeedLease] = {}
     with db.write() as conn:
-        free = conn.execute(f"SELECT 1 FROM feeds WHERE id = :id AND {_FREE}", params).fetchone()
-        return _take(conn, feed_id, params, until) if free else None
+        for feed_id in feed_ids:
+            rows = fetch(conn, f"{_TAKE} AND {_FREE} RETURNING *", {**params, "id": feed_id})
+            if rows:
+                taken[feed_id] = _lease(rows[0], until)
+    return taken
+
+
+_TAKE = (
+    "UPDATE feeds SET lease_owner = :worker, lease_until = :until,"
+    " lease_token = lease_token + 1 WHERE id = :id"
+)
 
 
 def _take(
     conn: sqlite3.Connection, feed_id: int, params: dict[str, Any], until: datetime
 ) -> FeedLease:
-    (row,) = fetch(
-        conn,
-        "UPDATE feeds SET lease_owner = :worker, lease_until = :until,"
-        " lease_token = lease_token + 1 WHERE id = :id RETURNING *",
-        {**params, "id": feed_id},
-    )
-    return FeedLease(feed_id, row["name"], row["lease_token"], until, as_feed_state(row))
+    (row,) = fetch(conn, f"{_TAKE} RETURNING *", {**params, "id": feed_id})
+    return _lease(row, until)
+
+
+def _lease(row: dict[str, Any], until: datetime) -> FeedLease:
+    """A lease from its feed's row as the taking update returned it."""
+    return FeedLease(row["id"], row["name"], row["lease_token"], until, as_feed_state(row))
 
 
 def release(db: Db, lease: FeedLease) -> None:

@@ -171,7 +171,12 @@ class SqliteStore:
     async def lease_feed(
         self, worker: str, feed_id: int, now: datetime, until: datetime
     ) -> FeedLease | None:
-        return feeds.lease_one(self.db, worker, feed_id, now, until)
+        return feeds.lease_many(self.db, worker, (feed_id,), now, until).get(feed_id)
+
+    async def lease_feeds(
+        self, worker: str, feed_ids: Sequence[int], now: datetime, until: datetime
+    ) -> dict[int, FeedLease]:
+        return feeds.lease_many(self.db, worker, feed_ids, now, until)
 
     async def release_feed(self, lease: FeedLease) -> None:
         feeds.release(self.db, lease)
