@@ -1,5 +1,6 @@
 """The `syncd` process entry (`syncd.__main__.run`) imports the command with the cycle collector
-paused, freezes what the imports made, and leaves the collector on for the command's work.
+paused, freezes what the imports made, and leaves the collector on for the command's work,
+collecting the young generation less often.
 
 Run in a fresh interpreter (this one has imported syncd long ago): the collector's own
 callbacks count its runs. Importing the command with the collector on runs it over a hundred
@@ -13,6 +14,8 @@ import json
 import subprocess
 import sys
 import textwrap
+
+from syncd.__main__ import YOUNG_THRESHOLD
 
 SCRIPT = textwrap.dedent(
     """
@@ -30,6 +33,7 @@ SCRIPT = textwrap.dedent(
         "collections": len(runs),
         "enabled": gc.isenabled(),
         "frozen": gc.get_freeze_count(),
+        "threshold": gc.get_threshold(),
         "imported": "syncd.app" in sys.modules,
     }))
     """
@@ -50,6 +54,7 @@ def test_the_entry_imports_with_the_collector_paused_then_freezes_and_enables_it
     assert got["enabled"] is True
     assert isinstance(got["frozen"], int) and got["frozen"] > 50_000
     assert isinstance(got["collections"], int) and got["collections"] <= 2
+    assert got["threshold"] == [YOUNG_THRESHOLD, 10, 10]  # the older generations as they were
 
 
 def test_importing_the_command_with_the_collector_on_runs_it_often() -> None:
@@ -58,3 +63,4 @@ def test_importing_the_command_with_the_collector_on_runs_it_often() -> None:
     got = run_entry(plain)
     assert isinstance(got["collections"], int) and got["collections"] > 50
     assert got["frozen"] == 0
+    assert got["threshold"] == [700, 10, 10]  # the interpreter's own
