@@ -262,7 +262,7 @@ class FeedSyncer:
         except SyncdError as e:  # the store is unwritable: nothing can be crawled or recorded
             log.error("feed sync not started", feed=feed.name, error=str(e))
             return SyncReport(feed=feed.name, outcome="error", error=str(e), recorded=False)
-        if lease is not None:
+        if lease is not None and state.fence != lease.token:  # a lease's own row carries it
             state = replace(state, fence=lease.token)
         try:
             return await self._sync(feed, state, full, started, hand_back and lease is not None)

@@ -319,7 +319,8 @@ def as_parsed_entry(r: Mapping[str, Any]) -> ParsedEntry:
     )
 
 
-def as_feed_state(r: Mapping[str, Any]) -> FeedState:
+def as_feed_state(r: Mapping[str, Any], fence: int | None = None) -> FeedState:
+    """A feed's row; `fence` the token of the lease whose update returned it (else None)."""
     return FeedState(
         id=r["id"],
         name=r["name"],
@@ -347,6 +348,7 @@ def as_feed_state(r: Mapping[str, Any]) -> FeedState:
         full_crawl_reason=r["full_crawl_reason"],
         publisher_interval_s=r["publisher_interval_s"],
         publisher_interval_why=r["publisher_interval_why"],
+        fence=fence,
     )
 
 

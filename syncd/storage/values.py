@@ -56,8 +56,9 @@ class FeedState:
     full_crawl_reason: str | None = None  # set: the next poll walks the whole chain
     publisher_interval_s: float | None = None  # the feed's stated cadence (ttl, sy:*)
     publisher_interval_why: str | None = None
-    # The fencing token of the lease this crawl holds (set by the syncer from its FeedLease,
-    # never read from the row): every write of the crawl is refused once the token moved on.
+    # The fencing token of the lease this crawl holds (the row a lease's update returned carries
+    # it, the syncer sets it on any other): every write of the crawl is refused once the token
+    # moved on. None on a plain read of the row.
     fence: int | None = None
 
 

@@ -239,7 +239,8 @@ async def lease_many(
 
 def _lease(row: dict[str, Any], until: datetime) -> FeedLease:
     """A lease from its feed's row as the taking update returned it."""
-    return FeedLease(row["id"], row["name"], row["lease_token"], until, as_feed_state(row))
+    token = row["lease_token"]
+    return FeedLease(row["id"], row["name"], token, until, as_feed_state(row, fence=token))
 
 
 async def release(pg: Pg, lease: FeedLease) -> None:
