@@ -24,6 +24,7 @@ from syncd.configtypes import (
     SinkConfig,
     Tables,
     changes_template,
+    config_duration,
     duration_or_auto,
     ip_networks,
     listen_address,
@@ -83,7 +84,7 @@ def _number(minimum: float) -> Check:
 def _duration(minimum: float = 0.0) -> Check:
     def check(value: Any) -> float:
         try:
-            seconds = parse_duration(value)
+            seconds = config_duration(value)
         except ValueError:
             raise _Decline from None
         if not seconds >= minimum:  # NaN too

@@ -28,11 +28,13 @@ from pydantic import (
 from syncd.configtypes import (
     _DURATION,
     DEFAULT_RETRY_SCHEDULE,
+    MAX_CONFIG_DURATION_S,
     EventType,
     IgnorableField,
     SinkConfig,
     Tables,
     changes_template,
+    config_duration,
     duration_or_auto,
     ip_networks,
     listen_address,
@@ -46,12 +48,12 @@ from syncd.validation import did_you_mean, key_path, readable_errors
 
 Duration = Annotated[
     float,
-    BeforeValidator(parse_duration),
+    BeforeValidator(config_duration),
     WithJsonSchema(
         {
             "anyOf": [
                 {"type": "string", "pattern": _DURATION.pattern},
-                {"type": "number", "minimum": 0},
+                {"type": "number", "minimum": 0, "maximum": MAX_CONFIG_DURATION_S},
             ],
             "description": 'A duration: "250ms", "30s", "15m", "2h", "1d" or seconds.',
         }
@@ -68,7 +70,7 @@ Interval = Annotated[
         {
             "anyOf": [
                 {"type": "string", "pattern": _DURATION.pattern},
-                {"type": "number", "minimum": 0},
+                {"type": "number", "minimum": 0, "maximum": MAX_CONFIG_DURATION_S},
                 {"const": "auto"},
             ],
             "description": 'A duration ("15m", "2h", seconds) or "auto".',

@@ -49,15 +49,33 @@ def parse_duration(value: object) -> float:
     raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 15m, 2h, 1d)")
 
 
+# The longest duration a config may set. A lease, a retry or the next poll is a duration from
+# now: NaN, infinity, or thousands of years make that datetime arithmetic raise at every attempt
+# or poll, long after the config was accepted (a lease is 5 sink timeouts).
+MAX_CONFIG_DURATION_S = 100 * 365 * 86400.0
+
+
+def config_duration(value: object) -> float:
+    """`parse_duration` for the config: also refuses NaN, infinity and more than 100 years."""
+    return _bounded(value, parse_duration(value))
+
+
+def _bounded(value: object, seconds: float) -> float:
+    if not seconds <= MAX_CONFIG_DURATION_S:  # NaN compares false too
+        raise ValueError(f"{value!r} is not a duration of at most 100 years")
+    return seconds
+
+
 def duration_or_auto(value: object) -> object:
     if value == "auto":
         return value
     try:
-        return parse_duration(value)
+        seconds = parse_duration(value)
     except ValueError:
         raise ValueError(
             f'{value!r} is not a duration (use e.g. 30s, 15m, 2h, 1d) or "auto"'
         ) from None
+    return _bounded(value, seconds)
 
 
 def postgres_url(url: str) -> str:

@@ -124,6 +124,34 @@ def test_errors_name_file_and_key(tmp_path: Path, body: str, message: str) -> No
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('[[sinks]]\nname="f"\ntype="file"\npath="x"\ntimeout=nan', "sinks[0].timeout: nan is"),
+        ('[[sinks]]\nname="f"\ntype="file"\npath="x"\ntimeout=inf', "sinks[0].timeout: inf is"),
+        (
+            '[[sinks]]\nname="f"\ntype="file"\npath="x"\nretry_schedule=["5s", 1e300]',
+            "sinks[0].retry_schedule[1]: 1e+300 is",
+        ),
+        ('[[feeds]]\nname="a"\nurl="http://x/"\ninterval=nan', "feeds[0].interval: nan is"),
+        ('[defaults]\nmax_backoff="99999999999d"', "defaults.max_backoff: '99999999999d' is"),
+        ("[store]\nlease_seconds=inf", "store.lease_seconds: inf is"),
+    ],
+)
+def test_a_duration_no_clock_can_add_is_refused_at_load(
+    tmp_path: Path, body: str, message: str
+) -> None:
+    """NaN, infinity and durations of thousands of years were accepted, and then every delivery
+    (a lease is `timeout` from now) or poll (the next one is `interval` from now) of that sink or
+    feed raised in datetime arithmetic, over and over. Refused at load instead, one line each."""
+    path = write(tmp_path, body)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert message in str(info.value)
+    assert "at most 100 years" in str(info.value)
+    assert len(str(info.value).splitlines()) == 1
+
+
 def test_every_error_of_a_file_at_once(tmp_path: Path) -> None:
     path = write(
         tmp_path,
