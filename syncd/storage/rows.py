@@ -151,7 +151,7 @@ ENTRY_VALUE_COLUMNS = (
     "categories", "summary", "content", "links", "base_url", "content_hash",
     "hash_only_updates", "first_seen", "last_seen", "parse_key",
 )  # fmt: skip
-# The columns a `ParsedEntry` is read back from (`as_parsed_entry`), and the key it was written
+# The columns a `ParsedEntry` is read back from (`ParsedEntryReader`), and the key it was written
 # with. Every one of them is written by `entry_values`, and only there.
 PARSED_COLUMNS = (
     "parse_key, entry_id, id_source, title, link, published, updated, authors, categories,"
@@ -300,23 +300,70 @@ def _links(text: str | None) -> tuple[Link, ...] | None:
     return None if text is None else tuple(Link(**link) for link in json.loads(text))
 
 
-def as_parsed_entry(r: Mapping[str, Any]) -> ParsedEntry:
-    """The `ParsedEntry` a row was written from (`entry_values`): every field round-trips."""
-    return ParsedEntry(
-        entry_id=r["entry_id"],
-        id_source=r["id_source"],
-        title=r["title"],
-        link=r["link"],
-        published=from_text(r["published"]),
-        updated=from_text(r["updated"]),
-        authors=tuple(Person(**p) for p in json.loads(r["authors"])),
-        categories=tuple(json.loads(r["categories"])),
-        summary=r["summary"],
-        content=r["content"],
-        links=_links(r["links"]) or (),
-        base_url=r["base_url"],
-        content_hash=r["content_hash"],
-    )
+def _person(d: dict[str, Any]) -> Person:
+    return Person(**d)
+
+
+def _link(d: dict[str, Any]) -> Link:
+    return Link(**d)
+
+
+# Decoders that build each JSON object of the list as it is parsed (object_hook, called from
+# C), instead of a Python loop over the decoded dicts: `json.loads` of the same text, each dict
+# then given to Person(**) or Link(**). The texts hold flat objects only (`person_dict`,
+# `link_dict`), so the hook sees exactly those dicts. Stateless, so shared.
+_PERSONS = json.JSONDecoder(object_hook=_person)
+_LINKS = json.JSONDecoder(object_hook=_link)
+
+
+class ParsedEntryReader:
+    """The `ParsedEntry` each row was written from (`entry_values`; every field round-trips),
+    for the rows of one read (the edit skip's by-key lookup of a page's
+    known entries, `by_key`): a JSON text that repeats among them (a feed's one author, an
+    empty list, a shared category set) is decoded once. What it decodes to is frozen (tuples of
+    frozen Person and Link), so rows sharing it give entries equal, field for field, to a
+    decoding of each. Not to be kept across reads: its memos grow with every distinct text."""
+
+    __slots__ = ("_authors", "_categories", "_links")
+
+    def __init__(self) -> None:
+        self._authors: dict[str, tuple[Person, ...]] = {}
+        self._categories: dict[str, tuple[str, ...]] = {}
+        self._links: dict[str, tuple[Link, ...]] = {}
+
+    def entry(self, r: Mapping[str, Any]) -> ParsedEntry:
+        authors_text, categories_text, links_text = r["authors"], r["categories"], r["links"]
+        authors = self._authors.get(authors_text)
+        if authors is None:
+            authors = self._authors[authors_text] = tuple(_PERSONS.decode(authors_text))
+        categories = self._categories.get(categories_text)
+        if categories is None:
+            categories = self._categories[categories_text] = tuple(json.loads(categories_text))
+        links = self._links.get(links_text) if links_text is not None else ()
+        if links is None:
+            links = self._links[links_text] = tuple(_LINKS.decode(links_text))
+        return ParsedEntry(
+            entry_id=r["entry_id"],
+            id_source=r["id_source"],
+            title=r["title"],
+            link=r["link"],
+            published=from_text(r["published"]),
+            updated=from_text(r["updated"]),
+            authors=authors,
+            categories=categories,
+            summary=r["summary"],
+            content=r["content"],
+            links=links,
+            base_url=r["base_url"],
+            content_hash=r["content_hash"],
+        )
+
+
+def parsed_entries_by_key(rows: Iterable[Mapping[str, Any]]) -> dict[str, ParsedEntry]:
+    """The `ParsedEntry` each row (PARSED_COLUMNS) was written from, by its parse key, decoding each
+    distinct JSON text of the read once (`ParsedEntryReader`)."""
+    reader = ParsedEntryReader()
+    return {r["parse_key"]: reader.entry(r) for r in rows}
 
 
 def as_feed_state(r: Mapping[str, Any], fence: int | None = None) -> FeedState:

@@ -16,12 +16,12 @@ from syncd.storage.rows import (
     HEAD_COLUMNS,
     KNOWN_COLUMNS,
     PARSED_COLUMNS,
-    as_parsed_entry,
     as_stored_entry,
     entry_upsert,
     entry_values,
     known_from_heads,
     ms,
+    parsed_entries_by_key,
 )
 from syncd.timestamps import from_text, to_text
 
@@ -57,7 +57,7 @@ async def by_key(pg: Pg, feed_id: int, keys: Iterable[str]) -> dict[str, ParsedE
         f"SELECT {PARSED_COLUMNS} FROM entries WHERE feed_id = %s AND parse_key = ANY(%s)",
         (feed_id, wanted),
     )
-    return {r["parse_key"]: as_parsed_entry(r) for r in rows}
+    return parsed_entries_by_key(rows)
 
 
 async def live(

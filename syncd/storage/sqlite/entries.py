@@ -18,12 +18,12 @@ from syncd.storage.rows import (
     HEAD_COLUMNS,
     KNOWN_COLUMNS,
     PARSED_COLUMNS,
-    as_parsed_entry,
     as_stored_entry,
     entry_upsert,
     entry_values,
     known_from_heads,
     ms,
+    parsed_entries_by_key,
 )
 from syncd.storage.sqlite.db import Db, marks
 from syncd.timestamps import from_text, to_text
@@ -53,7 +53,7 @@ def known(
 def by_key(db: Db, feed_id: int, keys: Iterable[str]) -> dict[str, ParsedEntry]:
     """The feed's entries stored with one of `keys`, as they were parsed, by key."""
     rows = _where_in(db, PARSED_COLUMNS, feed_id, "parse_key", keys)
-    return {r["parse_key"]: as_parsed_entry(r) for r in rows}
+    return parsed_entries_by_key(rows)
 
 
 def _where_in(
