@@ -5,9 +5,6 @@ whose config the hand checker (`syncd.configcheck`) accepted never imports pydan
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from syncd.paths import resolve_path
 from syncd.sinks.options import NonEmptyText, SinkOptions
 
 __all__ = ["FileOptions"]
@@ -22,6 +19,3 @@ class FileOptions(SinkOptions):
 
     def target(self) -> str:
         return self.path
-
-    def resolved_path(self, base_dir: Path | None) -> Path:
-        return resolve_path(self.path, base_dir)
