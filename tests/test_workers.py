@@ -145,7 +145,12 @@ async def test_two_dispatchers_on_two_pools_keep_each_entrys_order(pg_url: str) 
     got its probe answered could lease everything before the other claims once), so the receiver
     holds every request until each worker has one in flight, and there are more entries than any
     one claim leases: whichever worker claims first, the other's first claim still finds an
-    entry whose first event is free."""
+    entry whose first event is free.
+
+    Both are registered workers, as every process is before it delivers (`Worker.start`), and
+    the second joins late, once the first has leased and started its attempts: a dispatcher's
+    start reclaims only the leases of workers with no live row, never a live one's (those are
+    in flight; taking them sent events twice, two of one entry at once)."""
     stores = [await PostgresStore.open(pg_url) for _ in range(2)]
     try:
         feed_id = (await stores[0].ensure_feed("blog", REF.url, T0)).id
@@ -166,6 +171,8 @@ async def test_two_dispatchers_on_two_pools_keep_each_entrys_order(pg_url: str) 
         expected: dict[str, list[int]] = {}
         for e in sorted(events, key=lambda e: e["seq"]):
             expected.setdefault(f"blog/{e['entry_id']}", []).append(e["seq"])
+        for i, s in enumerate(stores):
+            await s.heartbeat(f"w{i}", T0, T0 + timedelta(hours=1))
         paths = [f"{HOOK_PATH}/w{i}" for i in range(2)]
         receiver = OrderingReceiver(seed=5, max_delay=0.02, hold_until=paths)
         clock = Clock(T0 + timedelta(seconds=1))
@@ -196,6 +203,9 @@ async def test_two_dispatchers_on_two_pools_keep_each_entrys_order(pg_url: str) 
 
             async def drain(d: Dispatcher) -> int:
                 sent = 0
+                if d is dispatchers[1]:
+                    # Joins once the first worker's requests are held at the receiver.
+                    await receiver.arrived.wait()
                 while len(receiver.applied) < total:
                     [report] = await d.deliver_due()
                     sent += report.delivered

@@ -88,6 +88,7 @@ class OrderingReceiver(Receiver):
         self.peak = 0  # most requests handled at once
         self.overlaps: list[Arrival] = []  # requests that came while one of their entry was open
         self.applied: list[Arrival] = []  # answered 2xx, in the order they were answered
+        self.arrived = asyncio.Event()  # set by the first request
 
     def refuse(self, event_id: str, *statuses: int) -> None:
         """Answer the next requests for `event_id` with these statuses."""
@@ -108,6 +109,7 @@ class OrderingReceiver(Receiver):
         if self._open[arrival.entry]:
             self.overlaps.append(arrival)
         self._open[arrival.entry] += 1
+        self.arrived.set()
         self.current += 1
         self.peak = max(self.peak, self.current)
         self._awaited_paths.discard(request.path)
