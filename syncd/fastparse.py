@@ -516,6 +516,9 @@ def _read(body: bytes) -> FastRead:
     upper_head = head.upper()
     if b"<!DOCTYPE" in upper_head or b"<!ENTITY" in upper_head:
         raise _Decline("DOCTYPE")
+    # iterparse reports into lxml's per-thread error log, which keeps earlier documents'
+    # errors: without clearing it, every decline named the first malformed document's error.
+    etree.clear_error_log()
     events = etree.iterparse(
         io.BytesIO(body),
         events=("start-ns",),

@@ -283,6 +283,21 @@ def test_hostile_input_gets_the_same_answer_on_both_paths(name: str) -> None:
     assert "root:" not in repr(combined)
 
 
+def test_a_decline_names_its_own_documents_error() -> None:
+    """Malformed documents read one after another, each declined for its own first error."""
+    head = b'<?xml version="1.0"?><rss version="2.0"><channel><title>'
+    bodies = {
+        "Entity 'nope' not defined": head + b"a &nope; b</title></channel></rss>",
+        "Opening and ending tag mismatch": head + b"x</title></chanel></rss>",
+        "StartTag: invalid element name": head + b"x < y</title></channel></rss>",
+    }
+    for _ in range(2):
+        for error, body in bodies.items():
+            reason = fastparse.read_fast(body, {})
+            assert isinstance(reason, str)
+            assert reason.startswith(f"not well-formed: {error}"), (error, reason)
+
+
 def test_xinclude_is_not_processed() -> None:
     body, headers = _HOSTILE["xinclude"]
     page = parse_page_fast(body, url="u", headers=headers)
