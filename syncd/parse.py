@@ -32,6 +32,7 @@ from urllib.parse import urljoin, urlsplit
 from xml.etree import ElementTree
 
 from syncd.errors import ParseError
+from syncd.jsontext import literal
 from syncd.model import IdSource, Link, ParsedEntry, ParsedPage, Person, Tombstone
 from syncd.timestamps import format_timestamp, parse_timestamp
 
@@ -521,38 +522,10 @@ def _json_bytes(value: Any) -> bytes:
     return _CANONICAL_JSON.encode(value).encode("utf-8", "surrogatepass")
 
 
-# json.dumps(ensure_ascii=False) escapes exactly these: backslash, quote and C0 controls, the
-# common ones in short form. In UTF-8, bytes below 0x80 only ever stand for themselves, so
-# escaping the encoded bytes gives the encoded escaped string.
-_JSON_C0: Final = bytes(range(0x20))
-_JSON_C0_RE: Final = re.compile(rb"[\x00-\x1f]")
-_JSON_ESCAPES: Final = {
-    code: b"\\u%04x" % code for code in range(0x20) if code not in (0x08, 0x09, 0x0A, 0x0C, 0x0D)
-} | {0x08: b"\\b", 0x09: b"\\t", 0x0A: b"\\n", 0x0C: b"\\f", 0x0D: b"\\r"}
-
-
 def _json_text(text: str | None, *, xml: bool = False) -> bytes:
-    """json.dumps(text, ensure_ascii=False) UTF-8 encoded (surrogatepass), from the bytes.
-
-    `xml`: `text` was read from well-formed XML 1.0, whose characters exclude every C0 control
-    but tab, line feed and carriage return (as literals and as character references: libxml2
-    refuses the document, and the fast path declines it), so two searches replace the scan
-    for the others.
-    """
-    if text is None:
-        return b"null"
-    data = text.encode("utf-8", "surrogatepass")
-    # Each replace only when needed: a search is cheaper than a copy, and most texts lack most.
-    if b"\\" in data:
-        data = data.replace(b"\\", b"\\\\")  # first: the escapes below add backslashes
-    if b'"' in data:
-        data = data.replace(b'"', b'\\"')
-    if b"\n" in data:
-        data = data.replace(b"\n", b"\\n")
-    if (b"\t" in data or b"\r" in data) if xml else len(data.translate(None, _JSON_C0)) < len(data):
-        # Another control character: rare. (The general check copies the text once.)
-        data = _JSON_C0_RE.sub(lambda match: _JSON_ESCAPES[match[0][0]], data)
-    return b'"' + data + b'"'
+    """json.dumps(text, ensure_ascii=False) UTF-8 encoded (surrogatepass), from the bytes
+    (`syncd.jsontext.literal`; `xml` as there)."""
+    return b"null" if text is None else literal(text, xml=xml)
 
 
 class _DoctypeRefused(ValueError):

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from syncd.model import OutboundEvent
-from syncd.storage.envelopes import VERSION_FIELDS, spliced
+from syncd.storage.envelopes import VERSION_FIELDS, spliced_body
 from syncd.storage.values import DueDelivery
 
 __all__ = ["VERSION_COLUMNS", "claimed", "named_versions"]
@@ -51,6 +51,5 @@ def claimed(
 def _spliced(r: tuple[Any, ...], versions: Mapping[int, Mapping[str, Any]]) -> OutboundEvent:
     # A version missing from its table (only a hand edit can do that) leaves `v_entry_id` unset,
     # which `spliced` refuses, as it did when the version was left-joined.
-    row = {"payload": r[5].decode(), "version_id": r[6], "v_entry_id": None}
-    body = spliced({**row, **versions.get(r[6], {})}).encode()
-    return OutboundEvent(r[2], r[3], r[4], body)
+    row = {"version_id": r[6], "v_entry_id": None}
+    return OutboundEvent(r[2], r[3], r[4], spliced_body(r[5], {**row, **versions.get(r[6], {})}))

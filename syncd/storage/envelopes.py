@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from syncd.errors import StoreError
+from syncd.jsontext import literal
 from syncd.model import EventDraft
 from syncd.storage.rows import dump
 from syncd.timestamps import to_text
@@ -112,10 +113,45 @@ def spliced(row: Mapping[str, Any]) -> str:
     payload: str = row["payload"]
     if row["version_id"] is None:
         return payload
+    return spliced_body(payload.encode(), row).decode()
+
+
+def spliced_body(payload: bytes, row: Mapping[str, Any]) -> bytes:
+    """`spliced` of `row` with `payload` (the stored envelope, UTF-8) as the UTF-8 bytes a sink
+    receives, built as bytes: the version's long text fields are escaped on their encoded bytes
+    (`syncd.jsontext`), at half the C encoder's cost, and the body is never decoded and encoded
+    again. The same bytes as `spliced(...).encode()` (tests/test_envelopes.py), since a dict's
+    JSON is its members' JSON joined in key order and the marker is ASCII."""
+    if row["version_id"] is None:
+        return payload
     if row["v_entry_id"] is None:
         # The foreign key keeps a referenced version; only a hand edit can get here.
         raise StoreError(f"an event's version {row['version_id']} is missing from entry_versions")
-    return payload.replace(ENTRY_LEFT_OUT, '"entry":' + dump(version_entry(row, "v_")), 1)
+    parts = []
+    for name, column in _SPLICED_MEMBERS:
+        value = row[column]
+        parts.append(name)
+        if column in _SPLICED_JSON:
+            parts.append(dump(json.loads(value or "[]")).encode())
+        elif type(value) is str and len(value) > _LONG_TEXT:
+            # "strict", as `str.encode()` is: a store cannot hold a lone surrogate anyway.
+            parts.append(literal(value, errors="strict"))
+        else:
+            parts.append(dump(value).encode())
+    parts.append(b"}")
+    return payload.replace(_LEFT_OUT_BYTES, b'"entry":' + b"".join(parts), 1)
+
+
+# The entry's members as `dump(version_entry(row, "v_"))` writes them: (its name with the
+# separator before it, the version column).
+_SPLICED_MEMBERS = tuple(
+    ((b',"%s":' if i else b'{"%s":') % key.encode(), f"v_{column}")
+    for i, (key, column) in enumerate(_ENTRY_COLUMNS)
+)
+_SPLICED_JSON = frozenset(f"v_{column}" for column in _JSON_KEYS)
+# Below this, json's C encoder is quicker than a Python call (measured: it breaks even near 100).
+_LONG_TEXT = 128
+_LEFT_OUT_BYTES = ENTRY_LEFT_OUT.encode()
 
 
 def leave_out(payload: str, version: Mapping[str, Any]) -> str | None:

@@ -17,7 +17,7 @@ from psycopg.rows import tuple_row
 
 from syncd.model import DeliveryState, OutboundEvent
 from syncd.storage.claims import VERSION_COLUMNS, claimed, named_versions
-from syncd.storage.envelopes import ENVELOPE_COLUMNS, VERSION_JOIN, spliced
+from syncd.storage.envelopes import ENVELOPE_COLUMNS, VERSION_JOIN, spliced_body
 from syncd.storage.postgres.db import Conn, Pg
 from syncd.storage.rows import (
     DELIVERY_COLUMNS,
@@ -185,7 +185,7 @@ async def _versions(conn: Conn, rows: Sequence[tuple[Any, ...]]) -> dict[int, di
 
 def _event(r: dict[str, Any]) -> OutboundEvent:
     """The event as sinks receive it, from a row with ENVELOPE_COLUMNS."""
-    return OutboundEvent(r["event_id"], r["seq"], r["type"], spliced(r).encode())
+    return OutboundEvent(r["event_id"], r["seq"], r["type"], spliced_body(r["payload"].encode(), r))
 
 
 async def _release(conn: Conn, deliveries: Sequence[DueDelivery]) -> None:

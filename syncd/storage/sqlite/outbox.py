@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from syncd.model import DeliveryState, OutboundEvent
 from syncd.storage.claims import VERSION_COLUMNS, claimed, named_versions
-from syncd.storage.envelopes import VERSION_FIELDS, VERSION_JOIN, spliced
+from syncd.storage.envelopes import VERSION_FIELDS, VERSION_JOIN, spliced_body
 from syncd.storage.rows import (
     DELIVERY_COLUMNS,
     SUMMARY_SQL,
@@ -89,7 +89,7 @@ def _event(r: Mapping[str, Any]) -> OutboundEvent:
     """The event as sinks receive it, from a row with _OUTBOUND_COLUMNS."""
     stored: bytes = r["payload"]
     if r["version_id"] is not None:
-        stored = spliced({**r, "payload": stored.decode()}).encode()
+        stored = spliced_body(stored, r)
     return OutboundEvent(r["event_id"], r["seq"], r["type"], stored)
 
 
