@@ -378,13 +378,7 @@ class Dispatcher:
     async def _fill(self, bound: BoundSink, report: SinkReport) -> None:
         """Start attempts until the sink's window is full, and do the store's side in (mostly)
         one transaction: record what finished, hand back unused leases, lease what comes next."""
-        now = self.clock()
-        window = 0 if bound.disabled else bound.health.window(now, bound.config.max_in_flight)
-        if bound.ready and (window == 0 or bound.health.state is not Health.CLOSED):
-            # Paused, probing or disabled: what was leased ahead goes back, so probes choose
-            # freely and another process may send it.
-            bound.give_back.extend(bound.ready)
-            bound.ready.clear()
+        now, window = self._window(bound)
         started = self._start_ready(bound, report, now, window)
         while True:
             # Claimed as soon as nothing is leased ahead, even while every slot is busy (a
@@ -396,6 +390,7 @@ class Dispatcher:
             if claim is None and not self._record_due(bound):
                 return
             records, give_back = bound.unrecorded, bound.give_back
+            health = bound.health  # a transition makes a new value
             if claim is not None and not records and not give_back:
                 # Nothing to write but the claim: an idle sink looks before taking the write
                 # lock (the syncer's page commits need it), and so does one leasing ahead with
@@ -427,12 +422,29 @@ class Dispatcher:
                     bound.unrecorded_since = since if records else bound.unrecorded_since
                     raise
             bound.ready.extend(claimed)
+            if bound.health is not health or bound.disabled:
+                # Attempts that finished while the store was written changed the sink's health
+                # (paused it, or a probe closed it): what may start is decided again, never on
+                # the window from before the write, or a remote store's writes would let a
+                # paused sink's backlog through to the receiver that just said it is down.
+                now, window = self._window(bound)
             started = self._start_ready(bound, report, now, window)
             # Claimed less than asked: nothing more is claimable now. Otherwise the window may
             # still have room (a probe that became a full window cannot, it waits for its answer),
             # also after a write that only recorded: attempts may have finished while it awaited.
             if claim is not None and (len(claimed) < claim.limit or claim.probe):
                 return
+
+    def _window(self, bound: BoundSink) -> tuple[datetime, int]:
+        """Now, and how many attempts the sink may have in flight now. While it is paused,
+        probing or disabled, what was leased ahead goes back, so probes choose freely and
+        another process may send it."""
+        now = self.clock()
+        window = 0 if bound.disabled else bound.health.window(now, bound.config.max_in_flight)
+        if bound.ready and (window == 0 or bound.health.state is not Health.CLOSED):
+            bound.give_back.extend(bound.ready)
+            bound.ready.clear()
+        return now, window
 
     def _claim_for(self, bound: BoundSink, now: datetime, free: int) -> Claim | None:
         """What to lease for `free` open attempts, and how far ahead."""

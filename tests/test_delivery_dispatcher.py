@@ -684,6 +684,61 @@ async def test_a_pausing_sink_hands_back_what_it_leased_ahead(store, session) ->
     assert sum(r["attempts"] for r in rows) == len(receiver.requests)  # every attempt recorded
 
 
+class _GoesDown:
+    """A single-event sink whose receiver goes down after `up` attempts: each attempt takes a few
+    turns of the event loop, then succeeds, or answers 503 once the receiver is down. Counts
+    the attempts started after the first 503 was answered (the sink was paused by then)."""
+
+    name = "hook"
+
+    def __init__(self, up: int) -> None:
+        self.up = up
+        self.sent = 0
+        self.down_answered = False
+        self.started_after_down = 0
+
+    async def send(self, event: OutboundEvent) -> SendOutcome:
+        self.sent += 1
+        number = self.sent
+        if self.down_answered:
+            self.started_after_down += 1
+        for _ in range(3):
+            await asyncio.sleep(0)
+        if number <= self.up:
+            return SendOutcome(ok=True, status=200)
+        self.down_answered = True
+        return SendOutcome(ok=False, status=503, error="HTTP 503")
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_no_attempt_starts_once_a_failure_during_a_store_write_paused_the_sink(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attempts that finish while the store is written (a remote store) can pause the sink;
+    what that write leased must then go back, not be sent to the receiver that just said it
+    is unavailable."""
+    monkeypatch.setattr(delivery, "RECORD_BATCH", 1)  # a write after every finished attempt
+    clock = FakeClock()
+    seed_events(store, 400, sinks=["hook"], now=clock())
+    sink = _GoesDown(up=40)
+    remote = type("RemoteStore", (), {"outbox": _RemoteOutbox(store.outbox)})()
+    d = Dispatcher(
+        store=remote,
+        sinks=[BoundSink(sink, sink_config("hook", max_in_flight=8))],
+        clock=clock,
+        rng=random.Random(3),
+    )
+    [report] = await d.deliver_due()
+    assert report.paused_until is not None and sink.down_answered
+    assert sink.started_after_down == 0
+    assert report.delivered == 40
+    rows = deliveries_of(store, "hook")
+    assert [r["id"] for r in rows if r["leased_until"] is not None] == []
+    assert sum(r["attempts"] for r in rows) == sink.sent  # every attempt recorded
+
+
 class _Hanging:
     """A single-event sink whose attempts wait until released."""
 
