@@ -428,6 +428,8 @@ class Dispatcher:
                 # the window from before the write, or a remote store's writes would let a
                 # paused sink's backlog through to the receiver that just said it is down.
                 now, window = self._window(bound)
+            else:
+                now = self.clock()  # the lease check must see the time the write took
             started = self._start_ready(bound, report, now, window)
             # Claimed less than asked: nothing more is claimable now. Otherwise the window may
             # still have room (a probe that became a full window cannot, it waits for its answer),

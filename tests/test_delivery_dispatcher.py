@@ -739,6 +739,69 @@ async def test_no_attempt_starts_once_a_failure_during_a_store_write_paused_the_
     assert sum(r["attempts"] for r in rows) == sink.sent  # every attempt recorded
 
 
+class _LeaseChecking:
+    """A single-event sink that notes, for every attempt, whether the delivery's lease outlasts
+    the attempt's timeout at the moment it starts (by the store's row and the dispatcher's
+    clock)."""
+
+    name = "hook"
+
+    def __init__(self, store: SqliteStore, clock: FakeClock, timeout_s: float) -> None:
+        self.store, self.clock, self.timeout_s = store, clock, timeout_s
+        self.sent = 0
+        self.short_leases = 0
+
+    async def send(self, event: OutboundEvent) -> SendOutcome:
+        self.sent += 1
+        [row] = self.store.rows(
+            "SELECT leased_until FROM deliveries WHERE event_seq = ?", (event.seq,)
+        )
+        if when(row["leased_until"]) < self.clock() + timedelta(seconds=self.timeout_s):
+            self.short_leases += 1
+        await asyncio.sleep(0)
+        return SendOutcome(ok=True, status=200)
+
+    async def aclose(self) -> None:
+        pass
+
+
+class _OneSlowWrite(_RemoteOutbox):
+    """A remote outbox whose first write takes `seconds` of the clock: what was leased before
+    it (ahead of its attempts) has that much less of its lease left when it returns."""
+
+    def __init__(self, inner: Any, clock: FakeClock, seconds: float) -> None:
+        super().__init__(inner)
+        self.clock, self.seconds = clock, seconds
+
+    async def exchange(self, *args: Any, **kw: Any) -> Any:
+        claimed = await super().exchange(*args, **kw)
+        self.clock.advance(self.seconds)
+        self.seconds = 0
+        return claimed
+
+
+async def test_what_a_slow_store_write_leased_starts_only_with_its_lease_left(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An attempt starts only while its delivery's lease outlasts the attempt's timeout, judged
+    at the time the store's write returned, not when it began: a lease that ran short during a
+    slow write goes back and is claimed again, so no attempt can outlive its lease (another
+    process could then send the same delivery at once)."""
+    monkeypatch.setattr(delivery, "RECORD_BATCH", 1)
+    clock = FakeClock()
+    seqs = seed_events(store, 300, sinks=["hook"], now=clock())
+    config = sink_config("hook", timeout_s=15.0)
+    sink = _LeaseChecking(store, clock, config.timeout_s)
+    # Past what a lease taken ahead keeps beyond the timeout (ahead × timeout + margin).
+    slow = delivery.CLAIM_AHEAD_WINDOWS * config.timeout_s + delivery.LEASE_MARGIN_S + 5
+    remote = type("RemoteStore", (), {"outbox": _OneSlowWrite(store.outbox, clock, slow)})()
+    d = Dispatcher(store=remote, sinks=[BoundSink(sink, config)], clock=clock, rng=random.Random(5))
+    [report] = await d.deliver_due()
+    assert remote.outbox.seconds == 0  # the slow write happened
+    assert sink.short_leases == 0
+    assert report.delivered == len(seqs) == sink.sent
+
+
 class _Hanging:
     """A single-event sink whose attempts wait until released."""
 
