@@ -86,6 +86,8 @@ CLAIM_MAX_EVENTS = 500  # bodies held in memory ahead of their attempts, at most
 RECORD_BATCH = 256
 RECORD_DELAY_S = 0.05
 _MIN_WAIT_S = 0.02  # never spin, even if the store says something is due that cannot be claimed
+# At most this much of a store write's length is added to the next claim's leases.
+WRITE_ALLOWANCE_MAX_S = 120.0
 
 
 class DeliveryObserver(Protocol):
@@ -171,6 +173,7 @@ class BoundSink:
     unrecorded_since: float | None = None  # monotonic time the oldest of them finished
     give_back: list[DueDelivery] = field(default_factory=list)  # leases to hand back
     refreshed_at: float | None = None  # monotonic time of the last look at the sink's row
+    write_s: float = 0.0  # how long the last store write of its `_fill` took, by the clock
 
     def __post_init__(self) -> None:
         self.fingerprint = sink_fingerprint(self.config)
@@ -391,6 +394,7 @@ class Dispatcher:
                 return
             records, give_back = bound.unrecorded, bound.give_back
             health = bound.health  # a transition makes a new value
+            began = self.clock()
             if claim is not None and not records and not give_back:
                 # Nothing to write but the claim: an idle sink looks before taking the write
                 # lock (the syncer's page commits need it), and so does one leasing ahead with
@@ -430,6 +434,10 @@ class Dispatcher:
                 now, window = self._window(bound)
             else:
                 now = self.clock()  # the lease check must see the time the write took
+            # The next claim's leases are longer by this: they are taken from the time before
+            # the write, and must still outlast an attempt when it returns (`_claim_for`).
+            # (Bounded: a wall clock stepped forward mid-write must not lease for hours.)
+            bound.write_s = min(max((now - began).total_seconds(), 0.0), WRITE_ALLOWANCE_MAX_S)
             started = self._start_ready(bound, report, now, window)
             # Claimed less than asked: nothing more is claimable now. Otherwise the window may
             # still have room (a probe that became a full window cannot, it waits for its answer),
@@ -463,7 +471,10 @@ class Dispatcher:
         limit = min(attempts * per_attempt, max(CLAIM_MAX_EVENTS, free * per_attempt))
         if limit <= 0:
             return None  # every slot busy and nothing to lease ahead (probing, strict)
-        lease_s = bound.config.timeout_s * (1 + ahead) + LEASE_MARGIN_S
+        # A slow store write eats into a lease before its attempt can start: the last one's
+        # length is added, or a store that stays slow (a lease taken with only the margin to
+        # spare, as a probe's or a strict sink's is) would have every claim given back.
+        lease_s = bound.config.timeout_s * (1 + ahead) + LEASE_MARGIN_S + bound.write_s
         return Claim(
             bound.name,
             now,
@@ -689,8 +700,9 @@ class Dispatcher:
 
     async def _disable(self, bound: BoundSink, outcome: SendOutcome, now: datetime) -> None:
         reason = f"receiver answered {outcome.status}: {outcome.error}"
-        await self.outbox.disable_sink(bound.name, reason, now, config_hash=bound.fingerprint)
+        # Before the store's write: no attempt may start while a remote store records it.
         bound.disabled = True
+        await self.outbox.disable_sink(bound.name, reason, now, config_hash=bound.fingerprint)
         log.error(
             "sink disabled", sink=bound.name, reason=reason, hint=f"syncd sinks enable {bound.name}"
         )

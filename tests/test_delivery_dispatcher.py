@@ -802,6 +802,90 @@ async def test_what_a_slow_store_write_leased_starts_only_with_its_lease_left(
     assert report.delivered == len(seqs) == sink.sent
 
 
+class _AlwaysSlow(_RemoteOutbox):
+    """A remote outbox every write of which takes `seconds` of the clock (a store that stays
+    slow: a busy PostgreSQL, SQLite waiting on its busy timeout)."""
+
+    def __init__(self, inner: Any, clock: FakeClock, seconds: float) -> None:
+        super().__init__(inner)
+        self.clock, self.seconds, self.writes = clock, seconds, 0
+
+    async def exchange(self, *args: Any, **kw: Any) -> Any:
+        return await self._slow(super().exchange(*args, **kw))
+
+    async def claim_due(self, *args: Any, **kw: Any) -> Any:
+        return await self._slow(self._inner.claim_due(*args, **kw))
+
+    async def _slow(self, write: Any) -> Any:
+        self.writes += 1
+        result = await write
+        self.clock.advance(self.seconds)
+        return result
+
+
+@pytest.mark.parametrize("max_in_flight", [1, 4])
+async def test_a_store_that_stays_slow_still_delivers(
+    store: SqliteStore, max_in_flight: int
+) -> None:
+    """Every write takes longer than a probe's or a strict sink's lease has to spare beyond the
+    attempt's timeout: claims are leased longer by the writes' length instead of being given
+    back and claimed again forever (which also held the event loop with a local store)."""
+    clock = FakeClock()
+    seqs = seed_events(store, 20, sinks=["hook"], now=clock())
+    config = sink_config("hook", timeout_s=15.0, max_in_flight=max_in_flight)
+    sink = _LeaseChecking(store, clock, config.timeout_s)
+    outbox = _AlwaysSlow(store.outbox, clock, delivery.LEASE_MARGIN_S - 4)
+    remote = type("RemoteStore", (), {"outbox": outbox})()
+    d = Dispatcher(store=remote, sinks=[BoundSink(sink, config)], clock=clock, rng=random.Random(5))
+    async with asyncio.timeout(30):
+        [report] = await d.deliver_due()
+    assert report.delivered == len(seqs) == sink.sent
+    assert sink.short_leases == 0
+    assert outbox.writes < 10 * len(seqs)
+
+
+class _DisablingRemote(_RemoteOutbox):
+    """A remote outbox whose disabling of a sink awaits a round trip too."""
+
+    async def disable_sink(self, *args: Any, **kw: Any) -> Any:
+        for _ in range(ROUND_TRIP_TURNS):
+            await asyncio.sleep(0)
+        return await self._inner.disable_sink(*args, **kw)
+
+
+class _Gone(_GoesDown):
+    """The receiver answers 410 Gone after `up` attempts."""
+
+    async def send(self, event: OutboundEvent) -> SendOutcome:
+        outcome = await super().send(event)
+        if outcome.ok:
+            return outcome
+        return SendOutcome(ok=False, status=410, error="HTTP 410", disable_sink=True)
+
+
+async def test_no_attempt_starts_once_a_410_disabled_the_sink_on_a_remote_store(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 410 disables the sink at once: attempts do not go on while a remote store writes the
+    sink's disabled state."""
+    monkeypatch.setattr(delivery, "RECORD_BATCH", 1)
+    clock = FakeClock()
+    seed_events(store, 400, sinks=["hook"], now=clock())
+    sink = _Gone(up=40)
+    remote = type("RemoteStore", (), {"outbox": _DisablingRemote(store.outbox)})()
+    d = Dispatcher(
+        store=remote,
+        sinks=[BoundSink(sink, sink_config("hook", max_in_flight=8))],
+        clock=clock,
+        rng=random.Random(3),
+    )
+    [report] = await d.deliver_due()
+    assert report.disabled and sink.down_answered
+    assert sink.started_after_down == 0
+    assert report.delivered == 40
+    assert (await store.outbox.sink_row("hook")).disabled_at is not None
+
+
 class _Hanging:
     """A single-event sink whose attempts wait until released."""
 

@@ -120,7 +120,7 @@ def spliced_body(payload: bytes, row: Mapping[str, Any]) -> bytes:
     """`spliced` of `row` with `payload` (the stored envelope, UTF-8) as the UTF-8 bytes a sink
     receives, built as bytes: the version's long text fields are escaped on their encoded bytes
     (`syncd.jsontext`), at half the C encoder's cost, and the body is never decoded and encoded
-    again. The same bytes as `spliced(...).encode()` (tests/test_envelopes.py), since a dict's
+    again. The same bytes as `spliced(...).encode()` (tests/test_jsontext.py), since a dict's
     JSON is its members' JSON joined in key order and the marker is ASCII."""
     if row["version_id"] is None:
         return payload
