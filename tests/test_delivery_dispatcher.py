@@ -713,6 +713,21 @@ class _GoesDown:
         pass
 
 
+async def _pass_into_outage(store: SqliteStore, sink: _GoesDown, outbox: Any) -> Any:
+    """One delivery pass of 400 events, 8 in flight, through `outbox` (a remote store's), to a
+    receiver that goes down after its first 40."""
+    clock = FakeClock()
+    seed_events(store, 400, sinks=["hook"], now=clock())
+    d = Dispatcher(
+        store=type("RemoteStore", (), {"outbox": outbox})(),
+        sinks=[BoundSink(sink, sink_config("hook", max_in_flight=8))],
+        clock=clock,
+        rng=random.Random(3),
+    )
+    [report] = await d.deliver_due()
+    return report
+
+
 async def test_no_attempt_starts_once_a_failure_during_a_store_write_paused_the_sink(
     store: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -720,17 +735,8 @@ async def test_no_attempt_starts_once_a_failure_during_a_store_write_paused_the_
     what that write leased must then go back, not be sent to the receiver that just said it
     is unavailable."""
     monkeypatch.setattr(delivery, "RECORD_BATCH", 1)  # a write after every finished attempt
-    clock = FakeClock()
-    seed_events(store, 400, sinks=["hook"], now=clock())
     sink = _GoesDown(up=40)
-    remote = type("RemoteStore", (), {"outbox": _RemoteOutbox(store.outbox)})()
-    d = Dispatcher(
-        store=remote,
-        sinks=[BoundSink(sink, sink_config("hook", max_in_flight=8))],
-        clock=clock,
-        rng=random.Random(3),
-    )
-    [report] = await d.deliver_due()
+    report = await _pass_into_outage(store, sink, _RemoteOutbox(store.outbox))
     assert report.paused_until is not None and sink.down_answered
     assert sink.started_after_down == 0
     assert report.delivered == 40
@@ -869,17 +875,8 @@ async def test_no_attempt_starts_once_a_410_disabled_the_sink_on_a_remote_store(
     """A 410 disables the sink at once: attempts do not go on while a remote store writes the
     sink's disabled state."""
     monkeypatch.setattr(delivery, "RECORD_BATCH", 1)
-    clock = FakeClock()
-    seed_events(store, 400, sinks=["hook"], now=clock())
     sink = _Gone(up=40)
-    remote = type("RemoteStore", (), {"outbox": _DisablingRemote(store.outbox)})()
-    d = Dispatcher(
-        store=remote,
-        sinks=[BoundSink(sink, sink_config("hook", max_in_flight=8))],
-        clock=clock,
-        rng=random.Random(3),
-    )
-    [report] = await d.deliver_due()
+    report = await _pass_into_outage(store, sink, _DisablingRemote(store.outbox))
     assert report.disabled and sink.down_answered
     assert sink.started_after_down == 0
     assert report.delivered == 40
