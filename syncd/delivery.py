@@ -173,7 +173,9 @@ class BoundSink:
     unrecorded_since: float | None = None  # monotonic time the oldest of them finished
     give_back: list[DueDelivery] = field(default_factory=list)  # leases to hand back
     refreshed_at: float | None = None  # monotonic time of the last look at the sink's row
-    write_s: float = 0.0  # how long the last store write of its `_fill` took, by the clock
+    # How long the last store write of its `_fill` took by the clock, the turn that lets just
+    # started attempts run included (it eats into the leases as much).
+    write_s: float = 0.0
 
     def __post_init__(self) -> None:
         self.fingerprint = sink_fingerprint(self.config)
@@ -436,8 +438,10 @@ class Dispatcher:
                 now = self.clock()  # the lease check must see the time the write took
             # The next claim's leases are longer by this: they are taken from the time before
             # the write, and must still outlast an attempt when it returns (`_claim_for`).
-            # (Bounded: a wall clock stepped forward mid-write must not lease for hours.)
-            bound.write_s = min(max((now - began).total_seconds(), 0.0), WRITE_ALLOWANCE_MAX_S)
+            # (Bounded: a wall clock stepped forward mid-write must not lease for hours. A peek
+            # that found nothing wrote nothing: it says nothing about how long writes take.)
+            if claimed or records or give_back:
+                bound.write_s = min(max((now - began).total_seconds(), 0.0), WRITE_ALLOWANCE_MAX_S)
             started = self._start_ready(bound, report, now, window)
             # Claimed less than asked: nothing more is claimable now. Otherwise the window may
             # still have room (a probe that became a full window cannot, it waits for its answer),
