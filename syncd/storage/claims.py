@@ -50,6 +50,6 @@ def claimed(
 
 def _spliced(r: tuple[Any, ...], versions: Mapping[int, Mapping[str, Any]]) -> OutboundEvent:
     # A version missing from its table (only a hand edit can do that) leaves `v_entry_id` unset,
-    # which `spliced` refuses, as it did when the version was left-joined.
+    # which `spliced_body` refuses, as it did when the version was left-joined.
     row = {"version_id": r[6], "v_entry_id": None}
     return OutboundEvent(r[2], r[3], r[4], spliced_body(r[5], {**row, **versions.get(r[6], {})}))

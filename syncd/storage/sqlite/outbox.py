@@ -87,10 +87,7 @@ _VERSIONS = (
 
 def _event(r: Mapping[str, Any]) -> OutboundEvent:
     """The event as sinks receive it, from a row with _OUTBOUND_COLUMNS."""
-    stored: bytes = r["payload"]
-    if r["version_id"] is not None:
-        stored = spliced_body(stored, r)
-    return OutboundEvent(r["event_id"], r["seq"], r["type"], stored)
+    return OutboundEvent(r["event_id"], r["seq"], r["type"], spliced_body(r["payload"], r))
 
 
 def _claim_query(claim: Claim, *, untried: bool = False) -> tuple[str, tuple[Any, ...]]:
